@@ -1,0 +1,163 @@
+"""Plain data passed between stages: dataclasses of lists, numpy arrays and state_dicts, nothing else.
+
+Each stage returns one of these and receives upstream ones; the store pickles them with large arrays as
+memory-mapped `.npy` files. Documents of a corpus keep one order through every stage, so `labels` and
+`splits` line up with token and id offsets. Arrays loaded from the store are read-only: copy before editing.
+
+    Corpus ──tokenize──► Tokens ──numericalize──► Numericalized ──► LanguageModel ──► ClassifierResult
+                            ├──► WordVectors (embeddings)
+                            └──► LsaResult (lsa)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+SPLITS = ("train", "dev", "test", "unsup")  # split codes stored in `splits` arrays are indexes into this
+UNLABELLED = -1                              # label id of unlabelled documents (split "unsup", or a general corpus)
+
+
+def split_code(name: str) -> int:
+    """'test' -> 2"""
+    return SPLITS.index(name)
+
+
+@dataclass
+class _Documents:
+    """Labels and splits shared by every per-document artifact."""
+
+    labels: np.ndarray        # (n_docs,) int32 label ids, UNLABELLED for unlabelled texts
+    splits: np.ndarray        # (n_docs,) int8 codes into SPLITS
+    label_names: list[str]    # label id -> name
+
+    def indices(self, split: str) -> np.ndarray:
+        """Document indexes of one split, in corpus order."""
+        return np.flatnonzero(np.asarray(self.splits) == split_code(split))
+
+    def split_sizes(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.splits, dtype=np.int64), minlength=len(SPLITS))
+        return {name: int(counts[i]) for i, name in enumerate(SPLITS) if counts[i]}
+
+
+@dataclass
+class Corpus(_Documents):
+    """Raw texts with labels and splits, as read from files, a card or a hub dataset."""
+
+    texts: list[str] = field(default_factory=list)
+    name: str = ""                                   # card name or path it came from
+    info: dict[str, Any] = field(default_factory=dict)  # sources, sha256s, dropped-row counts, licence, references
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class _Ragged(_Documents):
+    """Documents as one flat int32 array plus offsets: doc i is ids[offsets[i]:offsets[i+1]]."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))        # (n_tokens,) int32
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))    # (n_docs + 1,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def doc_ids(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.asarray(self.offsets))
+
+
+@dataclass
+class Tokens(_Ragged):
+    """Tokenized documents. `types` lists every distinct token string (first-seen order); ids index it."""
+
+    types: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # the tokenizer config, so predict tokenizes alike
+
+    def doc(self, i: int) -> list[str]:
+        types = self.types
+        return [types[t] for t in self.doc_ids(i)]
+
+    def iter_docs(self, split: str | None = None) -> Iterator[list[str]]:
+        indexes = range(len(self)) if split is None else self.indices(split)
+        for i in indexes:
+            yield self.doc(int(i))
+
+    def type_counts(self) -> np.ndarray:
+        """(len(types),) int64 occurrences of each token type."""
+        return np.bincount(np.asarray(self.ids), minlength=len(self.types)).astype(np.int64)
+
+
+@dataclass
+class Vocab:
+    """Token strings by id; special tokens first. stoi is rebuilt on load, not stored."""
+
+    itos: list[str]
+    unk_token: str = "xxunk"
+
+    def __post_init__(self) -> None:
+        self._stoi: dict[str, int] | None = None
+
+    def __getstate__(self) -> dict:
+        return {"itos": self.itos, "unk_token": self.unk_token}
+
+    def __setstate__(self, state: dict) -> None:
+        self.itos, self.unk_token, self._stoi = state["itos"], state["unk_token"], None
+
+    @property
+    def stoi(self) -> dict[str, int]:
+        if self._stoi is None:
+            self._stoi = {s: i for i, s in enumerate(self.itos)}
+        return self._stoi
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> np.ndarray:
+        """['xxbos', 'hello', 'zzz'] -> array([2, 57, 0], int32) with unknown tokens mapped to unk."""
+        stoi, unk = self.stoi, self.stoi[self.unk_token]
+        return np.fromiter((stoi.get(t, unk) for t in tokens), dtype=np.int32, count=len(tokens))
+
+    def tokens(self, ids: np.ndarray | list[int]) -> list[str]:
+        return [self.itos[int(i)] for i in ids]
+
+
+@dataclass
+class Numericalized(_Ragged):
+    """Token ids under a vocabulary built from the training texts."""
+
+    vocab: Vocab = field(default_factory=lambda: Vocab(["xxunk"]))
+    oov_rate: dict[str, float] = field(default_factory=dict)   # split -> share of tokens mapped to xxunk
+    tokenizer: dict[str, Any] = field(default_factory=dict)    # Tokens.settings, carried to the LM and bundle
+
+
+@dataclass
+class LsaResult(_Documents):
+    """TF-IDF + truncated SVD of a corpus and the baseline classifiers trained on it."""
+
+    doc_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_docs, k) float32
+    topic_terms: list[list[str]] = field(default_factory=list)       # per component, top terms by weight
+    explained_variance_ratio: list[float] = field(default_factory=list)
+    snippets: list[str] = field(default_factory=list)                # first words of each document, for projector
+    metrics: dict[str, Any] = field(default_factory=dict)            # {"lsa_logreg": {...}, "tfidf_logreg": {...}}
+
+
+@dataclass
+class WordVectors:
+    """Word vectors with their vocabulary and corpus counts (gensim's KeyedVectors split: no trainer state)."""
+
+    keys: list[str]
+    vectors: np.ndarray          # (n_words, dim) float32
+    counts: np.ndarray           # (n_words,) int64 corpus frequency (0 when unknown, e.g. loaded vectors)
+    method: str                  # "word2vec" | "fasttext" | "glove" | "pretrained"
+    losses: list[float] = field(default_factory=list)         # per epoch
+    metrics: dict[str, Any] = field(default_factory=dict)     # analogy / similarity / neighbours
+    ngram_vectors: np.ndarray | None = None                   # fastText bucket vectors, for unseen words
+    ngram_settings: dict[str, Any] = field(default_factory=dict)  # min_n, max_n, bucket
+
+
+# --- language model and classifier (issue 4): defined by the LM work; placeholders until then ---------------

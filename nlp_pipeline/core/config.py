@@ -1,0 +1,156 @@
+"""Config: layers of TOML tables (defaults <- preset <- user file <- --set overrides) into one frozen
+dataclass per section.
+
+    resolve({"lsa": LsaConfig}, [{"lsa": {"n_components": 100}}, parse_sets(["lsa.n_components=50"])])
+    -> {"lsa": LsaConfig(n_components=50, ...)}
+
+Values are coerced to the field's declared type (int, float, bool, str, list[...], `X | None`); a value
+that does not fit, an unknown section or an unknown field raises ConfigError listing what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from nlp_pipeline.core.errors import ConfigError, MissingInputError
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a TOML file into a dict, with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the file or pass another --config") from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value as TOML when it parses ('50' -> 50, '[\"a\"]' -> ['a'], 'true' -> True), else the raw string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_sets(items: list[str] | tuple[str, ...]) -> dict:
+    """['lsa.n_components=50'] -> {'lsa': {'n_components': 50}}; malformed items raise ConfigError."""
+    out: dict[str, dict] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, field = name.strip().partition(".")
+        if not sep or not dot or not section or not field:
+            raise ConfigError(f"--set {item!r} is not of the form stage.field=value (e.g. --set lsa.n_components=50)")
+        out.setdefault(section, {})[field] = parse_value(value.strip())
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Coerce a TOML/--set value to the annotated type `tp`, or raise ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
+            if type(None) in options:
+                return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where} cannot be {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if typing.get_origin(tp) is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{where} must be one of {list(typing.get_args(tp))}, got {value!r}")
+    raise ConfigError(f"{where} has an unsupported type {_type_name(tp)}")
+
+
+def build(cls: type, values: dict, section: str) -> Any:
+    """Instantiate dataclass `cls` from `values`, coercing types; unknown fields raise ConfigError."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {section}.{unknown[0]}; valid settings of [{section}]: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    kwargs = {name: coerce(value, hints[name], f"{section}.{name}") for name, value in values.items()}
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{section}] does not fit: {exc}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()  # raises ConfigError with its own message
+    return obj
+
+
+def merge(layers: list[dict]) -> dict:
+    """Later layers win, table by table and key by key: [{'a': {'x': 1}}, {'a': {'y': 2}}] -> {'a': {'x': 1, 'y': 2}}."""
+    out: dict[str, dict] = {}
+    for layer in layers:
+        for section, table in layer.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"config key {section!r} must be a table like [{section}], got {table!r}")
+            out.setdefault(section, {}).update(table)
+    return out
+
+
+def resolve(schemas: dict[str, type], layers: list[dict]) -> dict[str, Any]:
+    """One frozen dataclass per schema section from merged layers; unknown sections raise ConfigError."""
+    merged = merge(layers)
+    unknown = sorted(set(merged) - set(schemas))
+    if unknown:
+        raise ConfigError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(schemas)}")
+    return {name: build(cls, merged.get(name, {}), name) for name, cls in schemas.items()}
+
+
+def to_dict(configs: dict[str, Any]) -> dict:
+    """The resolved configs as plain tables (for runs/<name>/config.toml and meta.json)."""
+    return {name: dataclasses.asdict(cfg) for name, cfg in configs.items()}

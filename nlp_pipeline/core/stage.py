@@ -1,0 +1,51 @@
+"""A stage: a named, versioned pure function from a frozen config dataclass and upstream artifacts to an artifact.
+
+    STAGE = Stage(name="lsa", version=1, config=LsaConfig, inputs={"tokens": "tokenization"}, run=fit_lsa)
+
+`inputs` maps the run function's keyword arguments to the stage that usually produces them; the pipeline
+wires stage *instances* (the same stage applied to another corpus is another instance with another key).
+`volatile` names config fields that cannot change the output (workers, inference batch size): they are left
+out of the key. `fingerprint`, when given, returns extra key material computed from the config alone, such as
+the sha256 of the files a corpus reads, so that editing a file changes the key.
+Bump `version` by hand, with a one-line reason beside it, whenever the code changes what the stage outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nlp_pipeline.core.hashing import STORE_FORMAT, key
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                                   # short identifier, also the store sub-folder
+    version: int                                # bumped by hand when the output of the code changes
+    config: type                                # a frozen dataclass of JSON-typed fields with defaults
+    inputs: dict[str, str]                      # run() keyword -> upstream stage name
+    optional: tuple[str, ...] = ()              # inputs that may be absent (passed as None), e.g. no pretrained LM
+    run: Callable[..., Any]                     # run(cfg, **inputs) -> artifact; pure
+    volatile: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()  # config fields left out of the key
+                                                # (or cfg -> such a tuple, when it depends on e.g. the method)
+    fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes)
+    describe: Callable[[Any], str] | None = field(default=None)  # cfg -> short text for the log line
+
+    def key_payload(self, cfg: Any, upstream: dict[str, str]) -> dict:
+        """What the key of this stage, with this config and these upstream keys, is computed from."""
+        volatile = self.volatile(cfg) if callable(self.volatile) else self.volatile
+        config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in volatile}
+        payload = {
+            "stage": self.name,
+            "version": self.version,
+            "store_format": STORE_FORMAT,
+            "config": config,
+            "upstream": dict(sorted(upstream.items())),
+        }
+        if self.fingerprint is not None:
+            payload["fingerprint"] = self.fingerprint(cfg)
+        return payload
+
+    def key(self, cfg: Any, upstream: dict[str, str]) -> str:
+        return key(self.key_payload(cfg, upstream))

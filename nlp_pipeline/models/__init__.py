@@ -1,0 +1,1 @@
+"""Pure torch models: the RNN encoder (LSTM | GRU with AWD dropouts), heads, batching."""
