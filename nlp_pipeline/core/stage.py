@@ -25,12 +25,13 @@ class Stage:
     version: int                                # bumped by hand when the output of the code changes
     config: type                                # a frozen dataclass of JSON-typed fields with defaults
     inputs: dict[str, str]                      # run() keyword -> upstream stage name
-    optional: tuple[str, ...] = ()              # inputs that may be absent (passed as None), e.g. no pretrained LM
     run: Callable[..., Any]                     # run(cfg, **inputs) -> artifact; pure
+    optional: tuple[str, ...] = ()              # inputs that may be absent (passed as None), e.g. no pretrained LM
     volatile: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()  # config fields left out of the key
                                                 # (or cfg -> such a tuple, when it depends on e.g. the method)
     fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes)
     describe: Callable[[Any], str] | None = field(default=None)  # cfg -> short text for the log line
+    summary: Callable[[Any], dict] | None = field(default=None)   # artifact -> small JSON dict kept in meta.json
 
     def key_payload(self, cfg: Any, upstream: dict[str, str]) -> dict:
         """What the key of this stage, with this config and these upstream keys, is computed from."""

@@ -153,9 +153,8 @@ class ArtifactStore:
                     yield stage_dir.name, folder.name, folder
 
     # -- verify, load, save -----------------------------------------------------------------------------
-    def verify(self, stage: str, key: str) -> None:
-        """Raise CorruptArtifact unless the signature and every file's sha256 check out."""
-        folder = self.folder(stage, key)
+    def read_signed_meta(self, stage: str, key: str) -> dict:
+        """meta.json after checking its HMAC (cheap: the artifact files are not hashed); else CorruptArtifact."""
         try:
             meta = self.read_meta(stage, key)
         except (OSError, ValueError) as exc:
@@ -167,6 +166,12 @@ class ArtifactStore:
             raise CorruptArtifact("meta.json signature does not match (edited or planted)")
         if meta.get("stage") != stage or meta.get("key") != key:
             raise CorruptArtifact("meta.json names another stage or key (moved folder)")
+        return meta
+
+    def verify(self, stage: str, key: str) -> None:
+        """Raise CorruptArtifact unless the signature and every file's sha256 check out."""
+        folder = self.folder(stage, key)
+        meta = self.read_signed_meta(stage, key)
         listed = meta.get("files", {})
         present = {p.name for p in folder.iterdir() if p.name != META_FILE}
         if set(listed) != present:

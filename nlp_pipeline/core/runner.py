@@ -1,0 +1,227 @@
+"""Plan and execute a list of stage instances against the artifact store.
+
+    instances = [Instance("corpus", CORPUS, corpus_cfg, {}), Instance("tokenization", TOKENIZATION, tok_cfg,
+                 {"corpus": "corpus"}), ...]            # in data-flow order
+    plan(instances, store)     -> [PlanEntry(instance, key, hit)]   computes keys from config only, loads nothing
+    execute(instances, store)  -> RunResult                          loads hits only where a miss needs them
+
+A miss runs under a per-key lock (concurrent runs compute it once), seeded from the config's `seed` field,
+and is saved atomically with its meta.json. An artifact that fails its signature or checksum is logged,
+removed and recomputed. Logs one line when a stage starts running or is a cache hit, one when it finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.core.store import ArtifactStore, CorruptArtifact
+
+log = logging.getLogger("nlp_pipeline")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One application of a stage: an id unique in the pipeline, the stage, its config, and its wiring."""
+
+    id: str                      # e.g. "tokenization" or "tokenization:general"
+    stage: Stage
+    config: Any                  # a frozen dataclass of stage.config's type
+    inputs: dict[str, str]       # run() keyword -> id of the instance that produces it
+
+
+@dataclass
+class PlanEntry:
+    instance: Instance
+    key: str
+    hit: bool                    # a complete artifact with this key exists (not yet verified)
+    upstream: dict[str, str] = field(default_factory=dict)  # input name -> upstream key
+
+
+@dataclass
+class StageReport:
+    id: str
+    stage: str
+    key: str
+    status: str                  # "hit" | "ran" | "recomputed" (was corrupt)
+    seconds: float               # time to run (0 for hits)
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    reports: list[StageReport]
+    artifacts: dict[str, Any]    # instance id -> artifact, for what was loaded or computed
+
+    def keys(self) -> dict[str, str]:
+        return {r.id: r.key for r in self.reports}
+
+
+def plan(instances: list[Instance], store: ArtifactStore) -> list[PlanEntry]:
+    """Keys and hit/miss for every instance, in order; upstream ids must come before their dependents."""
+    keys: dict[str, str] = {}
+    entries = []
+    for inst in instances:
+        missing = [src for src in inst.inputs.values() if src not in keys]
+        if missing:
+            raise ConfigError(f"instance {inst.id} needs {missing[0]}, which is not planned before it")
+        upstream = {name: keys[src] for name, src in inst.inputs.items()}
+        key = inst.stage.key(inst.config, upstream)
+        keys[inst.id] = key
+        entries.append(PlanEntry(inst, key, store.exists(inst.stage.name, key), upstream))
+    return entries
+
+
+def select(entries: list[PlanEntry], until: str | None) -> list[PlanEntry]:
+    """The entries needed to produce `until` (a stage name or instance id) and everything before it; all if None."""
+    if until is None:
+        return entries
+    by_id = {e.instance.id: e for e in entries}
+    targets = [e.instance.id for e in entries if until in (e.instance.id, e.instance.stage.name)]
+    if not targets:
+        names = sorted({e.instance.stage.name for e in entries} | set(by_id))
+        raise ConfigError(f"unknown stage {until!r}; stages in this pipeline: {', '.join(names)}")
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        current = stack.pop()
+        if current not in needed:
+            needed.add(current)
+            stack.extend(by_id[current].instance.inputs.values())
+    return [e for e in entries if e.instance.id in needed]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape artifacts, for meta.json (only those already imported)."""
+    from nlp_pipeline import __version__
+
+    out = {"python": platform.python_version(), "nlp_pipeline": __version__, "numpy": np.__version__}
+    for name in ("torch", "spacy", "gensim", "sklearn", "scipy", "datasets"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            out[name] = str(module.__version__)
+    return out
+
+
+def _describe(inst: Instance) -> str:
+    return inst.stage.describe(inst.config) if inst.stage.describe else ""
+
+
+def execute(
+    instances: list[Instance],
+    store: ArtifactStore,
+    until: str | None = None,
+    force: Iterable[str] = (),
+    keep: Iterable[str] = (),
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run what is missing; `force` (stage names or ids) recomputes even on a hit; `keep` ids are loaded into
+    RunResult.artifacts even when they are hits. Returns one StageReport per selected instance."""
+    echo = echo or log.info
+    entries = select(plan(instances, store), until)
+    known = {e.instance.id for e in entries} | {e.instance.stage.name for e in entries}
+    force = set(force)
+    unknown = sorted(force - known)
+    if unknown:
+        raise ConfigError(f"--force {unknown[0]!r} is not a stage of this run; stages: {', '.join(sorted(known))}")
+    store.ensure_writable()
+    by_id = {e.instance.id: e for e in entries}
+    forced = {e.instance.id for e in entries if e.instance.id in force or e.instance.stage.name in force}
+    artifacts: dict[str, Any] = {}
+    reports: dict[str, StageReport] = {}
+    width = max(len(e.instance.id) for e in entries) if entries else 10
+
+    def run_one(entry: PlanEntry, status: str) -> Any:
+        inst = entry.instance
+        with store.lock(inst.stage.name, entry.key):
+            if status == "ran" and inst.id not in forced and store.exists(inst.stage.name, entry.key):
+                try:  # another process computed it while we waited for the lock
+                    artifact = store.load(inst.stage.name, entry.key)
+                    reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
+                    return artifact
+                except CorruptArtifact:
+                    store.remove(inst.stage.name, entry.key)
+            inputs = {name: materialize(src) for name, src in inst.inputs.items()}
+            detail = _describe(inst)
+            echo(f"{inst.id:<{width}}  running{f' ({detail})' if detail else ''}  {entry.key[:12]}")
+            seed = getattr(inst.config, "seed", None)
+            if isinstance(seed, int):
+                seed_everything(seed)
+            started = time.time()
+            artifact = inst.stage.run(inst.config, **inputs)
+            seconds = time.time() - started
+            summary = inst.stage.summary(artifact) if inst.stage.summary else {}
+            meta = {
+                "instance": inst.id,
+                "version": inst.stage.version,
+                "config": dataclasses.asdict(inst.config),
+                "upstream": entry.upstream,
+                "seconds": round(seconds, 3),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "packages": package_versions(),
+                "summary": summary,
+            }
+            store.save(inst.stage.name, entry.key, artifact, meta)
+            echo(f"{inst.id:<{width}}  done in {seconds:.1f}s")
+            reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, status, seconds, summary)
+            return artifact
+
+    def materialize(instance_id: str) -> Any:
+        if instance_id in artifacts:
+            return artifacts[instance_id]
+        entry = by_id[instance_id]
+        inst = entry.instance
+        status = "ran"
+        if entry.hit and instance_id not in forced:
+            try:
+                artifacts[instance_id] = store.load(inst.stage.name, entry.key)
+                return artifacts[instance_id]
+            except CorruptArtifact as exc:
+                echo(f"{inst.id:<{width}}  cached artifact refused ({exc}); recomputing")
+                store.remove(inst.stage.name, entry.key)
+                entry.hit, status = False, "recomputed"
+        artifacts[instance_id] = run_one(entry, status)
+        return artifacts[instance_id]
+
+    keep = set(keep)
+    for entry in entries:
+        inst = entry.instance
+        if entry.hit and inst.id not in forced and inst.id not in keep:
+            if inst.id not in reports:
+                echo(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
+                reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
+            continue
+        if inst.id not in artifacts:
+            was_hit = entry.hit and inst.id not in forced
+            materialize(inst.id)
+            if was_hit and inst.id not in reports:
+                echo(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
+                reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
+    ordered = [reports[e.instance.id] for e in entries if e.instance.id in reports]
+    return RunResult(ordered, artifacts)
+
+
+def _summary_of(entry: PlanEntry, store: ArtifactStore) -> dict:
+    """The summary a hit recorded in its signed meta.json (empty if the signature does not check out)."""
+    try:
+        return store.read_signed_meta(entry.instance.stage.name, entry.key).get("summary", {}) or {}
+    except CorruptArtifact:
+        return {}
