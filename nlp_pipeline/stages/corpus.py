@@ -1,0 +1,811 @@
+"""The `corpus` stage: read a labelled or unlabelled text collection into a Corpus artifact.
+
+Takes a CorpusConfig whose `source` is one of
+  - a corpus card name ("rotten_tomatoes", "trec6", ...: corpora/NAME.toml says where the data lives),
+  - a folder of split files: train / dev / test / unsup as .jsonl, .json, .csv, .tsv or .parquet
+    (optionally .gz/.bz2/.xz; Hugging Face shards like train-00000-of-00002.parquet too; unsup.txt as lines),
+  - a single such file, split into train/test by a seeded stratified split,
+  - a label-folder tree: aclImdb style (train/pos/*.txt, test/neg/*.txt, train/unsup/*.txt; one file = one
+    document) or flat (pos/*.txt, neg/*.txt, then split),
+  - plain text (.txt/.tokens or a folder of them): unlabelled, one document per non-empty line, WikiText
+    heading lines (' = Title = ') skipped; or a MediaWiki XML dump (.xml/.xml.bz2): one document per paragraph,
+  - "hf:NAME[:CONFIG][@REVISION]": a Hugging Face Hub dataset through datasets.load_dataset,
+and returns a Corpus: texts (stripped), labels (ids into sorted label names, UNLABELLED for unlabelled texts,
+which are kept in split "unsup" for the language model), splits, and `info` (files and sha256s, rows read,
+dropped rows, label counts, the card's licence and published references).
+
+Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
+text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
+folder of that name). `corpus_fingerprint` hashes the contents of exactly the files
+that would be read (not their location), so moving a data folder keeps the cache; for a Hub dataset it is the
+resolved commit, which needs the network (or HF_HUB_OFFLINE=1 and a cached copy, keyed by name only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlp_pipeline.artifacts import SPLITS, UNLABELLED, Corpus
+from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.hashing import file_sha256
+from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.stages import corpus_sources as sources
+
+log = logging.getLogger("nlp_pipeline")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder holding nlp_pipeline/ (and corpora/ in a checkout)
+DEFAULT_CORPUS = "rotten_tomatoes"
+TEXT_FIELDS = ("text", "sentence", "review", "content", "document", "body", "question", "tweet", "comment", "utterance")
+LABEL_FIELDS = ("label", "labels", "category", "class", "sentiment", "polarity", "target", "coarse_label", "intent", "y")
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "dev": "dev", "valid": "dev", "validation": "dev", "val": "dev",
+    "test": "test", "testing": "test",
+    "unsup": "unsup", "unsupervised": "unsup", "unlabelled": "unsup", "unlabeled": "unsup",
+}
+_SHARD = re.compile(r"^(?P<split>[A-Za-z]+)[-_]\d+(?:-of-\d+)?$")   # train-00000-of-00002, test_1
+_CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_FILE_LIST_MAX = 64  # info lists each file up to this many; beyond, a count and a combined sha256
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    source: str = DEFAULT_CORPUS     # corpus card name (`nlp-pipeline corpora` lists them), a path to a folder or file, or "hf:NAME[:CONFIG][@REVISION]"
+    text_field: str | None = None    # column holding the text; None = the card's, else the first of text, sentence, review, content, ...
+    label_field: str | None = None   # column holding the label; None = the card's, else the first of label, category, sentiment, ...; "" = unlabelled corpus
+    encoding: str = "utf-8"          # text encoding of local text files (e.g. "cp1252", "latin-1"); Parquet and the Hub are always UTF-8
+    test_size: float = 0.1           # share of each label moved from train to test, only when the source has no test split
+    dev_size: float = 0.0            # share of each label moved from train to dev when the source has no dev split (0 = none: later stages carve their own)
+    seed: int = 0                    # seed of those stratified splits and of the max_documents sample
+    max_documents: int | None = None  # keep a seeded sample of at most this many documents, stratified by split and label (quick runs); None = all
+
+    def validate(self) -> None:
+        import codecs
+
+        if not self.source.strip():
+            raise ConfigError("corpus.source is empty; give a card name (see `nlp-pipeline corpora`), a path, or hf:NAME")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"corpus.encoding {self.encoding!r} is not a known text encoding; try utf-8, cp1252 or latin-1") from None
+        for name in ("test_size", "dev_size"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"corpus.{name} is {value}; it must be a fraction in [0, 1), e.g. 0.1")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"corpus.max_documents is {self.max_documents}; give a positive number, or none for all documents")
+
+
+# --- corpus cards -------------------------------------------------------------------------------------------
+
+CARD_KEYS = {
+    "name": "corpus name, also the file name",
+    "description": "one line on what the texts are",
+    "task": "what the labels mean",
+    "licence": "licence or terms of the data",
+    "citation": "what to cite",
+    "homepage": "where the data comes from",
+    "labels": "expected label names (checked when loading)",
+    "unlabelled_values": "label values that mark unlabelled rows (kept in split unsup)",
+    "text_field": "column holding the text",
+    "label_field": "column holding the label",
+    "files": "split -> file name or list of names, relative to the source folder",
+    "sources": "where to find the data, tried in order",
+    "references": "published results: model, paper, metric, value, split, verified",
+    "notes": "caveats such as contamination with other corpora",
+}
+SOURCE_KEYS = {
+    "path": "a folder or file; ${VAR} expanded, relative to the folder holding corpora/",
+    "package": "an installed distribution holding the data file",
+    "file": "the file inside that distribution",
+    "install_hint": "how to install the package when it is missing",
+    "hf": "a Hugging Face Hub dataset name",
+    "hf_config": "its configuration name",
+    "revision": "its revision (branch, tag or commit)",
+    "text_field": "column holding the text, for this source",
+    "label_field": "column holding the label, for this source",
+    "files": "split -> file names, for this source",
+    "format": "the file's format when its name does not tell (jsonl, csv, tsv, parquet, text, wikidump)",
+}
+CARD_INFO_KEYS = ("name", "description", "task", "licence", "citation", "homepage", "references", "notes")
+
+
+def data_root() -> Path:
+    """NLP_PIPELINE_DATA if set, else <repo root>/../shared/data: the ${NLP_PIPELINE_DATA} of corpus cards."""
+    env = os.environ.get("NLP_PIPELINE_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def card_dirs() -> list[Path]:
+    """Where cards are searched, first match wins: $NLP_PIPELINE_CORPORA dirs, ./corpora, <repo root>/corpora,
+    then the package's own corpora/ folder (for installed copies)."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("NLP_PIPELINE_CORPORA", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "corpora", REPO_ROOT / "corpora", Path(__file__).resolve().parents[1] / "corpora"]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def _card_paths() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in card_dirs():
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _check_card(card: dict, path: Path) -> dict:
+    unknown = sorted(set(card) - set(CARD_KEYS))
+    if unknown:
+        raise ConfigError(f"corpus card {path} has an unknown key {unknown[0]!r}; valid keys: {', '.join(CARD_KEYS)}")
+    if card.setdefault("name", path.stem) != path.stem:
+        raise ConfigError(f"corpus card {path} is named {card['name']!r}; the name must match the file name {path.stem!r}")
+    if not card.get("sources"):
+        raise ConfigError(f"corpus card {path} has no [[sources]]; add one, e.g. path = \"${{NLP_PIPELINE_DATA}}/{path.stem}\"")
+    for i, src in enumerate(card["sources"]):
+        bad = sorted(set(src) - set(SOURCE_KEYS))
+        if bad:
+            raise ConfigError(f"corpus card {path}: sources[{i}] has an unknown key {bad[0]!r}; valid keys: {', '.join(SOURCE_KEYS)}")
+        kinds = [k for k in ("path", "package", "hf") if k in src]
+        if len(kinds) != 1 or ("package" in src) != ("file" in src):
+            raise ConfigError(f"corpus card {path}: sources[{i}] needs exactly one of path, package (+ file) or hf")
+    return card
+
+
+def read_card(name: str) -> dict:
+    """The corpus card `name` as a dict (TOML tables), with `card_path` added; ConfigError listing cards if unknown."""
+    paths = _card_paths()
+    if name not in paths:
+        available = ", ".join(sorted(paths)) or "none found"
+        raise ConfigError(
+            f"unknown corpus {name!r}: no card {name}.toml (available: {available}); "
+            f"or pass a path to a folder or file, or hf:NAME"
+        )
+    path = paths[name]
+    try:
+        card = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"corpus card {path} is not valid TOML ({exc}); fix the file") from None
+    card = _check_card(card, path)
+    card["card_path"] = str(path)
+    return card
+
+
+def list_cards() -> dict[str, dict]:
+    """Every card found, by name (first of each name in search order), each with `available`: where its data
+    would be read from now (a path, 'hf:NAME (needs network ...)'), or None when no source is available."""
+    out = {}
+    for name in sorted(_card_paths()):
+        card = read_card(name)
+        chosen, _ = _choose_card_source(card)
+        if chosen is None:
+            card["available"] = None
+        elif "hf" in chosen[0]:
+            card["available"] = f"hf:{chosen[0]['hf']} (needs network or a cached copy)"
+        else:
+            card["available"] = str(chosen[1])
+        out[name] = card
+    return out
+
+
+def _expand(value: str) -> str | None:
+    """'${NLP_PIPELINE_DATA}/trec6' -> '/work/shared/data/trec6'; None when a variable is unset."""
+    def sub(match: re.Match) -> str:
+        var = match.group(1) or match.group(2)
+        if var == "NLP_PIPELINE_DATA":
+            return str(data_root())
+        if var not in os.environ:
+            raise KeyError(var)
+        return os.environ[var]
+
+    try:
+        return os.path.expanduser(re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, value))
+    except KeyError:
+        return None
+
+
+def _choose_card_source(card: dict) -> tuple[tuple[dict, Path | None] | None, list[str]]:
+    """The first available source of a card as (entry, local path or None for the Hub), and what was tried."""
+    import importlib.metadata
+
+    base = Path(card["card_path"]).resolve().parent.parent
+    tried: list[str] = []
+    for src in card["sources"]:
+        if "path" in src:
+            expanded = _expand(src["path"])
+            if expanded is None:
+                tried.append(f"{src['path']} (variable unset)")
+                continue
+            path = Path(expanded)
+            path = path if path.is_absolute() else base / path
+            if path.exists():
+                return (src, path.resolve()), tried
+            tried.append(str(path))
+        elif "package" in src:
+            try:
+                path = Path(importlib.metadata.distribution(src["package"]).locate_file(src["file"]))
+            except importlib.metadata.PackageNotFoundError:
+                tried.append(f"package {src['package']} (not installed)")
+                continue
+            if path.is_file():
+                return (src, path), tried
+            tried.append(f"{src['file']} in package {src['package']} (missing)")
+        else:
+            return (src, None), tried
+    return None, tried
+
+
+# --- resolving a source to the files it reads ---------------------------------------------------------------
+
+@dataclass
+class _Part:
+    """One unit to read: a table file, a text file, a wiki dump, one label-folder document, or a Hub split."""
+
+    kind: str                  # "table" | "text" | "wikidump" | "document" | "hub"
+    split: str | None          # train/dev/test/unsup, or None: split later (single file, flat label folders)
+    path: Path | None = None   # the file read (None for the Hub)
+    rel: str = ""              # its name relative to the source root: part of the fingerprint
+    label: str | None = None   # the label of a label-folder document
+    fmt: str | None = None     # jsonl / csv / tsv / parquet / text / wikidump
+
+
+@dataclass
+class _Plan:
+    """What a config resolves to, computed without reading any data file."""
+
+    name: str                          # Corpus.name
+    layout: str                        # how the source was understood, e.g. "split files", "aclImdb label folders"
+    location: str                      # the folder, file or hub id, for messages and info
+    parts: list[_Part] = field(default_factory=list)
+    text_field: str | None = None      # explicit field, or None to auto-detect
+    label_field: str | None = None     # explicit field, None to auto-detect, "" for none
+    unlabelled_values: tuple[str, ...] = ()
+    card: dict | None = None           # the card, when the source is a card name
+    card_source: dict | None = None    # the card's chosen [[sources]] entry
+    hub: dict | None = None            # {"name", "config", "revision"} for a Hub dataset
+    ignored: list[str] = field(default_factory=list)   # files found but not read
+
+
+def _source_kind(source: str) -> str:
+    """'hf:imdb' -> 'hub'; a name with a card -> 'card'; anything else -> 'path'."""
+    if source.startswith("hf:"):
+        return "hub"
+    if _CARD_NAME.match(source) and source in _card_paths():
+        return "card"
+    return "path"
+
+
+def _parse_hub(spec: str) -> dict:
+    """'hf:stanfordnlp/imdb:plain_text@main' -> {'name': 'stanfordnlp/imdb', 'config': 'plain_text', 'revision': 'main'}."""
+    body = spec[3:]
+    body, _, revision = body.partition("@")
+    name, _, config = body.partition(":")
+    if not name:
+        raise ConfigError(f"corpus.source {spec!r} names no dataset; write hf:NAME, hf:NAME:CONFIG or hf:NAME@REVISION")
+    return {"name": name, "config": config or None, "revision": revision or None}
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _txt_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".txt" and not p.name.startswith("."))
+
+
+def _split_of(path: Path) -> str | None:
+    """'train.jsonl' -> 'train', 'validation-00000-of-00001.parquet' -> 'dev', 'all.jsonl' -> None."""
+    stem = sources.split_stem(path).lower()
+    if stem in SPLIT_ALIASES:
+        return SPLIT_ALIASES[stem]
+    shard = _SHARD.match(stem)
+    return SPLIT_ALIASES.get(shard.group("split")) if shard else None
+
+
+def _file_part(path: Path, split: str | None, rel: str, fmt: str | None = None) -> _Part:
+    formats = ("jsonl", "csv", "tsv", "parquet", "text", "wikidump")
+    if fmt is not None and fmt not in formats:
+        raise ConfigError(f"corpus card format {fmt!r} is not one of {', '.join(formats)}")
+    kind = fmt or sources.file_format(path)
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type; supported: {sources.SUPPORTED}")
+    if kind in ("text", "wikidump"):
+        return _Part(kind, "unsup", path, rel, fmt=kind)
+    return _Part("table", split, path, rel, fmt=kind)
+
+
+def _label_folder_parts(folder: Path, split: str | None, prefix: str) -> tuple[list[_Part], list[str]]:
+    """Documents of folder/<label>/*.txt; a label folder named like unsup holds unlabelled documents."""
+    parts, ignored = [], []
+    for sub in _subdirs(folder):
+        files = _txt_files(sub)
+        if not files:
+            continue
+        unsup = SPLIT_ALIASES.get(sub.name.lower()) == "unsup"
+        for f in files:
+            parts.append(_Part("document", "unsup" if unsup else split, f, f"{prefix}{sub.name}/{f.name}",
+                               None if unsup else sub.name))
+    ignored += [f"{prefix}{p.name}" for p in _data_files(folder) if sources.file_format(p)]
+    return parts, ignored
+
+
+def _plan_path(root: Path, files: dict | None, fmt: str | None = None) -> tuple[str, list[_Part], list[str]]:
+    """(layout, parts, ignored files) for a local folder or file; `fmt` overrides the format a file name implies."""
+    if root.is_file():
+        part = _file_part(root, None, f"*.{fmt or sources.file_format(root)}", fmt)
+        layout = {"table": "single file", "text": "text file", "wikidump": "wiki dump"}[part.kind]
+        return layout, [part], []
+    if files:
+        parts = []
+        for split, names in files.items():
+            if split not in SPLITS:
+                raise ConfigError(f"corpus card files has split {split!r}; valid splits: {', '.join(SPLITS)}")
+            for name in [names] if isinstance(names, str) else names:
+                path = root / name
+                if not path.is_file():
+                    raise MissingInputError(f"corpus file {path} does not exist; check the folder or the card's files")
+                parts.append(_file_part(path, split, name))
+        return "card files", parts, []
+    data = _data_files(root)
+    known = [p for p in data if sources.file_format(p)]
+    tables = [p for p in known if sources.file_format(p) in ("jsonl", "csv", "tsv", "parquet")]
+    split_tables = [p for p in tables if _split_of(p)]
+    if split_tables:  # plain-text files named like unsup (unsup.txt) join them as unlabelled lines
+        split_tables += [p for p in known if p not in tables and _split_of(p) == "unsup"]
+        parts = [_file_part(p, _split_of(p), p.name) for p in split_tables]
+        order = {s: i for i, s in enumerate(SPLITS)}
+        parts.sort(key=lambda p: (order[p.split], p.rel))
+        return "split files", parts, [p.name for p in known if p not in split_tables]
+    subdirs = _subdirs(root)
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES and any(_txt_files(s) for s in _subdirs(d))]
+    if split_dirs:  # aclImdb: train/pos/*.txt, test/neg/*.txt, train/unsup/*.txt
+        parts, ignored = [], []
+        order = {s: i for i, s in enumerate(SPLITS)}
+        for d in sorted(split_dirs, key=lambda d: order[SPLIT_ALIASES[d.name.lower()]]):
+            p, i = _label_folder_parts(d, SPLIT_ALIASES[d.name.lower()], f"{d.name}/")
+            parts += p
+            ignored += i
+        ignored += [p.name for p in known] + [f"{d.name}/" for d in subdirs if d not in split_dirs]
+        return "label folders by split", parts, ignored
+    label_dirs = [d for d in subdirs if _txt_files(d)]
+    if label_dirs:  # pos/*.txt, neg/*.txt
+        parts, ignored = _label_folder_parts(root, None, "")
+        return "label folders", parts, ignored
+    texts = [p for p in known if sources.file_format(p) in ("text", "wikidump")]
+    if texts:
+        parts = [_file_part(p, "unsup", p.name) for p in texts]
+        return "text files", parts, [p.name for p in known if p not in texts]
+    if tables:
+        raise DataError(
+            f"{root} holds {', '.join(p.name for p in tables[:5])} but no train/test file; name the files "
+            f"train.jsonl / test.jsonl (or .csv, .tsv, .parquet), or pass one file as corpus.source to split it"
+        )
+    found = ", ".join(p.name for p in data[:5]) or "nothing"
+    raise DataError(
+        f"{root} holds no corpus files (found: {found}); supported: {sources.SUPPORTED}; "
+        f"or one sub-folder of .txt files per label"
+    )
+
+
+def _resolve(cfg: CorpusConfig) -> _Plan:
+    """Turn a config into the list of things to read, reading no data (card files and folder listings only)."""
+    kind = _source_kind(cfg.source)
+    if kind == "hub":
+        hub = _parse_hub(cfg.source)
+        return _Plan(cfg.source, "hub", cfg.source, [_Part("hub", None)], cfg.text_field, cfg.label_field, hub=hub)
+    if kind == "card":
+        card = read_card(cfg.source)
+        chosen, tried = _choose_card_source(card)
+        if chosen is None:
+            hints = [s.get("install_hint") for s in card["sources"] if s.get("install_hint")]
+            who = "the default corpus" if card["name"] == DEFAULT_CORPUS else f"corpus {card['name']}"
+            if hints:
+                raise MissingInputError(f"{who} needs {hints[0]}")
+            raise MissingInputError(
+                f"{who}: none of its sources is available (tried {'; '.join(tried)}); set NLP_PIPELINE_DATA to the "
+                f"folder holding {card['name']}/, or pass the data's path as corpus.source"
+            )
+        src, path = chosen
+        text_field = next((v for v in (cfg.text_field, src.get("text_field"), card.get("text_field")) if v is not None), None)
+        label_field = next((v for v in (cfg.label_field, src.get("label_field"), card.get("label_field")) if v is not None), None)
+        plan = _Plan(card["name"], "", "", [], text_field, label_field,
+                     tuple(str(v) for v in card.get("unlabelled_values", ())), card=card, card_source=src)
+        if path is None:
+            plan.layout, plan.location = "hub", f"hf:{src['hf']}"
+            plan.hub = {"name": src["hf"], "config": src.get("hf_config"), "revision": src.get("revision")}
+            plan.parts = [_Part("hub", None)]
+        else:
+            plan.location = str(path)
+            plan.layout, plan.parts, plan.ignored = _plan_path(path, src.get("files") or card.get("files"), src.get("format"))
+        return plan
+    root = Path(cfg.source).expanduser()
+    if not root.exists():
+        if _CARD_NAME.match(cfg.source):
+            read_card(cfg.source)  # raises the unknown-corpus error listing the cards
+        raise MissingInputError(f"corpus path {root} does not exist; check corpus.source (a card name, a path, or hf:NAME)")
+    root = root.resolve()
+    layout, parts, ignored = _plan_path(root, None)
+    name = sources.split_stem(root) if root.is_file() else root.name
+    return _Plan(name, layout, str(root), parts, cfg.text_field, cfg.label_field, ignored=ignored)
+
+
+def _files_digest(parts: list[_Part]) -> dict:
+    """{'count': n, 'sha256': ...} over the relative names and contents of the files read, in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.rel.encode("utf-8") + b"\0" + file_sha256(part.path).encode("ascii") + b"\0")
+    return {"count": len(parts), "sha256": digest.hexdigest()}
+
+
+def _card_identity(plan: _Plan) -> dict | None:
+    """The card minus where its data lives: what can change the output besides the data itself."""
+    if plan.card is None:
+        return None
+    card = {k: v for k, v in plan.card.items() if k not in ("sources", "card_path", "available")}
+    card["source"] = {k: v for k, v in (plan.card_source or {}).items() if k != "path"}
+    return card
+
+
+def corpus_fingerprint(cfg: CorpusConfig) -> dict:
+    """Key material from the contents of the files the config reads (not their paths), the Hub commit for a Hub
+    dataset, and the card's settings. Reads files in chunks and parses nothing; raises the same one-line errors
+    as load_corpus for a missing path, an unknown card or an unsupported file."""
+    plan = _resolve(cfg)
+    out: dict[str, Any] = {"layout": plan.layout}
+    if plan.hub is not None:
+        out["hub"] = dict(plan.hub, revision=sources.resolve_hub_revision(plan.hub["name"], plan.hub["revision"]))
+    else:
+        out["files"] = _files_digest(plan.parts)
+    card = _card_identity(plan)
+    if card is not None:
+        out["card"] = card
+    return out
+
+
+# --- reading rows -------------------------------------------------------------------------------------------
+
+def _pick_field(names: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, where: str,
+                required: bool) -> str | None:
+    """The column to use: `wanted` if given (must exist), else the first candidate present (any case)."""
+    option = f"--{what}-field (corpus.{what}_field)"
+    if wanted:
+        if wanted in names:
+            return wanted
+        raise DataError(f"{where} has no {what} field {wanted!r}; columns found: {', '.join(names) or 'none'}; "
+                        f"pass the right one with {option}")
+    lower = {n.lower(): n for n in reversed(names)}
+    for candidate in candidates:
+        if candidate in lower:
+            return lower[candidate]
+    if not required:
+        return None
+    extra = ", or set it to \"\" for an unlabelled corpus" if what == "label" else ""
+    raise DataError(f"{where} has no {what} field; columns found: {', '.join(names) or 'none'}; "
+                    f"name it with {option}{extra}")
+
+
+@dataclass
+class _Rows:
+    """Documents as read, before cleaning: parallel lists."""
+
+    texts: list[str | None] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    labelled_sources: int = 0                                 # parts that carried a label column or folder
+    headings: int = 0                                         # WikiText heading lines skipped
+    wiki: dict[str, int] = field(default_factory=dict)        # pages / redirects read from a wiki dump
+    hub_ignored: list[str] = field(default_factory=list)
+
+    def add(self, texts: list, labels: list | None, split: str | None) -> None:
+        self.texts += texts
+        self.labels += labels if labels is not None else [None] * len(texts)
+        self.splits += [split] * len(texts)
+
+
+def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, split: str | None,
+               features: dict | None = None, n_rows: int | None = None) -> None:
+    if n_rows == 0:  # an empty file has no columns to check; an empty corpus is reported once, below
+        return
+    text_field = _pick_field(names, plan.text_field, TEXT_FIELDS, "text", where, required=True)
+    if plan.label_field == "":  # an unlabelled corpus: every row is for the language model
+        split = "unsup"
+    unlabelled = split == "unsup"
+    label_field = None
+    if not unlabelled:
+        label_field = _pick_field(names, plan.label_field, LABEL_FIELDS, "label", where, required=True)
+    try:
+        texts = [sources.cell_text(v) for v in get(text_field)]
+        labels = None
+        if label_field is not None:
+            values = get(label_field)
+            names_of = getattr((features or {}).get(label_field), "names", None)  # a Hub ClassLabel: ids -> names
+            if names_of is not None:
+                labels = [names_of[v] if isinstance(v, int) and 0 <= v < len(names_of) else None for v in values]
+            else:
+                labels = [sources.cell_text(v) for v in values]
+            rows.labelled_sources += 1
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    rows.add(texts, labels, split)
+
+
+def _read_rows(plan: _Plan, cfg: CorpusConfig) -> _Rows:
+    from tqdm import tqdm
+
+    rows = _Rows()
+    if plan.hub is not None:
+        splits = sources.read_hub(plan.hub["name"], plan.hub["config"], plan.hub["revision"])
+        for hub_split, dataset in splits.items():
+            split = sources.HUB_SPLITS.get(hub_split)
+            if split is None:
+                rows.hub_ignored.append(hub_split)
+                continue
+            _add_table(rows, plan, list(dataset.column_names), lambda n, d=dataset: d[n],
+                       f"hf:{plan.hub['name']} split {hub_split}", split, dict(dataset.features))
+        return rows
+    documents = [p for p in plan.parts if p.kind == "document"]
+    if documents:
+        texts = [sources.read_text(p.path, cfg.encoding)
+                 for p in tqdm(documents, desc="reading documents", unit=" files", disable=None, leave=False)]
+        rows.add(texts, [p.label for p in documents], None)
+        rows.splits[-len(documents):] = [p.split for p in documents]
+        if any(p.label is not None for p in documents):
+            rows.labelled_sources += 1
+    for part in plan.parts:
+        if part.kind == "table":
+            table = sources.read_table(part.path, cfg.encoding, part.fmt)
+            _add_table(rows, plan, table.names, table.column, str(part.path), part.split, n_rows=table.rows)
+        elif part.kind == "text":
+            lines, headings = sources.read_lines(part.path, cfg.encoding)
+            rows.add(lines, None, "unsup")
+            rows.headings += headings
+        elif part.kind == "wikidump":
+            paragraphs, stats = sources.read_wiki_dump(part.path)
+            rows.add(paragraphs, None, "unsup")
+            for k, v in stats.items():
+                rows.wiki[k] = rows.wiki.get(k, 0) + v
+    return rows
+
+
+# --- splitting and sampling (pure helpers) ------------------------------------------------------------------
+
+def sort_labels(names: set[str] | list[str]) -> list[str]:
+    """Label names in id order: numerically when all are integers, else as strings.
+    {'10', '2', '1'} -> ['1', '2', '10']; {'pos', 'neg'} -> ['neg', 'pos']"""
+    names = set(names)
+    if names and all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def stratified_split(labels: list[str], fraction: float, seed: int) -> list[int]:
+    """Positions (ascending) held out: one random.Random(seed); for each label in sort_labels order, its
+    positions (ascending) are shuffled and the first max(1, int(fraction * n)) taken (none when n < 2).
+
+    stratified_split(['a', 'b', 'a', 'b', 'a', 'b'], 0.34, 0) -> [0, 5]
+    """
+    if fraction <= 0:
+        return []
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    held = []
+    for label in sort_labels(by_label):
+        positions = by_label[label]
+        if len(positions) < 2:
+            continue
+        rng.shuffle(positions)
+        held += positions[: max(1, int(fraction * len(positions)))]
+    return sorted(held)
+
+
+def sample_documents(groups: list[Any], limit: int, seed: int) -> list[int]:
+    """Positions (ascending) of at most `limit` documents, each group (e.g. (split, label)) keeping its share
+    (largest remainders, at least one per group while the limit allows), picked by random.Random(seed).
+
+    sample_documents(['a'] * 6 + ['b'] * 2, 4, 0) -> [0, 3, 5, 7]
+    """
+    if limit >= len(groups):
+        return list(range(len(groups)))
+    by_group: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    keys = list(by_group)
+    total = len(groups)
+    exact = {k: limit * len(by_group[k]) / total for k in keys}
+    quota = {k: int(exact[k]) for k in keys}
+    if limit >= len(keys):
+        for k in keys:
+            quota[k] = max(1, quota[k])
+    while sum(quota.values()) > limit:  # the minimum of one pushed the sum over: take from the largest
+        k = max(keys, key=lambda k: quota[k])
+        quota[k] -= 1
+    for k in sorted(keys, key=lambda k: exact[k] - int(exact[k]), reverse=True):
+        if sum(quota.values()) >= limit:
+            break
+        if quota[k] < len(by_group[k]):
+            quota[k] += 1
+    rng = random.Random(seed)
+    kept = []
+    for k in keys:
+        kept += rng.sample(by_group[k], quota[k])
+    return sorted(kept)
+
+
+# --- the stage ----------------------------------------------------------------------------------------------
+
+def _count(values: list) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
+
+
+def _file_entries(plan: _Plan) -> list[dict] | dict:
+    files = [p for p in plan.parts if p.path is not None]
+    if len(files) <= _FILE_LIST_MAX:
+        return [{"path": str(p.path), "sha256": file_sha256(p.path)} for p in files]
+    return _files_digest(files)
+
+
+def load_corpus(cfg: CorpusConfig) -> Corpus:
+    """Read the source named by `cfg` into a Corpus (see the module docstring); DataError on unusable data."""
+    plan = _resolve(cfg)
+    rows = _read_rows(plan, cfg)
+    where = plan.location
+    info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": where}
+    if plan.hub is not None:
+        info["hub"] = plan.hub
+    else:
+        info["files"] = _file_entries(plan)
+    if plan.ignored or rows.hub_ignored:
+        info["ignored"] = plan.ignored + rows.hub_ignored
+        log.warning("corpus %s: ignored %d file(s)/split(s) that fit no split: %s", plan.name,
+                    len(info["ignored"]), ", ".join(info["ignored"][:5]))
+    if plan.card is not None:
+        info["card"] = {k: plan.card[k] for k in CARD_INFO_KEYS if k in plan.card}
+    if not rows.texts:
+        raise DataError(f"the corpus at {where} holds no documents; point corpus.source at the data or fill the files")
+    info["rows_read"] = _count([s or "all" for s in rows.splits])
+
+    # Unlabelled rows (no label, or a value the card marks as unlabelled) are kept, in split unsup.
+    texts, labels, splits = [], [], []
+    moved: Counter = Counter()
+    dropped: Counter = Counter()
+    marked = set(plan.unlabelled_values)
+    for text, label, split in zip(rows.texts, rows.labels, rows.splits):
+        text = (text or "").strip()
+        if not text:
+            dropped[split or "all"] += 1
+            continue
+        if label is not None:
+            label = label.strip() or None
+        if label in marked or (label is None and split != "unsup"):
+            if label not in marked:
+                moved[split or "all"] += 1
+            label, split = None, "unsup"
+        texts.append(text)
+        labels.append(label)
+        splits.append(split)
+    info["dropped"] = {"empty_text": dict(sorted(dropped.items()))}
+    if rows.headings:
+        info["dropped"]["headings"] = rows.headings
+    if rows.wiki:
+        info["wiki"] = rows.wiki
+    if dropped:
+        log.warning("corpus %s: dropped %d empty or whitespace-only text(s) (%s)", plan.name, sum(dropped.values()),
+                    ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())))
+    if not texts:
+        raise DataError(f"every text of the corpus at {where} is empty or whitespace ({sum(dropped.values())} rows); "
+                        f"check --text-field (corpus.text_field) names the column holding the texts")
+    if moved:
+        info["unlabelled_rows"] = dict(sorted(moved.items()))
+        log.warning("corpus %s: %d row(s) without a label kept as unlabelled (split unsup): %s", plan.name,
+                    sum(moved.values()), ", ".join(f"{k} {v}" for k, v in sorted(moved.items())))
+
+    labelled = [i for i, label in enumerate(labels) if label is not None]
+    if rows.labelled_sources and not labelled:
+        raise DataError(f"no row of the corpus at {where} has a label; check --label-field (corpus.label_field), "
+                        f"or set it to \"\" for an unlabelled corpus")
+    splits = [s or "train" for s in splits]
+    derived = {}
+    if labelled:
+        derived = _derive_splits(cfg, labels, splits)
+        _check_labels(labels, splits, where, plan)
+    label_names = sort_labels({label for label, s in zip(labels, splits) if label is not None and s == "train"})
+    if derived:
+        info["derived_splits"] = derived
+
+    if cfg.max_documents is not None and cfg.max_documents < len(texts):
+        keep = sample_documents(list(zip(splits, [label or "" for label in labels])), cfg.max_documents, cfg.seed)
+        info["dropped"]["max_documents"] = len(texts) - len(keep)
+        texts = [texts[i] for i in keep]
+        labels = [labels[i] for i in keep]
+        splits = [splits[i] for i in keep]
+
+    label_ids = {name: i for i, name in enumerate(label_names)}
+    info["label_counts"] = {s: _count([label for label, sp in zip(labels, splits) if sp == s and label is not None])
+                            for s in SPLITS if s in splits and s != "unsup"}
+    info["split_sizes"] = {s: splits.count(s) for s in SPLITS if s in splits}
+    train_texts = {t for t, s in zip(texts, splits) if s == "train"}
+    info["test_texts_in_train"] = sum(1 for t, s in zip(texts, splits) if s == "test" and t in train_texts)
+    return Corpus(
+        labels=np.array([UNLABELLED if label is None else label_ids[label] for label in labels], dtype=np.int32),
+        splits=np.array([SPLITS.index(s) for s in splits], dtype=np.int8),
+        label_names=label_names,
+        texts=texts,
+        name=plan.name,
+        info=info,
+    )
+
+
+def _derive_splits(cfg: CorpusConfig, labels: list[str | None], splits: list[str]) -> dict[str, str]:
+    """Carve test (and dev) out of the labelled train documents when the source has none; edits `splits`."""
+    derived = {}
+    for split, fraction in (("test", cfg.test_size), ("dev", cfg.dev_size)):
+        if fraction <= 0 or any(s == split and lab is not None for s, lab in zip(splits, labels)):
+            continue
+        train = [i for i, (s, lab) in enumerate(zip(splits, labels)) if s == "train" and lab is not None]
+        held = stratified_split([labels[i] for i in train], fraction, cfg.seed)
+        for j in held:
+            splits[train[j]] = split
+        derived[split] = f"stratified {fraction:g} of each train label, seed {cfg.seed}: {len(held)} documents"
+    return derived
+
+
+def _check_labels(labels: list[str | None], splits: list[str], where: str, plan: _Plan) -> None:
+    train = {label for label, s in zip(labels, splits) if s == "train" and label is not None}
+    if not train:
+        raise DataError(f"the corpus at {where} has no labelled training texts; add a train file (or label folders) "
+                        f"beside the test data")
+    if len(train) < 2:
+        only = ", ".join(sorted(train)) or "none"
+        raise DataError(f"the training texts of the corpus at {where} have only one class ({only}); a classifier needs "
+                        f"at least two labels: check --label-field (corpus.label_field) or the data")
+    for split in ("dev", "test"):
+        unseen = sort_labels({label for label, s in zip(labels, splits) if s == split and label is not None} - train)
+        if unseen:
+            raise DataError(f"{split} labels never seen in training at {where}: {', '.join(unseen[:10])}; "
+                            f"add training examples of them or remove those {split} rows")
+    expected = plan.card.get("labels") if plan.card else None
+    if expected and set(map(str, expected)) != train:
+        raise DataError(f"corpus {plan.name}: labels found in training ({', '.join(sort_labels(train))}) differ from "
+                        f"the card's ({', '.join(map(str, expected))}); check the data or the card")
+
+
+def summarize(corpus: Corpus) -> dict:
+    """A few numbers for meta.json and the run log: documents per split and the labels."""
+    return {"documents": len(corpus), "split_sizes": corpus.split_sizes(), "label_names": corpus.label_names[:20]}
+
+
+def _volatile(cfg: CorpusConfig) -> tuple[str, ...]:
+    """A path source is left out of the key: the fingerprint covers the contents, so a moved folder stays cached."""
+    return ("source",) if _source_kind(cfg.source) == "path" else ()
+
+
+STAGE = Stage(
+    name="corpus",
+    version=1,
+    config=CorpusConfig,
+    inputs={},
+    run=load_corpus,
+    volatile=_volatile,
+    fingerprint=corpus_fingerprint,
+    describe=lambda cfg: f"source={cfg.source}",
+    summary=summarize,
+)

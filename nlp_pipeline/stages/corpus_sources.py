@@ -1,0 +1,354 @@
+"""Readers for the `corpus` stage: one function per input format, each returning plain Python lists.
+
+Takes a path (or a Hugging Face dataset name) and returns the rows of that one source: `read_table` gives the
+columns of a JSON-lines / CSV / TSV / Parquet file, `read_lines` the paragraph lines of a plain-text file,
+`read_wiki_dump` the prose paragraphs of a MediaWiki XML dump, `read_hub` the splits of a Hub dataset.
+Choosing fields, labels and splits is left to corpus.py; this module only reads and decodes.
+
+Limits: a file is read whole into memory (text corpora here are at most tens of MB; the Corpus artifact holds
+every text anyway). Text files are decoded by Python rather than by pyarrow so that an undecodable byte is
+reported with its file, line and column. Only JSON lines (or one JSON array), CSV/TSV with a header row,
+Parquet, plain text and MediaWiki XML are understood; `.gz`, `.bz2` and `.xz` compression is undone on the fly.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import lzma
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from nlp_pipeline.core.errors import DataError, MissingInputError
+
+TABLE_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+TEXT_SUFFIXES = {".txt": "text", ".tokens": "text", ".raw": "text"}
+WIKI_SUFFIXES = {".xml": "wikidump"}
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+SUPPORTED = (
+    ".jsonl/.json/.ndjson (JSON lines), .csv (with a header row), .tsv (header row, no quoting), .parquet, .txt/.tokens/.raw (plain text, one document per line), "
+    ".xml (MediaWiki dump); text formats may end in .gz/.bz2/.xz"
+)
+
+_HEADING = re.compile(r"^\s*=+.*=+\s*$")          # ' = Title = ', '== History ==' (WikiText / MediaWiki headings)
+_WIKI_EMPHASIS = re.compile(r"'{2,}")                # ''italic'' and '''bold''' markup left by filter_wiki
+_WIKI_NOT_PROSE = tuple("*#:;|!{}")                  # list, indent, table and template lines
+WIKI_MIN_WORDS = 5                                   # shorter wiki lines are captions, numbers or table debris
+
+
+def file_format(path: str | Path) -> str | None:
+    """The format of a file from its suffixes, or None: 'train.jsonl.gz' -> 'jsonl', 'a.parquet' -> 'parquet'."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+        if suffixes and suffixes[-1] == ".parquet":
+            return None  # parquet compresses itself; a compressed parquet file is not readable as is
+    if not suffixes:
+        return None
+    last = suffixes[-1]
+    return TABLE_SUFFIXES.get(last) or TEXT_SUFFIXES.get(last) or WIKI_SUFFIXES.get(last)
+
+
+def split_stem(path: str | Path) -> str:
+    """The file name without format and compression suffixes: 'train.jsonl.gz' -> 'train', 'wiki.valid.tokens' -> 'wiki.valid'."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in COMPRESSIONS:
+        if lower.endswith(suffix):
+            name, lower = name[: -len(suffix)], lower[: -len(suffix)]
+            break
+    for suffix in (*TABLE_SUFFIXES, *TEXT_SUFFIXES, *WIKI_SUFFIXES):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _open_binary(path: Path):
+    opener = COMPRESSIONS.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The (decompressed) bytes of a file; a broken archive is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"corpus file {path} does not exist; check corpus.source")
+    try:
+        with _open_binary(path) as handle:
+            return handle.read()
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{path} cannot be decompressed ({exc}); replace the file or pass the uncompressed one") from None
+
+
+def decode(data: bytes, encoding: str, path: str | Path) -> str:
+    """Bytes to text, or a DataError naming the file, line and column of the first undecodable byte.
+
+    decode(b'caf\\xc3\\xa9', 'utf-8', 'a.txt') -> 'café'; decode(b'ok\\ncaf\\xe9', 'utf-8', 'a.txt') raises
+    DataError('a.txt line 2, column 4: byte 0xe9 is not valid utf-8; ...').
+    """
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path} line {line}, column {column}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+            f"pass the file's encoding with --encoding (corpus.encoding), e.g. cp1252 or latin-1"
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text  # a UTF-8 byte-order mark is not text
+
+
+def read_text(path: str | Path, encoding: str) -> str:
+    return decode(read_bytes(path), encoding, path)
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+class Table:
+    """Columns of one file: names in file order and, per name, one value per row (None where a row lacks it)."""
+
+    def __init__(self, names: list[str], rows: int, get: Any):
+        self.names = names      # column names as found
+        self.rows = rows        # number of rows
+        self._get = get         # name -> list of values
+
+    def column(self, name: str) -> list[Any]:
+        return self._get(name)
+
+
+def _read_jsonl(path: Path, encoding: str) -> Table:
+    text = read_text(path, encoding)
+    records: list[dict] = []
+    if text.lstrip().startswith("["):  # one JSON array of objects rather than JSON lines
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: a JSON file must hold one object per line or one array of objects; fix the file")
+        records_iter = enumerate(data, 1)
+        where = "item"
+    else:
+        # split at "\n" only: str.splitlines would also cut at U+2028 and friends, legal inside JSON strings
+        records_iter = ((i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip())
+        where = "line"
+    for number, item in records_iter:
+        if where == "line":
+            try:
+                item = json.loads(item)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path} line {number}: not valid JSON ({exc.msg}); each line must be one JSON object like "
+                    f'{{"text": "...", "label": "..."}}'
+                ) from None
+        if not isinstance(item, dict):
+            raise DataError(f"{path} {where} {number}: expected a JSON object with named fields, got {type(item).__name__}")
+        records.append(item)
+    names: dict[str, None] = {}
+    for record in records:
+        for name in record:
+            names.setdefault(name, None)
+    return Table(list(names), len(records), lambda name: [r.get(name) for r in records])
+
+
+def _read_delimited(path: Path, encoding: str, delimiter: str) -> Table:
+    text = read_text(path, encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # the default (128 KiB per field) cuts long documents
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV (GLUE style) has no quoting
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return Table([], 0, lambda name: [])
+        rows = [row for row in reader if row]
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num}: {exc}; fix the quoting or pass the file as another format") from None
+    names = [h.strip() for h in header]
+
+    def get(name: str) -> list[Any]:
+        i = names.index(name)
+        return [row[i] if i < len(row) else None for row in rows]
+
+    return Table(names, len(rows), get)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError subclasses for damaged files
+        raise DataError(f"{path} is not a readable Parquet file ({exc}); replace it or export it again") from None
+    names = list(parquet.schema_arrow.names)
+
+    def get(name: str) -> list[Any]:
+        return pq.read_table(path, columns=[name]).column(name).to_pylist()
+
+    return Table(names, parquet.metadata.num_rows, get)
+
+
+def read_table(path: str | Path, encoding: str = "utf-8", fmt: str | None = None) -> Table:
+    """Columns of a JSON-lines, CSV, TSV or Parquet file (optionally .gz/.bz2/.xz compressed, except Parquet)."""
+    path = Path(path)
+    kind = fmt or file_format(path)
+    if kind == "jsonl":
+        return _read_jsonl(path, encoding)
+    if kind in ("csv", "tsv"):
+        return _read_delimited(path, encoding, "," if kind == "csv" else "\t")
+    if kind == "parquet":
+        return _read_parquet(path)
+    raise DataError(f"{path} is not a table file; supported: {SUPPORTED}")
+
+
+def cell_text(value: Any) -> str | None:
+    """A cell as text, None when missing: 'a ' -> 'a ', 3 -> '3', 2.0 -> '2', nan -> None, None -> None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise DataError(f"a cell holds a {type(value).__name__} ({str(value)[:40]!r}); only text, numbers and booleans can be texts or labels")
+
+
+# --- plain text ---------------------------------------------------------------------------------------------
+
+def read_lines(path: str | Path, encoding: str = "utf-8") -> tuple[list[str], int]:
+    """Paragraph lines of a plain-text file and the number of heading lines skipped.
+
+    WikiText style: blank lines separate nothing but themselves, ' = Title = ' lines are headings.
+    'a b\\n\\n = T = \\n c \\n' -> (['a b', 'c'], 1)
+    """
+    documents, headings = [], 0
+    for line in read_text(path, encoding).split("\n"):  # "\n" only, as line numbers in errors count them
+        line = line.strip()
+        if not line:
+            continue
+        if _HEADING.match(line):
+            headings += 1
+            continue
+        documents.append(line)
+    return documents, headings
+
+
+def wiki_paragraphs(markup: str) -> list[str]:
+    """Prose lines of one article's wiki markup, via gensim's filter_wiki, minus headings, lists, tables and debris.
+
+    "'''Anarchism''' is a political philosophy.\\n==History==\\n* a list item here ok" -> ['Anarchism is a political philosophy.']
+    """
+    from gensim.corpora.wikicorpus import filter_wiki
+
+    out = []
+    for line in filter_wiki(markup).splitlines():
+        line = _WIKI_EMPHASIS.sub("", line).strip()
+        if not line or line.startswith(_WIKI_NOT_PROSE) or _HEADING.match(line):
+            continue
+        line = " ".join(line.split())
+        if len(line.split()) >= WIKI_MIN_WORDS:
+            out.append(line)
+    return out
+
+
+def read_wiki_dump(path: str | Path) -> tuple[list[str], dict[str, int]]:
+    """Prose paragraphs of every article (namespace 0, redirects skipped) of a MediaWiki XML dump (.xml or .xml.bz2)."""
+    from gensim.corpora.wikicorpus import extract_pages
+    from tqdm import tqdm
+
+    path = Path(path)
+    documents: list[str] = []
+    stats = {"pages": 0, "redirects": 0}
+    try:
+        with _open_binary(path) as handle:
+            for _title, markup, _page_id in tqdm(extract_pages(handle), desc=f"reading {path.name}", unit=" pages",
+                                                 disable=None, leave=False):
+                if markup.lstrip()[:9].lower() == "#redirect":
+                    stats["redirects"] += 1
+                    continue
+                stats["pages"] += 1
+                documents.extend(wiki_paragraphs(markup))
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} cannot be read as a MediaWiki dump ({exc}); pass a pages-articles .xml or .xml.bz2 file") from None
+    except Exception as exc:  # the XML parser's errors (ElementTree.ParseError) and friends
+        if type(exc).__name__ != "ParseError":
+            raise
+        raise DataError(f"{path} is not a MediaWiki XML dump ({exc}); pass a pages-articles .xml or .xml.bz2 file") from None
+    return documents, stats
+
+
+# --- Hugging Face Hub ---------------------------------------------------------------------------------------
+
+HUB_SPLITS = {  # Hub split name -> corpus split
+    "train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test",
+    "unsupervised": "unsup", "unsup": "unsup", "unlabeled": "unsup", "unlabelled": "unsup",
+}
+HUB_TIMEOUT = 5.0  # seconds allowed for the one request that checks the Hub is reachable
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_error(name: str, reason: str) -> MissingInputError:
+    if _offline_env():
+        fix = "HF_HUB_OFFLINE is set and no cached copy was found: load it once with network access"
+    else:
+        fix = "connect to the internet, or set HF_HUB_OFFLINE=1 to use a cached copy"
+    return MissingInputError(
+        f"no network / not cached: could not load {name} from the Hugging Face Hub ({reason}); {fix}, "
+        f"or download the data and pass its folder as corpus.source"
+    )
+
+
+def resolve_hub_revision(name: str, revision: str | None) -> str:
+    """The commit sha of a Hub dataset at `revision` (a branch, tag or sha), with one request of HUB_TIMEOUT seconds.
+
+    A 40-hex revision is returned as is without a request. Offline (HF_HUB_OFFLINE=1) the revision cannot be
+    resolved and is returned as given ('main' when none): the cache key then follows the name, not the contents.
+    """
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    if _offline_env():
+        return revision or "main"
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    try:
+        info = HfApi(endpoint=endpoint).dataset_info(name, revision=revision, timeout=HUB_TIMEOUT)
+    except RepositoryNotFoundError:
+        raise MissingInputError(f"no dataset {name} on the Hugging Face Hub (or it is private); check the name after hf:") from None
+    except RevisionNotFoundError:
+        raise MissingInputError(f"dataset {name} has no revision {revision!r} on the Hugging Face Hub; check the part after @") from None
+    except Exception as exc:  # connection refused, DNS failure, timeout, proxy errors (httpx/requests types vary)
+        raise _hub_error(name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreachable'}") from None
+    return info.sha or revision or "main"
+
+
+def read_hub(name: str, config: str | None, revision: str | None) -> dict[str, Any]:
+    """The splits of a Hub dataset through `datasets.load_dataset`: {hub split name: datasets.Dataset}.
+
+    Checks first, with one short request, that the Hub answers (load_dataset itself retries for minutes).
+    """
+    revision = resolve_hub_revision(name, revision)
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(name, config, revision=revision)
+    except (ConnectionError, FileNotFoundError, OSError) as exc:
+        raise _hub_error(name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'not found'}") from None
+    except ValueError as exc:  # e.g. a config name that does not exist
+        raise MissingInputError(f"could not load {name} from the Hugging Face Hub: {str(exc).splitlines()[0]}; check hf:NAME:CONFIG") from None
+    return dict(loaded.items())
