@@ -1,0 +1,299 @@
+"""tokenization: Corpus -> Tokens (distinct token strings + one flat int32 array of their ids + offsets).
+
+Each text goes through the chosen text rules (nlp_pipeline.rules: fix_html, replace_rep, ...), then spaCy's
+rule-based tokenizer for `lang` (spacy.blank: no model, no download; the special tokens xxbos, xxmaj, ...
+are never split), then the token rules (xxup/xxmaj marking, lowercase), whitespace and length handling,
+and gets xxbos in front. Ids index `Tokens.types`, the distinct tokens in first-seen order; labels and
+splits are copied from the corpus; `Tokens.settings` is the config minus workers/chunk_size, so predict
+rebuilds the same tokenizer with TokenizationConfig(**settings) and calls tokenize_texts.
+
+How it stays fast and small: texts go to `workers` processes in chunks of `chunk_size`; a worker turns a
+chunk into spaCy ORTH hashes (Doc.to_array, no Token objects), applies the token rules once per distinct
+hash, and sends back the chunk's few distinct strings plus int32 ids. The main process maps those to
+global ids as each chunk arrives, so memory grows by 4 bytes per token plus the vocabulary, never by
+Python lists of strings. The output does not depend on workers or chunk_size.
+Limits: worker processes are forked on Linux (spawned elsewhere), so the first chunk waits for spaCy to
+import in each worker (about a second); the corpus texts themselves are still one list in memory.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import importlib.metadata
+import importlib.util
+import itertools
+import multiprocessing
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from nlp_pipeline.artifacts import Corpus, Tokens
+from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.rules import BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, token_transform
+
+VOLATILE = ("workers", "chunk_size")  # cannot change the output: left out of the cache key and of Tokens.settings
+
+
+@dataclass(frozen=True)
+class TokenizationConfig:
+    lang: str = "en"                   # spaCy language code for spacy.blank(lang): en, de, fr, es, xx (multilingual)...
+    rules: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))  # rule names (nlp_pipeline.rules), fixed order
+    max_token_length: int = 50         # longer tokens are cut to this many characters (URLs, junk); 0 = no cap
+    add_bos: bool = True               # put xxbos at the start of every document
+    mark_whitespace: bool = False      # whitespace-only tokens ('\n', '\t '): true -> xxspace, false -> dropped
+    workers: int = 0                   # tokenizing processes; 0 = min(4, CPU count); 1 = in this process (volatile)
+    chunk_size: int = 5000             # texts sent to a worker at a time (volatile)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if isinstance(self.rules, str) or not all(isinstance(r, str) for r in self.rules):
+            raise ConfigError(f"tokenization.rules must be a list of rule names like {list(DEFAULT_RULES[:2])}, got {self.rules!r}")
+        check_rules(self.rules, "tokenization.rules")
+        check_lang(self.lang)
+        if self.max_token_length < 0:
+            raise ConfigError(f"tokenization.max_token_length must be 0 (no cap) or more, got {self.max_token_length}")
+        if self.workers < 0:
+            raise ConfigError(f"tokenization.workers must be 0 (automatic) or more, got {self.workers}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"tokenization.chunk_size must be at least 1, got {self.chunk_size}")
+
+
+def check_lang(lang: str) -> None:
+    """Raise ConfigError unless spaCy has a language class for `lang` ('en' passes, 'english' does not).
+
+    Looks for spacy/lang/<code>/ on disk or a 'spacy_languages' entry point, without importing spaCy.
+    """
+    if isinstance(lang, str) and re.fullmatch(r"[a-z][a-z_]*", lang):
+        spec = importlib.util.find_spec("spacy")
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(location) / "lang" / lang / "__init__.py").is_file():
+                return
+        if any(entry.name == lang for entry in importlib.metadata.entry_points(group="spacy_languages")):
+            return
+    raise ConfigError(
+        f"tokenization.lang {lang!r} is not a language spaCy knows; use a code such as en, de, fr, es, nl or xx (multi-language)"
+    )
+
+
+def resolve_workers(workers: int) -> int:
+    """0 -> min(4, CPU count); any other value as it is."""
+    return workers if workers > 0 else max(1, min(4, os.cpu_count() or 1))
+
+
+def settings_of(cfg: TokenizationConfig) -> dict[str, Any]:
+    """The config minus volatile fields: what Tokens.settings records so predict can tokenize alike."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in VOLATILE}
+
+
+# --- one chunk of texts -> (distinct tokens, int32 ids into them, tokens per document) -----------------------
+
+@lru_cache(maxsize=4)
+def spacy_tokenizer(lang: str) -> Any:
+    """spacy.blank(lang).tokenizer with the special tokens as special cases; built once per process."""
+    import spacy
+    from spacy.symbols import ORTH
+
+    try:
+        nlp = spacy.blank(lang)
+    except (ImportError, ValueError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"tokenization.lang {lang!r}: spaCy cannot build this language: {reason}") from None
+    for token in SPECIAL_TOKENS:
+        nlp.tokenizer.add_special_case(token, [{ORTH: token}])
+    return nlp.tokenizer
+
+
+class _ChunkTokenizer:
+    """Tokenizes a chunk of texts into (types, ids, lengths); built once per process from Tokens.settings."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from spacy.attrs import ORTH
+
+        self.orth = ORTH
+        self.tokenizer = spacy_tokenizer(settings["lang"])
+        self.strings = self.tokenizer.vocab.strings
+        self.text_rules = compose_text_rules(settings["rules"])
+        self.token_rules = token_transform(settings["rules"], settings["max_token_length"], settings["mark_whitespace"])
+        self.add_bos = settings["add_bos"]
+
+    def __call__(self, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """texts -> (types in first-seen order, (n_tokens,) int32 ids into types, (n_texts,) int64 lengths)."""
+        tokenizer, text_rules, orth = self.tokenizer, self.text_rules, self.orth
+        arrays = [tokenizer(text_rules(text)).to_array(orth) for text in texts]
+        in_lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        hashes = np.concatenate(arrays) if arrays else np.zeros(0, np.uint64)
+
+        # Distinct spaCy tokens in first-seen order; each becomes 0, 1 or 2 output tokens, computed once.
+        unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        token_rank = rank[inverse.reshape(-1)]                       # (n_in,) first-seen rank of each token
+        types: list[str] = [BOS] if self.add_bos else []
+        index = {t: i for i, t in enumerate(types)}
+        flat: list[int] = []                                         # output ids of each distinct token, concatenated
+        counts = np.empty(len(unique), dtype=np.int64)               # how many output tokens each one gives
+        strings, token_rules = self.strings, self.token_rules
+        for k, orth_hash in enumerate(unique[order].tolist()):
+            outputs = token_rules(strings[orth_hash])
+            counts[k] = len(outputs)
+            for out in outputs:
+                i = index.get(out)
+                if i is None:
+                    i = index[out] = len(types)
+                    types.append(out)
+                flat.append(i)
+        flat_ids = np.asarray(flat, dtype=np.int32)
+        starts = np.cumsum(counts) - counts
+
+        # Expand every input token into its output tokens (vectorised: no Python loop over tokens).
+        token_counts = counts[token_rank]
+        if (counts == 1).all():                                      # each distinct token gives exactly one
+            ids = flat_ids[starts[token_rank]]
+        else:
+            total = int(token_counts.sum())
+            before = np.cumsum(token_counts) - token_counts
+            ids = flat_ids[np.repeat(starts[token_rank] - before, token_counts) + np.arange(total)]
+        out_ends = np.concatenate([[0], np.cumsum(token_counts)])[np.cumsum(in_lengths)]
+        lengths = np.diff(np.concatenate([[0], out_ends])).astype(np.int64)
+        if self.add_bos:
+            ids = np.insert(ids, out_ends - lengths, 0)
+            lengths += 1
+        return types, ids.astype(np.int32, copy=False), lengths
+
+
+_WORKER_SETTINGS: dict[str, Any] = {}       # this worker process's Tokens.settings, set by _start_worker
+_WORKER: _ChunkTokenizer | None = None     # built on the first task, so a failure reaches the caller, not a respawn loop
+
+
+def _start_worker(settings: dict[str, Any]) -> None:
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = settings
+
+
+def _run_worker(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = _ChunkTokenizer(_WORKER_SETTINGS)
+    return _WORKER(texts)
+
+
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _pool_context() -> Any:
+    """fork on Linux (workers start instantly, sharing the imported modules); spawn elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") and "fork" in methods else "spawn")
+
+
+def stream_chunks(cfg: TokenizationConfig, texts: Iterable[str]) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Tokenized chunks in input order: (local types, int32 ids into them, tokens per text) per chunk.
+
+    The one code path of the stage, of tokenize_texts and of predict. Runs in this process when workers is
+    1 or the texts fit in one chunk, else in a pool of worker processes; the output is the same either way.
+    """
+    settings = settings_of(cfg)
+    chunks = _chunks(texts, cfg.chunk_size)
+    head = list(itertools.islice(chunks, 2))
+    workers = resolve_workers(cfg.workers)
+    if workers == 1 or len(head) < 2:
+        tokenize_chunk = _ChunkTokenizer(settings)
+        for chunk in itertools.chain(head, chunks):
+            yield tokenize_chunk(chunk)
+        return
+    with _pool_context().Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
+        yield from pool.imap(_run_worker, itertools.chain(head, chunks))
+
+
+def _progress(total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="tokenization", unit=" docs", disable=None, leave=False, file=sys.stderr)
+
+
+def tokenize_texts(cfg: TokenizationConfig, texts: Iterable[str]) -> list[list[str]]:
+    """Texts -> lists of token strings, exactly as the stage tokenizes them.
+
+    tokenize_texts(TokenizationConfig(workers=1), ['Hello  WORLD!']) -> [['xxbos', 'xxmaj', 'hello', 'xxup', 'world', '!']]
+    """
+    out: list[list[str]] = []
+    for types, ids, lengths in stream_chunks(cfg, texts):
+        ends = np.cumsum(lengths).tolist()
+        tokens = [types[i] for i in ids.tolist()]
+        out += [tokens[end - n:end] for end, n in zip(ends, lengths.tolist())]
+    return out
+
+
+def tokenize_to_ids(cfg: TokenizationConfig, texts: Iterable[str],
+                    total: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts -> (types in first-seen order, (n_tokens,) int32 ids, (n_texts + 1,) int64 offsets), streamed.
+
+    tokenize_to_ids(TokenizationConfig(workers=1), ['a b', 'b']) -> (['xxbos', 'a', 'b'], [0, 1, 2, 0, 2], [0, 3, 5])
+    `texts` may be any iterable (a generator over a file): memory is 4 bytes per token plus the vocabulary.
+    """
+    index: dict[str, int] = {}
+    types: list[str] = []
+    ids = array.array("i")           # grows in place; viewed as numpy at the end without a copy
+    lengths = array.array("q")
+    assert ids.itemsize == 4 and lengths.itemsize == 8
+    with _progress(total) as progress:
+        for chunk_types, chunk_ids, chunk_lengths in stream_chunks(cfg, texts):
+            lookup = np.empty(len(chunk_types), dtype=np.int32)
+            for local, token in enumerate(chunk_types):
+                global_id = index.get(token)
+                if global_id is None:
+                    global_id = index[token] = len(types)
+                    types.append(token)
+                lookup[local] = global_id
+            ids.frombytes(lookup[chunk_ids].tobytes())
+            lengths.frombytes(chunk_lengths.astype(np.int64, copy=False).tobytes())
+            progress.update(len(chunk_lengths))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.frombuffer(lengths, dtype=np.int64), out=offsets[1:])
+    return types, np.frombuffer(ids, dtype=np.int32), offsets
+
+
+def tokenize(cfg: TokenizationConfig, corpus: Corpus) -> Tokens:
+    """Tokenize every text of the corpus, in corpus order, carrying labels and splits through."""
+    types, ids, offsets = tokenize_to_ids(cfg, corpus.texts, total=len(corpus.texts))
+    return Tokens(
+        labels=np.array(corpus.labels, dtype=np.int32),
+        splits=np.array(corpus.splits, dtype=np.int8),
+        label_names=list(corpus.label_names),
+        ids=ids,
+        offsets=offsets,
+        types=types,
+        settings=settings_of(cfg),
+    )
+
+
+def summarize(tokens: Tokens) -> dict:
+    return {"documents": len(tokens), "tokens": int(len(tokens.ids)), "types": len(tokens.types)}
+
+
+STAGE = Stage(
+    name="tokenization",
+    version=1,
+    config=TokenizationConfig,
+    inputs={"corpus": "corpus"},
+    run=tokenize,
+    volatile=VOLATILE,
+    describe=lambda cfg: (
+        f"lang={cfg.lang}, {len(set(cfg.rules))}/{len(DEFAULT_RULES)} rules, workers={resolve_workers(cfg.workers)}"
+    ),
+    summary=summarize,
+)
