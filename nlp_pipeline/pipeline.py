@@ -1,0 +1,150 @@
+"""The pipeline: which stage instances exist, how they are wired, in data-flow order.
+
+    configs = load_config(sets=["lsa.n_components=50"])   # defaults <- preset <- --config file <- --set
+    instances(configs)                                     # [Instance(...), ...] corpus -> ... -> lsa
+    run(configs, store, until="lsa")                       # RunResult with one StageReport per instance
+
+Nothing here computes anything itself: stages do the work, core.runner does the caching.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from nlp_pipeline.core import config as config_layer
+from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
+from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.stages import corpus, lsa, numericalization, tokenization
+
+STAGES = {module.STAGE.name: module.STAGE for module in (corpus, tokenization, numericalization, lsa)}
+SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
+PRESETS = ("quick",)
+
+
+def default_layers() -> list[dict]:
+    """The packaged default_config.toml as a config layer."""
+    text = resources.files("nlp_pipeline").joinpath("default_config.toml").read_text(encoding="utf-8")
+    import tomllib
+
+    return [tomllib.loads(text)]
+
+
+def preset_layer(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    import tomllib
+
+    return tomllib.loads(resources.files("nlp_pipeline").joinpath(f"presets/{name}.toml").read_text(encoding="utf-8"))
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    sets: Iterable[str] = (),
+    preset: str | None = None,
+    overrides: dict | None = None,
+) -> dict[str, Any]:
+    """Resolve every stage's config: defaults <- preset <- config_file <- overrides (CLI options) <- sets."""
+    layers = default_layers()
+    if preset:
+        layers.append(preset_layer(preset))
+    if config_file:
+        layers.append(config_layer.load_toml(config_file))
+    if overrides:
+        layers.append(overrides)
+    layers.append(config_layer.parse_sets(list(sets)))
+    return config_layer.resolve(SCHEMAS, layers)
+
+
+def instances(configs: dict[str, Any]) -> list[Instance]:
+    """Stage instances in data-flow order for the resolved configs."""
+    return [
+        Instance("corpus", STAGES["corpus"], configs["corpus"], {}),
+        Instance("tokenization", STAGES["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
+        Instance("numericalization", STAGES["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
+        Instance("lsa", STAGES["lsa"], configs["lsa"], {"tokens": "tokenization"}),
+    ]
+
+
+def show(configs: dict[str, Any], store: ArtifactStore) -> list[PlanEntry]:
+    """The plan: every instance with its key and whether it is cached. Loads nothing."""
+    return plan(instances(configs), store)
+
+
+def run(
+    configs: dict[str, Any],
+    store: ArtifactStore,
+    until: str | None = None,
+    force: Iterable[str] = (),
+    keep: Iterable[str] = (),
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    return execute(instances(configs), store, until=until, force=force, keep=keep, echo=echo)
+
+
+def run_name(configs: dict[str, Any]) -> str:
+    """A folder-safe name for runs/<name>/: the corpus card name or the path's stem."""
+    source = configs["corpus"].source
+    stem = Path(source.rstrip("/")).stem if ("/" in source or os.sep in source) else source
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem.replace("hf:", "hf-")).strip("-") or "run"
+
+
+def to_toml(tables: dict[str, dict]) -> str:
+    """Resolved configs as TOML; None becomes "none", which the loader reads back as None."""
+    lines = []
+    for section, table in tables.items():
+        lines.append(f"[{section}]")
+        for name, value in table.items():
+            lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def write_run(run_dir: str | Path, configs: dict[str, Any], result: RunResult) -> Path:
+    """Write runs/<name>/{metrics.json, config.toml, keys.json} atomically (a temp folder renamed into place)."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
+    metrics = {
+        r.id: {"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3), "key": r.key, **r.summary}
+        for r in result.reports
+    }
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    (tmp / "config.toml").write_text(to_toml(config_layer.to_dict(configs)), encoding="utf-8")
+    (tmp / "keys.json").write_text(json.dumps(result.keys(), indent=2) + "\n", encoding="utf-8")
+    extra = [p for p in run_dir.iterdir()] if run_dir.is_dir() else []
+    for p in extra:  # keep files other tools wrote into the run folder (reports, plots)
+        if p.name not in ("metrics.json", "config.toml", "keys.json") and not (tmp / p.name).exists():
+            os.rename(p, tmp / p.name)
+    if run_dir.exists():
+        import shutil
+
+        old = run_dir.parent / f".{run_dir.name}-old-{os.getpid()}"
+        os.rename(run_dir, old)
+        os.rename(tmp, run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, run_dir)
+    return run_dir

@@ -1,0 +1,146 @@
+"""The CLI through click's CliRunner and as a real subprocess, on a tiny corpus written under tmp_path."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nlp_pipeline.cli import main
+
+POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
+            "brilliant fun", "wonderful and warm", "great fun for all"]
+NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
+            "boring mess", "dull and cold", "terrible waste of time"]
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
+    train = [r for i, r in enumerate(rows) if i % 4 != 3]
+    test = [r for i, r in enumerate(rows) if i % 4 == 3]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    return folder
+
+
+FAST = ["--set", "tokenization.workers=1", "--set", "numericalization.min_freq=1", "--set", "lsa.n_components=3",
+        "--set", "lsa.min_df=1"]
+
+
+def _invoke(args, tmp_path):
+    runner = CliRunner()
+    return runner.invoke(main, [*args], env={"NLP_PIPELINE_CACHE": str(tmp_path / "cache")}, catch_exceptions=False)
+
+
+def _run_args(corpus_dir, tmp_path, *extra):
+    return ["run", "--corpus", str(corpus_dir), "--runs-dir", str(tmp_path / "runs"), "--until", "lsa", *FAST, *extra]
+
+
+def test_help_is_instant_and_lists_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "show", "cache", "corpora"):
+        assert command in result.output
+    assert "--set" in CliRunner().invoke(main, ["run", "--help"]).output
+
+
+def test_run_then_rerun_is_all_cached(corpus_dir, tmp_path):
+    first = _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "lsa" in first.stdout and "tfidf_logreg_accuracy" in first.stdout
+    metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
+    assert list(metrics) == ["corpus", "tokenization", "lsa"]   # --until lsa: only what lsa needs
+    assert all(m["status"] == "ran" for m in metrics.values())
+    assert (tmp_path / "runs" / "tiny" / "config.toml").is_file()
+    second = _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
+    assert second.exit_code == 0
+    assert second.stderr.count("cache hit") == 3 and "running" not in second.stderr
+    shown = _invoke(["show", "--corpus", str(corpus_dir), *FAST], tmp_path)
+    assert shown.exit_code == 0
+    states = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()}
+    assert states["corpus"] == states["tokenization"] == states["lsa"] == "hit"
+    assert states["numericalization"] == "miss"
+
+
+def test_changing_lsa_setting_reruns_only_lsa(corpus_dir, tmp_path):
+    _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
+    result = _invoke(_run_args(corpus_dir, tmp_path, "--set", "lsa.n_components=2"), tmp_path)
+    assert result.exit_code == 0
+    running = [line.split()[0] for line in result.stderr.splitlines() if "running" in line]
+    assert running == ["lsa"]
+
+
+def test_resolved_config_file_reproduces_the_run(corpus_dir, tmp_path):
+    _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
+    config = tmp_path / "runs" / "tiny" / "config.toml"
+    again = _invoke(["run", "--config", str(config), "--runs-dir", str(tmp_path / "runs2"), "--until", "lsa"], tmp_path)
+    assert again.exit_code == 0
+    assert again.stderr.count("cache hit") == 3
+
+
+@pytest.mark.parametrize(
+    "args, code, phrase",
+    [
+        (["run", "--corpus", "/no/such/folder"], 1, "does not exist"),
+        (["run", "--set", "lsa.n_componentz=5"], 2, "unknown setting lsa.n_componentz"),
+        (["run", "--set", "lsa.n_components=many"], 2, "whole number"),
+        (["run", "--set", "nosuchstage.x=1"], 2, "unknown config section"),
+        (["run", "--until", "nosuchstage"], 2, "unknown stage"),
+        (["run", "--corpus", "no_such_card"], 2, "no_such_card"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors_and_write_nothing(corpus_dir, tmp_path, args, code, phrase):
+    args = [a if a != "run" else "run" for a in args]
+    if "--corpus" not in args:
+        args = [*args, "--corpus", str(corpus_dir)]
+    result = _invoke([*args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(p for p in cache.rglob("meta.json"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_cache_dir(corpus_dir, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    result = CliRunner().invoke(main, ["run", "--corpus", str(corpus_dir), "--cache-dir", str(blocker / "cache"),
+                                       "--runs-dir", str(tmp_path / "runs"), *FAST])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: cache directory") and "--cache-dir" in result.stderr
+
+
+def test_cache_ls_verify_gc(corpus_dir, tmp_path):
+    _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
+    listed = _invoke(["cache", "ls"], tmp_path)
+    assert listed.exit_code == 0 and sum(s in listed.stdout for s in ("corpus", "tokenization", "lsa")) == 3
+    assert _invoke(["cache", "verify"], tmp_path).exit_code == 0
+    pickle = next((tmp_path / "cache" / "lsa").glob("*/artifact.pkl"))
+    pickle.write_bytes(pickle.read_bytes()[:-10])
+    verified = _invoke(["cache", "verify"], tmp_path)
+    assert verified.exit_code == 1 and "CORRUPT  lsa" in verified.stdout
+    gc = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert gc.exit_code == 0 and "0 artifacts removed" in gc.stdout
+    gc_all = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs")], tmp_path)
+    assert "3 artifacts removed" in gc_all.stdout
+    assert not list((tmp_path / "cache").rglob("meta.json"))
+
+
+def test_real_subprocess(corpus_dir, tmp_path):
+    env = dict(os.environ, NLP_PIPELINE_CACHE=str(tmp_path / "cache"))
+    command = [sys.executable, "-m", "nlp_pipeline.cli", *_run_args(corpus_dir, tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "results in" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "nlp_pipeline.cli", "run", "--corpus", str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
