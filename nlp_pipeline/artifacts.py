@@ -161,3 +161,41 @@ class WordVectors:
 
 
 # --- language model and classifier (issue 4): defined by the LM work; placeholders until then ---------------
+@dataclass
+class LanguageModel:
+    """An AWD-LSTM/GRU language model: shapes, weights and vocabulary, no optimizer state.
+
+    Rebuild with nlp_pipeline.models.heads.build_language_model(arch) and load `state_dict` into it
+    (nlp_pipeline.models.inference.load_language_model does both). Weights are numpy arrays, so loading the
+    artifact needs no torch.
+    """
+
+    arch: dict[str, Any]                 # vocab_size, embedding_dim, hidden_dim, num_layers, rnn_type, pad_id, tie_weights
+    state_dict: dict[str, np.ndarray]    # parameter name -> float32 array (the tied decoder weight appears under both names)
+    vocab: Vocab                         # token of each embedding row / decoder output
+    tokenizer: dict[str, Any] = field(default_factory=dict)      # tokenization settings of the training texts
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: phase, train_loss, val_loss, val_perplexity, seconds, tokens_per_second
+    metrics: dict[str, Any] = field(default_factory=dict)        # val perplexity, tokens seen, vocabulary overlap, vector init, ...
+
+
+@dataclass
+class ClassifierResult:
+    """A trained ULMFiT classifier (encoder + pooling head) with its validation and test scores.
+
+    Rebuild with nlp_pipeline.models.inference.load_classifier(result); documents are encoded with `vocab`
+    after the tokenizer in `tokenizer`, truncated to `max_length` ids. Test indexes, labels and probabilities
+    line up row by row (indexes are document positions in the corpus) for error analysis.
+    """
+
+    arch: dict[str, Any]                 # encoder shapes + num_classes, head_hidden_dim
+    state_dict: dict[str, np.ndarray]    # parameter/buffer name -> array (BatchNorm running stats included)
+    vocab: Vocab
+    label_names: list[str]               # class id -> name
+    max_length: int                      # documents are cut to their first max_length token ids
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: stage, trainable_groups, train/val loss, val accuracy
+    metrics: dict[str, Any] = field(default_factory=dict)        # {"validation": {...}, "test": {...}, "selected": {...}}
+    validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored for model selection
+    test_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))        # (n_test,) corpus positions of test documents
+    test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))         # (n_test,) true label ids
+    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes)

@@ -1,0 +1,410 @@
+"""Training machinery shared by the LM and classifier stages: layer groups, discriminative learning rates,
+gradual unfreezing, LR schedules, vocabulary matching, and the two training loops.
+
+- Layer groups come from the nets (`layer_groups()`): the unit of freezing and of discriminative LRs.
+  Group i of n gets lr / factor ** (n - 1 - i): the top group (head, or the tied embedding/decoder of an LM)
+  gets lr, each group below it 2.6x less (ULMFiT).
+- AdamW (decoupled weight decay; none on biases, norms and 1-d parameters), betas configurable
+  ((0.7, 0.99) in AWD-LSTM/ULMFiT), gradient-norm clipping, one LR multiplier per step from the schedule:
+  "stlr" (slanted triangular, Howard & Ruder 2018: cut_frac, ratio 32), "one_cycle" (fastai: cosine
+  warm-up from lr/25, cosine decay to lr/1e5) or "constant".
+- LM loop: stream batches with (variable) BPTT, the recurrent state carried over (detached) and reset at
+  every epoch, LR scaled by seq_len / bptt, AR/TAR, a held-out stream evaluated each epoch.
+- Classifier loop: gradual unfreezing stages, sortish batches, model selection on a validation set.
+Limits: single process, one device; no gradient accumulation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from nlp_pipeline.models.batching import (
+    bptt_lengths, concat_documents, layout_stream, lm_windows, pad_batch, sorted_batches, sortish_batches,
+)
+from nlp_pipeline.models.device import autocast_context, grad_scaler
+from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet
+from nlp_pipeline.models.rnn import detach_state
+
+SCHEDULES = ("stlr", "one_cycle", "constant")
+
+
+# --- learning rates, groups, schedules -------------------------------------------------------------------
+def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[float]:
+    """Per-group learning rates, bottom group first, top group = lr.
+
+    discriminative_lrs(0.01, 3, 2.0) -> [0.0025, 0.005, 0.01]
+    """
+    return [lr / factor ** (n_groups - 1 - i) for i in range(n_groups)]
+
+
+def set_trainable(groups: list[list[nn.Parameter]], n_trainable: int) -> None:
+    """requires_grad = True for the top n_trainable groups, False below (gradual unfreezing).
+
+    With groups [emb, l0, l1, head]: n_trainable=1 -> only head; 2 -> l1 + head; 4 -> all.
+    A parameter shared by two groups (tied weights) is trainable if either group is.
+    """
+    n = len(groups)
+    trainable = {id(p) for g in groups[max(0, n - n_trainable):] for p in g}
+    for group in groups:
+        for p in group:
+            p.requires_grad_(id(p) in trainable)
+
+
+def make_optimizer(groups: list[list[nn.Parameter]], lrs: list[float], weight_decay: float,
+                   betas: tuple[float, float], eps: float = 1e-7) -> torch.optim.AdamW:
+    """AdamW with two torch param groups per layer group (decayed matrices, undecayed vectors).
+
+    Each torch group remembers its layer group ("layer_group") and its peak LR ("base_lr"), which the
+    schedule multiplies. A parameter listed in several layer groups (tied weights) is taken once, by the first.
+    """
+    seen: set[int] = set()
+    param_groups = []
+    for i, (group, lr) in enumerate(zip(groups, lrs)):
+        decay, no_decay = [], []
+        for p in group:
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        for params, wd in ((decay, weight_decay), (no_decay, 0.0)):
+            if params:
+                param_groups.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": wd, "layer_group": i})
+    kwargs: dict[str, Any] = {"betas": betas, "eps": eps}
+    try:
+        return torch.optim.AdamW(param_groups, fused=True, **kwargs)  # one fused kernel per step on CPU and GPU
+    except (RuntimeError, TypeError):  # a device/dtype without a fused AdamW kernel
+        return torch.optim.AdamW(param_groups, foreach=True, **kwargs)
+
+
+def set_base_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]) -> None:
+    """Give layer group i the peak LR lrs[i] (for a new training phase)."""
+    for pg in optimizer.param_groups:
+        pg["base_lr"] = lrs[pg["layer_group"]]
+
+
+def schedule_factor(kind: str, step: int, total: int, warmup_fraction: float) -> float:
+    """LR multiplier at `step` of `total` (0-based).
+
+    stlr (Howard & Ruder 2018, ratio 32): schedule_factor("stlr", 0, 100, 0.1) -> 1/32 = 0.03125;
+    at step 10 (the cut) -> 1.0; at step 99 -> ~0.041. one_cycle (fastai): 1/25 at step 0, 1.0 after
+    warmup_fraction of the steps, cosine down to 1e-5. constant -> 1.0.
+    """
+    if kind == "constant" or total <= 1:
+        return 1.0
+    if kind == "stlr":
+        ratio = 32.0
+        cut = max(1, math.floor(total * warmup_fraction))
+        p = step / cut if step < cut else 1.0 - (step - cut) / max(1, total - cut)
+        return (1.0 + p * (ratio - 1.0)) / ratio
+    if kind == "one_cycle":
+        warm = max(1, int(total * warmup_fraction))
+        if step < warm:
+            start, end, pos = 1.0 / 25.0, 1.0, step / warm
+        else:
+            start, end, pos = 1.0, 1e-5, (step - warm) / max(1, total - warm)
+        return end + (start - end) * (1.0 + math.cos(math.pi * pos)) / 2.0
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for pg in optimizer.param_groups:
+        pg["lr"] = pg["base_lr"] * factor
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# --- vocabulary matching and embedding initialisation ------------------------------------------------------
+def match_vocab(weight: np.ndarray, bias: np.ndarray | None, old_itos: list[str],
+                new_itos: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Rows of an embedding (and decoder bias) re-indexed from old_itos to new_itos.
+
+    Tokens in both vocabularies keep their row; new tokens get the mean row (and the mean bias).
+    old ["a", "b"] rows [[1, 1], [3, 5]], new ["b", "c"] -> [[3, 5], [2, 3]]; returns (weight, bias, n_shared).
+    """
+    weight = np.asarray(weight, dtype=np.float32)
+    old_index = {s: i for i, s in enumerate(old_itos)}
+    source = np.array([old_index.get(s, -1) for s in new_itos], dtype=np.int64)
+    found = source >= 0
+    new_weight = np.empty((len(new_itos), weight.shape[1]), np.float32)
+    new_weight[found] = weight[source[found]]
+    new_weight[~found] = weight.mean(axis=0)
+    new_bias = None
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float32)
+        new_bias = np.empty(len(new_itos), np.float32)
+        new_bias[found] = bias[source[found]]
+        new_bias[~found] = bias.mean()
+    return new_weight, new_bias, int(found.sum())
+
+
+def vectors_to_embedding(itos: list[str], keys: list[str], vectors: np.ndarray, embedding: np.ndarray,
+                         rows: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Copy word vectors into embedding rows of tokens that have one, rescaled to the embedding's spread.
+
+    vectors (K, D) must have D == embedding.shape[1] (the caller projects first if needed). Only rows flagged
+    in `rows` (bool (V,), default all) may change. Each vector is scaled by std(embedding) / std(vectors) so a
+    copied row looks like its neighbours to the rest of the network. Returns (new embedding, rows copied).
+    """
+    embedding = np.array(embedding, dtype=np.float32, copy=True)
+    index = {k: i for i, k in enumerate(keys)}
+    vectors = np.asarray(vectors, dtype=np.float32)
+    scale = float(embedding.std()) / max(float(vectors.std()), 1e-12)
+    copied = 0
+    for row, token in enumerate(itos):
+        if rows is not None and not rows[row]:
+            continue
+        j = index.get(token)
+        if j is not None:
+            embedding[row] = vectors[j] * scale
+            copied += 1
+    return embedding, copied
+
+
+def project_vectors(vectors: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
+    """Fit (K, D) vectors to (K, dim): PCA onto the top dim components when D > dim, zero-padding when D < dim."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    k, d = vectors.shape
+    if d == dim:
+        return vectors
+    if d < dim:
+        return np.concatenate([vectors, np.zeros((k, dim - d), np.float32)], axis=1)
+    centred = vectors - vectors.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return (centred @ vt[:dim].T).astype(np.float32)
+
+
+# --- language model loop ------------------------------------------------------------------------------
+def evaluate_language_model(model: LanguageModelNet, rows: np.ndarray, bptt: int, device: torch.device,
+                            dtype: torch.dtype | None = None) -> float:
+    """Mean cross-entropy per target token of a (B, N) held-out stream, state carried, no dropout."""
+    model.eval()
+    total, count, state = 0.0, 0, None
+    with torch.no_grad(), autocast_context(device, dtype):
+        for x, y in lm_windows(rows, bptt_lengths(rows.shape[1], bptt)):
+            xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(device)  # (T, B)
+            yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(device)  # (T, B)
+            out = model(xt, yt, state)
+            state = out.state
+            total += float(out.loss) * yt.numel()
+            count += yt.numel()
+    return total / max(count, 1)
+
+
+def fit_language_model(
+    model: LanguageModelNet,
+    optimizer: torch.optim.Optimizer,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    train_docs: np.ndarray,
+    valid_rows: np.ndarray | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    bptt: int,
+    variable_bptt: bool,
+    schedule: str,
+    warmup_fraction: float,
+    clip: float,
+    activation_regularization: float,
+    temporal_activation_regularization: float,
+    rng: np.random.Generator,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    phase: str = "train",
+    max_steps: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train `model` for `epochs` passes over the documents `train_docs` (indexes into offsets); returns
+    one history row per epoch. Each epoch shuffles document order, concatenates, lays the stream out in
+    batch_size rows, and walks it with BPTT windows; the state is reset per epoch. One schedule cycle spans
+    all epochs (or `max_steps`, which stops early: benchmarks)."""
+    scaler = grad_scaler(device, dtype)
+    n_tokens = int(sum(offsets[i + 1] - offsets[i] for i in train_docs))
+    steps_per_epoch = max(1, (n_tokens // batch_size - 1) // bptt)
+    total_steps = max(1, steps_per_epoch * epochs)
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)  # the schedule completes within the budget
+    history, step = [], 0
+    params = trainable_parameters(model)
+    for epoch in range(epochs):
+        model.train()
+        rows = layout_stream(concat_documents(ids, offsets, rng.permutation(train_docs)), batch_size)
+        lengths = bptt_lengths(rows.shape[1], bptt, rng if variable_bptt else None)
+        state, loss_sum, token_count, started = None, 0.0, 0, time.perf_counter()
+        bar = tqdm(total=sum(lengths) * batch_size, desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok",
+                   unit_scale=True, disable=None, leave=False)
+        for x, y in lm_windows(rows, lengths):
+            seq_len = x.shape[1]
+            apply_lr(optimizer, schedule_factor(schedule, min(step, total_steps - 1), total_steps, warmup_fraction)
+                     * seq_len / bptt)
+            xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(device)  # (T, B)
+            yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(device)  # (T, B)
+            with autocast_context(device, dtype):
+                out = model(xt, yt, state)
+                loss = out.loss
+                if activation_regularization:
+                    loss = loss + activation_regularization * out.dropped.float().pow(2).mean()
+                if temporal_activation_regularization and out.raw.shape[0] > 1:
+                    loss = loss + temporal_activation_regularization * (out.raw[1:] - out.raw[:-1]).float().pow(2).mean()
+            state = detach_state(out.state)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+            scaler.step(optimizer)
+            scaler.update()
+            value = float(out.loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{phase}: language-model loss became {value} at step {step}; lower the learning rate")
+            loss_sum += value * yt.numel()
+            token_count += yt.numel()
+            step += 1
+            bar.update(yt.numel())
+            if on_step is not None:
+                on_step(step, value)
+            if max_steps is not None and step >= max_steps:
+                break
+        bar.close()
+        seconds = time.perf_counter() - started
+        row: dict[str, Any] = {
+            "phase": phase, "epoch": epoch + 1, "train_loss": round(loss_sum / max(token_count, 1), 4),
+            "seconds": round(seconds, 2), "tokens_per_second": round(token_count / max(seconds, 1e-9), 1),
+            "train_tokens": token_count,
+        }
+        if valid_rows is not None and valid_rows.size:
+            val_loss = evaluate_language_model(model, valid_rows, bptt, device, dtype)
+            row.update(val_loss=round(val_loss, 4), val_perplexity=round(math.exp(min(val_loss, 50.0)), 2))
+        history.append(row)
+        if max_steps is not None and step >= max_steps:
+            break
+    return history
+
+
+# --- classifier loop -----------------------------------------------------------------------------------
+def predict_classifier(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarray, indexes: np.ndarray,
+                       pad_id: int, max_length: int, batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None = None) -> np.ndarray:
+    """Class probabilities (len(indexes), C) float32 of documents `indexes`, in that order."""
+    model.eval()
+    lengths = np.diff(np.asarray(offsets))[indexes]
+    probs = np.zeros((len(indexes), model.num_classes), np.float32)
+    with torch.no_grad(), autocast_context(device, dtype):
+        for batch in sorted_batches(lengths, batch_size):
+            x, lens = pad_batch(ids, offsets, np.asarray(indexes)[batch], pad_id, max_length)
+            logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
+            probs[batch] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return probs
+
+
+def fit_classifier(
+    model: ClassifierNet,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    train_docs: np.ndarray,
+    valid_docs: np.ndarray,
+    *,
+    stages: list[tuple[int, int, float]],
+    discriminative_factor: float,
+    batch_size: int,
+    max_length: int,
+    pad_id: int,
+    schedule: str,
+    warmup_fraction: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    clip: float,
+    patience: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
+    """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
+    LRs for `epochs` epochs under one schedule cycle. After every epoch the validation set is scored; the
+    best state (accuracy, then lower loss) is kept and returned with its history row. `patience` > 0 stops a
+    stage after that many epochs without improvement (0 = never)."""
+    groups = model.layer_groups()
+    optimizer = make_optimizer(groups, discriminative_lrs(1.0, len(groups), discriminative_factor), weight_decay, betas)
+    scaler = grad_scaler(device, dtype)
+    labels_t = np.asarray(labels, dtype=np.int64)
+    lengths = np.diff(np.asarray(offsets))[train_docs]
+    history: list[dict[str, Any]] = []
+    best: tuple[float, float] = (-1.0, float("inf"))
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_row: dict[str, Any] = {}
+    for stage_index, (n_trainable, epochs, lr) in enumerate(stages):
+        set_trainable(groups, n_trainable)
+        set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), discriminative_factor))
+        params = trainable_parameters(model)
+        steps_per_epoch = math.ceil(len(train_docs) / batch_size)
+        total, step, stale = steps_per_epoch * epochs, 0, 0
+        for epoch in range(epochs):
+            model.train()
+            started, loss_sum, seen = time.perf_counter(), 0.0, 0
+            batches = sortish_batches(lengths, batch_size, rng)
+            for batch in tqdm(batches, desc=f"classifier stage {stage_index + 1} epoch {epoch + 1}", disable=None, leave=False):
+                docs = train_docs[batch]
+                if len(docs) < 2 and model.training:  # BatchNorm needs two rows; a lone tail document is skipped
+                    continue
+                apply_lr(optimizer, schedule_factor(schedule, min(step, total - 1), total, warmup_fraction))
+                x, lens = pad_batch(ids, offsets, docs, pad_id, max_length)
+                y = torch.from_numpy(labels_t[docs]).to(device)
+                with autocast_context(device, dtype):
+                    logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
+                    loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += float(loss.detach()) * len(docs)
+                seen += len(docs)
+                step += 1
+            probs = predict_classifier(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
+            valid_labels = labels_t[valid_docs]
+            val_loss = float(-np.log(np.clip(probs[np.arange(len(valid_docs)), valid_labels], 1e-12, None)).mean())
+            val_acc = float((probs.argmax(1) == valid_labels).mean())
+            row = {
+                "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,
+                "train_loss": round(loss_sum / max(seen, 1), 4), "val_loss": round(val_loss, 4),
+                "val_accuracy": round(val_acc, 4), "seconds": round(time.perf_counter() - started, 2),
+            }
+            history.append(row)
+            if (val_acc, -val_loss) > (best[0], -best[1]):
+                best = (val_acc, val_loss)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_row, stale = dict(row), 0
+            else:
+                stale += 1
+                if patience and stale >= patience:
+                    break
+    return history, best_state, best_row
+
+
+def state_dict_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    """float32/int64 numpy copies of a state_dict (artifacts hold numpy: loading them needs no torch)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_numpy_state(model: nn.Module, state: dict[str, Any]) -> None:
+    """Load a state_dict stored as numpy arrays (possibly read-only memory maps) or tensors."""
+    tensors = {k: torch.tensor(np.asarray(v)) if not isinstance(v, Tensor) else v for k, v in state.items()}
+    model.load_state_dict(tensors)
+
+
+def clone_module(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module)

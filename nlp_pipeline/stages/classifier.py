@@ -1,0 +1,256 @@
+"""classifier: Numericalized labelled texts (+ an optional fine-tuned LanguageModel) -> ClassifierResult.
+
+ULMFiT step 3. The encoder starts from the fine-tuned LM (its vocabulary must be the data's), or from random
+weights when lm is None (the "no pretraining" ablation). On top: concat pooling [last real step, max, mean]
+-> BatchNorm/dropout/linear/ReLU -> BatchNorm/dropout/linear -> logits. Training runs in stages of gradual
+unfreezing (stage 1 trains the head, stage 2 also the top RNN layer, ..., the last stage everything) with
+discriminative learning rates (lr / 2.6 ** depth) and a one-cycle (or STLR) schedule per stage; batches are
+length-sorted within shuffled chunks and padded at the end.
+
+Model selection: after every epoch the validation set is scored and the best epoch (accuracy, then loss) is
+kept. The validation set is the corpus's labelled dev split when it has one (validation_split = "auto"), else
+a seeded, stratified `validation_fraction` of train. The test split is predicted once, at the end, to report.
+Limits: single-label classification only; documents are cut to their first max_length tokens (sentence and
+paragraph corpora are unaffected; long reviews lose their ends).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized, split_code
+from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.core.stage import Stage
+
+VALIDATION_SPLITS = ("auto", "train", "dev")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    rnn_type: str = "lstm"              # encoder cell when there is no LM ("lstm" or "gru"); else the LM's
+    embedding_dim: int = 300            # encoder embedding size when there is no LM; else the LM's
+    hidden_dim: int = 600               # encoder inner layer size when there is no LM; else the LM's
+    num_layers: int = 2                 # encoder layers when there is no LM; else the LM's
+    embedding_dropout: float = 0.05     # whole embedding rows dropped (times dropout_scale)
+    input_dropout: float = 0.4          # locked dropout on the embedding output (times dropout_scale)
+    hidden_dropout: float = 0.3         # locked dropout between RNN layers (times dropout_scale)
+    weight_dropout: float = 0.5         # DropConnect on hidden-to-hidden weights (times dropout_scale)
+    head_dropout: float = 0.4           # dropout before the head's first linear layer (times dropout_scale)
+    final_dropout: float = 0.1          # dropout before the output layer (times dropout_scale)
+    dropout_scale: float = 0.5          # multiplies every dropout above (fastai's drop_mult; ULMFiT classifiers use 0.5)
+    head_hidden_dim: int = 50           # units of the head's hidden layer
+    batch_size: int = 64                # documents per batch
+    max_length: int = 500               # documents are cut to their first max_length tokens
+    gradual_unfreezing: bool = True     # stage i trains the top i+1 layer groups, the last stage all; false = all groups always
+    stage_epochs: list[int] = field(default_factory=lambda: [1, 1, 1, 12])                # epochs of each stage (the best epoch is kept)
+    stage_learning_rates: list[float] = field(default_factory=lambda: [2e-2, 1e-2, 1e-2, 1e-2])  # peak LR (top group) of each stage
+    discriminative_factor: float = 2.6  # layer group i of n gets lr / factor ** (n - 1 - i); 1 = same LR for all
+    schedule: str = "one_cycle"         # schedule within each stage: "one_cycle", "stlr" or "constant"
+    warmup_fraction: float = 0.25       # share of a stage's steps rising to its peak LR
+    adam_beta1: float = 0.8             # Adam momentum (fastai's classifier uses 0.8)
+    adam_beta2: float = 0.99            # Adam squared-gradient decay
+    weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
+    clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
+    validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
+    validation_fraction: float = 0.1    # share of each label carved from train for validation
+    patience: int = 0                   # stop a stage after this many epochs without a better validation score; 0 = never
+    seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
+    precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
+    device: str = "auto"                # "auto", "cpu" or "cuda" (volatile)
+    num_threads: int = 0                # CPU threads for torch; 0 = every usable core (volatile)
+
+    def validate(self) -> None:
+        if len(self.stage_epochs) != len(self.stage_learning_rates) or not self.stage_epochs:
+            raise ConfigError(
+                f"classifier.stage_epochs ({len(self.stage_epochs)} values) and classifier.stage_learning_rates "
+                f"({len(self.stage_learning_rates)} values) must be non-empty and of equal length"
+            )
+        if any(e < 0 for e in self.stage_epochs) or any(lr <= 0 for lr in self.stage_learning_rates):
+            raise ConfigError("classifier.stage_epochs must be >= 0 and stage_learning_rates > 0")
+        if self.validation_split not in VALIDATION_SPLITS:
+            raise ConfigError(f"classifier.validation_split must be one of {list(VALIDATION_SPLITS)}, got {self.validation_split!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"classifier.validation_fraction must be between 0 and 1, got {self.validation_fraction}")
+        if self.rnn_type not in ("lstm", "gru"):
+            raise ConfigError(f"classifier.rnn_type must be 'lstm' or 'gru', got {self.rnn_type!r}")
+        for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
+            if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
+                raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
+        if self.max_length < 1 or self.batch_size < 2:
+            raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) positions into `labels`: per label a seeded round(fraction * count) are held out
+    (at least 1 of any label with 2 or more documents).
+
+    stratified_holdout(np.array([0, 0, 0, 0, 1, 1]), 0.25, 0) -> 1 of the four 0s and 1 of the two 1s held out.
+    """
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        n = int(round(len(where) * fraction))
+        n = max(n, 1) if len(where) >= 2 else 0
+        held.append(rng.permutation(where)[:n])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    kept = np.setdiff1d(np.arange(len(labels)), held_out)
+    return kept, held_out
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = true).
+
+    y_true [0, 0, 1, 1], y_pred [0, 1, 1, 1], names ["a", "b"] -> accuracy 0.75, confusion [[1, 1], [0, 2]],
+    a: precision 1.0 recall 0.5 f1 0.6667; b: precision 0.6667 recall 1.0 f1 0.8; macro_f1 0.7333.
+    """
+    k = len(label_names)
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(float)
+    predicted, actual = confusion.sum(0).astype(float), confusion.sum(1).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    present = actual > 0
+    return {
+        "accuracy": round(float(tp.sum() / max(len(y_true), 1)), 4),
+        "macro_f1": round(float(f1[present].mean()) if present.any() else 0.0, 4),
+        "n": int(len(y_true)),
+        "per_class": {
+            name: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
+                   "f1": round(float(f1[i]), 4), "support": int(actual[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion": confusion.tolist(),
+    }
+
+
+def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]]:
+    """(trainable groups, epochs, lr) per stage: 1, 2, ... groups, the last stage all of them."""
+    out = []
+    last = len(cfg.stage_epochs) - 1
+    for i, (epochs, lr) in enumerate(zip(cfg.stage_epochs, cfg.stage_learning_rates)):
+        n = (n_groups if i == last else min(i + 1, n_groups)) if cfg.gradual_unfreezing else n_groups
+        if epochs > 0:
+            out.append((n, epochs, lr))
+    return out
+
+
+def _validation(cfg: ClassifierConfig, data: Numericalized, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    labels = np.asarray(data.labels)
+    dev = data.indices("dev")
+    dev = dev[labels[dev] >= 0]
+    if cfg.validation_split == "dev" and len(dev) == 0:
+        raise DataError("classifier.validation_split = 'dev' but the corpus has no labelled dev documents; use 'auto' or 'train'")
+    if cfg.validation_split in ("auto", "dev") and len(dev):
+        return train, dev, "dev"
+    kept, held = stratified_holdout(labels[train], cfg.validation_fraction, cfg.seed)
+    return train[kept], train[held], "carved from train"
+
+
+def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> ClassifierResult:
+    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once."""
+    import torch
+
+    from nlp_pipeline.models.device import resolve_precision, training_session
+    from nlp_pipeline.models.heads import ClassifierNet, build_encoder
+    from nlp_pipeline.models.rnn import Dropouts
+    from nlp_pipeline.models.training import fit_classifier, predict_classifier, state_dict_to_numpy
+
+    started = time.perf_counter()
+    labels = np.asarray(data.labels)
+    k = len(data.label_names)
+    if k < 2:
+        raise DataError(f"classifier needs at least 2 labels, the corpus has {k}; check the corpus label field")
+    if labels.max(initial=-1) >= k:
+        raise DataError(f"label id {int(labels.max())} is out of range for {k} label names")
+    pad = data.vocab.stoi.get("xxpad")
+    if pad is None:
+        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
+    train = data.indices("train")
+    train = train[labels[train] >= 0]
+    if len(train) < 2:
+        raise DataError("classifier needs labelled train documents; the corpus has fewer than 2")
+    train, valid, valid_source = _validation(cfg, data, train)
+    if len(valid) == 0:
+        raise DataError("no validation documents could be carved from train; raise classifier.validation_fraction")
+    test = data.indices("test")
+    test = test[labels[test] >= 0]
+
+    if lm is not None and list(lm.vocab.itos) != list(data.vocab.itos):
+        raise DataError(
+            f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier data's "
+            f"({len(data.vocab)}); fine-tune the LM on the same numericalization the classifier reads"
+        )
+
+    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+        dtype = resolve_precision(device, cfg.precision)
+        dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
+        head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
+        if lm is None:
+            arch = {"vocab_size": len(data.vocab), "embedding_dim": cfg.embedding_dim, "hidden_dim": cfg.hidden_dim,
+                    "num_layers": cfg.num_layers, "rnn_type": cfg.rnn_type, "pad_id": pad}
+            encoder = build_encoder(arch, dropouts)
+            initialisation = "random"
+        else:
+            encoder = build_encoder(lm.arch, dropouts)
+            encoder_state = {k[len("encoder."):]: torch.tensor(np.asarray(v)) for k, v in lm.state_dict.items()
+                             if k.startswith("encoder.")}
+            encoder.load_state_dict(encoder_state)
+            initialisation = "language model"
+        model = ClassifierNet(encoder, k, cfg.head_hidden_dim, head_dropouts).to(device)
+        stages = _stages(cfg, len(model.layer_groups()))
+
+        ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
+        history, best_state, best_row = fit_classifier(
+            model, ids, offsets, labels, train, valid, stages=stages, discriminative_factor=cfg.discriminative_factor,
+            batch_size=cfg.batch_size, max_length=cfg.max_length, pad_id=pad, schedule=cfg.schedule,
+            warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2),
+            clip=cfg.clip, patience=cfg.patience, rng=np.random.default_rng(cfg.seed + 1), device=device, dtype=dtype,
+        )
+        model.load_state_dict(best_state)
+
+        def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+            probs = predict_classifier(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
+            return probs, classification_metrics(labels[docs], probs.argmax(1), list(data.label_names))
+
+        _, val_metrics = scores(valid)
+        metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
+                                   "initialisation": initialisation, "train_documents": int(len(train))}
+        test_probs = np.zeros((0, k), np.float32)
+        if len(test):
+            test_probs, metrics["test"] = scores(test)  # the only time test labels are read
+        metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
+                       precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
+        return ClassifierResult(
+            arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
+            label_names=list(data.label_names), max_length=cfg.max_length, tokenizer=dict(data.tokenizer),
+            history=history, metrics=metrics, validation_indexes=valid.astype(np.int64),
+            test_indexes=test.astype(np.int64), test_labels=labels[test].astype(np.int32), test_probabilities=test_probs,
+        )
+
+
+def summarize(result: ClassifierResult) -> dict:
+    test = result.metrics.get("test", {})
+    return {"val_accuracy": result.metrics.get("validation", {}).get("accuracy"),
+            "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
+            "seconds": result.metrics.get("seconds")}
+
+
+STAGE = Stage(
+    name="classifier",
+    version=1,
+    config=ClassifierConfig,
+    inputs={"data": "numericalization", "lm": "finetune_lm"},
+    optional=("lm",),
+    run=train_classifier,
+    volatile=("device", "num_threads"),
+    describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
+                          f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),
+    summary=summarize,
+)

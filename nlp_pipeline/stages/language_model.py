@@ -1,0 +1,342 @@
+"""pretrain_lm and finetune_lm: Numericalized texts -> LanguageModel (an AWD-LSTM or AWD-GRU).
+
+pretrain_lm trains from random weights on a general corpus (every document of every split). finetune_lm
+adapts a pretrained LM to the target corpus (ULMFiT step 2): it reads ALL the target texts (train, dev,
+unsup, and test unless include_test_texts = false; labels are never read), maps the pretrained vocabulary
+onto the target one (shared tokens keep their rows; new tokens start at the mean embedding row and the mean
+decoder bias), trains the tied embedding/decoder alone for `frozen_epochs`, then every layer with
+discriminative learning rates (lr / discriminative_factor ** depth). Without a pretrained LM it trains the
+target LM from scratch (the "no pretraining" ablation), optionally starting its embedding from word vectors.
+Both hold out `validation_fraction` of the documents (seeded) and report perplexity on them every epoch.
+
+Limits: the architecture of a fine-tuned LM is the pretrained one (the size fields of [finetune_lm] only
+apply when there is no pretrained LM); one process, one device; variable BPTT follows AWD-LSTM (lengths
+N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nlp_pipeline.artifacts import LanguageModel, Numericalized, WordVectors, split_code
+from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.core.stage import Stage
+
+RNN_TYPES = ("lstm", "gru")
+SCHEDULES = ("stlr", "one_cycle", "constant")
+VECTOR_MISMATCH = ("error", "project")
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    """Settings shared by pretraining and fine-tuning (each stage has its own table and defaults)."""
+
+    rnn_type: str = "lstm"              # recurrent cell: "lstm" or "gru" (same regularisers; GRU is ~2x slower on CPU)
+    embedding_dim: int = 300            # embedding size, also the size of the last RNN layer (decoder weights are tied)
+    hidden_dim: int = 600               # units of each inner RNN layer (AWD-LSTM paper: 400/1150/3; see ARCHITECTURE_PRESETS)
+    num_layers: int = 2                 # RNN layers
+    embedding_dropout: float = 0.02     # probability of dropping a whole word type's embedding row per batch (times dropout_scale)
+    input_dropout: float = 0.25         # locked dropout on the embedding output (times dropout_scale)
+    hidden_dropout: float = 0.15        # locked dropout between RNN layers (times dropout_scale)
+    weight_dropout: float = 0.2         # DropConnect on hidden-to-hidden weights (times dropout_scale)
+    output_dropout: float = 0.1         # locked dropout on the last layer's output, before the decoder (times dropout_scale)
+    dropout_scale: float = 1.0          # multiplies the five dropouts above (fastai's drop_mult)
+    activation_regularization: float = 2.0           # AR: alpha x mean squared (dropped) last-layer output
+    temporal_activation_regularization: float = 1.0  # TAR: beta x mean squared change of the raw output between steps
+    bptt_length: int = 70               # tokens per backpropagation-through-time window (the mean when variable_bptt)
+    variable_bptt: bool = True          # AWD-LSTM random window lengths; false = fixed bptt_length
+    batch_size: int = 64                # parallel rows the token stream is cut into
+    epochs: int = 2                     # passes over the training documents (~1M general tokens: ~3.5 min each on 2 cores)
+    learning_rate: float = 5e-3         # peak learning rate (of the top layer group)
+    discriminative_factor: float = 1.0  # layer group i of n gets learning_rate / factor ** (n - 1 - i); 1 = same everywhere
+    schedule: str = "one_cycle"         # learning-rate schedule over all epochs: "one_cycle", "stlr" or "constant"
+    warmup_fraction: float = 0.25       # share of steps rising to the peak LR (stlr's cut_frac)
+    adam_beta1: float = 0.7             # Adam momentum (AWD-LSTM / ULMFiT use 0.7)
+    adam_beta2: float = 0.99            # Adam squared-gradient decay
+    weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases are not decayed
+    clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
+    validation_fraction: float = 0.05   # share of documents (at least one) held out for perplexity each epoch
+    seed: int = 0                       # seeds weights, dropout masks, document order and the held-out documents
+    precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
+    device: str = "auto"                # "auto" (CUDA if present, else CPU), "cpu" or "cuda" (volatile)
+    num_threads: int = 0                # CPU threads for torch; 0 = every usable core (volatile)
+
+    def validate(self) -> None:
+        _validate_common(self, "pretrain_lm")
+
+
+@dataclass(frozen=True)
+class PretrainLmConfig(LanguageModelConfig):
+    corpus: str = "enwiki_sample"       # general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
+    max_documents: int | None = None    # pretrain on a seeded sample of at most this many documents; none = all
+
+
+@dataclass(frozen=True)
+class FinetuneLmConfig(LanguageModelConfig):
+    embedding_dropout: float = 0.02     # probability of dropping a whole word type's embedding row per batch (times dropout_scale)
+    dropout_scale: float = 0.3          # multiplies the five dropouts (fastai fine-tunes its LM with drop_mult 0.3)
+    epochs: int = 4                     # epochs with every layer trainable, after the frozen epochs
+    learning_rate: float = 2e-3         # peak learning rate of the top group while all layers train
+    discriminative_factor: float = 2.6  # layer group i of n gets learning_rate / factor ** (n - 1 - i) (ULMFiT: 2.6)
+    schedule: str = "stlr"              # schedule of each phase: "stlr" (ULMFiT), "one_cycle" or "constant"
+    warmup_fraction: float = 0.1        # share of steps rising to the peak LR (stlr's cut_frac)
+    frozen_epochs: int = 1              # first epochs train only the tied embedding/decoder (new words settle in); 0 = none; skipped without a pretrained LM
+    frozen_learning_rate: float = 1e-2  # peak learning rate of those frozen epochs
+    include_test_texts: bool = True     # also read the test split's texts (never labels), as ULMFiT allows; false = stricter
+    vectors_dim_mismatch: str = "error"  # word vectors of another size than embedding_dim: "error" or "project" (PCA / zero-pad)
+    init_vectors: str = "none"          # start the embedding from these vectors: "none", "word2vec", "fasttext" or "glove" (must be in embeddings.methods)
+
+    def validate(self) -> None:
+        _validate_common(self, "finetune_lm")
+        if self.frozen_epochs < 0 or self.frozen_learning_rate <= 0:
+            raise ConfigError("finetune_lm.frozen_epochs must be >= 0 and frozen_learning_rate > 0")
+        if self.vectors_dim_mismatch not in VECTOR_MISMATCH:
+            raise ConfigError(f"finetune_lm.vectors_dim_mismatch must be one of {list(VECTOR_MISMATCH)}, got {self.vectors_dim_mismatch!r}")
+
+
+def _validate_common(cfg: PretrainLmConfig, section: str) -> None:
+    if cfg.rnn_type not in RNN_TYPES:
+        raise ConfigError(f"{section}.rnn_type must be one of {list(RNN_TYPES)}, got {cfg.rnn_type!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"{section}.schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
+    for name in ("embedding_dim", "hidden_dim", "num_layers", "bptt_length", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{section}.{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "output_dropout"):
+        value = getattr(cfg, name) * cfg.dropout_scale
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{section}.{name} x dropout_scale must be in [0, 1), got {value}")
+    if cfg.epochs < 0 or cfg.learning_rate <= 0 or cfg.discriminative_factor <= 0:
+        raise ConfigError(f"{section}: epochs must be >= 0, learning_rate and discriminative_factor > 0")
+    if not 0.0 < cfg.validation_fraction < 1.0:
+        raise ConfigError(f"{section}.validation_fraction must be between 0 and 1, got {cfg.validation_fraction}")
+    if not 0.0 <= cfg.warmup_fraction < 1.0:
+        raise ConfigError(f"{section}.warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}")
+
+
+def _dropouts(cfg: PretrainLmConfig) -> Any:
+    from nlp_pipeline.models.rnn import Dropouts
+
+    return Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
+
+
+def split_documents(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) document indexes, held-out = a seeded random `fraction` (at least 1 when n_docs > 1).
+
+    split_documents(10, 0.2, 0) -> 8 training and 2 held-out indexes, disjoint, each sorted.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_docs)
+    n_valid = min(max(1, int(round(n_docs * fraction))), n_docs - 1) if n_docs > 1 else 0
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def _pad_id(data: Numericalized) -> int:
+    pad = data.vocab.stoi.get("xxpad")
+    if pad is None:
+        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
+    return pad
+
+
+def _check_enough_tokens(n_tokens: int, cfg: PretrainLmConfig, section: str) -> None:
+    if n_tokens // cfg.batch_size < 2:
+        raise DataError(
+            f"{section}: {n_tokens} training tokens cannot fill {cfg.batch_size} rows of at least 2 tokens; "
+            f"lower {section}.batch_size or use a larger corpus"
+        )
+
+
+def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: Any, phases: list[tuple[str, int, float, int]],
+           section: str, metrics: dict[str, Any], device: Any) -> LanguageModel:
+    """Shared body: hold out documents, run the phases (name, epochs, lr, trainable groups), package the artifact."""
+    import torch
+
+    from nlp_pipeline.models.batching import concat_documents, layout_stream
+    from nlp_pipeline.models.device import resolve_precision
+    from nlp_pipeline.models.training import (
+        discriminative_lrs, fit_language_model, make_optimizer, set_base_lrs, set_trainable, state_dict_to_numpy,
+    )
+
+    dtype = resolve_precision(device, cfg.precision)
+    ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
+    train_pos, valid_pos = split_documents(len(docs), cfg.validation_fraction, cfg.seed)
+    train_docs, valid_docs = docs[train_pos], docs[valid_pos]
+    n_train_tokens = int((offsets[train_docs + 1] - offsets[train_docs]).sum())
+    _check_enough_tokens(n_train_tokens, cfg, section)
+    valid_stream = concat_documents(ids, offsets, valid_docs)
+    valid_rows = layout_stream(valid_stream, max(1, min(cfg.batch_size, len(valid_stream) // (cfg.bptt_length + 1))))
+
+    model.to(device)
+    groups = model.layer_groups()
+    set_trainable(groups, len(groups))
+    optimizer = make_optimizer(groups, discriminative_lrs(cfg.learning_rate, len(groups), cfg.discriminative_factor),
+                               cfg.weight_decay, (cfg.adam_beta1, cfg.adam_beta2))
+    rng = np.random.default_rng(cfg.seed + 1)
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for phase, epochs, lr, n_trainable in phases:
+        if epochs <= 0:
+            continue
+        set_trainable(groups, n_trainable)
+        set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), cfg.discriminative_factor))
+        history += fit_language_model(
+            model, optimizer, ids, offsets, train_docs, valid_rows,
+            epochs=epochs, batch_size=cfg.batch_size, bptt=cfg.bptt_length, variable_bptt=cfg.variable_bptt,
+            schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, clip=cfg.clip,
+            activation_regularization=cfg.activation_regularization,
+            temporal_activation_regularization=cfg.temporal_activation_regularization,
+            rng=rng, device=device, dtype=dtype, phase=phase,
+        )
+    set_trainable(groups, len(groups))
+    model.eval()
+    last = next((row for row in reversed(history) if "val_loss" in row), {})
+    metrics.update(
+        val_loss=last.get("val_loss"), val_perplexity=last.get("val_perplexity"),
+        train_tokens=n_train_tokens, val_tokens=int(valid_rows.size), train_documents=int(len(train_docs)),
+        val_documents=int(len(valid_docs)), seconds=round(time.perf_counter() - started, 1),
+        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32", device=device.type,
+        threads=torch.get_num_threads(),
+    )
+    return LanguageModel(
+        arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
+        tokenizer=dict(data.tokenizer), history=history, metrics=metrics,
+    )
+
+
+def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
+    from nlp_pipeline.models.heads import LanguageModelNet
+    from nlp_pipeline.models.rnn import AwdEncoder
+
+    encoder = AwdEncoder(len(data.vocab), cfg.embedding_dim, cfg.hidden_dim, cfg.num_layers, cfg.rnn_type,
+                         _pad_id(data), _dropouts(cfg))
+    return LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
+
+
+def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized) -> LanguageModel:
+    """Train an LM from scratch on every document of `data` (minus the held-out slice)."""
+    from nlp_pipeline.models.device import training_session
+
+    if len(data) < 2:
+        raise DataError("pretrain_lm needs at least 2 documents (one is held out for perplexity)")
+    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+        model = _new_model(cfg, data)
+        metrics: dict[str, Any] = {"initialisation": "random"}
+        n_groups = len(model.layer_groups())
+        return _train(cfg, data, np.arange(len(data)), model, [("pretrain", cfg.epochs, cfg.learning_rate, n_groups)],
+                      "pretrain_lm", metrics, device)
+
+
+def fit_vectors(cfg: FinetuneLmConfig, vectors: WordVectors, embedding_dim: int,
+                where: str = "finetune_lm.embedding_dim") -> np.ndarray:
+    """Word vectors at embedding_dim columns: as they are, projected (cfg.vectors_dim_mismatch = "project"),
+    or a ConfigError naming both sizes."""
+    from nlp_pipeline.models.training import project_vectors
+
+    dim = np.asarray(vectors.vectors).shape[1]
+    if dim == embedding_dim:
+        return np.asarray(vectors.vectors, dtype=np.float32)
+    if cfg.vectors_dim_mismatch == "error":
+        raise ConfigError(
+            f"word vectors have {dim} dimensions but {where} is {embedding_dim}; "
+            f"set embeddings.vector_size = {embedding_dim} or finetune_lm.vectors_dim_mismatch = \"project\""
+        )
+    return project_vectors(vectors.vectors, embedding_dim, cfg.seed)
+
+
+def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
+                            vectors: WordVectors | None = None) -> LanguageModel:
+    """ULMFiT LM fine-tuning on all target texts (labels unused); from scratch when `pretrained` is None.
+
+    Word `vectors`, when given, initialise the embedding rows that the pretrained LM does not cover (all rows
+    without a pretrained LM); their scale is matched to the existing rows.
+    """
+    import torch
+
+    from nlp_pipeline.models.device import training_session
+    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
+    from nlp_pipeline.models.training import load_numpy_state, match_vocab, vectors_to_embedding
+
+    splits = np.asarray(data.splits)
+    wanted = [split_code(s) for s in ("train", "dev", "unsup")] + ([split_code("test")] if cfg.include_test_texts else [])
+    docs = np.flatnonzero(np.isin(splits, wanted))
+    if len(docs) < 2:
+        raise DataError("finetune_lm needs at least 2 documents in the train/dev/unsup(/test) splits")
+    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+        itos = data.vocab.itos
+        metrics: dict[str, Any] = {"documents_by_split": {name: int(n) for name, n in data.split_sizes().items()
+                                                          if name != "test" or cfg.include_test_texts}}
+        covered = np.zeros(len(itos), dtype=bool)
+        if pretrained is None:
+            model = _new_model(cfg, data)
+            metrics["initialisation"] = "random"
+        else:
+            state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
+            weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
+                                               pretrained.vocab.itos, itos)
+            state["encoder.embedding.weight"], state["decoder.bias"] = weight, bias
+            if "decoder.weight" in state:
+                state["decoder.weight"] = weight
+            arch = dict(pretrained.arch, vocab_size=len(itos), pad_id=_pad_id(data))
+            model = LanguageModelNet(build_encoder(arch, _dropouts(cfg)), cfg.output_dropout * cfg.dropout_scale,
+                                     arch.get("tie_weights", True))
+            load_numpy_state(model, state)
+            pretrained_index = set(pretrained.vocab.itos)
+            covered = np.array([t in pretrained_index for t in itos])
+            metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
+                           pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
+        if vectors is not None:
+            where = "the pretrained LM's embedding_dim" if pretrained is not None else "finetune_lm.embedding_dim"
+            fitted = fit_vectors(cfg, vectors, model.encoder.embedding_dim, where)
+            with torch.no_grad():
+                emb = model.encoder.embedding.weight
+                new, copied = vectors_to_embedding(itos, list(vectors.keys), fitted, emb.detach().cpu().numpy(), ~covered)
+                emb.copy_(torch.from_numpy(new))
+            metrics.update(vectors_method=vectors.method, vectors_rows_initialised=copied)
+        n_groups = len(model.layer_groups())
+        phases = [("finetune", cfg.epochs, cfg.learning_rate, n_groups)]
+        if pretrained is not None:  # freezing random RNN layers would only waste epochs
+            phases.insert(0, ("finetune_frozen", cfg.frozen_epochs, cfg.frozen_learning_rate, 1))
+        return _train(cfg, data, docs, model, phases, "finetune_lm", metrics, device)
+
+
+def summarize(lm: LanguageModel) -> dict:
+    return {key: lm.metrics.get(key) for key in ("val_perplexity", "train_tokens", "seconds", "initialisation")}
+
+
+def _describe(cfg: PretrainLmConfig) -> str:
+    return (f"{cfg.rnn_type} {cfg.embedding_dim}/{cfg.hidden_dim}x{cfg.num_layers}, {cfg.epochs} epochs, "
+            f"lr={cfg.learning_rate:g}, precision={cfg.precision}")
+
+
+VOLATILE = ("device", "num_threads")
+
+PRETRAIN_STAGE = Stage(
+    name="pretrain_lm",
+    version=1,
+    config=PretrainLmConfig,
+    inputs={"data": "numericalization"},
+    run=pretrain_language_model,
+    volatile=VOLATILE,
+    describe=_describe,
+    summary=summarize,
+)
+
+FINETUNE_STAGE = Stage(
+    name="finetune_lm",
+    version=1,
+    config=FinetuneLmConfig,
+    inputs={"data": "numericalization", "pretrained": "pretrain_lm", "vectors": "embeddings"},
+    optional=("pretrained", "vectors"),
+    run=finetune_language_model,
+    volatile=VOLATILE,
+    describe=_describe,
+    summary=summarize,
+)
+
+STAGES = (PRETRAIN_STAGE, FINETUNE_STAGE)
+STAGE = FINETUNE_STAGE  # the stage a target-corpus pipeline always runs; PRETRAIN_STAGE is its optional upstream
