@@ -1,0 +1,399 @@
+"""The predict bundle: a trained classifier as a folder that loads without the cache, without pickle.
+
+    save_bundle(result, "runs/trec6/model")          # ClassifierResult -> folder (written atomically)
+    clf = Classifier.load("runs/trec6")              # a bundle folder, or a run folder holding model/
+    clf.predict("How far is the moon?")              # {"label": "NUM", "probabilities": {"ABBR": 0.01, ...}}
+    clf.predict(["text one", "text two"])            # [{...}, {...}], in input order
+    clf.predict_proba(["text one", "text two"])      # (2, n_classes) float32
+
+A bundle folder holds four files, all readable without running code:
+
+    model.safetensors   the classifier's weights (safetensors: a JSON header + raw little-endian arrays)
+    config.json         format and package versions, arch, label_names, max_length, sha256 of the other files
+    vocab.json          the vocabulary (token of each embedding row), specials first
+    tokenizer.json      the complete tokenization settings (TokenizationConfig fields minus volatile ones)
+
+Predicting runs the one code path the training used: tokenize_texts (same rules, same spaCy tokenizer) ->
+vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in eval mode under
+torch.inference_mode -> softmax -> input order. One text and a batch go through the same function, so they
+give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
+Limits: single-label classification; documents keep their first max_length tokens; the bundle needs
+nlp-pipeline itself (its tokenizer rules and net definitions), not only torch. A bundle of another format
+version is refused with the command that re-exports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from nlp_pipeline import __version__
+from nlp_pipeline.artifacts import ClassifierResult, Vocab
+from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+
+FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
+FORMAT_VERSION = 1                   # bumped when the layout or a file's meaning changes; loaders refuse others
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKED_FILES = (WEIGHTS_FILE, VOCAB_FILE, TOKENIZER_FILE)  # their sha256 is recorded in config.json
+RUN_MODEL_DIR = "model"              # runs/<name>/model/ is where `nlp-pipeline run` writes the bundle
+EXPORT_HINT = "nlp-pipeline run --name NAME (writes runs/NAME/model/)"
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def full_tokenizer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Recorded tokenizer settings completed with today's defaults and validated, so a bundle states every
+    field and does not depend on future defaults.
+
+    full_tokenizer_settings({"lang": "en"}) -> {"lang": "en", "rules": [...8 rule names...], "max_token_length": 50,
+    "add_bos": True, "mark_whitespace": False}
+    """
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, settings_of
+
+    try:
+        return settings_of(TokenizationConfig(**dict(settings)))
+    except TypeError as exc:  # an unknown field name
+        raise DataError(f"tokenizer settings do not fit this nlp-pipeline ({exc}); re-export with {EXPORT_HINT}") from None
+
+
+def _is_bundle_dir(path: Path) -> bool:
+    try:
+        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
+    """Write `result` as a bundle folder at out_dir and return its path.
+
+    The folder is built under a temporary sibling name and renamed into place, so a reader never sees half a
+    bundle. An existing out_dir is replaced only if it is empty or an earlier bundle; any other folder or a
+    file there is a ConfigError (nothing of the user's is deleted).
+    """
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or _is_bundle_dir(out_dir))):
+        raise ConfigError(f"{out_dir} exists and is not a bundle folder; choose another path or remove it")
+    embedding = result.state_dict.get("encoder.embedding.weight")
+    if embedding is None or np.shape(embedding)[0] != len(result.vocab):
+        rows = "no" if embedding is None else np.shape(embedding)[0]
+        raise DataError(f"LM/vocab mismatch: the classifier's embedding has {rows} rows but its vocabulary "
+                        f"{len(result.vocab)} tokens; retrain the classifier on its own numericalization")
+    if len(result.label_names) != result.arch.get("num_classes"):
+        raise DataError(f"the classifier has {result.arch.get('num_classes')} outputs but {len(result.label_names)} label names")
+    if not result.tokenizer:  # today's defaults might not be how the training texts were tokenized
+        raise DataError("the classifier result records no tokenizer settings, so predict could not tokenize alike; "
+                        "train it from a numericalization made by the pipeline (it carries Tokens.settings)")
+    tokenizer = full_tokenizer_settings(result.tokenizer)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
+        tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
+        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        _write_json(tmp / VOCAB_FILE, {"itos": list(result.vocab.itos), "unk_token": result.vocab.unk_token})
+        _write_json(tmp / TOKENIZER_FILE, tokenizer)
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "nlp_pipeline_version": __version__,
+            "arch": dict(result.arch),
+            "label_names": list(result.label_names),
+            "max_length": int(result.max_length),
+            "metrics": {split: {k: result.metrics[split].get(k) for k in ("accuracy", "macro_f1", "n")}
+                        for split in ("validation", "test") if isinstance(result.metrics.get(split), dict)},
+            "files": {name: _sha256(tmp / name) for name in CHECKED_FILES},
+        }
+        _write_json(tmp / CONFIG_FILE, config)  # last: a folder with config.json is complete
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}-old-{os.getpid()}"
+            os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+def resolve_bundle_dir(path: str | Path) -> Path:
+    """The bundle folder meant by `path`: the folder itself, or <path>/model for a run folder runs/<name>/.
+
+    A missing folder, or a folder that is neither, is a MissingInputError naming what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"no bundle at {path}: the folder does not exist; train and export one with {EXPORT_HINT}")
+    if not path.is_dir():
+        raise MissingInputError(f"{path} is a file; --model takes a bundle folder or a run folder runs/<name>/")
+    if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
+        return path
+    if (path / RUN_MODEL_DIR).is_dir():
+        return path / RUN_MODEL_DIR
+    raise MissingInputError(f"no bundle in {path} (no {CONFIG_FILE}, no {RUN_MODEL_DIR}/ folder); "
+                            f"pass a bundle folder or a run folder, or export one with {EXPORT_HINT}")
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise MissingInputError(f"bundle {folder} has no {name}; the bundle is incomplete: re-export it with {EXPORT_HINT}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"bundle file {path} is not valid JSON ({exc}); re-export the bundle with {EXPORT_HINT}") from None
+
+
+def _check_config(folder: Path, config: Any) -> None:
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise DataError(f"{folder / CONFIG_FILE} is not an nlp-pipeline classifier bundle (format {FORMAT!r} expected)")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        made_by = config.get("nlp_pipeline_version", "?")
+        raise DataError(
+            f"bundle made by nlp-pipeline {made_by} (format {version}); this is {__version__} (format {FORMAT_VERSION}): "
+            f"re-export it with nlp-pipeline {__version__}: {EXPORT_HINT}, or load it with nlp-pipeline {made_by}"
+        )
+    for key in ("arch", "label_names", "max_length", "files"):
+        if key not in config:
+            raise DataError(f"{folder / CONFIG_FILE} has no {key!r} field; re-export the bundle with {EXPORT_HINT}")
+
+
+def _check_files(folder: Path, expected: Any) -> None:
+    if not isinstance(expected, dict):
+        raise DataError(f"{folder / CONFIG_FILE} 'files' is not a table of checksums; re-export the bundle with {EXPORT_HINT}")
+    for name in CHECKED_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise MissingInputError(f"bundle {folder} has no {name}; the bundle is incomplete: re-export it with {EXPORT_HINT}")
+        if expected.get(name) != _sha256(path):
+            raise DataError(f"bundle file {path} is corrupted (its sha256 differs from config.json's); "
+                            f"re-export the bundle with {EXPORT_HINT}")
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"bundle weights {path} cannot be read ({str(exc).splitlines()[0][:200]}); "
+                        f"re-export the bundle with {EXPORT_HINT}") from None
+
+
+class Classifier:
+    """A loaded bundle: predict labels and probabilities for raw texts. Build with Classifier.load(path)."""
+
+    def __init__(self, model: Any, vocab: Vocab, label_names: list[str], max_length: int,
+                 tokenizer_settings: dict[str, Any], device: Any, dtype: Any = None, path: Path | None = None,
+                 config: dict[str, Any] | None = None):
+        from nlp_pipeline.stages.tokenization import TokenizationConfig
+
+        self.model = model.eval()
+        self.vocab = vocab
+        self.label_names = list(label_names)
+        self.max_length = int(max_length)
+        self.tokenizer_settings = dict(tokenizer_settings)
+        # in this process: a predict call is usually small, and forking next to torch's threads buys little
+        self._tokenizer = TokenizationConfig(**self.tokenizer_settings, workers=1)
+        self.device, self.dtype, self.path = device, dtype, path
+        self.config = config or {}
+        self.pad_id = vocab.stoi["xxpad"]
+        self._empty = vocab.encode(["xxbos"] if "xxbos" in vocab.stoi else ["xxpad"])
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", num_threads: int = 0, precision: str = "float32") -> "Classifier":
+        """Load and check a bundle folder (or runs/<name>/, which holds it in model/).
+
+        device "cpu" (default), "cuda" or "auto"; num_threads 0 = every usable core; precision "float32"
+        (default, exact), "bfloat16" or "auto" (bfloat16 matmuls where the hardware does them natively).
+        Every problem is a one-line MissingInputError / DataError: missing folder or file, a file whose sha256
+        differs from config.json's, unreadable safetensors, JSON that does not parse, another format version,
+        or a vocabulary that does not fit the embedding ("LM/vocab mismatch").
+        """
+        from nlp_pipeline.models.device import choose_device, resolve_precision
+        from nlp_pipeline.models.heads import build_classifier
+
+        folder = resolve_bundle_dir(path)
+        config = _read_json(folder, CONFIG_FILE)
+        _check_config(folder, config)
+        _check_files(folder, config["files"])
+        vocab_json = _read_json(folder, VOCAB_FILE)
+        tokenizer = _read_json(folder, TOKENIZER_FILE)
+        if not isinstance(vocab_json, dict) or not isinstance(vocab_json.get("itos"), list) or not isinstance(tokenizer, dict):
+            raise DataError(f"bundle {folder}: {VOCAB_FILE} or {TOKENIZER_FILE} does not have the expected fields; re-export it")
+        vocab = Vocab(list(vocab_json["itos"]), vocab_json.get("unk_token", "xxunk"))
+        for needed in (vocab.unk_token, "xxpad"):
+            if needed not in vocab.stoi:
+                raise DataError(f"bundle {folder}: the vocabulary has no {needed!r} token; re-export it with {EXPORT_HINT}")
+        state = _read_weights(folder / WEIGHTS_FILE)
+        arch, labels = dict(config["arch"]), list(config["label_names"])
+        embedding = state.get("encoder.embedding.weight")
+        rows = None if embedding is None else int(embedding.shape[0])
+        if rows != len(vocab) or arch.get("vocab_size") != len(vocab):
+            raise DataError(f"LM/vocab mismatch in bundle {folder}: {VOCAB_FILE} has {len(vocab)} tokens, the embedding "
+                            f"{rows} rows, config.json says vocab_size {arch.get('vocab_size')}; re-export it with {EXPORT_HINT}")
+        if arch.get("num_classes") != len(labels):
+            raise DataError(f"bundle {folder}: {len(labels)} label names for {arch.get('num_classes')} outputs; re-export it")
+        try:
+            model = build_classifier(arch)
+            model.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"bundle {folder}: the weights do not fit config.json's arch ({reason}); re-export it") from None
+        torch_device = choose_device(device, num_threads)
+        dtype = resolve_precision(torch_device, precision)
+        return cls(model.to(torch_device), vocab, labels, config["max_length"], full_tokenizer_settings(tokenizer),
+                   torch_device, dtype, folder, config)
+
+    @classmethod
+    def from_result(cls, result: ClassifierResult, device: str = "cpu", num_threads: int = 0,
+                    precision: str = "float32") -> "Classifier":
+        """The same predictor straight from an in-memory ClassifierResult (no files)."""
+        from nlp_pipeline.models.device import choose_device, resolve_precision
+        from nlp_pipeline.models.inference import load_classifier
+
+        torch_device = choose_device(device, num_threads)
+        return cls(load_classifier(result, torch_device), result.vocab, result.label_names, result.max_length,
+                   full_tokenizer_settings(result.tokenizer), torch_device, resolve_precision(torch_device, precision))
+
+    # --- the one prediction path ---------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Texts -> id arrays cut to max_length, exactly as the classifier saw its training documents.
+
+        An empty text becomes [xxbos] (the tokenizer adds it; without add_bos it is put in here), so every
+        document has at least one real step.
+        """
+        from nlp_pipeline.stages.tokenization import tokenize_texts
+
+        docs = []
+        for tokens in tokenize_texts(self._tokenizer, texts):
+            ids = self.vocab.encode(tokens[: self.max_length])
+            docs.append(ids if len(ids) else self._empty)
+        return docs
+
+    def predict_proba(self, texts: str | Iterable[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities: (n_texts, n_classes) float32 for a list, (n_classes,) for a single string.
+
+        Columns follow `label_names`. Texts are tokenized, encoded, length-sorted into padded batches of
+        batch_size and put back in input order.
+        """
+        import torch
+
+        from nlp_pipeline.models.training import predict_classifier
+
+        single, items = _as_texts(texts)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        docs = self.encode(items)
+        if not docs:
+            return np.zeros((0, len(self.label_names)), np.float32)
+        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ids = np.concatenate(docs).astype(np.int64)
+        with torch.inference_mode():
+            probs = predict_classifier(self.model, ids, offsets, np.arange(len(docs)), self.pad_id, self.max_length,
+                                       batch_size, self.device, self.dtype)
+        return probs[0] if single else probs
+
+    def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
+        """{"label": name, "probabilities": {name: p, ...}} per text; one dict for a string, a list for a list."""
+        single, items = _as_texts(texts)
+        probs = self.predict_proba(items, batch_size)
+        names = self.label_names
+        out = [{"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}}
+               for row in probs]
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        return (f"Classifier({len(self.label_names)} labels {self.label_names[:6]}{'...' if len(self.label_names) > 6 else ''}, "
+                f"vocab {len(self.vocab)}, max_length {self.max_length}, from {self.path})")
+
+
+def _as_texts(texts: str | Iterable[str]) -> tuple[bool, list[str]]:
+    """(was a single string, list of texts); anything but strings is a DataError naming the first bad item."""
+    if isinstance(texts, str):
+        return True, [texts]
+    if texts is None or isinstance(texts, (bytes, dict)):
+        raise DataError(f"predict takes a string or a list of strings, got {type(texts).__name__}")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise DataError(f"predict takes a string or a list of strings, got {type(texts).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise DataError(f"predict takes strings; text {i} is a {type(item).__name__} ({str(item)[:40]!r})")
+    return False, items
+
+
+# --- helpers for the command line ------------------------------------------------------------------------
+
+def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]:
+    """The lines of a text file without their line ends (blank lines kept, so outputs line up with inputs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"no text file at {path}; pass a file with one text per line")
+    number = 0
+    try:
+        with open(path, encoding=encoding, newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                yield line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} near line {number + 1} is not valid {exc.encoding} ({exc.reason}); "
+                        f"convert the file to UTF-8") from None
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """chunked(['a', 'b', 'c'], 2) -> ['a', 'b'], ['c']"""
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def snippet(text: str, width: int = 60) -> str:
+    """One-line preview: snippet('a\\tb\\nc', 60) -> 'a b c'; longer texts are cut and end with '…'."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def format_prediction(text: str, prediction: dict[str, Any], as_json: bool) -> str:
+    """A TSV line `label<TAB>probability<TAB>snippet`, or a JSON line with the full text and probabilities."""
+    label = prediction["label"]
+    if as_json:
+        probabilities = {name: round(p, 6) for name, p in prediction["probabilities"].items()}
+        return json.dumps({"text": text, "label": label, "probabilities": probabilities}, ensure_ascii=False)
+    return f"{label}\t{prediction['probabilities'][label]:.4f}\t{snippet(text)}"

@@ -1,0 +1,293 @@
+"""The predict bundle: save -> load gives the in-memory model's predictions, one text = a batch, odd texts get an
+answer, every broken bundle is a one-line error, and `nlp-pipeline predict` through CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
+from nlp_pipeline.cli import main
+from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.export.bundle import (
+    CONFIG_FILE, FORMAT_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, save_bundle, snippet,
+)
+
+POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
+            "brilliant fun", "wonderful and warm", "great fun for all"]
+NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
+            "boring mess", "dull and cold", "terrible waste of time"]
+TEXTS = POSITIVE + NEGATIVE
+ODD_TEXTS = ["", "   \n\t ", "i loved it and " * 2000, "Это ужасный фильм", "映画は素晴らしい", "🎬🍿 GREAT!!!"]
+
+
+def make_tiny_result(max_length: int = 500) -> tuple[ClassifierResult, Corpus]:
+    """A 2-class classifier trained for 2 epochs on 12 short reviews (4 more are its test split), ~1 s."""
+    from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+    from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
+
+    splits = [SPLITS.index("test" if i % 4 == 3 else "train") for i in range(len(TEXTS))]
+    corpus = Corpus(labels=np.array([1] * 8 + [0] * 8, np.int32), splits=np.array(splits, np.int8),
+                    label_names=["neg", "pos"], texts=list(TEXTS))
+    data = numericalize(NumericalizationConfig(min_freq=1), tokenize(TokenizationConfig(workers=1), corpus))
+    cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4, max_length=max_length,
+                           stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
+                           precision="float32", num_threads=1)
+    return train_classifier(cfg, data), corpus
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_tiny_result()[0]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny, tmp_path_factory) -> Path:
+    return save_bundle(tiny, tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="module")
+def classifier(bundle_dir) -> Classifier:
+    return Classifier.load(bundle_dir, num_threads=1)
+
+
+def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+
+
+def _rewrite(folder: Path, name: str, data: bytes) -> None:
+    """Replace a file and record its new checksum, so only the content problem itself is left."""
+    (folder / name).write_bytes(data)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["files"][name] = _sha256(folder / name)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+# --- saving ---------------------------------------------------------------------------------------------
+
+def test_bundle_files_are_readable_without_pickle(tiny, bundle_dir):
+    assert sorted(p.name for p in bundle_dir.iterdir()) == sorted([WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE])
+    config = json.loads((bundle_dir / CONFIG_FILE).read_text())
+    assert config["format_version"] == FORMAT_VERSION and config["nlp_pipeline_version"] == "0.1.0"
+    assert config["label_names"] == ["neg", "pos"] and config["max_length"] == 500
+    assert config["arch"] == tiny.arch and config["arch"]["vocab_size"] == len(tiny.vocab)
+    assert json.loads((bundle_dir / VOCAB_FILE).read_text())["itos"] == tiny.vocab.itos
+    tokenizer = json.loads((bundle_dir / TOKENIZER_FILE).read_text())
+    assert tokenizer["lang"] == "en" and tokenizer["add_bos"] is True and "workers" not in tokenizer
+    from safetensors.numpy import load_file
+
+    weights = load_file(bundle_dir / WEIGHTS_FILE)
+    assert set(weights) == set(tiny.state_dict)
+    for name, value in tiny.state_dict.items():
+        assert np.array_equal(weights[name], value), name
+    for path in bundle_dir.iterdir():
+        assert not path.read_bytes().startswith(b"\x80"), f"{path.name} looks like a pickle"
+
+
+def test_save_accepts_read_only_arrays_and_replaces_only_bundles(tiny, tmp_path):
+    frozen = {}
+    for name, value in tiny.state_dict.items():
+        array = np.array(value)
+        array.flags.writeable = False  # like a memory map of the cache
+        frozen[name] = array
+    import dataclasses
+
+    result = dataclasses.replace(tiny, state_dict=frozen)
+    out = save_bundle(result, tmp_path / "model")
+    again = save_bundle(result, tmp_path / "model")  # an earlier bundle is replaced
+    assert out == again and (again / CONFIG_FILE).is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folders left behind
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="is not a bundle folder"):
+        save_bundle(result, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_save_refuses_a_vocab_that_does_not_fit_the_embedding(tiny, tmp_path):
+    import dataclasses
+
+    from nlp_pipeline.artifacts import Vocab
+
+    bad = dataclasses.replace(tiny, vocab=Vocab(tiny.vocab.itos + ["extra"]))
+    with pytest.raises(DataError, match="LM/vocab mismatch"):
+        save_bundle(bad, tmp_path / "model")
+    with pytest.raises(DataError, match="records no tokenizer settings"):
+        save_bundle(dataclasses.replace(tiny, tokenizer={}), tmp_path / "model")
+    assert not (tmp_path / "model").exists() and list(tmp_path.iterdir()) == []
+
+
+# --- predicting -------------------------------------------------------------------------------------------
+
+def test_loaded_bundle_predicts_like_the_trained_model(tiny, classifier):
+    test_texts = [TEXTS[i] for i in tiny.test_indexes]
+    probs = classifier.predict_proba(test_texts)
+    assert probs.shape == (4, 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, tiny.test_probabilities, rtol=0, atol=1e-6)
+    in_memory = Classifier.from_result(tiny, num_threads=1).predict_proba(test_texts)
+    np.testing.assert_allclose(probs, in_memory, rtol=0, atol=1e-6)
+
+
+def test_one_text_and_a_batch_give_the_same_answer(classifier):
+    batch = classifier.predict(TEXTS, batch_size=5)
+    assert isinstance(batch, list) and len(batch) == len(TEXTS)
+    for text, from_batch in zip(TEXTS, batch):
+        alone = classifier.predict(text)
+        assert isinstance(alone, dict) and alone["label"] == from_batch["label"]
+        assert set(alone["probabilities"]) == {"neg", "pos"}
+        for name in ("neg", "pos"):
+            assert abs(alone["probabilities"][name] - from_batch["probabilities"][name]) < 1e-6
+    rows = classifier.predict_proba(TEXTS, batch_size=3)
+    assert np.allclose(rows, np.stack([classifier.predict_proba(t) for t in TEXTS]), rtol=0, atol=1e-6)
+    assert classifier.predict_proba(TEXTS[0]).shape == (2,)
+    assert [p["label"] for p in batch] == [["neg", "pos"][i] for i in rows.argmax(1)]
+
+
+def test_empty_long_and_foreign_texts_get_answers(classifier):
+    out = classifier.predict(ODD_TEXTS)
+    assert len(out) == len(ODD_TEXTS)
+    for prediction in out:
+        assert prediction["label"] in ("neg", "pos")
+        assert abs(sum(prediction["probabilities"].values()) - 1.0) < 1e-5
+    xxbos = classifier.vocab.stoi["xxbos"]
+    assert [d.tolist() for d in classifier.encode(["", "  "])] == [[xxbos], [xxbos]]
+    assert len(classifier.encode(["i loved it and " * 2000])[0]) == 500  # cut to max_length
+    assert classifier.encode(["это"])[0].tolist() == [xxbos, classifier.vocab.stoi["xxunk"]]
+    assert classifier.predict([]) == [] and classifier.predict_proba([]).shape == (0, 2)
+
+
+def test_predict_refuses_what_is_not_text(classifier):
+    with pytest.raises(DataError, match="text 1 is a int"):
+        classifier.predict(["fine", 3])
+    with pytest.raises(DataError, match="string or a list of strings"):
+        classifier.predict(None)
+
+
+def test_run_folder_and_lazy_top_level_import(bundle_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    shutil.copytree(bundle_dir, run / "model")
+    assert Classifier.load(run, num_threads=1).path == run / "model"
+    code = ("import sys, nlp_pipeline; assert 'torch' not in sys.modules; "
+            "from nlp_pipeline import Classifier; from nlp_pipeline.export.bundle import Classifier as C; "
+            "assert Classifier is C; print('ok')")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+
+
+# --- broken bundles -----------------------------------------------------------------------------------------
+
+def test_missing_bundle_folder_and_files(bundle_dir, tmp_path):
+    with pytest.raises(MissingInputError, match="does not exist"):
+        Classifier.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingInputError, match="no bundle in"):
+        Classifier.load(tmp_path / "empty")
+    copy = _copy(bundle_dir, tmp_path)
+    (copy / VOCAB_FILE).unlink()
+    with pytest.raises(MissingInputError, match="has no vocab.json"):
+        Classifier.load(copy)
+
+
+def test_corrupted_weights_are_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    data = (copy / WEIGHTS_FILE).read_bytes()
+    (copy / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    with pytest.raises(DataError, match="is corrupted"):
+        Classifier.load(copy)
+    _rewrite(copy, WEIGHTS_FILE, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")  # checksum fine, content not
+    with pytest.raises(DataError, match="cannot be read"):
+        Classifier.load(copy)
+
+
+def test_json_that_does_not_parse_is_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    (copy / CONFIG_FILE).write_text('{"format": "nlp-pipeline-classifier", ')
+    with pytest.raises(DataError, match="config.json is not valid JSON"):
+        Classifier.load(copy)
+
+
+def test_a_bundle_of_another_format_version_says_so(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config.update(format_version=FORMAT_VERSION + 1, nlp_pipeline_version="9.0.0")
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(DataError) as error:
+        Classifier.load(copy)
+    message = str(error.value)
+    assert message.startswith(f"bundle made by nlp-pipeline 9.0.0 (format {FORMAT_VERSION + 1}); "
+                              f"this is 0.1.0 (format {FORMAT_VERSION}): re-export it with ")
+    assert "\n" not in message
+
+
+def test_vocab_that_does_not_fit_the_embedding_is_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    vocab = json.loads((copy / VOCAB_FILE).read_text())
+    vocab["itos"].append("one-token-too-many")
+    _rewrite(copy, VOCAB_FILE, json.dumps(vocab).encode())
+    with pytest.raises(DataError, match="LM/vocab mismatch"):
+        Classifier.load(copy)
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+def _predict(args, **kwargs):
+    return CliRunner().invoke(main, ["predict", *args], catch_exceptions=False, **kwargs)
+
+
+def test_cli_predict_arguments_file_stdin_and_json(bundle_dir, classifier, tmp_path):
+    expected = classifier.predict(["i loved it", "dull and cold"])
+    result = _predict(["--model", str(bundle_dir), "i loved it", "dull and cold"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split("\t") for line in lines] == [
+        [p["label"], f"{p['probabilities'][p['label']]:.4f}", text] for p, text in zip(expected, ["i loved it", "dull and cold"])
+    ]
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("i loved it\r\n\ndull and cold\n", encoding="utf-8")
+    from_file = _predict(["--model", str(bundle_dir), "--file", str(texts)])
+    assert from_file.exit_code == 0 and len(from_file.output.splitlines()) == 3  # the blank line is kept
+    assert from_file.output.splitlines()[0] == lines[0] and from_file.output.splitlines()[2] == lines[1]
+
+    piped = _predict(["--model", str(bundle_dir), "--json"], input="i loved it\nЭто ужасный фильм\n")
+    rows = [json.loads(line) for line in piped.output.splitlines()]
+    assert [r["text"] for r in rows] == ["i loved it", "Это ужасный фильм"]
+    assert rows[0]["label"] == expected[0]["label"]
+    assert abs(rows[0]["probabilities"]["pos"] - expected[0]["probabilities"]["pos"]) < 1e-6
+
+
+def test_cli_predict_errors_are_one_line(bundle_dir, tmp_path):
+    missing = _predict(["--model", str(tmp_path / "nowhere"), "text"])
+    assert missing.exit_code == 1 and missing.output.startswith("error: no bundle at ") and missing.output.count("\n") == 1
+    empty = _predict(["--model", str(bundle_dir)], input="")
+    assert empty.exit_code == 1 and "no texts to classify" in empty.output
+    no_file = _predict(["--model", str(bundle_dir), "--file", str(tmp_path / "absent.txt")])
+    assert no_file.exit_code == 1 and "no text file at" in no_file.output
+
+
+def test_predict_as_a_real_subprocess(bundle_dir, classifier):
+    done = subprocess.run([sys.executable, "-m", "nlp_pipeline.cli", "predict", "--model", str(bundle_dir), "--json"],
+                          input="i hated it\n", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["text"] == "i hated it" and row["label"] == classifier.predict("i hated it")["label"]
+    broken = subprocess.run([sys.executable, "-m", "nlp_pipeline.cli", "predict", "--model", str(bundle_dir / "nope"), "x"],
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and broken.stderr.startswith("error: no bundle at ") and "Traceback" not in broken.stderr
+
+
+def test_small_helpers():
+    assert snippet("a\tb\nc") == "a b c"
+    assert snippet("x" * 100, 10) == "x" * 9 + "…"
+    assert list(chunked(["a", "b", "c"], 2)) == [["a", "b"], ["c"]]

@@ -1,0 +1,117 @@
+"""The run report on a hand-made ClassifierResult: the files exist, report.md carries the numbers, the error list
+is the right documents in the right order, and missing pieces are said so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Vocab
+from nlp_pipeline.core.errors import DataError, MissingInputError
+from nlp_pipeline.export.report import most_wrong, write_report, write_run_report
+from nlp_pipeline.stages.classifier import classification_metrics
+
+TEXTS = ["zero", "one", "two", "three", "four", "a great film", "a dull | film", "not bad at all", "so so"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def hand_result(with_test: bool = True) -> ClassifierResult:
+    """Test documents 5..8 with labels [0, 0, 1, 1]; predicted [0, 1, 0, 1]: documents 6 (confidence 0.8) and
+    7 (0.6) are wrong. Accuracy 0.5, macro-F1 0.5."""
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    labels = np.array([0, 0, 1, 1], np.int32)
+    names = ["neg", "pos"]
+    validation = dict(classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), names), source="carved from train")
+    metrics = {"validation": validation, "selected": {"stage": 1, "epoch": 2}, "initialisation": "language model"}
+    if with_test:
+        metrics["test"] = classification_metrics(labels, probs.argmax(1), names)
+    history = [{"stage": 1, "trainable_groups": 1, "epoch": 1, "learning_rate": 0.02, "train_loss": 0.69, "val_loss": 0.68,
+                "val_accuracy": 0.5, "seconds": 0.1},
+               {"stage": 1, "trainable_groups": 1, "epoch": 2, "learning_rate": 0.02, "train_loss": 0.6, "val_loss": 0.62,
+                "val_accuracy": 0.6667, "seconds": 0.1},
+               {"stage": 2, "trainable_groups": 3, "epoch": 1, "learning_rate": 0.01, "train_loss": 0.55, "val_loss": 0.64,
+                "val_accuracy": 0.6667, "seconds": 0.1}]
+    return ClassifierResult(
+        arch={}, state_dict={}, vocab=Vocab(["xxunk", "xxpad"]), label_names=names, max_length=10, history=history,
+        metrics=metrics, test_indexes=np.array([5, 6, 7, 8]) if with_test else np.zeros(0, np.int64),
+        test_labels=labels if with_test else np.zeros(0, np.int32),
+        test_probabilities=probs if with_test else np.zeros((0, 2), np.float32),
+    )
+
+
+def language_models() -> dict[str, LanguageModel]:
+    def lm(phase_perplexities: list[tuple[str, float]]) -> LanguageModel:
+        history = [{"phase": phase, "epoch": i + 1, "val_perplexity": p} for i, (phase, p) in enumerate(phase_perplexities)]
+        return LanguageModel(arch={}, state_dict={}, vocab=Vocab(["xxunk"]), history=history,
+                             metrics={"val_perplexity": phase_perplexities[-1][1], "train_tokens": 1000, "seconds": 3.0})
+
+    return {"pretrain_lm": lm([("pretrain", 812.5), ("pretrain", 402.25)]),
+            "finetune_lm": lm([("finetune_frozen", 95.5), ("finetune", 61.75)])}
+
+
+LSA = {"n_components": 3, "tfidf_logreg": {"accuracy": 0.75, "macro_f1": 0.7333, "C": 4.0},
+       "lsa_logreg": {"accuracy": 0.25, "macro_f1": 0.2, "C": 1.0}}
+
+
+def test_most_wrong_by_hand():
+    wrong = most_wrong(hand_result(), TEXTS)
+    assert wrong == [
+        {"index": 6, "text": "a dull | film", "true": "neg", "predicted": "pos", "confidence": 0.8, "true_probability": 0.2},
+        {"index": 7, "text": "not bad at all", "true": "pos", "predicted": "neg", "confidence": 0.6, "true_probability": 0.4},
+    ]
+    assert [w["text"] for w in most_wrong(hand_result(), None)] == [None, None]
+    assert most_wrong(hand_result(), TEXTS, limit=1)[0]["index"] == 6
+    with pytest.raises(DataError, match="beyond the corpus's 7 texts"):
+        most_wrong(hand_result(), TEXTS[:7])
+
+
+def test_report_files_and_numbers(tmp_path):
+    paths = write_report(tmp_path / "run", TEXTS, hand_result(), language_models(), LSA)
+    names = sorted(p.name for p in paths)
+    assert names == ["confusion_matrix.png", "most_wrong.jsonl", "report.md", "training_curves.png"]
+    for p in paths:
+        assert p.parent == tmp_path / "run" and p.stat().st_size > 0
+    assert (tmp_path / "run" / "confusion_matrix.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "run" / "training_curves.png").read_bytes().startswith(PNG)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == names  # no temporary files left
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "most_wrong.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["predicted"], r["confidence"]) for r in rows] == [(6, "pos", 0.8), (7, "neg", 0.6)]
+
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "Scores on the **test** split (4 documents)" in md
+    assert "| ULMFiT classifier (this run) | 0.5000 | 0.5000 |" in md
+    assert "| TF-IDF n-grams + logistic regression | 0.7500 | 0.7333 |" in md
+    assert "| LSA + logistic regression | 0.2500 | 0.2000 |" in md
+    assert "| neg | 0.5000 | 0.5000 | 0.5000 | 2 |" in md           # per-class precision, recall, F1, support
+    assert "| neg | 1 | 1 |" in md and "| pos | 1 | 1 |" in md     # confusion rows [[1, 1], [1, 1]]
+    assert "| pretrain_lm | 402.2 | 2 | 812.5, 402.2 |" in md       # final perplexity, epochs, per epoch
+    assert "| finetune_lm | 61.8 | 2 | 95.5, 61.8 |" in md
+    assert "| 2 | 3 | 1 | 0.01 | 0.5500 | 0.6400 | 0.6667 | 0.1 |" in md  # classifier epoch row
+    assert "| 0.8000 | neg | pos | a dull \\| film |" in md           # most wrong, pipe escaped
+    assert "The 2 most confident of 2 errors" in md
+    assert "![confusion matrix](confusion_matrix.png)" in md and "![training curves](training_curves.png)" in md
+    assert "validation accuracy 0.6667 (carved from train)" in md and "best epoch: stage 1 epoch 2" in md
+
+
+def test_report_without_test_split_lm_or_baselines(tmp_path):
+    paths = write_report(tmp_path, None, hand_result(with_test=False))
+    md = (tmp_path / "report.md").read_text()
+    assert "Scores on the **validation** split (3 documents); the corpus has no labelled test documents" in md
+    assert "| ULMFiT classifier (this run) | 0.6667 |" in md
+    assert "TF-IDF" not in md and "No language model in this run" in md and "No labelled test documents." in md
+    assert (tmp_path / "most_wrong.jsonl").read_text() == "" and len(paths) == 4
+
+
+def test_run_report_from_artifacts(tmp_path):
+    from nlp_pipeline.artifacts import Corpus, LsaResult
+
+    corpus = Corpus(labels=np.zeros(9, np.int32), splits=np.zeros(9, np.int8), label_names=["neg", "pos"], texts=TEXTS)
+    lsa = LsaResult(labels=np.zeros(9, np.int32), splits=np.zeros(9, np.int8), label_names=["neg", "pos"], metrics=LSA)
+    write_run_report(tmp_path, {"corpus": corpus, "lsa": lsa, "classifier": hand_result(), **language_models()})
+    md = (tmp_path / "report.md").read_text()
+    assert "0.7333" in md and "| finetune_lm | 61.8 |" in md and "not bad at all" in md
+    with pytest.raises(MissingInputError, match="needs the classifier artifact"):
+        write_run_report(tmp_path, {"corpus": corpus})
