@@ -3,6 +3,9 @@
     nlp-pipeline run [--corpus trec6] [--set lsa.n_components=50] [--until lsa]
     nlp-pipeline show                      the plan: every stage instance, its key, hit or miss
     nlp-pipeline cache ls|verify|gc        what the artifact store holds
+    nlp-pipeline predict --model runs/NAME TEXT...   classify with a run's bundle
+    nlp-pipeline lr-find                   learning-rate range test for the classifier or the LM
+    nlp-pipeline export vectors|projector  word vectors and TensorBoard projector files
 
 User mistakes print one line `error: ...` on stderr and exit 2 (usage) or 1 (data), never a traceback.
 Heavy libraries are imported inside commands so `--help` is instant.
@@ -111,10 +114,36 @@ def run(corpus_source, text_field, label_field, encoding, config_file, sets, pre
     started = time.time()
     configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
     store = _store(cache_dir)
+    target = Path(runs_dir) / (name or pipeline.run_name(configs))
+    previous_keys = _read_keys(target)
     result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True))
-    run_dir = pipeline.write_run(Path(runs_dir) / (name or pipeline.run_name(configs)), configs, result)
+    run_dir = pipeline.write_run(target, configs, result)
+    if "classifier" in result.keys():
+        _write_bundle_and_report(run_dir, configs, store, until, refresh=previous_keys != result.keys())
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")
+
+
+def _read_keys(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "keys.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_bundle_and_report(run_dir: Path, configs, store, until, refresh: bool) -> None:
+    """runs/<name>/model/ (the predict bundle) and report.md with its plots. Skipped when the run folder already
+    holds both for the same keys, so a cached re-run loads no model weights."""
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.export.bundle import save_bundle
+    from nlp_pipeline.export.report import REPORT_ARTIFACTS, write_run_report
+
+    if not refresh and (run_dir / "report.md").is_file() and (run_dir / "model" / "config.json").is_file():
+        return
+    kept = pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None)
+    save_bundle(kept.artifacts["classifier"], run_dir / "model")
+    write_run_report(run_dir, kept.artifacts)
+    click.echo(f"report and predict bundle written to {run_dir}", err=True)
 
 
 def _summary_table(result) -> str:
@@ -220,6 +249,81 @@ def cache_gc(cache_dir, runs_dir, dry_run):
             removed += 1
     temporaries = 0 if dry_run else store.clean_temporaries()
     click.echo(f"{removed} artifacts {'to remove' if dry_run else 'removed'}, {temporaries} temporary folders cleaned")
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(), metavar="PATH",
+              help="A bundle folder, or a run folder runs/<name>/ (its model/ bundle is used).")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "text_file", type=click.Path(dir_okay=False), default=None,
+              help="Classify the lines of this UTF-8 file (one text per line).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines {text, label, probabilities}.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
+def predict(model_path, texts, text_file, as_json, batch_size):
+    """Classify TEXT arguments, the lines of --file, or stdin: prints label, probability and the text."""
+    import itertools
+
+    from nlp_pipeline.core.errors import ConfigError, DataError
+    from nlp_pipeline.export.bundle import Classifier, chunked, format_prediction, read_lines
+
+    classifier = Classifier.load(model_path)
+    if texts or text_file:
+        source = itertools.chain(texts, read_lines(text_file) if text_file else ())
+    else:
+        stdin = click.get_text_stream("stdin")
+        if stdin.isatty():
+            raise ConfigError("no texts: pass TEXT arguments, --file FILE, or pipe texts on stdin")
+        source = (line.rstrip("\r\n") for line in stdin)
+    count = 0
+    for chunk in chunked(source, 1024):
+        for text, prediction in zip(chunk, classifier.predict(chunk, batch_size)):
+            click.echo(format_prediction(text, prediction, as_json))
+        count += len(chunk)
+    if not count:
+        raise DataError("no texts to classify: the input was empty")
+
+
+def _upstream_artifacts(configs, store, instance_id: str) -> dict:
+    """The artifacts an instance reads, by input name: loaded from the cache, computed when missing."""
+    from nlp_pipeline import pipeline
+
+    instance = next(i for i in pipeline.instances(configs) if i.id == instance_id)
+    inputs = {}
+    for name, source in instance.inputs.items():
+        result = pipeline.run(configs, store, until=source, keep=[source], echo=lambda line: click.echo(line, err=True))
+        inputs[name] = result.artifacts[source]
+    return inputs
+
+
+@main.command("lr-find")
+@config_options
+@click.option("--target", type=click.Choice(["classifier", "finetune_lm"]), default="classifier", show_default=True,
+              help="Which model's learning rate to probe.")
+@click.option("--steps", "num_steps", default=100, show_default=True, type=click.IntRange(min=2), help="Mini-batches.")
+@click.option("--start-lr", default=1e-7, show_default=True, type=float, help="First learning rate.")
+@click.option("--end-lr", default=10.0, show_default=True, type=float, help="Last learning rate.")
+@click.option("--trainable-groups", default=0, type=click.IntRange(min=0),
+              help="Top layer groups trained [default: classifier 1 (stage 1 of gradual unfreezing), LM all].")
+@click.option("--out", default="lr_find.png", show_default=True, type=click.Path(dir_okay=False), help="Plot file.")
+def lr_find(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, target, num_steps,
+            start_lr, end_lr, trainable_groups, out):
+    """LR range test: raise the learning rate from --start-lr to --end-lr and suggest one (weights are not kept)."""
+    from nlp_pipeline.models.lr_find import plot_lr_find, range_test
+
+    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    inputs = _upstream_artifacts(configs, _store(cache_dir), target)
+    result = range_test(target, configs[target], inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                        trainable_groups=trainable_groups or None)
+    plot_lr_find(result, out, title=f"{target}: learning-rate range test")
+
+    def shown(lr):
+        return f"{lr:.2g}" if lr is not None else "none (the loss never fell)"
+
+    click.echo(f"{target}: {result['steps']} steps, {result['stopped']}; {result['trainable_groups']} of "
+               f"{result['layer_groups']} layer groups trained")
+    click.echo(f"steepest descent  {shown(result['suggestion_steepest'])}")
+    click.echo(f"minimum / 10      {shown(result['suggestion_min10'])}")
+    click.echo(f"plot: {out}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Nothing here computes anything itself: stages do the work, core.runner does the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,9 +22,13 @@ from nlp_pipeline.core import config as config_layer
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
-from nlp_pipeline.stages import corpus, lsa, numericalization, tokenization
+from nlp_pipeline.stages import classifier, corpus, embeddings, language_model, lsa, numericalization, tokenization
 
-STAGES = {module.STAGE.name: module.STAGE for module in (corpus, tokenization, numericalization, lsa)}
+STAGES = {
+    stage.name: stage
+    for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, embeddings.STAGE, lsa.STAGE,
+                  language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE)
+}
 SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
 PRESETS = ("quick",)
 
@@ -63,13 +68,53 @@ def load_config(
 
 
 def instances(configs: dict[str, Any]) -> list[Instance]:
-    """Stage instances in data-flow order for the resolved configs."""
-    return [
-        Instance("corpus", STAGES["corpus"], configs["corpus"], {}),
-        Instance("tokenization", STAGES["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
-        Instance("numericalization", STAGES["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
-        Instance("lsa", STAGES["lsa"], configs["lsa"], {"tokens": "tokenization"}),
+    """Stage instances in data-flow order for the resolved configs.
+
+    The general corpus (pretrain_lm.corpus, unless "none") goes through its own corpus, tokenization and
+    numericalization instances (ids ending in ":general"), with the target's tokenization and vocabulary
+    settings; embeddings get one instance per method ("embeddings:word2vec", ...).
+    """
+    stage = STAGES
+    target = [
+        Instance("corpus", stage["corpus"], configs["corpus"], {}),
+        Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
+        Instance("numericalization", stage["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
     ]
+    general_source = configs["pretrain_lm"].corpus
+    general: list[Instance] = []
+    if general_source.lower() != "none":
+        general_corpus = dataclasses.replace(
+            corpus.CorpusConfig(), source=general_source, max_documents=configs["pretrain_lm"].max_documents
+        )
+        general = [
+            Instance("corpus:general", stage["corpus"], general_corpus, {}),
+            Instance("tokenization:general", stage["tokenization"], configs["tokenization"], {"corpus": "corpus:general"}),
+            Instance("numericalization:general", stage["numericalization"], configs["numericalization"],
+                     {"tokens": "tokenization:general"}),
+        ]
+    vectors = []
+    emb = configs["embeddings"]
+    for method in emb.methods:
+        inputs = {"tokens": "tokenization"}
+        if emb.general_corpus and general:
+            inputs["general"] = "tokenization:general"
+        vectors.append(Instance(f"embeddings:{method}", stage["embeddings"], dataclasses.replace(emb, method=method), inputs))
+    finetune_inputs = {"data": "numericalization"}
+    if general:
+        finetune_inputs["pretrained"] = "pretrain_lm"
+    init = configs["finetune_lm"].init_vectors
+    if init.lower() != "none":
+        if init not in emb.methods:
+            raise ConfigError(
+                f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
+            )
+        finetune_inputs["vectors"] = f"embeddings:{init}"
+    language = [Instance("pretrain_lm", stage["pretrain_lm"], configs["pretrain_lm"], {"data": "numericalization:general"})] if general else []
+    language += [
+        Instance("finetune_lm", stage["finetune_lm"], configs["finetune_lm"], finetune_inputs),
+        Instance("classifier", stage["classifier"], configs["classifier"], {"data": "numericalization", "lm": "finetune_lm"}),
+    ]
+    return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
 
 
 def show(configs: dict[str, Any], store: ArtifactStore) -> list[PlanEntry]:
