@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = Path("/work/shared/data")
+DEFAULT_DATA = Path(os.environ.get("NLP_PIPELINE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 METHODS = ("ours", "spacy", "fastai")
 
 

@@ -326,5 +326,94 @@ def lr_find(corpus_source, text_field, label_field, encoding, config_file, sets,
     click.echo(f"plot: {out}")
 
 
+def _cached_artifact(configs, store, instance_id: str):
+    """Load one computed artifact of this configuration; never computes. Errors say which command produces it."""
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.core.errors import MissingInputError
+    from nlp_pipeline.core.store import CorruptArtifact
+
+    entries = {e.instance.id: e for e in pipeline.show(configs, store)}
+    if instance_id not in entries:
+        raise MissingInputError(
+            f"this configuration has no {instance_id!r} stage (e.g. embeddings.methods lacks it); "
+            f"add it with --set and run: nlp-pipeline run --until {instance_id}"
+        )
+    entry = entries[instance_id]
+    hint = f"run: nlp-pipeline run --until {instance_id} (with the same --corpus/--set options)"
+    if not entry.hit:
+        raise MissingInputError(f"no {instance_id!r} artifact for key {entry.key[:12]}; {hint}")
+    try:
+        return store.load(entry.instance.stage.name, entry.key)
+    except CorruptArtifact as exc:
+        raise MissingInputError(f"the cached {instance_id!r} artifact is corrupt ({exc}); {hint}") from None
+
+
+PROJECTOR_SOURCES = ("word2vec", "fasttext", "glove", "lsa-docs", "lm")
+
+
+@main.group(cls=_Group)
+def export():
+    """Write computed artifacts for other tools: word2vec-format vectors, TensorBoard projector folders."""
+
+
+@export.command("vectors")
+@config_options
+@click.option("--source", type=click.Choice(["word2vec", "fasttext", "glove"]), default="word2vec", show_default=True,
+              help="Which word vectors.")
+@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary"]), default="word2vec", show_default=True,
+              help="Text or binary word2vec format (gensim KeyedVectors.load_word2vec_format reads both).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def export_vectors(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, source, fmt,
+                   out, overwrite):
+    """Write word vectors of a finished run in word2vec format."""
+    from nlp_pipeline.export.vectors import export_word_vectors
+
+    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    vectors = _cached_artifact(configs, _store(cache_dir), f"embeddings:{source}")
+    report = export_word_vectors(vectors, out, binary=fmt == "word2vec-binary", overwrite=overwrite)
+    click.echo(f"{report['words']} x {report['dim']} {source} vectors written to {out} ({report['bytes'] / 1e6:.1f} MB)")
+
+
+@export.command("projector")
+@config_options
+@click.option("--source", "sources", multiple=True, type=click.Choice(PROJECTOR_SOURCES), default=("word2vec",),
+              show_default=True, help="Embeddings to export (repeatable): word vectors, LSA document vectors, "
+              "or lm (the fine-tuned language model's input embeddings).")
+@click.option("--top", default=100_000, show_default=True, type=click.IntRange(1, 100_000),
+              help="At most this many points per source (most frequent words first; the projector's limit is 100,000).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write (new, empty, or an earlier export): `tensorboard --logdir OUT` shows it.")
+def export_projector_command(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir,
+                             sources, top, out):
+    """Write a TensorBoard projector folder (plus standalone vectors.tsv/metadata.tsv pairs per source)."""
+    import warnings
+
+    import numpy as np
+
+    from nlp_pipeline.export.projector import ProjectorEmbedding, collect_sources, export_projector
+
+    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    store = _store(cache_dir)
+    ids = {"lsa-docs": "lsa", "lm": "finetune_lm"}
+    embeddings = []
+    for source in dict.fromkeys(sources):
+        artifact = _cached_artifact(configs, store, ids.get(source, f"embeddings:{source}"))
+        if source == "lm":
+            weight = np.asarray(artifact.state_dict["encoder.embedding.weight"], dtype=np.float32)
+            rows = [(token, rank) for rank, token in enumerate(artifact.vocab.itos)]
+            embeddings.append(ProjectorEmbedding("lm", weight, rows, ("token", "vocab_rank"), -np.arange(len(rows))))
+        else:
+            embeddings += collect_sources([source], {source: artifact})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export_projector(out, embeddings, max_points=top)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    for item in report["embeddings"]:
+        click.echo(f"{item['name']:<10} {item['points']} points x {item['dim']}" + (f" ({item['dropped']} dropped)" if item["dropped"] else ""))
+    click.echo(f"written to {report['out_dir']}; view with: tensorboard --logdir {report['out_dir']}")
+
+
 if __name__ == "__main__":
     main()

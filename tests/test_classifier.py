@@ -4,6 +4,7 @@ learning on real TREC-6 questions (skipped when /work/shared/data is absent), LM
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_langua
 from test_lm import numericalize_docs
 
 TINY = dict(embedding_dim=16, hidden_dim=24, num_layers=2, batch_size=16, precision="float32", num_threads=1)
-TREC = Path("/work/shared/data/trec6")
+TREC = Path(os.environ.get("NLP_PIPELINE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "trec6"
 
 
 @pytest.fixture(scope="module")

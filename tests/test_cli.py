@@ -144,3 +144,28 @@ def test_real_subprocess(corpus_dir, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+
+
+def test_export_vectors_and_projector(corpus_dir, tmp_path):
+    emb = ["--set", "embeddings.methods=[\"word2vec\"]", "--set", "embeddings.min_count=1", "--set", "embeddings.vector_size=8"]
+    missing = _invoke(["export", "vectors", "--corpus", str(corpus_dir), *FAST, *emb, "--out", str(tmp_path / "v.txt")], tmp_path)
+    assert missing.exit_code == 1
+    assert "run: nlp-pipeline run --until embeddings:word2vec" in missing.stderr and not (tmp_path / "v.txt").exists()
+    ran = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(tmp_path / "runs"), "--until", "embeddings:word2vec",
+                   *FAST, *emb], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    out = _invoke(["export", "vectors", "--corpus", str(corpus_dir), *FAST, *emb, "--out", str(tmp_path / "v.bin"),
+                   "--format", "word2vec-binary"], tmp_path)
+    assert out.exit_code == 0, out.output
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors.load_word2vec_format(str(tmp_path / "v.bin"), binary=True)
+    assert vectors.vector_size == 8 and "great" in vectors.key_to_index
+    projector = _invoke(["export", "projector", "--corpus", str(corpus_dir), *FAST, *emb, "--source", "word2vec",
+                         "--out", str(tmp_path / "proj")], tmp_path)
+    assert projector.exit_code == 0, projector.output
+    config = (tmp_path / "proj" / "projector_config.pbtxt").read_text()
+    assert 'tensor_path: "word2vec/vectors.tsv"' in config
+    rows = (tmp_path / "proj" / "word2vec" / "vectors.tsv").read_text().splitlines()
+    metadata = (tmp_path / "proj" / "word2vec" / "metadata.tsv").read_text().splitlines()
+    assert len(metadata) == len(rows) + 1 and metadata[0] == "word\tfrequency"

@@ -23,6 +23,7 @@ from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.stages import corpus_sources
 from nlp_pipeline.stages.corpus import (
     STAGE,
+    data_root,
     CorpusConfig,
     corpus_fingerprint,
     list_cards,
@@ -33,7 +34,7 @@ from nlp_pipeline.stages.corpus import (
     stratified_split,
 )
 
-SHARED = Path("/work/shared/data")
+SHARED = data_root()  # where the cards look first; tests needing the shared data skip when it is absent
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -603,7 +604,7 @@ def test_default_corpus_counts():
     assert any("MR" in note for note in corpus.info["card"]["notes"])
 
 
-@pytest.mark.skipif(not (SHARED / "trec6").is_dir(), reason="/work/shared/data is not available")
+@pytest.mark.skipif(not (SHARED / "trec6").is_dir(), reason="the shared data folder (NLP_PIPELINE_DATA or ../shared/data) is not available")
 def test_trec6_card_loads_the_official_split():
     corpus = load_corpus(CorpusConfig(source="trec6"))
     assert corpus.split_sizes() == {"train": 5452, "test": 500}
@@ -612,7 +613,7 @@ def test_trec6_card_loads_the_official_split():
     assert corpus.info["card"]["references"][0]["value"] == 96.4
 
 
-@pytest.mark.skipif(not (SHARED / "mr").is_dir(), reason="/work/shared/data is not available")
+@pytest.mark.skipif(not (SHARED / "mr").is_dir(), reason="the shared data folder (NLP_PIPELINE_DATA or ../shared/data) is not available")
 def test_single_file_split_reproduces_the_mr_data_split():
     corpus = load_corpus(CorpusConfig(source=str(SHARED / "mr" / "all.jsonl"), test_size=0.1, seed=0))
     test = [t for t, _, s in rows(corpus) if s == "test"]
@@ -620,7 +621,7 @@ def test_single_file_split_reproduces_the_mr_data_split():
     assert test == reference
 
 
-@pytest.mark.skipif(not (SHARED / "wikitext2").is_dir(), reason="/work/shared/data is not available")
+@pytest.mark.skipif(not (SHARED / "wikitext2").is_dir(), reason="the shared data folder (NLP_PIPELINE_DATA or ../shared/data) is not available")
 def test_wikitext2_card_is_unlabelled_paragraphs():
     corpus = load_corpus(CorpusConfig(source="wikitext2"))
     assert corpus.label_names == [] and set(corpus.splits.tolist()) == {SPLITS.index("unsup")}
