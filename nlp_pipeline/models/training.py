@@ -115,6 +115,18 @@ def schedule_factor(kind: str, step: int, total: int, warmup_fraction: float) ->
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
 
 
+def backward_and_step(optimizer: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor, params: list, clip: float) -> None:
+    """One optimisation step shared by the LM and classifier loops: backward through the (possibly scaled) loss,
+    clip the gradient norm to `clip` (0 = no clipping), step, update the scaler."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def apply_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for pg in optimizer.param_groups:
         pg["lr"] = pg["base_lr"] * factor
@@ -258,13 +270,7 @@ def fit_language_model(
                 if temporal_activation_regularization and out.raw.shape[0] > 1:
                     loss = loss + temporal_activation_regularization * (out.raw[1:] - out.raw[:-1]).float().pow(2).mean()
             state = detach_state(out.state)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-            scaler.step(optimizer)
-            scaler.update()
+            backward_and_step(optimizer, scaler, loss, params, clip)
             value = float(out.loss.detach())
             if not math.isfinite(value):
                 raise FloatingPointError(f"{phase}: language-model loss became {value} at step {step}; lower the learning rate")
@@ -364,13 +370,7 @@ def fit_classifier(
                 with autocast_context(device, dtype):
                     logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
                     loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-                scaler.step(optimizer)
-                scaler.update()
+                backward_and_step(optimizer, scaler, loss, params, clip)
                 loss_sum += float(loss.detach()) * len(docs)
                 seen += len(docs)
                 step += 1
