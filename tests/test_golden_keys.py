@@ -1,0 +1,32 @@
+"""Golden keys: the cache key of every stage with its default config and fixed upstream keys.
+
+Code changes are not detected by the cache; each stage's `version` is the contract. If this test fails, a
+default, a config field, a version or the key recipe changed, so every cached artifact of that stage (and of
+its dependents) will be recomputed. That is fine when intended: update the value here in the same commit and
+say why in the message. The corpus stage is left out: its key hashes the corpus files themselves.
+"""
+
+import pytest
+
+from nlp_pipeline import pipeline
+
+GOLDEN = {
+    "tokenization": "d7c6e17b0210a147c74a38201493bd7f6776d65767437091b4aa7e6473d2718f",
+    "numericalization": "7a4a47b2d58b3545b5dc821ae575d0bf5159a478c01e24e685cadc3cf4460aaf",
+    "embeddings": "44f27093834f9f85b1e86e9ffe53e589eb303d9c3046c038da707161e49f8f7b",
+    "lsa": "b151dfca940d8a620d2190751ee3fe515e70daddc98b21fb5ccf71415a801259",
+    "pretrain_lm": "c5f337243e12c5376b15462d60862d93c3606602cb3efb5f5c4778696075a5b1",
+    "finetune_lm": "366ef9ab50a1adb7e1001c86874afcbbfbc78a5f555bd0adef5f8b33beee223b",
+    "classifier": "529bbb71ae1122eb8af0b7fa5ff8159308fd1e61dc864e7ac82fb681d5cb482e",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_default_keys_have_not_drifted(name):
+    stage = pipeline.STAGES[name]
+    key = stage.key(stage.config(), {input_name: "0" * 64 for input_name in stage.inputs})
+    assert key == GOLDEN[name], f"{name}: key changed; if intended (version bump, new default), update GOLDEN"
+
+
+def test_every_stage_but_corpus_has_a_golden_key():
+    assert set(GOLDEN) == set(pipeline.STAGES) - {"corpus"}
