@@ -471,6 +471,20 @@ def _read_binary(handle, path: Path, dim: int) -> tuple[list[str], np.ndarray]:
     return keys, vectors
 
 
+def summarize(vectors: WordVectors) -> dict:
+    """Vocabulary, size and the headline evaluation scores for the run summary."""
+    metrics = vectors.metrics
+    out = {"words": len(vectors.keys), "dim": int(vectors.vectors.shape[1]) if vectors.vectors.ndim == 2 else 0}
+    total = metrics.get("analogies", {}).get("total", {})
+    if total:
+        out["analogy_accuracy"] = round(float(total.get("accuracy", 0.0)), 4)
+        out["analogy_coverage"] = round(float(total.get("coverage", 0.0)), 4)
+    for name, scores in metrics.get("word_pairs", {}).items():
+        if scores.get("spearman") is not None:
+            out[f"{name}_spearman"] = round(float(scores["spearman"]), 4)
+    return out
+
+
 STAGE = Stage(
     name="embeddings",
     version=1,
@@ -481,4 +495,5 @@ STAGE = Stage(
     volatile=volatile_fields,
     fingerprint=pretrained_fingerprint,
     describe=lambda cfg: f"{cfg.method}, {cfg.vector_size} dims, min_count {cfg.min_count}",
+    summary=summarize,
 )
