@@ -348,7 +348,30 @@ def _cached_artifact(configs, store, instance_id: str):
         raise MissingInputError(f"the cached {instance_id!r} artifact is corrupt ({exc}); {hint}") from None
 
 
-PROJECTOR_SOURCES = ("word2vec", "fasttext", "glove", "lsa-docs", "lm")
+PROJECTOR_SOURCES = ("word2vec", "fasttext", "glove", "lsa-docs", "lm", "classifier-docs")
+
+
+def _classifier_documents(classifier, data, limit: int):
+    """The classifier's concat-pooled vectors of the first `limit` documents (corpus order), with label, split and text."""
+    import numpy as np
+    import torch
+
+    from nlp_pipeline.artifacts import SPLITS, UNLABELLED
+    from nlp_pipeline.export.projector import ProjectorEmbedding
+    from nlp_pipeline.models.inference import load_classifier
+    from nlp_pipeline.models.training import predict_classifier
+    from nlp_pipeline.rules import detokenize
+
+    model = load_classifier(classifier)
+    indexes = np.arange(min(limit, len(data)))
+    vectors = predict_classifier(model, np.asarray(data.ids, dtype=np.int64), np.asarray(data.offsets), indexes,
+                                 data.vocab.stoi["xxpad"], classifier.max_length, 64, torch.device("cpu"), features=True)
+    rows = []
+    for i in indexes:
+        label = int(data.labels[i])
+        text = detokenize(data.vocab.tokens(data.doc_ids(int(i))[:30]))
+        rows.append((data.label_names[label] if label != UNLABELLED else "unlabelled", SPLITS[int(data.splits[i])], text))
+    return ProjectorEmbedding("classifier-docs", vectors, rows, ("label", "split", "text"))
 
 
 @main.group(cls=_Group)
@@ -379,7 +402,8 @@ def export_vectors(corpus_source, text_field, label_field, encoding, config_file
 @config_options
 @click.option("--source", "sources", multiple=True, type=click.Choice(PROJECTOR_SOURCES), default=("word2vec",),
               show_default=True, help="Embeddings to export (repeatable): word vectors, LSA document vectors, "
-              "or lm (the fine-tuned language model's input embeddings).")
+              "lm (the fine-tuned language model's input embeddings), or classifier-docs (the classifier's pooled "
+              "document vectors, labelled).")
 @click.option("--top", default=100_000, show_default=True, type=click.IntRange(1, 100_000),
               help="At most this many points per source (most frequent words first; the projector's limit is 100,000).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -395,10 +419,13 @@ def export_projector_command(corpus_source, text_field, label_field, encoding, c
 
     configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
     store = _store(cache_dir)
-    ids = {"lsa-docs": "lsa", "lm": "finetune_lm"}
+    ids = {"lsa-docs": "lsa", "lm": "finetune_lm", "classifier-docs": "classifier"}
     embeddings = []
     for source in dict.fromkeys(sources):
         artifact = _cached_artifact(configs, store, ids.get(source, f"embeddings:{source}"))
+        if source == "classifier-docs":
+            embeddings.append(_classifier_documents(artifact, _cached_artifact(configs, store, "numericalization"), top))
+            continue
         if source == "lm":
             weight = np.asarray(artifact.state_dict["encoder.embedding.weight"], dtype=np.float32)
             rows = [(token, rank) for rank, token in enumerate(artifact.vocab.itos)]

@@ -169,3 +169,32 @@ def test_export_vectors_and_projector(corpus_dir, tmp_path):
     rows = (tmp_path / "proj" / "word2vec" / "vectors.tsv").read_text().splitlines()
     metadata = (tmp_path / "proj" / "word2vec" / "metadata.tsv").read_text().splitlines()
     assert len(metadata) == len(rows) + 1 and metadata[0] == "word\tfrequency"
+
+
+TINY_LM = ["--set", "embeddings.methods=[]", "--set", "pretrain_lm.corpus=none",
+           "--set", "finetune_lm.embedding_dim=8", "--set", "finetune_lm.hidden_dim=12", "--set", "finetune_lm.num_layers=1",
+           "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5", "--set", "finetune_lm.epochs=1",
+           "--set", "finetune_lm.frozen_epochs=0", "--set", "classifier.batch_size=4",
+           "--set", "classifier.stage_epochs=[1, 1]", "--set", "classifier.stage_learning_rates=[0.01, 0.005]"]
+
+
+def test_full_run_writes_bundle_and_report_then_predict_and_export(corpus_dir, tmp_path):
+    args = ["--corpus", str(corpus_dir), *FAST, *TINY_LM]
+    ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    run_dir = tmp_path / "runs" / "tiny"
+    assert "pretrain_lm" not in ran.stderr                      # pretrain_lm.corpus=none skips pretraining
+    for name in ("report.md", "confusion_matrix.png", "training_curves.png", "model/model.safetensors", "model/config.json"):
+        assert (run_dir / name).is_file(), name
+    assert "classifier" in json.loads((run_dir / "metrics.json").read_text())
+    predicted = _invoke(["predict", "--model", str(run_dir), "--json", "a wonderful film", ""], tmp_path)
+    assert predicted.exit_code == 0, predicted.output
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert len(lines) == 2 and all(line["label"] in ("neg", "pos") for line in lines)
+    assert abs(sum(lines[0]["probabilities"].values()) - 1.0) < 1e-5
+    exported = _invoke(["export", "projector", *args, "--source", "classifier-docs", "--out", str(tmp_path / "proj")], tmp_path)
+    assert exported.exit_code == 0, exported.output
+    metadata = (tmp_path / "proj" / "classifier-docs" / "metadata.tsv").read_text().splitlines()
+    vectors = (tmp_path / "proj" / "classifier-docs" / "vectors.tsv").read_text().splitlines()
+    assert metadata[0] == "label\tsplit\ttext" and len(metadata) == len(vectors) + 1 == 17
+    assert len(vectors[0].split("\t")) == 3 * 8                 # concat pooling of the 8-dim last layer

@@ -193,6 +193,11 @@ class ClassifierNet(nn.Module):
         outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
         return self.head(outputs, lengths)  # (B, C)
 
+    def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The concat-pooled encoder output the head classifies: (B, 3E)."""
+        outputs, _ = self.encoder(ids)  # (T, B, E)
+        return concat_pool(outputs, lengths)  # (B, 3E)
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[[embedding], [layer 0], ..., [layer n-1], [head]] (fastai's classifier split)."""
         return self.encoder.layer_groups() + [list(self.head.parameters())]

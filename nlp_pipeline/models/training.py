@@ -301,17 +301,22 @@ def fit_language_model(
 # --- classifier loop -----------------------------------------------------------------------------------
 def predict_classifier(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarray, indexes: np.ndarray,
                        pad_id: int, max_length: int, batch_size: int, device: torch.device,
-                       dtype: torch.dtype | None = None) -> np.ndarray:
-    """Class probabilities (len(indexes), C) float32 of documents `indexes`, in that order."""
+                       dtype: torch.dtype | None = None, features: bool = False) -> np.ndarray:
+    """Class probabilities (len(indexes), C) float32 of documents `indexes`, in that order; with features=True
+    their concat-pooled document vectors (len(indexes), 3E) instead (for the projector)."""
     model.eval()
     lengths = np.diff(np.asarray(offsets))[indexes]
-    probs = np.zeros((len(indexes), model.num_classes), np.float32)
+    width = 3 * model.encoder.embedding_dim if features else model.num_classes
+    out = np.zeros((len(indexes), width), np.float32)
     with torch.no_grad(), autocast_context(device, dtype):
         for batch in sorted_batches(lengths, batch_size):
             x, lens = pad_batch(ids, offsets, np.asarray(indexes)[batch], pad_id, max_length)
-            logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
-            probs[batch] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return probs
+            x, lens = torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device)
+            if features:
+                out[batch] = model.document_vectors(x, lens).float().cpu().numpy()  # (B, 3E)
+            else:
+                out[batch] = torch.softmax(model(x, lens).float(), dim=1).cpu().numpy()  # (B, C)
+    return out
 
 
 def fit_classifier(
