@@ -154,14 +154,6 @@ def test_cli_lr_find_prints_suggestions_and_writes_the_plot(tiny_data, tmp_path,
     assert bad.exit_code == 2 and bad.output.startswith("error: the LR range needs 0 < start_lr < end_lr")
 
 
-def _pipeline_wired() -> bool:
-    """True once the LM stages have the fields pipeline.instances reads (pretrain_lm.corpus, finetune_lm.init_vectors)."""
-    from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
-
-    return hasattr(PretrainLmConfig, "corpus") and hasattr(FinetuneLmConfig, "init_vectors")
-
-
-@pytest.mark.skipif(not _pipeline_wired(), reason="pipeline wiring of the LM stages in progress (issue 4)")
 def test_cli_lr_find_through_the_pipeline(tmp_path):
     import json
 
