@@ -475,12 +475,12 @@ def summarize(vectors: WordVectors) -> dict:
     """Vocabulary, size and the headline evaluation scores for the run summary."""
     metrics = vectors.metrics
     out = {"words": len(vectors.keys), "dim": int(vectors.vectors.shape[1]) if vectors.vectors.ndim == 2 else 0}
-    total = metrics.get("analogies", {}).get("total", {})
-    if total:
-        out["analogy_accuracy"] = round(float(total.get("accuracy", 0.0)), 4)
-        out["analogy_coverage"] = round(float(total.get("coverage", 0.0)), 4)
-    for name, scores in metrics.get("word_pairs", {}).items():
-        if scores.get("spearman") is not None:
+    total = metrics.get("analogies", {}).get("total", {}) or {}
+    for field in ("accuracy", "coverage"):
+        if total.get(field) is not None:  # None when no question was covered
+            out[f"analogy_{field}"] = round(float(total[field]), 4)
+    for name, scores in (metrics.get("word_pairs", {}) or {}).items():
+        if (scores or {}).get("spearman") is not None:
             out[f"{name}_spearman"] = round(float(scores["spearman"]), 4)
     return out
 
