@@ -151,10 +151,13 @@ def write_word2vec(path: str | Path, keys: list[str], vectors: np.ndarray, binar
     def write(handle) -> None:
         handle.write(header)
         if binary:
+            record = vectors32.shape[1] * 4
+            data = memoryview(vectors32.reshape(-1).view(np.uint8))  # row i is data[i * record:(i + 1) * record]
             for start in range(0, len(escaped), 65536):
-                block = vectors32[start:start + 65536]
-                handle.write(b"".join(key.encode("utf-8") + b" " + row.tobytes() + b"\n"
-                                      for key, row in zip(escaped[start:start + 65536], block)))
+                parts: list = []
+                for i, key in enumerate(escaped[start:start + 65536], start):
+                    parts += (key.encode("utf-8") + b" ", data[i * record:(i + 1) * record], b"\n")
+                handle.write(b"".join(parts))
         else:
             for chunk in format_float_rows(vectors32, " ", escaped, threads):
                 handle.write(chunk)
