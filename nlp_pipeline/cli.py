@@ -348,7 +348,8 @@ def _cached_artifact(configs, store, instance_id: str):
         raise MissingInputError(f"the cached {instance_id!r} artifact is corrupt ({exc}); {hint}") from None
 
 
-PROJECTOR_SOURCES = ("word2vec", "fasttext", "glove", "lsa-docs", "lm", "classifier-docs")
+WORD_VECTOR_SOURCES = ("word2vec", "fasttext", "glove", "pretrained")
+PROJECTOR_SOURCES = (*WORD_VECTOR_SOURCES, "lsa-docs", "lm", "classifier-docs")
 
 
 def _classifier_documents(classifier, data, limit: int):
@@ -381,8 +382,8 @@ def export():
 
 @export.command("vectors")
 @config_options
-@click.option("--source", type=click.Choice(["word2vec", "fasttext", "glove"]), default="word2vec", show_default=True,
-              help="Which word vectors.")
+@click.option("--source", type=click.Choice(WORD_VECTOR_SOURCES), default="word2vec", show_default=True,
+              help="Which word vectors (pretrained: the file given by embeddings.pretrained_path, as loaded).")
 @click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary"]), default="word2vec", show_default=True,
               help="Text or binary word2vec format (gensim KeyedVectors.load_word2vec_format reads both).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")

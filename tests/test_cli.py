@@ -198,3 +198,22 @@ def test_full_run_writes_bundle_and_report_then_predict_and_export(corpus_dir, t
     vectors = (tmp_path / "proj" / "classifier-docs" / "vectors.tsv").read_text().splitlines()
     assert metadata[0] == "label\tsplit\ttext" and len(metadata) == len(vectors) + 1 == 17
     assert len(vectors[0].split("\t")) == 3 * 8                 # concat pooling of the 8-dim last layer
+
+
+def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
+    """A user's own vectors file goes through the embeddings stage (kept words only) and out in word2vec format."""
+    source = tmp_path / "mine.txt"
+    source.write_text("great 0.5 -1.0 2.0\nfilm 1.5 0.25 -0.5\nunknownword 9 9 9\n", encoding="utf-8")
+    emb = ["--set", "embeddings.methods=[\"pretrained\"]", "--set", "embeddings.min_count=1", "--set", "embeddings.vector_size=3",
+           "--set", f"embeddings.pretrained_path={source}"]
+    ran = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(tmp_path / "runs"), "--until", "embeddings:pretrained",
+                   *FAST, *emb], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    out = _invoke(["export", "vectors", "--corpus", str(corpus_dir), *FAST, *emb, "--source", "pretrained",
+                   "--out", str(tmp_path / "v.txt")], tmp_path)
+    assert out.exit_code == 0, out.output
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
+    assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained_vocabulary = "corpus"
+    assert vectors["great"].tolist() == [0.5, -1.0, 2.0] and vectors["film"].tolist() == [1.5, 0.25, -0.5]
