@@ -106,22 +106,30 @@ def main(verbose: bool) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Where runs/<name>/ (metrics.json, config.toml, keys.json) is written.")
 def run(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, until, force, name, runs_dir):
-    """Run the pipeline; cached stages are skipped, changed ones recomputed."""
+    """Run the pipeline; cached stages are skipped, changed ones recomputed. Under torchrun the training
+    stages run data-parallel and process 0 alone writes the cache and the run folder."""
     import time
 
     from nlp_pipeline import pipeline
+    from nlp_pipeline.models import distributed
 
     started = time.time()
     configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
     store = _store(cache_dir)
     target = Path(runs_dir) / (name or pipeline.run_name(configs))
     previous_keys = _read_keys(target)
-    result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True))
+    coordinator = distributed.coordinator()  # None unless launched by torchrun with several processes
+    result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True),
+                          coordinator=coordinator)
+    if coordinator is not None and coordinator.rank != 0:
+        distributed.shutdown()  # waits for process 0's run folder
+        return
     run_dir = pipeline.write_run(target, configs, result)
     if "classifier" in result.keys():
         _write_bundle_and_report(run_dir, configs, store, until, refresh=previous_keys != result.keys())
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")
+    distributed.shutdown()
 
 
 def _read_keys(run_dir: Path) -> dict | None:
@@ -140,7 +148,7 @@ def _write_bundle_and_report(run_dir: Path, configs, store, until, refresh: bool
 
     if not refresh and (run_dir / "report.md").is_file() and (run_dir / "model" / "config.json").is_file():
         return
-    kept = pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None)
+    kept = pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None, coordinator=None)
     save_bundle(kept.artifacts["classifier"], run_dir / "model")
     write_run_report(run_dir, kept.artifacts)
     click.echo(f"report and predict bundle written to {run_dir}", err=True)

@@ -129,8 +129,15 @@ def run(
     force: Iterable[str] = (),
     keep: Iterable[str] = (),
     echo: Callable[[str], None] | None = None,
+    coordinator: Any = "auto",
 ) -> RunResult:
-    return execute(instances(configs), store, until=until, force=force, keep=keep, echo=echo)
+    """Plan and execute the pipeline. coordinator "auto": under torchrun, join the process group and run as
+    one of its processes (models.distributed.coordinator()); None: this process alone."""
+    if isinstance(coordinator, str):
+        from nlp_pipeline.models import distributed
+
+        coordinator = distributed.coordinator()
+    return execute(instances(configs), store, until=until, force=force, keep=keep, echo=echo, coordinator=coordinator)
 
 
 def run_name(configs: dict[str, Any]) -> str:

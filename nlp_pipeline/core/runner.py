@@ -8,6 +8,11 @@
 A miss runs under a per-key lock (concurrent runs compute it once), seeded from the config's `seed` field,
 and is saved atomically with its meta.json. An artifact that fails its signature or checksum is logged,
 removed and recomputed. Logs one line when a stage starts running or is a cache hit, one when it finishes.
+
+Several processes (torchrun) pass a `coordinator`: every process walks the same plan, and rank 0 takes every
+decision (hit, corrupt, computed meanwhile) and `agree()`s it to the others, so all take the same path.
+A `collective` stage (data-parallel training) runs on every process; any other stage runs on rank 0 alone.
+Only rank 0 saves and logs; the others wait (for its key lock, then a barrier) and load what it saved.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.errors import CacheError, ConfigError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.core.store import ArtifactStore, CorruptArtifact
 
@@ -38,6 +43,17 @@ class Instance:
     stage: Stage
     config: Any                  # a frozen dataclass of stage.config's type
     inputs: dict[str, str]       # run() keyword -> id of the instance that produces it
+
+
+class Coordinator(Protocol):
+    """The processes of one multi-process run, as the runner needs them (models.distributed provides one)."""
+
+    rank: int                    # 0 decides, saves and logs
+    world_size: int
+
+    def agree(self, value: Any) -> Any: ...   # rank 0's value, returned on every process (all must call it)
+
+    def barrier(self) -> None: ...            # returns once every process has called it
 
 
 @dataclass
@@ -132,11 +148,19 @@ def execute(
     force: Iterable[str] = (),
     keep: Iterable[str] = (),
     echo: Callable[[str], None] | None = None,
+    coordinator: Coordinator | None = None,
 ) -> RunResult:
     """Run what is missing; `force` (stage names or ids) recomputes even on a hit; `keep` ids are loaded into
-    RunResult.artifacts even when they are hits. Returns one StageReport per selected instance."""
+    RunResult.artifacts even when they are hits. Returns one StageReport per selected instance.
+    With a `coordinator` (several processes), every process must call execute() with the same arguments."""
     echo = echo or log.info
+    main = coordinator is None or coordinator.rank == 0
+    if not main:
+        echo = _silent
     entries = select(plan(instances, store), until)
+    if coordinator is not None:  # rank 0's view of the cache, so that every process takes the same path
+        for entry, hit in zip(entries, coordinator.agree([e.hit for e in entries])):
+            entry.hit = hit
     known = {e.instance.id for e in entries} | {e.instance.stage.name for e in entries}
     force = set(force)
     unknown = sorted(force - known)
@@ -150,6 +174,8 @@ def execute(
     width = max(len(e.instance.id) for e in entries) if entries else 10
 
     def run_one(entry: PlanEntry, status: str) -> Any:
+        if coordinator is not None:
+            return run_one_shared(entry, status)
         inst = entry.instance
         with store.lock(inst.stage.name, entry.key):
             if status == "ran" and inst.id not in forced and store.exists(inst.stage.name, entry.key):
@@ -159,30 +185,80 @@ def execute(
                     return artifact
                 except CorruptArtifact:
                     store.remove(inst.stage.name, entry.key)
-            inputs = {name: materialize(src) for name, src in inst.inputs.items()}
-            detail = _describe(inst)
-            echo(f"{inst.id:<{width}}  running{f' ({detail})' if detail else ''}  {entry.key[:12]}")
+            return compute(entry, status)
+
+    def compute(entry: PlanEntry, status: str) -> Any:
+        """Materialize the inputs, run the stage, save it (the caller holds the key's lock)."""
+        inst = entry.instance
+        inputs = {name: materialize(src) for name, src in inst.inputs.items()}
+        detail = _describe(inst)
+        echo(f"{inst.id:<{width}}  running{f' ({detail})' if detail else ''}  {entry.key[:12]}")
+        seed = getattr(inst.config, "seed", None)
+        if isinstance(seed, int):
+            seed_everything(seed)
+        started = time.time()
+        artifact = inst.stage.run(inst.config, **inputs)
+        seconds = time.time() - started
+        summary = inst.stage.summary(artifact) if inst.stage.summary else {}
+        meta = {
+            "instance": inst.id,
+            "version": inst.stage.version,
+            "config": dataclasses.asdict(inst.config),
+            "upstream": entry.upstream,
+            "seconds": round(seconds, 3),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "packages": package_versions(),
+            "summary": summary,
+        }
+        store.save(inst.stage.name, entry.key, artifact, meta)
+        echo(f"{inst.id:<{width}}  done in {seconds:.1f}s")
+        reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, status, seconds, summary)
+        return artifact
+
+    def run_one_shared(entry: PlanEntry, status: str) -> Any:
+        """run_one with several processes: rank 0 decides and saves; a collective stage runs everywhere."""
+        inst = entry.instance
+        name, key = inst.stage.name, entry.key
+        if main:
+            with store.lock(name, key):
+                artifact = None
+                if status == "ran" and inst.id not in forced and store.exists(name, key):
+                    try:  # another run computed it while we waited for the lock
+                        artifact = store.load(name, key)
+                    except CorruptArtifact:
+                        store.remove(name, key)
+                if coordinator.agree(artifact is not None):
+                    reports[inst.id] = StageReport(inst.id, name, key, "hit", 0.0, _summary_of(entry, store))
+                    return artifact
+                artifact = compute(entry, status)
+            coordinator.barrier()  # saved: the other processes may load it
+            return artifact
+        if coordinator.agree(None):
+            reports[inst.id] = StageReport(inst.id, name, key, "hit", 0.0, _summary_of(entry, store))
+            return load_shared(entry)
+        started = time.time()
+        inputs = {input_name: materialize(src) for input_name, src in inst.inputs.items()}  # in rank 0's order
+        if inst.stage.collective:  # this process's share of the training; rank 0 saves the result
             seed = getattr(inst.config, "seed", None)
             if isinstance(seed, int):
                 seed_everything(seed)
-            started = time.time()
-            artifact = inst.stage.run(inst.config, **inputs)
-            seconds = time.time() - started
-            summary = inst.stage.summary(artifact) if inst.stage.summary else {}
-            meta = {
-                "instance": inst.id,
-                "version": inst.stage.version,
-                "config": dataclasses.asdict(inst.config),
-                "upstream": entry.upstream,
-                "seconds": round(seconds, 3),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "packages": package_versions(),
-                "summary": summary,
-            }
-            store.save(inst.stage.name, entry.key, artifact, meta)
-            echo(f"{inst.id:<{width}}  done in {seconds:.1f}s")
-            reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, status, seconds, summary)
-            return artifact
+            inst.stage.run(inst.config, **inputs)
+        with store.lock(name, key):  # rank 0 holds it until saved: a wait without the barrier's timeout
+            pass
+        coordinator.barrier()
+        artifact = load_shared(entry)
+        reports[inst.id] = StageReport(inst.id, name, key, status, time.time() - started, _summary_of(entry, store))
+        return artifact
+
+    def load_shared(entry: PlanEntry) -> Any:
+        """On a process other than rank 0: the artifact that rank 0 saved or verified."""
+        try:
+            return store.load(entry.instance.stage.name, entry.key)
+        except CorruptArtifact as exc:
+            raise CacheError(
+                f"process {coordinator.rank} cannot read the {entry.instance.stage.name} artifact {entry.key[:12]} "
+                f"that process 0 saved ({exc}); with several machines, the cache folder must be one they all share"
+            ) from None
 
     def materialize(instance_id: str) -> Any:
         if instance_id in artifacts:
@@ -191,13 +267,22 @@ def execute(
         inst = entry.instance
         status = "ran"
         if entry.hit and instance_id not in forced:
+            problem = None
             try:
-                artifacts[instance_id] = store.load(inst.stage.name, entry.key)
-                return artifacts[instance_id]
+                if main:
+                    artifacts[instance_id] = store.load(inst.stage.name, entry.key)
             except CorruptArtifact as exc:
-                echo(f"{inst.id:<{width}}  cached artifact refused ({exc}); recomputing")
+                problem = str(exc)
+            if coordinator is not None:
+                problem = coordinator.agree(problem)
+                if problem is None and not main:
+                    artifacts[instance_id] = load_shared(entry)
+            if problem is None:
+                return artifacts[instance_id]
+            echo(f"{inst.id:<{width}}  cached artifact refused ({problem}); recomputing")
+            if main:
                 store.remove(inst.stage.name, entry.key)
-                entry.hit, status = False, "recomputed"
+            entry.hit, status = False, "recomputed"
         artifacts[instance_id] = run_one(entry, status)
         return artifacts[instance_id]
 
@@ -217,6 +302,10 @@ def execute(
                 reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
     ordered = [reports[e.instance.id] for e in entries if e.instance.id in reports]
     return RunResult(ordered, artifacts)
+
+
+def _silent(line: str) -> None:
+    """The echo of processes other than rank 0."""
 
 
 def _summary_of(entry: PlanEntry, store: ArtifactStore) -> dict:

@@ -32,6 +32,8 @@ class Stage:
     fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes)
     describe: Callable[[Any], str] | None = field(default=None)  # cfg -> short text for the log line
     summary: Callable[[Any], dict] | None = field(default=None)   # artifact -> small JSON dict kept in meta.json
+    collective: bool = False                    # trains data-parallel: in a multi-process run every process runs
+                                                # it (rank 0 saves); other stages run on rank 0 only. Not in the key
 
     def key_payload(self, cfg: Any, upstream: dict[str, str]) -> dict:
         """What the key of this stage, with this config and these upstream keys, is computed from."""

@@ -104,7 +104,7 @@ class ArtifactStore:
         """Create the root if needed and prove it is writable, or raise a one-line CacheError."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".probe-{os.getpid()}"
+            probe = self.root / f".probe-{os.getpid()}-{secrets.token_hex(4)}"  # unique across machines too
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:

@@ -8,6 +8,8 @@
   padding) while batch composition still changes every epoch. Padding goes at the END of each document.
 Limits: the stream drops the last len % batch_size tokens; documents longer than max_length are truncated
 to their first max_length tokens (fine for sentences and paragraphs; long reviews lose their ends).
+- Several processes (models/distributed.py): every process builds the same stream or batches (same seed)
+  and keeps its `shard` of the rows, so the global batch stays batch_size.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def lm_windows(rows: np.ndarray, lengths: list[int]) -> Iterator[tuple[np.ndarra
     for length in lengths:
         yield rows[:, position:position + length], rows[:, position + 1:position + 1 + length]
         position += length
+
+
+def shard(items: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Process `rank`'s share of `items` among `world_size` processes: every world_size-th item (or row),
+    starting at position rank. Shares differ in size by at most one.
+
+    shard(np.arange(7), 1, 3) -> array([1, 4]); shard(rows of shape (4, N), 0, 2) -> rows 0 and 2, shape (2, N).
+    """
+    return items[rank::world_size]
 
 
 def sortish_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

@@ -11,7 +11,13 @@ gradual unfreezing, LR schedules, vocabulary matching, and the two training loop
 - LM loop: stream batches with (variable) BPTT, the recurrent state carried over (detached) and reset at
   every epoch, LR scaled by seq_len / bptt, AR/TAR, a held-out stream evaluated each epoch.
 - Classifier loop: gradual unfreezing stages, sortish batches, model selection on a validation set.
-Limits: single process, one device; no gradient accumulation.
+- Data parallel (under torchrun, models/distributed.py): both loops wrap the model in DistributedDataParallel
+  and keep the global batch: each process takes a shard of the rows of every LM batch / of every classifier
+  batch (the same batches, steps, LRs and unfreezing everywhere); losses are weighted so the averaged
+  gradient is the gradient of the global batch; evaluation is sharded and its sums all-reduced (or its rows
+  gathered), so every process takes the same best-epoch and early-stopping decisions.
+Limits: one device per process; no gradient accumulation. With several processes, BatchNorm statistics are
+per process (averaged before each evaluation), so a classifier is not bit-identical to a 1-process run.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.models import distributed
 from nlp_pipeline.models.batching import (
-    bptt_lengths, concat_documents, layout_stream, lm_windows, pad_batch, sorted_batches, sortish_batches,
+    bptt_lengths, concat_documents, layout_stream, lm_windows, pad_batch, shard, sorted_batches, sortish_batches,
 )
 from nlp_pipeline.models.device import autocast_context, grad_scaler
 from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet
@@ -199,17 +207,25 @@ def project_vectors(vectors: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
 # --- language model loop ------------------------------------------------------------------------------
 def evaluate_language_model(model: LanguageModelNet, rows: np.ndarray, bptt: int, device: torch.device,
                             dtype: torch.dtype | None = None) -> float:
-    """Mean cross-entropy per target token of a (B, N) held-out stream, state carried, no dropout."""
+    """Mean cross-entropy per target token of a (B, N) held-out stream, state carried, no dropout.
+    With several processes each scores its shard of the rows and the sums are all-reduced (call it on every
+    process, with the unwrapped model)."""
     model.eval()
+    lengths = bptt_lengths(rows.shape[1], bptt)
+    world = distributed.world_size()
+    if world > 1:
+        rows = shard(rows, distributed.rank(), world)
     total, count, state = 0.0, 0, None
     with torch.no_grad(), autocast_context(device, dtype):
-        for x, y in lm_windows(rows, bptt_lengths(rows.shape[1], bptt)):
+        for x, y in lm_windows(rows, lengths if rows.shape[0] else []):
             xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(device)  # (T, B)
             yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(device)  # (T, B)
             out = model(xt, yt, state)
             state = out.state
             total += float(out.loss) * yt.numel()
             count += yt.numel()
+    if world > 1:
+        total, count = distributed.all_reduce_sum([total, count])
     return total / max(count, 1)
 
 
@@ -240,7 +256,17 @@ def fit_language_model(
     """Train `model` for `epochs` passes over the documents `train_docs` (indexes into offsets); returns
     one history row per epoch. Each epoch shuffles document order, concatenates, lays the stream out in
     batch_size rows, and walks it with BPTT windows; the state is reset per epoch. One schedule cycle spans
-    all epochs (or `max_steps`, which stops early: benchmarks)."""
+    all epochs (or `max_steps`, which stops early: benchmarks).
+
+    Under torchrun, batch_size stays the global batch: process r trains on rows r, r + W, ... of the stream
+    (DDP averages the gradients, each loss weighted by its share of rows, so a step is the step of all
+    batch_size rows); the history reports global losses and tokens."""
+    distributed.setup()
+    rank, world = distributed.rank(), distributed.world_size()
+    if batch_size < world:
+        raise ConfigError(f"batch_size {batch_size} is smaller than the {world} processes; raise it or use fewer processes")
+    net = distributed.wrap(model, device)  # the model itself in a single process
+    main = rank == 0
     scaler = grad_scaler(device, dtype)
     n_tokens = int(sum(offsets[i + 1] - offsets[i] for i in train_docs))
     steps_per_epoch = max(1, (n_tokens // batch_size - 1) // bptt)
@@ -253,9 +279,13 @@ def fit_language_model(
         model.train()
         rows = layout_stream(concat_documents(ids, offsets, rng.permutation(train_docs)), batch_size)
         lengths = bptt_lengths(rows.shape[1], bptt, rng if variable_bptt else None)
+        share = 1.0
+        if world > 1:
+            rows = shard(rows, rank, world)  # (B / W, N): the same stream and windows on every process
+            share = rows.shape[0] * world / batch_size  # 1.0 when W divides batch_size
         state, loss_sum, token_count, started = None, 0.0, 0, time.perf_counter()
-        bar = tqdm(total=sum(lengths) * batch_size, desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok",
-                   unit_scale=True, disable=None, leave=False)
+        bar = tqdm(total=sum(lengths) * rows.shape[0], desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok",
+                   unit_scale=True, disable=None if main else True, leave=False)
         for x, y in lm_windows(rows, lengths):
             seq_len = x.shape[1]
             apply_lr(optimizer, schedule_factor(schedule, min(step, total_steps - 1), total_steps, warmup_fraction)
@@ -263,12 +293,14 @@ def fit_language_model(
             xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(device)  # (T, B)
             yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(device)  # (T, B)
             with autocast_context(device, dtype):
-                out = model(xt, yt, state)
+                out = net(xt, yt, state)
                 loss = out.loss
                 if activation_regularization:
                     loss = loss + activation_regularization * out.dropped.float().pow(2).mean()
                 if temporal_activation_regularization and out.raw.shape[0] > 1:
                     loss = loss + temporal_activation_regularization * (out.raw[1:] - out.raw[:-1]).float().pow(2).mean()
+                if share != 1.0:  # unequal shares: DDP's mean of the weighted losses = the global mean
+                    loss = loss * share
             state = detach_state(out.state)
             backward_and_step(optimizer, scaler, loss, params, clip)
             value = float(out.loss.detach())
@@ -283,6 +315,9 @@ def fit_language_model(
             if max_steps is not None and step >= max_steps:
                 break
         bar.close()
+        if world > 1:
+            loss_sum, token_count = distributed.all_reduce_sum([loss_sum, token_count])
+            token_count = int(token_count)
         seconds = time.perf_counter() - started
         row: dict[str, Any] = {
             "phase": phase, "epoch": epoch + 1, "train_loss": round(loss_sum / max(token_count, 1), 4),
@@ -295,6 +330,7 @@ def fit_language_model(
         history.append(row)
         if max_steps is not None and step >= max_steps:
             break
+    distributed.release(net)
     return history
 
 
@@ -317,6 +353,19 @@ def predict_classifier(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarra
             else:
                 out[batch] = torch.softmax(model(x, lens).float(), dim=1).cpu().numpy()  # (B, C)
     return out
+
+
+def predict_classifier_sharded(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarray, indexes: np.ndarray,
+                               pad_id: int, max_length: int, batch_size: int, device: torch.device,
+                               dtype: torch.dtype | None = None) -> np.ndarray:
+    """predict_classifier split over the processes of a distributed run: each scores its shard of `indexes`,
+    and every process gets all the rows (a collective: call it on every process). One process: predict_classifier."""
+    world = distributed.world_size()
+    if world == 1:
+        return predict_classifier(model, ids, offsets, indexes, pad_id, max_length, batch_size, device, dtype)
+    part = predict_classifier(model, ids, offsets, shard(np.asarray(indexes), distributed.rank(), world), pad_id,
+                              max_length, batch_size, device, dtype)
+    return distributed.gather_shards(part, len(indexes))
 
 
 def fit_classifier(
@@ -345,7 +394,16 @@ def fit_classifier(
     """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
     LRs for `epochs` epochs under one schedule cycle. After every epoch the validation set is scored; the
     best state (accuracy, then lower loss) is kept and returned with its history row. `patience` > 0 stops a
-    stage after that many epochs without improvement (0 = never)."""
+    stage after that many epochs without improvement (0 = never).
+
+    Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
+    its shard of each (documents r, r + W, ... of the length-sorted batch), a batch being skipped everywhere
+    when a shard would hold fewer than 2 documents (BatchNorm); validation is sharded and gathered."""
+    distributed.setup()
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > 1 and batch_size < 2 * world:
+        raise ConfigError(f"batch_size {batch_size} gives fewer than 2 documents to each of the {world} processes "
+                          "(BatchNorm needs 2); raise it or use fewer processes")
     groups = model.layer_groups()
     optimizer = make_optimizer(groups, discriminative_lrs(1.0, len(groups), discriminative_factor), weight_decay, betas)
     scaler = grad_scaler(device, dtype)
@@ -359,27 +417,40 @@ def fit_classifier(
         set_trainable(groups, n_trainable)
         set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), discriminative_factor))
         params = trainable_parameters(model)
+        net = distributed.wrap(model, device)  # over this stage's trainable parameters; the model itself in one process
         steps_per_epoch = math.ceil(len(train_docs) / batch_size)
         total, step, stale = steps_per_epoch * epochs, 0, 0
         for epoch in range(epochs):
             model.train()
             started, loss_sum, seen = time.perf_counter(), 0.0, 0
             batches = sortish_batches(lengths, batch_size, rng)
-            for batch in tqdm(batches, desc=f"classifier stage {stage_index + 1} epoch {epoch + 1}", disable=None, leave=False):
+            for batch in tqdm(batches, desc=f"classifier stage {stage_index + 1} epoch {epoch + 1}",
+                              disable=None if rank == 0 else True, leave=False):
                 docs = train_docs[batch]
-                if len(docs) < 2 and model.training:  # BatchNorm needs two rows; a lone tail document is skipped
+                if world > 1:
+                    if len(docs) < 2 * world:  # a shard of fewer than 2 documents: skipped on every process
+                        continue
+                    n_global, docs = len(docs), shard(docs, rank, world)
+                elif len(docs) < 2 and model.training:  # BatchNorm needs two rows; a lone tail document is skipped
                     continue
                 apply_lr(optimizer, schedule_factor(schedule, min(step, total - 1), total, warmup_fraction))
                 x, lens = pad_batch(ids, offsets, docs, pad_id, max_length)
                 y = torch.from_numpy(labels_t[docs]).to(device)
                 with autocast_context(device, dtype):
-                    logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
-                    loss = F.cross_entropy(logits.float(), y)
+                    logits = net(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
+                    if world > 1:  # sum over this shard x W / global batch: DDP's mean is the global mean loss
+                        summed = F.cross_entropy(logits.float(), y, reduction="sum")
+                        loss = summed * (world / n_global)
+                    else:
+                        loss = F.cross_entropy(logits.float(), y)
                 backward_and_step(optimizer, scaler, loss, params, clip)
-                loss_sum += float(loss.detach()) * len(docs)
+                loss_sum += float(summed.detach()) if world > 1 else float(loss.detach()) * len(docs)
                 seen += len(docs)
                 step += 1
-            probs = predict_classifier(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
+            if world > 1:
+                loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
+                distributed.average_buffers(model)  # BatchNorm statistics saw only this process's shards
+            probs = predict_classifier_sharded(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
             valid_labels = labels_t[valid_docs]
             val_loss = float(-np.log(np.clip(probs[np.arange(len(valid_docs)), valid_labels], 1e-12, None)).mean())
             val_acc = float((probs.argmax(1) == valid_labels).mean())
@@ -397,6 +468,7 @@ def fit_classifier(
                 stale += 1
                 if patience and stale >= patience:
                     break
+        distributed.release(net)
     return history, best_state, best_row
 
 

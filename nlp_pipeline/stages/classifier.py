@@ -10,6 +10,9 @@ length-sorted within shuffled chunks and padded at the end.
 Model selection: after every epoch the validation set is scored and the best epoch (accuracy, then loss) is
 kept. The validation set is the corpus's labelled dev split when it has one (validation_split = "auto"), else
 a seeded, stratified `validation_fraction` of train. The test split is predicted once, at the end, to report.
+Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
+process trains on its share of every batch, validation and test are scored in shares and gathered, so every
+process selects the same epoch; the process count is in no key.
 Limits: single-label classification only; documents are cut to their first max_length tokens (sentence and
 paragraph corpora are unaffected; long reviews lose their ends).
 """
@@ -157,10 +160,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
     """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once."""
     import torch
 
+    from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import resolve_precision, training_session
     from nlp_pipeline.models.heads import ClassifierNet, build_encoder
     from nlp_pipeline.models.rnn import Dropouts
-    from nlp_pipeline.models.training import fit_classifier, predict_classifier, state_dict_to_numpy
+    from nlp_pipeline.models.training import fit_classifier, predict_classifier_sharded, state_dict_to_numpy
 
     started = time.perf_counter()
     labels = np.asarray(data.labels)
@@ -188,7 +192,12 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             f"({len(data.vocab)}); fine-tune the LM on the same numericalization the classifier reads"
         )
 
-    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+    distributed.setup()  # under torchrun: join the process group before a GPU is picked
+    processes = distributed.world_size()
+    if processes > 1 and cfg.batch_size < 2 * processes:
+        raise ConfigError(f"classifier.batch_size ({cfg.batch_size}) must be at least 2 x the number of processes "
+                          f"({processes}): BatchNorm needs 2 documents in each process's share of a batch")
+    with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
         dtype = resolve_precision(device, cfg.precision)
         dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
         head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
@@ -216,7 +225,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         model.load_state_dict(best_state)
 
         def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-            probs = predict_classifier(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
+            probs = predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
             return probs, classification_metrics(labels[docs], probs.argmax(1), list(data.label_names))
 
         _, val_metrics = scores(valid)
@@ -227,6 +236,8 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             test_probs, metrics["test"] = scores(test)  # the only time test labels are read
         metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
                        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
+        if processes > 1:
+            metrics["processes"] = processes
         return ClassifierResult(
             arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
             label_names=list(data.label_names), max_length=cfg.max_length, tokenizer=dict(data.tokenizer),
@@ -249,7 +260,8 @@ STAGE = Stage(
     inputs={"data": "numericalization", "lm": "finetune_lm"},
     optional=("lm",),
     run=train_classifier,
-    volatile=("device", "num_threads"),
+    volatile=("device", "num_threads"),  # and the number of torchrun processes, which no config field holds
+    collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),
     summary=summarize,

@@ -9,8 +9,11 @@ discriminative learning rates (lr / discriminative_factor ** depth). Without a p
 target LM from scratch (the "no pretraining" ablation), optionally starting its embedding from word vectors.
 Both hold out `validation_fraction` of the documents (seeded) and report perplexity on them every epoch.
 
+Under torchrun both train data-parallel (models/distributed.py): batch_size stays the global number of rows,
+each process trains on its share of them; the artifact is the same kind, under the same key.
+
 Limits: the architecture of a fine-tuned LM is the pretrained one (the size fields of [finetune_lm] only
-apply when there is no pretrained LM); one process, one device; variable BPTT follows AWD-LSTM (lengths
+apply when there is no pretrained LM); one device per process; variable BPTT follows AWD-LSTM (lengths
 N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
 """
 
@@ -156,6 +159,7 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
     """Shared body: hold out documents, run the phases (name, epochs, lr, trainable groups), package the artifact."""
     import torch
 
+    from nlp_pipeline.models import distributed
     from nlp_pipeline.models.batching import concat_documents, layout_stream
     from nlp_pipeline.models.device import resolve_precision
     from nlp_pipeline.models.training import (
@@ -168,6 +172,10 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
     train_docs, valid_docs = docs[train_pos], docs[valid_pos]
     n_train_tokens = int((offsets[train_docs + 1] - offsets[train_docs]).sum())
     _check_enough_tokens(n_train_tokens, cfg, section)
+    processes = distributed.world_size()
+    if cfg.batch_size < processes:
+        raise ConfigError(f"{section}.batch_size ({cfg.batch_size}) must be at least the number of processes ({processes}): "
+                          "each trains on its share of the batch rows")
     valid_stream = concat_documents(ids, offsets, valid_docs)
     valid_rows = layout_stream(valid_stream, max(1, min(cfg.batch_size, len(valid_stream) // (cfg.bptt_length + 1))))
 
@@ -202,6 +210,8 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
         precision=str(dtype).replace("torch.", "") if dtype is not None else "float32", device=device.type,
         threads=torch.get_num_threads(),
     )
+    if processes > 1:
+        metrics["processes"] = processes
     return LanguageModel(
         arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
         tokenizer=dict(data.tokenizer), history=history, metrics=metrics,
@@ -219,11 +229,13 @@ def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
 
 def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized) -> LanguageModel:
     """Train an LM from scratch on every document of `data` (minus the held-out slice)."""
+    from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import training_session
 
     if len(data) < 2:
         raise DataError("pretrain_lm needs at least 2 documents (one is held out for perplexity)")
-    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+    distributed.setup()  # under torchrun: join the process group before a GPU is picked
+    with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
         model = _new_model(cfg, data)
         metrics: dict[str, Any] = {"initialisation": "random"}
         n_groups = len(model.layer_groups())
@@ -257,6 +269,7 @@ def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrain
     """
     import torch
 
+    from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import training_session
     from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
     from nlp_pipeline.models.training import load_numpy_state, match_vocab, vectors_to_embedding
@@ -266,7 +279,8 @@ def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrain
     docs = np.flatnonzero(np.isin(splits, wanted))
     if len(docs) < 2:
         raise DataError("finetune_lm needs at least 2 documents in the train/dev/unsup(/test) splits")
-    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+    distributed.setup()  # under torchrun: join the process group before a GPU is picked
+    with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
         itos = data.vocab.itos
         metrics: dict[str, Any] = {"documents_by_split": {name: int(n) for name, n in data.split_sizes().items()
                                                           if name != "test" or cfg.include_test_texts}}
@@ -313,7 +327,7 @@ def _describe(cfg: PretrainLmConfig) -> str:
             f"lr={cfg.learning_rate:g}, precision={cfg.precision}")
 
 
-VOLATILE = ("device", "num_threads")
+VOLATILE = ("device", "num_threads")  # and the number of torchrun processes, which no config field holds
 
 PRETRAIN_STAGE = Stage(
     name="pretrain_lm",
@@ -322,6 +336,7 @@ PRETRAIN_STAGE = Stage(
     inputs={"data": "numericalization"},
     run=pretrain_language_model,
     volatile=VOLATILE,
+    collective=True,
     describe=_describe,
     summary=summarize,
 )
@@ -334,6 +349,7 @@ FINETUNE_STAGE = Stage(
     optional=("pretrained", "vectors"),
     run=finetune_language_model,
     volatile=VOLATILE,
+    collective=True,
     describe=_describe,
     summary=summarize,
 )
