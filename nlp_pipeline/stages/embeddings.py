@@ -12,7 +12,11 @@ Limits and notes:
 - losses: word2vec reports gensim's negative-sampling loss summed over each epoch (the accumulator is reset
   every epoch; with workers > 1 gensim's threads can drop a few additions); gensim's FastText computes no
   loss, so its `losses` are empty and metrics["loss"] says so; GloVe reports its mean weighted squared error.
-- With workers = 1 and the same seed, runs are reproducible; with more threads gensim's are not bit-exact.
+- With workers = 1 and the same seed, runs are reproducible; with more threads gensim's and GloVe's are not
+  bit-exact (GloVe's threads update shared rows without locks, as the reference code does).
+- GloVe runs compiled numba loops (nlp_pipeline.models.glove_kernels); without numba it falls back, with a
+  warning, to a numpy minibatch path that gives different vectors for the same key; metrics["training"]["kernel"]
+  says which ran.
 - `read_vectors` parses pretrained files here (not in export/) because stages may not import the export layer.
 """
 
@@ -65,9 +69,9 @@ class EmbeddingsConfig:
     glove_window: int = 10             # symmetric window in tokens; a pair at distance d counts 1/d
     glove_x_max: float = 100.0         # co-occurrence count at which the weight f(x) = (x / x_max)^alpha reaches 1
     glove_alpha: float = 0.75          # exponent of the weighting function f
-    glove_learning_rate: float = 0.5   # AdaGrad learning rate (the reference's 0.05 is per entry; summed minibatch steps need ~10x)
+    glove_learning_rate: float = 0.5   # AdaGrad learning rate, per entry (numba) or per summed minibatch (numpy fallback); the reference's 0.05 learns too slowly on small corpora
     glove_epochs: int = 25             # passes over the nonzero co-occurrence entries
-    glove_batch_size: int = 65536      # nonzero co-occurrence entries per vectorised AdaGrad step
+    glove_batch_size: int = 65536      # entries per vectorised AdaGrad step of the numpy fallback (numba steps after every entry)
     # pretrained only
     pretrained_path: str | None = None  # vectors file: GloVe .txt (no header), word2vec .bin or .txt, fastText .vec; its contents are hashed into the key
     pretrained_vocabulary: str = "corpus"  # "corpus": keep the corpus words (seen min_count times) found in the file; "all": every word of the file
@@ -77,7 +81,7 @@ class EmbeddingsConfig:
     neighbour_words: list[str] = field(default_factory=list)  # words whose nearest neighbours are stored; empty = 5 frequent words
     neighbours: int = 10               # neighbours stored per word
     seed: int = 0                      # random seed: initial vectors, negative sampling, GloVe shuffles
-    workers: int = 0                   # gensim threads; 0 = min(4, CPU count) (not part of the key)
+    workers: int = 0                   # gensim and GloVe threads; 0 = min(4, CPU count) (not part of the key)
 
     def validate(self) -> None:
         for name in [*self.methods, self.method]:
@@ -114,7 +118,7 @@ _OWN_FIELDS = {
     "word2vec": _WORD2VEC,
     "fasttext": _WORD2VEC + ("min_n", "max_n", "bucket"),
     "glove": ("glove_window", "glove_x_max", "glove_alpha", "glove_learning_rate", "glove_epochs", "glove_batch_size"),
-    "pretrained": ("pretrained_vocabulary",),  # the path is not keyed: the file's sha256 is (see pretrained_fingerprint)
+    "pretrained": ("pretrained_vocabulary",),  # the path is not keyed: the file's sha256 is (see method_fingerprint)
 }
 
 
@@ -126,9 +130,15 @@ def volatile_fields(cfg: EmbeddingsConfig) -> tuple[str, ...]:
     return tuple(sorted(f.name for f in dataclasses.fields(cfg) if f.name not in keep))
 
 
-def pretrained_fingerprint(cfg: EmbeddingsConfig) -> dict | None:
-    """The sha256 of the pretrained vectors file for method 'pretrained' (None otherwise), so editing the file
-    changes the key while moving it does not."""
+GLOVE_VERSION = 2  # 2: per-entry AdaGrad (numba, hogwild threads) replaces minibatch steps; keyed for GloVe only
+
+
+def method_fingerprint(cfg: EmbeddingsConfig) -> dict | None:
+    """Key material beyond the config: for 'pretrained' the sha256 of the vectors file (so editing the file
+    changes the key while moving it does not); for 'glove' the version of its training code, so a change of
+    optimiser retrains GloVe without touching the other methods' keys; None otherwise."""
+    if cfg.method == "glove":
+        return {"glove_version": GLOVE_VERSION}
     if cfg.method != "pretrained":
         return None
     path = Path(cfg.pretrained_path or "").expanduser()
@@ -256,15 +266,18 @@ def _train_gensim(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voc
 
 
 def _train_glove(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Vocabulary) -> tuple[WordVectors, dict]:
-    from nlp_pipeline.models.glove import count_cooccurrences, fit_glove
+    from nlp_pipeline.models.glove import count_cooccurrences, fit_glove, resolve_kernel
 
+    kernel = resolve_kernel("auto")  # numba when it imports (a dependency), else the numpy fallback (warned)
+    threads = cfg.workers or min(4, os.cpu_count() or 1)
     kept = vocabulary.frequent(cfg.min_count)
     to_vocab = np.full(len(vocabulary.words), -1, dtype=np.int64)
     to_vocab[kept] = np.arange(len(kept))
     start = time.perf_counter()
     matrix = None
     for corpus, remap in zip(corpora, vocabulary.remaps):
-        part = count_cooccurrences(corpus.ids, corpus.offsets, len(kept), cfg.glove_window, remap=to_vocab[remap])
+        part = count_cooccurrences(corpus.ids, corpus.offsets, len(kept), cfg.glove_window, remap=to_vocab[remap],
+                                   kernel=kernel)
         matrix = part if matrix is None else matrix + part
     counted = time.perf_counter()
     bar = _progress(cfg.glove_epochs, "embeddings glove")
@@ -275,7 +288,8 @@ def _train_glove(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voca
 
     try:
         vectors, losses = fit_glove(matrix, cfg.vector_size, cfg.glove_epochs, cfg.glove_x_max, cfg.glove_alpha,
-                                    cfg.glove_learning_rate, cfg.glove_batch_size, cfg.seed, on_epoch)
+                                    cfg.glove_learning_rate, cfg.glove_batch_size, cfg.seed, on_epoch,
+                                    threads=threads, kernel=kernel)
     finally:
         bar.close()
     done = time.perf_counter()
@@ -284,6 +298,7 @@ def _train_glove(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voca
                          counts=vocabulary.counts[kept].astype(np.int64), method="glove", losses=losses)
     info = {"seconds": done - start, "cooccurrence_seconds": counted - start, "nonzero_cooccurrences": int(matrix.nnz),
             "raw_words": raw, "words_per_second": raw * cfg.glove_epochs / max(done - start, 1e-9),
+            "kernel": kernel, "threads": threads if kernel == "numba" else 1,
             "loss": "mean over nonzero co-occurrences of 0.5 f(x) (w.w~ + b + b~ - log x)^2"}
     return result, info
 
@@ -493,7 +508,7 @@ STAGE = Stage(
     optional=("general",),
     run=train_embeddings,
     volatile=volatile_fields,
-    fingerprint=pretrained_fingerprint,
+    fingerprint=method_fingerprint,
     describe=lambda cfg: f"{cfg.method}, {cfg.vector_size} dims, min_count {cfg.min_count}",
     summary=summarize,
 )
