@@ -32,7 +32,8 @@ test: setup-dev
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: setup-dev
-	$(BIN)/pip install --quiet -e ".[bench]"
+	# fastai asks for torchvision; pinning torch in the same call keeps the CPU build (else pip swaps in a CUDA torch)
+	$(BIN)/pip install --quiet "$(TORCH)" -e ".[bench]"
 	@echo "benchmarks: see benchmarks/README.md"
 
 clean:
