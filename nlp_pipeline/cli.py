@@ -316,11 +316,13 @@ def _upstream_artifacts(configs, store, instance_id: str) -> dict:
 def lr_find(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, target, num_steps,
             start_lr, end_lr, trainable_groups, out):
     """LR range test: raise the learning rate from --start-lr to --end-lr and suggest one (weights are not kept)."""
-    from nlp_pipeline.models.lr_find import plot_lr_find, range_test
+    from nlp_pipeline.models.lr_find import plot_lr_find
+    from nlp_pipeline.stages import classifier, language_model
 
     configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
-    inputs = _upstream_artifacts(configs, _store(cache_dir), target)
-    result = range_test(target, configs[target], inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+    inputs = _upstream_artifacts(configs, _store(cache_dir), target)  # by the stage's input names
+    range_test = {"classifier": classifier.range_test, "finetune_lm": language_model.range_test}[target]
+    result = range_test(configs[target], **inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
                         trainable_groups=trainable_groups or None)
     plot_lr_find(result, out, title=f"{target}: learning-rate range test")
 

@@ -1,5 +1,5 @@
 """The LR range test: suggestions by hand, the sweep on a linear regression whose divergence point is known,
-weights restored exactly, the classifier / LM builders on tiny data, the plot and `nlp-pipeline lr-find`."""
+weights restored exactly, the classifier / LM stages' range tests on tiny data, the plot and `nlp-pipeline lr-find`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from nlp_pipeline.core.errors import ConfigError
-from nlp_pipeline.models.lr_find import (
-    classifier_range_test, find_learning_rate, language_model_range_test, plot_lr_find, suggest_learning_rates,
-)
+from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.models.lr_find import find_learning_rate, plot_lr_find, suggest_learning_rates
+from nlp_pipeline.stages import classifier, language_model
 
 from test_lm import numericalize_docs
 
@@ -108,26 +107,39 @@ def tiny_data():
 
 
 def test_classifier_and_language_model_range_tests_on_tiny_data(tiny_data, tmp_path):
-    from nlp_pipeline.stages.classifier import ClassifierConfig
-    from nlp_pipeline.stages.language_model import FinetuneLmConfig
-
-    cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4,
-                           precision="float32", num_threads=1)
-    result = classifier_range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
+    cfg = classifier.ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6,
+                                      batch_size=4, precision="float32", num_threads=1)
+    result = classifier.range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
     assert result["target"] == "classifier" and result["trainable_groups"] == 1 and result["layer_groups"] == 3
     assert 2 <= result["steps"] <= 30 and np.all(np.diff(result["lrs"]) > 0)
     assert result["suggestion_min10"] is not None and math.isfinite(result["suggestion_min10"])
-    assert classifier_range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)["losses"] == result["losses"]
+    assert classifier.range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)["losses"] == result["losses"]
 
-    lm_cfg = FinetuneLmConfig(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=2, bptt_length=4,
-                              precision="float32", num_threads=1)
-    lm_result = language_model_range_test(lm_cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
+    lm_cfg = language_model.FinetuneLmConfig(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=2, bptt_length=4,
+                                             precision="float32", num_threads=1)
+    lm_result = language_model.range_test(lm_cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
     assert lm_result["target"] == "finetune_lm" and lm_result["trainable_groups"] == lm_result["layer_groups"] == 2
     assert lm_result["losses"][0] == pytest.approx(math.log(len(tiny_data.vocab)), rel=0.1)  # untrained: ~uniform
     path = plot_lr_find(lm_result, tmp_path / "plots" / "lr.png")
     assert path.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ConfigError, match="trainable groups must be between 1 and 3"):
-        classifier_range_test(cfg, tiny_data, num_steps=5, trainable_groups=4)
+        classifier.range_test(cfg, tiny_data, num_steps=5, trainable_groups=4)
+
+
+def test_range_tests_start_from_the_stages_models(tiny_data):
+    """The range tests build with the stages' builders: the LM's start, its vocabulary check, torch left as it was."""
+    lm_cfg = language_model.FinetuneLmConfig(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=2, bptt_length=4,
+                                             precision="float32", num_threads=1, epochs=0)
+    lm = language_model.finetune_language_model(lm_cfg, tiny_data)
+    cfg = classifier.ClassifierConfig(batch_size=4, precision="float32", num_threads=1)
+    threads = torch.get_num_threads()
+    result = classifier.range_test(cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)
+    assert result["initialisation"] == "language model" and result["steps"] >= 2
+    assert language_model.range_test(lm_cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)["initialisation"] == "pretrained"
+    assert torch.get_num_threads() == threads
+    other = numericalize_docs([["x", "y"]] * 4, labels=[0, 1, 0, 1], label_names=["a", "b"])
+    with pytest.raises(DataError, match="language model's vocabulary .* differs from the classifier data's"):
+        classifier.range_test(cfg, other, lm, num_steps=5)
 
 
 def test_cli_lr_find_prints_suggestions_and_writes_the_plot(tiny_data, tmp_path, monkeypatch):

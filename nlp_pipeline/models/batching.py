@@ -18,6 +18,16 @@ from typing import Iterator
 
 import numpy as np
 
+from nlp_pipeline.core.errors import DataError
+
+
+def pad_id(vocab) -> int:
+    """The id of the padding token xxpad in a Vocab; a DataError when the vocabulary lacks it."""
+    pad = vocab.stoi.get("xxpad")
+    if pad is None:
+        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
+    return pad
+
 
 def concat_documents(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Documents in `order` joined into one int64 stream.

@@ -15,8 +15,9 @@ restored afterwards, so the test leaves no trace.
 With discriminative learning rates the optimizer's param groups keep their ratios: each group gets
 lr * base_lr / max(base_lr), so the LR swept (and suggested) is the top group's, as in the training stages.
 
-`classifier_range_test` and `language_model_range_test` build the model and batches like the classifier and
-finetune_lm stages do (from a stage config, read by field name) and run the test on them.
+`classifier_range_test` and `language_model_range_test` run it on a model built by the classifier or
+finetune_lm stage (its build_* function; the stage's `range_test` glues config -> model -> test), with the
+batches, loss, optimizer and clipping that stage trains with (from its config, read by field name).
 Limits: a one-shot iterator of batches ends the test when it runs out (a list is cycled); no gradient
 scaler (float16 on CUDA is not supported here; bfloat16 autocast is); the LM test uses fixed BPTT windows
 and plain cross-entropy (no AR/TAR terms); the suggestions are heuristics to read next to the plot.
@@ -30,10 +31,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from nlp_pipeline.artifacts import LanguageModel, Numericalized, WordVectors, split_code
-from nlp_pipeline.core.errors import ConfigError, DataError
-
-TARGETS = ("classifier", "finetune_lm")
+from nlp_pipeline.artifacts import Numericalized
+from nlp_pipeline.core.errors import ConfigError
 
 
 def suggest_learning_rates(lrs: list[float], losses: list[float], skip_start: int = 0) -> tuple[float | None, float | None]:
@@ -192,83 +191,67 @@ def plot_lr_find(result: dict[str, Any], path: str | Any, title: str = "Learning
     return path
 
 
-# --- the two stage models ------------------------------------------------------------------------------------
+# --- range tests on the two stages' models -------------------------------------------------------------------
 
-def _pad_id(data: Numericalized) -> int:
-    pad = data.vocab.stoi.get("xxpad")
-    if pad is None:
-        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
-    return pad
+def _prepare(model: Any, cfg: Any, device: Any, requested: int | None, default_all: bool) -> tuple[Any, list, int]:
+    """(autocast dtype, layer groups, trainable count): the model moved to device, its top groups trainable
+    (requested None or 0 = all when default_all, else the head alone)."""
+    from nlp_pipeline.models.device import resolve_precision
+    from nlp_pipeline.models.training import set_trainable
 
-
-def _trainable(groups: list, requested: int | None, default: int) -> int:
-    n = default if requested in (None, 0) else requested
+    dtype = resolve_precision(device, cfg.precision)
+    model.to(device)
+    groups = model.layer_groups()
+    n = (len(groups) if default_all else 1) if requested in (None, 0) else requested
     if not 1 <= n <= len(groups):
         raise ConfigError(f"trainable groups must be between 1 and {len(groups)}, got {n}")
-    return n
+    set_trainable(groups, n)
+    return dtype, groups, n
 
 
-def classifier_range_test(cfg: Any, data: Numericalized, lm: LanguageModel | None = None, *, start_lr: float = 1e-7,
-                          end_lr: float = 10.0, num_steps: int = 100, trainable_groups: int | None = None) -> dict[str, Any]:
-    """The range test on the classifier the classifier stage would train (cfg: its ClassifierConfig).
+def _optimizer_factory(cfg: Any, groups: list) -> Callable[[Any], Any]:
+    """AdamW over the layer groups with the stage's discriminative ratios, weight decay and betas."""
+    from nlp_pipeline.models.training import discriminative_lrs, make_optimizer
 
-    Same encoder (the fine-tuned LM's, or random when lm is None), head, dropouts, AdamW with discriminative
-    ratios, clipping and precision; batches of labelled train documents as in training. trainable_groups
-    None = the first stage's (1, the head, with gradual unfreezing; else all groups).
+    def factory(net: Any) -> Any:
+        return make_optimizer(groups, discriminative_lrs(1.0, len(groups), cfg.discriminative_factor),
+                              cfg.weight_decay, (cfg.adam_beta1, cfg.adam_beta2))
+
+    return factory
+
+
+def classifier_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.ndarray, device: Any, *,
+                          start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+                          trainable_groups: int | None = None) -> dict[str, Any]:
+    """The range test on a ClassifierNet as the classifier stage trains it (cfg: its ClassifierConfig).
+
+    model: built by stages.classifier.build_classifier_model; docs: the labelled train documents. Batches as
+    in training (sortish, padded, cut at max_length), cross-entropy, AdamW with discriminative ratios,
+    clipping and precision. trainable_groups None = the first stage's (1, the head, with gradual
+    unfreezing; else all groups).
     """
     import torch
     import torch.nn.functional as F
 
-    from nlp_pipeline.models.batching import pad_batch, sortish_batches
-    from nlp_pipeline.models.device import autocast_context, choose_device, resolve_precision
-    from nlp_pipeline.models.heads import ClassifierNet, build_encoder
-    from nlp_pipeline.models.rnn import Dropouts
-    from nlp_pipeline.models.training import discriminative_lrs, make_optimizer, set_trainable
+    from nlp_pipeline.models.batching import pad_batch, pad_id, sortish_batches
+    from nlp_pipeline.models.device import autocast_context
 
-    labels = np.asarray(data.labels)
-    k = len(data.label_names)
-    if k < 2:
-        raise DataError(f"the classifier needs at least 2 labels, the corpus has {k}")
-    pad = _pad_id(data)
-    train = data.indices("train")
-    train = train[labels[train] >= 0]
-    if len(train) < 2:
-        raise DataError("the classifier needs labelled train documents; the corpus has fewer than 2")
-    device = choose_device(cfg.device, cfg.num_threads)
-    dtype = resolve_precision(device, cfg.precision)
-    dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
-    torch.manual_seed(cfg.seed)
-    if lm is None:
-        arch = {"vocab_size": len(data.vocab), "embedding_dim": cfg.embedding_dim, "hidden_dim": cfg.hidden_dim,
-                "num_layers": cfg.num_layers, "rnn_type": cfg.rnn_type, "pad_id": pad}
-        encoder = build_encoder(arch, dropouts)
-    else:
-        if list(lm.vocab.itos) != list(data.vocab.itos):
-            raise DataError(f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier "
-                            f"data's ({len(data.vocab)}); fine-tune the LM on the same numericalization")
-        encoder = build_encoder(lm.arch, dropouts)
-        encoder.load_state_dict({name[len("encoder."):]: torch.tensor(np.asarray(value))
-                                 for name, value in lm.state_dict.items() if name.startswith("encoder.")})
-    model = ClassifierNet(encoder, k, cfg.head_hidden_dim,
-                          (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)).to(device)
-    groups = model.layer_groups()
-    n = _trainable(groups, trainable_groups, 1 if cfg.gradual_unfreezing else len(groups))
-    set_trainable(groups, n)
-
+    pad = pad_id(data.vocab)
+    dtype, groups, n = _prepare(model, cfg, device, trainable_groups, default_all=not cfg.gradual_unfreezing)
     ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
-    lengths = np.diff(offsets)[train]
-    targets = labels.astype(np.int64)
+    lengths = np.diff(offsets)[docs]
+    targets = np.asarray(data.labels).astype(np.int64)
     rng = np.random.default_rng(cfg.seed + 1)
 
     def batches() -> Iterator[tuple[Any, Any, Any]]:
         while True:  # a fresh sortish order each pass, as each training epoch has
             for batch in sortish_batches(lengths, cfg.batch_size, rng):
-                docs = train[batch]
-                if len(docs) < 2:  # BatchNorm needs two rows
+                chosen = docs[batch]
+                if len(chosen) < 2:  # BatchNorm needs two rows
                     continue
-                x, lens = pad_batch(ids, offsets, docs, pad, cfg.max_length)
+                x, lens = pad_batch(ids, offsets, chosen, pad, cfg.max_length)
                 yield (torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device),
-                       torch.from_numpy(targets[docs]).to(device))
+                       torch.from_numpy(targets[chosen]).to(device))
 
     def loss_fn(net: Any, batch: tuple[Any, Any, Any]) -> Any:
         x, lens, y = batch
@@ -276,83 +259,30 @@ def classifier_range_test(cfg: Any, data: Numericalized, lm: LanguageModel | Non
             logits = net(x, lens)  # (B, C)
         return F.cross_entropy(logits.float(), y)
 
-    def optimizer_factory(net: Any) -> Any:
-        return make_optimizer(groups, discriminative_lrs(1.0, len(groups), cfg.discriminative_factor),
-                              cfg.weight_decay, (cfg.adam_beta1, cfg.adam_beta2))
-
-    result = find_learning_rate(model, batches(), loss_fn, optimizer_factory, start_lr, end_lr, num_steps, clip=cfg.clip)
-    result.update(target="classifier", trainable_groups=n, layer_groups=len(groups),
-                  initialisation="random" if lm is None else "language model")
+    result = find_learning_rate(model, batches(), loss_fn, _optimizer_factory(cfg, groups), start_lr, end_lr, num_steps,
+                                clip=cfg.clip)
+    result.update(target="classifier", trainable_groups=n, layer_groups=len(groups))
     return result
 
 
-def language_model_range_test(cfg: Any, data: Numericalized, pretrained: LanguageModel | None = None,
-                              vectors: WordVectors | None = None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
-                              num_steps: int = 100, trainable_groups: int | None = None) -> dict[str, Any]:
-    """The range test on the LM the finetune_lm stage would fine-tune (cfg: its FinetuneLmConfig).
+def language_model_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.ndarray, device: Any, *,
+                              start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+                              trainable_groups: int | None = None) -> dict[str, Any]:
+    """The range test on a LanguageModelNet as the finetune_lm stage fine-tunes it (cfg: its FinetuneLmConfig).
 
-    The start model is built as the stage builds it: the pretrained LM with its rows matched to this
-    vocabulary (new tokens get the mean row), or random weights; word vectors fill the rows the pretrained
-    LM does not cover. Batches are BPTT windows of the documents the stage reads, the state carried over.
-    trainable_groups None = all groups (the main fine-tuning phase; 1 = the frozen phase).
+    model: built by stages.language_model.build_finetune_model; docs: the documents the stage reads (their
+    tokens must fill cfg.batch_size rows). Batches are BPTT windows of those documents in a fresh order each
+    pass, the state carried over. trainable_groups None = all groups (the main fine-tuning phase; 1 = the
+    frozen phase).
     """
     import torch
 
     from nlp_pipeline.models.batching import bptt_lengths, concat_documents, layout_stream, lm_windows
-    from nlp_pipeline.models.device import autocast_context, choose_device, resolve_precision
-    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
-    from nlp_pipeline.models.rnn import AwdEncoder, Dropouts, detach_state
-    from nlp_pipeline.models.training import (
-        discriminative_lrs, load_numpy_state, make_optimizer, match_vocab, project_vectors, set_trainable,
-        vectors_to_embedding,
-    )
+    from nlp_pipeline.models.device import autocast_context
+    from nlp_pipeline.models.rnn import detach_state
 
-    splits = np.asarray(data.splits)
-    wanted = [split_code(s) for s in ("train", "dev", "unsup")] + ([split_code("test")] if cfg.include_test_texts else [])
-    docs = np.flatnonzero(np.isin(splits, wanted))
-    pad = _pad_id(data)
+    dtype, groups, n = _prepare(model, cfg, device, trainable_groups, default_all=True)
     ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
-    n_tokens = int((offsets[docs + 1] - offsets[docs]).sum())
-    if n_tokens // cfg.batch_size < 2:
-        raise DataError(f"finetune_lm: {n_tokens} tokens cannot fill {cfg.batch_size} rows of at least 2 tokens; "
-                        f"lower finetune_lm.batch_size or use a larger corpus")
-    device = choose_device(cfg.device, cfg.num_threads)
-    dtype = resolve_precision(device, cfg.precision)
-    dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
-    output_dropout = cfg.output_dropout * cfg.dropout_scale
-    itos = list(data.vocab.itos)
-    torch.manual_seed(cfg.seed)
-    covered = np.zeros(len(itos), dtype=bool)
-    if pretrained is None:
-        encoder = AwdEncoder(len(itos), cfg.embedding_dim, cfg.hidden_dim, cfg.num_layers, cfg.rnn_type, pad, dropouts)
-        model = LanguageModelNet(encoder, output_dropout, tie_weights=True)
-    else:
-        state = {name: np.asarray(value) for name, value in pretrained.state_dict.items()}
-        weight, bias, _ = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"], pretrained.vocab.itos, itos)
-        state["encoder.embedding.weight"], state["decoder.bias"] = weight, bias
-        if "decoder.weight" in state:
-            state["decoder.weight"] = weight
-        arch = dict(pretrained.arch, vocab_size=len(itos), pad_id=pad)
-        model = LanguageModelNet(build_encoder(arch, dropouts), output_dropout, arch.get("tie_weights", True))
-        load_numpy_state(model, state)
-        known = set(pretrained.vocab.itos)
-        covered = np.array([t in known for t in itos])
-    if vectors is not None:
-        dim = model.encoder.embedding_dim
-        matrix = np.asarray(vectors.vectors, dtype=np.float32)
-        if matrix.shape[1] != dim:
-            if cfg.vectors_dim_mismatch != "project":
-                raise ConfigError(f"word vectors have {matrix.shape[1]} dimensions but the LM embedding has {dim}; "
-                                  f"set embeddings.vector_size = {dim} or finetune_lm.vectors_dim_mismatch = \"project\"")
-            matrix = project_vectors(matrix, dim, cfg.seed)
-        with torch.no_grad():
-            embedding = model.encoder.embedding.weight
-            new, _ = vectors_to_embedding(itos, list(vectors.keys), matrix, embedding.detach().cpu().numpy(), ~covered)
-            embedding.copy_(torch.from_numpy(new))
-    model.to(device)
-    groups = model.layer_groups()
-    n = _trainable(groups, trainable_groups, len(groups))
-    set_trainable(groups, n)
     rng = np.random.default_rng(cfg.seed + 1)
     carried: list[Any] = [None]  # the recurrent state, carried from window to window like in training
 
@@ -371,20 +301,7 @@ def language_model_range_test(cfg: Any, data: Numericalized, pretrained: Languag
         carried[0] = detach_state(out.state)
         return out.loss
 
-    def optimizer_factory(net: Any) -> Any:
-        return make_optimizer(groups, discriminative_lrs(1.0, len(groups), cfg.discriminative_factor),
-                              cfg.weight_decay, (cfg.adam_beta1, cfg.adam_beta2))
-
-    result = find_learning_rate(model, batches(), loss_fn, optimizer_factory, start_lr, end_lr, num_steps, clip=cfg.clip)
-    result.update(target="finetune_lm", trainable_groups=n, layer_groups=len(groups),
-                  initialisation="random" if pretrained is None else "pretrained")
+    result = find_learning_rate(model, batches(), loss_fn, _optimizer_factory(cfg, groups), start_lr, end_lr, num_steps,
+                                clip=cfg.clip)
+    result.update(target="finetune_lm", trainable_groups=n, layer_groups=len(groups))
     return result
-
-
-def range_test(target: str, cfg: Any, inputs: dict[str, Any], **options: Any) -> dict[str, Any]:
-    """Dispatch on the stage name: range_test("classifier", cfg, {"data": ..., "lm": ...}, num_steps=50)."""
-    if target == "classifier":
-        return classifier_range_test(cfg, inputs["data"], inputs.get("lm"), **options)
-    if target == "finetune_lm":
-        return language_model_range_test(cfg, inputs["data"], inputs.get("pretrained"), inputs.get("vectors"), **options)
-    raise ConfigError(f"lr-find target must be one of {list(TARGETS)}, got {target!r}")

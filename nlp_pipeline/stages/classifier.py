@@ -156,41 +156,72 @@ def _validation(cfg: ClassifierConfig, data: Numericalized, train: np.ndarray) -
     return train[kept], train[held], "carved from train"
 
 
-def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> ClassifierResult:
-    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once."""
-    import torch
+def _labelled_train(data: Numericalized) -> tuple[np.ndarray, int, np.ndarray]:
+    """(labels, pad id, labelled train documents), after checking the labels, xxpad and the train split."""
+    from nlp_pipeline.models.batching import pad_id
 
-    from nlp_pipeline.models import distributed
-    from nlp_pipeline.models.device import resolve_precision, training_session
-    from nlp_pipeline.models.heads import ClassifierNet, build_encoder
-    from nlp_pipeline.models.rnn import Dropouts
-    from nlp_pipeline.models.training import fit_classifier, predict_classifier_sharded, state_dict_to_numpy
-
-    started = time.perf_counter()
     labels = np.asarray(data.labels)
     k = len(data.label_names)
     if k < 2:
         raise DataError(f"classifier needs at least 2 labels, the corpus has {k}; check the corpus label field")
     if labels.max(initial=-1) >= k:
         raise DataError(f"label id {int(labels.max())} is out of range for {k} label names")
-    pad = data.vocab.stoi.get("xxpad")
-    if pad is None:
-        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
+    pad = pad_id(data.vocab)
     train = data.indices("train")
     train = train[labels[train] >= 0]
     if len(train) < 2:
         raise DataError("classifier needs labelled train documents; the corpus has fewer than 2")
-    train, valid, valid_source = _validation(cfg, data, train)
-    if len(valid) == 0:
-        raise DataError("no validation documents could be carved from train; raise classifier.validation_fraction")
-    test = data.indices("test")
-    test = test[labels[test] >= 0]
+    return labels, pad, train
+
+
+def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> tuple[Any, str]:
+    """(the ClassifierNet this stage starts training from, its initialisation: "random" or "language model").
+
+    The encoder is the fine-tuned LM's (its vocabulary must be the data's) or random with cfg's sizes; dropouts
+    are cfg's times dropout_scale. The model is on the CPU; its random weights come from torch's generator, so
+    seed it first (the stage and range_test build inside training_session(..., cfg.seed)).
+    """
+    import torch
+
+    from nlp_pipeline.models.batching import pad_id
+    from nlp_pipeline.models.heads import ClassifierNet, build_encoder
+    from nlp_pipeline.models.rnn import Dropouts
 
     if lm is not None and list(lm.vocab.itos) != list(data.vocab.itos):
         raise DataError(
             f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier data's "
             f"({len(data.vocab)}); fine-tune the LM on the same numericalization the classifier reads"
         )
+    dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
+    head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
+    if lm is None:
+        arch = {"vocab_size": len(data.vocab), "embedding_dim": cfg.embedding_dim, "hidden_dim": cfg.hidden_dim,
+                "num_layers": cfg.num_layers, "rnn_type": cfg.rnn_type, "pad_id": pad_id(data.vocab)}
+        encoder = build_encoder(arch, dropouts)
+        initialisation = "random"
+    else:
+        encoder = build_encoder(lm.arch, dropouts)
+        encoder_state = {k[len("encoder."):]: torch.tensor(np.asarray(v)) for k, v in lm.state_dict.items()
+                         if k.startswith("encoder.")}
+        encoder.load_state_dict(encoder_state)
+        initialisation = "language model"
+    return ClassifierNet(encoder, len(data.label_names), cfg.head_hidden_dim, head_dropouts), initialisation
+
+
+def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> ClassifierResult:
+    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once."""
+    from nlp_pipeline.models import distributed
+    from nlp_pipeline.models.device import resolve_precision, training_session
+    from nlp_pipeline.models.training import fit_classifier, predict_classifier_sharded, state_dict_to_numpy
+
+    started = time.perf_counter()
+    labels, pad, train = _labelled_train(data)
+    k = len(data.label_names)
+    train, valid, valid_source = _validation(cfg, data, train)
+    if len(valid) == 0:
+        raise DataError("no validation documents could be carved from train; raise classifier.validation_fraction")
+    test = data.indices("test")
+    test = test[labels[test] >= 0]
 
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
     processes = distributed.world_size()
@@ -199,20 +230,8 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                           f"({processes}): BatchNorm needs 2 documents in each process's share of a batch")
     with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
         dtype = resolve_precision(device, cfg.precision)
-        dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
-        head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
-        if lm is None:
-            arch = {"vocab_size": len(data.vocab), "embedding_dim": cfg.embedding_dim, "hidden_dim": cfg.hidden_dim,
-                    "num_layers": cfg.num_layers, "rnn_type": cfg.rnn_type, "pad_id": pad}
-            encoder = build_encoder(arch, dropouts)
-            initialisation = "random"
-        else:
-            encoder = build_encoder(lm.arch, dropouts)
-            encoder_state = {k[len("encoder."):]: torch.tensor(np.asarray(v)) for k, v in lm.state_dict.items()
-                             if k.startswith("encoder.")}
-            encoder.load_state_dict(encoder_state)
-            initialisation = "language model"
-        model = ClassifierNet(encoder, k, cfg.head_hidden_dim, head_dropouts).to(device)
+        model, initialisation = build_classifier_model(cfg, data, lm)
+        model.to(device)
         stages = _stages(cfg, len(model.layer_groups()))
 
         ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
@@ -244,6 +263,21 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             history=history, metrics=metrics, validation_indexes=valid.astype(np.int64),
             test_indexes=test.astype(np.int64), test_labels=labels[test].astype(np.int32), test_probabilities=test_probs,
         )
+
+
+def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, **options: Any) -> dict[str, Any]:
+    """The learning-rate range test (models/lr_find.py) on the model this stage would start training from, on
+    its labelled train documents; options: start_lr, end_lr, num_steps, trainable_groups (None = stage 1's).
+    The result also says the model's initialisation; nothing is trained or kept."""
+    from nlp_pipeline.models.device import training_session
+    from nlp_pipeline.models.lr_find import classifier_range_test
+
+    _, _, train = _labelled_train(data)
+    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+        model, initialisation = build_classifier_model(cfg, data, lm)
+        result = classifier_range_test(model, cfg, data, train, device, **options)
+    result["initialisation"] = initialisation
+    return result
 
 
 def summarize(result: ClassifierResult) -> dict:

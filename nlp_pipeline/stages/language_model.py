@@ -139,13 +139,6 @@ def split_documents(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
-def _pad_id(data: Numericalized) -> int:
-    pad = data.vocab.stoi.get("xxpad")
-    if pad is None:
-        raise DataError("the vocabulary has no 'xxpad' token; build it with the numericalization stage (specials first)")
-    return pad
-
-
 def _check_enough_tokens(n_tokens: int, cfg: PretrainLmConfig, section: str) -> None:
     if n_tokens // cfg.batch_size < 2:
         raise DataError(
@@ -219,11 +212,12 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
 
 
 def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
+    from nlp_pipeline.models.batching import pad_id
     from nlp_pipeline.models.heads import LanguageModelNet
     from nlp_pipeline.models.rnn import AwdEncoder
 
     encoder = AwdEncoder(len(data.vocab), cfg.embedding_dim, cfg.hidden_dim, cfg.num_layers, cfg.rnn_type,
-                         _pad_id(data), _dropouts(cfg))
+                         pad_id(data.vocab), _dropouts(cfg))
     return LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
 
 
@@ -260,6 +254,60 @@ def fit_vectors(cfg: FinetuneLmConfig, vectors: WordVectors, embedding_dim: int,
     return project_vectors(vectors.vectors, embedding_dim, cfg.seed)
 
 
+def _finetune_documents(cfg: FinetuneLmConfig, data: Numericalized) -> np.ndarray:
+    """The documents finetune_lm reads: train, dev, unsup, and test unless include_test_texts is false."""
+    wanted = [split_code(s) for s in ("train", "dev", "unsup")] + ([split_code("test")] if cfg.include_test_texts else [])
+    return np.flatnonzero(np.isin(np.asarray(data.splits), wanted))
+
+
+def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
+                         vectors: WordVectors | None = None) -> tuple[Any, dict[str, Any]]:
+    """(the LanguageModelNet finetune_lm starts from, metrics on that start: initialisation, and vocab_shared,
+    vocab_new, pretrained_val_perplexity with a pretrained LM, vectors_method, vectors_rows_initialised with vectors).
+
+    The pretrained LM with its rows matched to this vocabulary (new tokens get the mean row), or random weights
+    with cfg's sizes; word vectors then fill the rows the pretrained LM does not cover. The model is on the
+    CPU; its random weights come from torch's generator, so seed it first (the stage and range_test build
+    inside training_session(..., cfg.seed)).
+    """
+    import torch
+
+    from nlp_pipeline.models.batching import pad_id
+    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
+    from nlp_pipeline.models.training import load_numpy_state, match_vocab, vectors_to_embedding
+
+    itos = data.vocab.itos
+    metrics: dict[str, Any] = {}
+    covered = np.zeros(len(itos), dtype=bool)
+    if pretrained is None:
+        model = _new_model(cfg, data)
+        metrics["initialisation"] = "random"
+    else:
+        state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
+        weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
+                                           pretrained.vocab.itos, itos)
+        state["encoder.embedding.weight"], state["decoder.bias"] = weight, bias
+        if "decoder.weight" in state:
+            state["decoder.weight"] = weight
+        arch = dict(pretrained.arch, vocab_size=len(itos), pad_id=pad_id(data.vocab))
+        model = LanguageModelNet(build_encoder(arch, _dropouts(cfg)), cfg.output_dropout * cfg.dropout_scale,
+                                 arch.get("tie_weights", True))
+        load_numpy_state(model, state)
+        pretrained_index = set(pretrained.vocab.itos)
+        covered = np.array([t in pretrained_index for t in itos])
+        metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
+                       pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
+    if vectors is not None:
+        where = "the pretrained LM's embedding_dim" if pretrained is not None else "finetune_lm.embedding_dim"
+        fitted = fit_vectors(cfg, vectors, model.encoder.embedding_dim, where)
+        with torch.no_grad():
+            emb = model.encoder.embedding.weight
+            new, copied = vectors_to_embedding(itos, list(vectors.keys), fitted, emb.detach().cpu().numpy(), ~covered)
+            emb.copy_(torch.from_numpy(new))
+        metrics.update(vectors_method=vectors.method, vectors_rows_initialised=copied)
+    return model, metrics
+
+
 def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
                             vectors: WordVectors | None = None) -> LanguageModel:
     """ULMFiT LM fine-tuning on all target texts (labels unused); from scratch when `pretrained` is None.
@@ -267,55 +315,41 @@ def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrain
     Word `vectors`, when given, initialise the embedding rows that the pretrained LM does not cover (all rows
     without a pretrained LM); their scale is matched to the existing rows.
     """
-    import torch
-
     from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import training_session
-    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
-    from nlp_pipeline.models.training import load_numpy_state, match_vocab, vectors_to_embedding
 
-    splits = np.asarray(data.splits)
-    wanted = [split_code(s) for s in ("train", "dev", "unsup")] + ([split_code("test")] if cfg.include_test_texts else [])
-    docs = np.flatnonzero(np.isin(splits, wanted))
+    docs = _finetune_documents(cfg, data)
     if len(docs) < 2:
         raise DataError("finetune_lm needs at least 2 documents in the train/dev/unsup(/test) splits")
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
     with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
-        itos = data.vocab.itos
         metrics: dict[str, Any] = {"documents_by_split": {name: int(n) for name, n in data.split_sizes().items()
                                                           if name != "test" or cfg.include_test_texts}}
-        covered = np.zeros(len(itos), dtype=bool)
-        if pretrained is None:
-            model = _new_model(cfg, data)
-            metrics["initialisation"] = "random"
-        else:
-            state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
-            weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
-                                               pretrained.vocab.itos, itos)
-            state["encoder.embedding.weight"], state["decoder.bias"] = weight, bias
-            if "decoder.weight" in state:
-                state["decoder.weight"] = weight
-            arch = dict(pretrained.arch, vocab_size=len(itos), pad_id=_pad_id(data))
-            model = LanguageModelNet(build_encoder(arch, _dropouts(cfg)), cfg.output_dropout * cfg.dropout_scale,
-                                     arch.get("tie_weights", True))
-            load_numpy_state(model, state)
-            pretrained_index = set(pretrained.vocab.itos)
-            covered = np.array([t in pretrained_index for t in itos])
-            metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
-                           pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
-        if vectors is not None:
-            where = "the pretrained LM's embedding_dim" if pretrained is not None else "finetune_lm.embedding_dim"
-            fitted = fit_vectors(cfg, vectors, model.encoder.embedding_dim, where)
-            with torch.no_grad():
-                emb = model.encoder.embedding.weight
-                new, copied = vectors_to_embedding(itos, list(vectors.keys), fitted, emb.detach().cpu().numpy(), ~covered)
-                emb.copy_(torch.from_numpy(new))
-            metrics.update(vectors_method=vectors.method, vectors_rows_initialised=copied)
+        model, start = build_finetune_model(cfg, data, pretrained, vectors)
+        metrics.update(start)
         n_groups = len(model.layer_groups())
         phases = [("finetune", cfg.epochs, cfg.learning_rate, n_groups)]
         if pretrained is not None:  # freezing random RNN layers would only waste epochs
             phases.insert(0, ("finetune_frozen", cfg.frozen_epochs, cfg.frozen_learning_rate, 1))
         return _train(cfg, data, docs, model, phases, "finetune_lm", metrics, device)
+
+
+def range_test(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
+               vectors: WordVectors | None = None, **options: Any) -> dict[str, Any]:
+    """The learning-rate range test (models/lr_find.py) on the LM finetune_lm would start from, on the documents
+    it reads; options: start_lr, end_lr, num_steps, trainable_groups (None = all, the main phase; 1 = frozen).
+    The result also says the model's initialisation; nothing is trained or kept."""
+    from nlp_pipeline.models.device import training_session
+    from nlp_pipeline.models.lr_find import language_model_range_test
+
+    docs = _finetune_documents(cfg, data)
+    offsets = np.asarray(data.offsets)
+    _check_enough_tokens(int((offsets[docs + 1] - offsets[docs]).sum()), cfg, "finetune_lm")
+    with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
+        model, start = build_finetune_model(cfg, data, pretrained, vectors)
+        result = language_model_range_test(model, cfg, data, docs, device, **options)
+    result["initialisation"] = start["initialisation"]
+    return result
 
 
 def summarize(lm: LanguageModel) -> dict:
