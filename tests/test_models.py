@@ -297,6 +297,9 @@ def test_project_and_copy_vectors():
     assert training.project_vectors(vectors, 3).shape == (6, 3)
     padded = training.project_vectors(vectors, 7)
     assert padded.shape == (6, 7) and np.all(padded[:, 5:] == 0)
+    few = training.project_vectors(vectors[:2], 3)  # 2 vectors span 2 directions: PCA gives 2, the 3rd is zero
+    assert few.shape == (2, 3) and np.all(few[:, 2] == 0)
+    assert np.isclose(np.linalg.norm(few[0] - few[1]), np.linalg.norm(vectors[0] - vectors[1]), rtol=1e-5)
     embedding = np.full((3, 5), 0.5, np.float32)
     embedding[0] = -0.5
     new, copied = training.vectors_to_embedding(["x", "k1", "k9"], ["k0", "k1"], vectors[:2], embedding)

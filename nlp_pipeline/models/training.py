@@ -201,7 +201,8 @@ def project_vectors(vectors: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
         return np.concatenate([vectors, np.zeros((k, dim - d), np.float32)], axis=1)
     centred = vectors - vectors.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[:dim].T).astype(np.float32)
+    projected = (centred @ vt[:dim].T).astype(np.float32)  # (K, min(K, D, dim)): K < dim vectors span < dim directions
+    return project_vectors(projected, dim, seed) if projected.shape[1] < dim else projected
 
 
 # --- language model loop ------------------------------------------------------------------------------
