@@ -44,12 +44,12 @@ class ClassifierConfig:
     weight_dropout: float = 0.5         # DropConnect on hidden-to-hidden weights (times dropout_scale)
     head_dropout: float = 0.4           # dropout before the head's first linear layer (times dropout_scale)
     final_dropout: float = 0.1          # dropout before the output layer (times dropout_scale)
-    dropout_scale: float = 1.0          # multiplies every dropout above (fastai's drop_mult; ULMFiT used 0.5, our small corpora overfit with it)
+    dropout_scale: float = 0.5          # multiplies every dropout above (fastai's drop_mult; ULMFiT classifiers use 0.5)
     head_hidden_dim: int = 50           # units of the head's hidden layer
     batch_size: int = 64                # documents per batch
     max_length: int = 500               # documents are cut to their first max_length tokens
     gradual_unfreezing: bool = True     # stage i trains the top i+1 layer groups, the last stage all; false = all groups always
-    stage_epochs: list[int] = field(default_factory=lambda: [1, 1, 1, 6])                 # epochs of each stage (the best epoch is kept)
+    stage_epochs: list[int] = field(default_factory=lambda: [1, 1, 1, 12])                # epochs of each stage (the best epoch is kept)
     stage_learning_rates: list[float] = field(default_factory=lambda: [2e-2, 1e-2, 1e-2, 1e-2])  # peak LR (top group) of each stage
     discriminative_factor: float = 2.6  # layer group i of n gets lr / factor ** (n - 1 - i); 1 = same LR for all
     schedule: str = "one_cycle"         # schedule within each stage: "one_cycle", "stlr" or "constant"
