@@ -134,7 +134,8 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours") -> dict:
     lm_seconds = time.perf_counter() - started
     result = train_classifier(cfgs["classifier"], data, lm)
     total = time.perf_counter() - started
-    print(f"{label}: test accuracy {result.metrics['test']['accuracy']:.4f} in {total / 60:.1f} min", file=sys.stderr)
+    print(f"{label}: test accuracy {result.metrics['test']['accuracy']:.4f}, validation accuracy "
+          f"{result.metrics['validation']['accuracy']:.4f} in {total / 60:.1f} min", file=sys.stderr)
     return {
         "test_accuracy": result.metrics["test"]["accuracy"], "test_macro_f1": result.metrics["test"]["macro_f1"],
         "val_accuracy": result.metrics["validation"]["accuracy"], "finetune_val_perplexity": lm.metrics.get("val_perplexity"),
