@@ -142,7 +142,18 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours") -> dict:
         "finetune_minutes": round(lm_seconds / 60, 2), "classifier_minutes": round((total - lm_seconds) / 60, 2),
         "minutes": round(total / 60, 2), "lm_history": lm.history, "classifier_history": result.history,
         "selected_epoch": result.metrics["selected"], "_validation_indexes": result.validation_indexes,
+        "blend": result.metrics.get("blend"),  # the linear partner: its weight, and RNN / linear / blend accuracies
     }
+
+
+def component_rows(name: str, label: str, out: dict) -> list[list]:
+    """Table rows for the RNN alone and the linear model alone inside a blended classifier (none without a blend)."""
+    blend = out.get("blend") or {}
+    test, val = blend.get("test_accuracy") or {}, blend.get("validation_accuracy") or {}
+    if not test:
+        return []
+    return [[name, f"{label}: its RNN alone (blend weight {blend.get('weight')})", test.get("rnn"), "-", val.get("rnn"), "-", "-", "-"],
+            [name, f"{label}: its TF-IDF linear model alone (C {blend.get('C')})", test.get("linear"), "-", val.get("linear"), "-", "-", "-"]]
 
 
 def ablation_configs(name: str, cfgs):
@@ -389,6 +400,7 @@ def main() -> None:
                     ": met" if ours["test_accuracy"] >= target[0] and in_time else ": NOT met")
             rows.append([name, "ours (ULMFiT, pretrained)", ours["test_accuracy"], ours["test_macro_f1"], ours["val_accuracy"],
                          ours["minutes"], round(ours["minutes"] + pretrain_cost, 1), verdict])
+            rows += component_rows(name, "ours", ours)
             for ablation in ablations:
                 if ablation == "no_pretraining":
                     out = run_ours(cfgs, data, None, label=ablation)
@@ -405,6 +417,7 @@ def main() -> None:
                 entry[ablation] = out
                 rows.append([name, f"ours, {ablation}", out["test_accuracy"], out["test_macro_f1"], out["val_accuracy"],
                              out["minutes"], "-", "-"])
+                rows += component_rows(name, f"ours, {ablation}", out)
             if not args.skip_fastai:
                 fastai = run_fastai(cfgs, corpus, validation, workdir / name)
                 entry["fastai_scratch"] = fastai

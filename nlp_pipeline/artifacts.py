@@ -198,4 +198,5 @@ class ClassifierResult:
     validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored for model selection
     test_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))        # (n_test,) corpus positions of test documents
     test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))         # (n_test,) true label ids
-    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes)
+    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes), blended
+    linear: Any = None                   # models.linear.LinearModel blended in with weight linear.weight, or None (the RNN alone)

@@ -16,7 +16,8 @@ from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.bundle import (
-    CONFIG_FILE, FORMAT_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, save_bundle, snippet,
+    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked,
+    save_bundle, snippet,
 )
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
@@ -75,8 +76,10 @@ def _rewrite(folder: Path, name: str, data: bytes) -> None:
 # --- saving ---------------------------------------------------------------------------------------------
 
 def test_bundle_files_are_readable_without_pickle(tiny, bundle_dir):
-    assert sorted(p.name for p in bundle_dir.iterdir()) == sorted([WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE])
+    assert tiny.linear is not None  # blend_linear is on by default
+    assert sorted(p.name for p in bundle_dir.iterdir()) == sorted([WEIGHTS_FILE, LINEAR_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE])
     config = json.loads((bundle_dir / CONFIG_FILE).read_text())
+    assert config["linear"] == tiny.linear.settings() and LINEAR_FILE in config["files"]
     assert config["format_version"] == FORMAT_VERSION and config["nlp_pipeline_version"] == "0.1.0"
     assert config["label_names"] == ["neg", "pos"] and config["max_length"] == 500
     assert config["arch"] == tiny.arch and config["arch"]["vocab_size"] == len(tiny.vocab)
@@ -208,6 +211,38 @@ def test_corrupted_weights_are_refused(bundle_dir, tmp_path):
     _rewrite(copy, WEIGHTS_FILE, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")  # checksum fine, content not
     with pytest.raises(DataError, match="cannot be read"):
         Classifier.load(copy)
+
+
+def test_linear_part_is_used_checked_and_optional(tiny, bundle_dir, tmp_path):
+    import dataclasses
+
+    from nlp_pipeline.models.linear import blend, linear_proba
+
+    texts = [TEXTS[i] for i in tiny.test_indexes]
+    loaded = Classifier.load(bundle_dir, num_threads=1)
+    docs = loaded.encode(texts)
+    rnn_only = dataclasses.replace(tiny, linear=None)
+    rnn_probs = Classifier.from_result(rnn_only, num_threads=1).predict_proba(texts)
+    for weight in (0.0, 0.4, 1.0):  # whatever the weight validation chose, predict applies this blend
+        loaded.linear.weight = weight
+        expected = blend(rnn_probs, linear_proba(loaded.linear, docs), weight)
+        np.testing.assert_allclose(loaded.predict_proba(texts), expected, rtol=0, atol=1e-6)
+    copy = _copy(bundle_dir, tmp_path)
+    data = (copy / LINEAR_FILE).read_bytes()
+    (copy / LINEAR_FILE).write_bytes(data[:-8])
+    with pytest.raises(DataError, match="linear.safetensors is corrupted"):
+        Classifier.load(copy)
+    # a format-1 bundle (before the blend) has no linear file and no "linear" entry: it still loads, RNN alone
+    (copy / LINEAR_FILE).unlink()
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config.update(format_version=1, linear=None)
+    del config["files"][LINEAR_FILE]
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    old = Classifier.load(copy, num_threads=1)
+    assert old.linear is None
+    np.testing.assert_allclose(old.predict_proba(texts), rnn_probs, rtol=0, atol=1e-6)
+    rnn_bundle = save_bundle(rnn_only, tmp_path / "rnn")
+    assert not (rnn_bundle / LINEAR_FILE).exists() and json.loads((rnn_bundle / CONFIG_FILE).read_text())["linear"] is None
 
 
 def test_json_that_does_not_parse_is_refused(bundle_dir, tmp_path):

@@ -17,7 +17,7 @@ GOLDEN = {
     "lsa": "b151dfca940d8a620d2190751ee3fe515e70daddc98b21fb5ccf71415a801259",
     "pretrain_lm": "c5f337243e12c5376b15462d60862d93c3606602cb3efb5f5c4778696075a5b1",
     "finetune_lm": "5fd048499f929a975098cbe3f72d8ab98b57f310384199de9bec1b23921b0d8a",
-    "classifier": "529bbb71ae1122eb8af0b7fa5ff8159308fd1e61dc864e7ac82fb681d5cb482e",
+    "classifier": "c5d5a61cd317e03250c5c76d1fab40853990ff3be7c8a4012b8c5163755cfcd1",
 }
 
 

@@ -6,20 +6,22 @@
     clf.predict(["text one", "text two"])            # [{...}, {...}], in input order
     clf.predict_proba(["text one", "text two"])      # (2, n_classes) float32
 
-A bundle folder holds four files, all readable without running code:
+A bundle folder holds four or five files, all readable without running code:
 
     model.safetensors   the classifier's weights (safetensors: a JSON header + raw little-endian arrays)
-    config.json         format and package versions, arch, label_names, max_length, sha256 of the other files
+    linear.safetensors  the blended TF-IDF n-gram logistic regression (idf, coef, intercept, n-gram keys), if any
+    config.json         format and package versions, arch, label_names, max_length, the linear model's settings
+                        and blend weight, sha256 of the other files
     vocab.json          the vocabulary (token of each embedding row), specials first
     tokenizer.json      the complete tokenization settings (TokenizationConfig fields minus volatile ones)
 
 Predicting runs the one code path the training used: tokenize_texts (same rules, same spaCy tokenizer) ->
 vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in eval mode under
-torch.inference_mode -> softmax -> input order. One text and a batch go through the same function, so they
+torch.inference_mode -> softmax -> input order -> blended with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
 give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
 Limits: single-label classification; documents keep their first max_length tokens; the bundle needs
-nlp-pipeline itself (its tokenizer rules and net definitions), not only torch. A bundle of another format
-version is refused with the command that re-exports it.
+nlp-pipeline itself (its tokenizer rules and net definitions), not only torch. Format 1 bundles (no linear
+model) still load; a bundle of any other format version is refused with the command that re-exports it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from nlp_pipeline.artifacts import ClassifierResult, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
-FORMAT_VERSION = 1                   # bumped when the layout or a file's meaning changes; loaders refuse others
+FORMAT_VERSION = 2                   # bumped when the layout or a file's meaning changes; loaders refuse others
+READABLE_VERSIONS = (1, 2)           # 1 = before the linear blend: the same files minus linear.safetensors
 WEIGHTS_FILE = "model.safetensors"
+LINEAR_FILE = "linear.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -115,6 +119,10 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        checked = list(CHECKED_FILES)
+        if result.linear is not None:
+            save_file({k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()}, tmp / LINEAR_FILE)
+            checked.append(LINEAR_FILE)
         _write_json(tmp / VOCAB_FILE, {"itos": list(result.vocab.itos), "unk_token": result.vocab.unk_token})
         _write_json(tmp / TOKENIZER_FILE, tokenizer)
         config = {
@@ -124,9 +132,10 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
             "arch": dict(result.arch),
             "label_names": list(result.label_names),
             "max_length": int(result.max_length),
+            "linear": result.linear.settings() if result.linear is not None else None,
             "metrics": {split: {k: result.metrics[split].get(k) for k in ("accuracy", "macro_f1", "n")}
                         for split in ("validation", "test") if isinstance(result.metrics.get(split), dict)},
-            "files": {name: _sha256(tmp / name) for name in CHECKED_FILES},
+            "files": {name: _sha256(tmp / name) for name in checked},
         }
         _write_json(tmp / CONFIG_FILE, config)  # last: a folder with config.json is complete
         if out_dir.exists():
@@ -176,7 +185,7 @@ def _check_config(folder: Path, config: Any) -> None:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{folder / CONFIG_FILE} is not an nlp-pipeline classifier bundle (format {FORMAT!r} expected)")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         made_by = config.get("nlp_pipeline_version", "?")
         raise DataError(
             f"bundle made by nlp-pipeline {made_by} (format {version}); this is {__version__} (format {FORMAT_VERSION}): "
@@ -187,10 +196,10 @@ def _check_config(folder: Path, config: Any) -> None:
             raise DataError(f"{folder / CONFIG_FILE} has no {key!r} field; re-export the bundle with {EXPORT_HINT}")
 
 
-def _check_files(folder: Path, expected: Any) -> None:
+def _check_files(folder: Path, expected: Any, names: Sequence[str] = CHECKED_FILES) -> None:
     if not isinstance(expected, dict):
         raise DataError(f"{folder / CONFIG_FILE} 'files' is not a table of checksums; re-export the bundle with {EXPORT_HINT}")
-    for name in CHECKED_FILES:
+    for name in names:
         path = folder / name
         if not path.is_file():
             raise MissingInputError(f"bundle {folder} has no {name}; the bundle is incomplete: re-export it with {EXPORT_HINT}")
@@ -199,12 +208,13 @@ def _check_files(folder: Path, expected: Any) -> None:
                             f"re-export the bundle with {EXPORT_HINT}")
 
 
-def _read_weights(path: Path) -> dict[str, Any]:
+def _read_weights(path: Path, as_numpy: bool = False) -> dict[str, Any]:
     from safetensors import SafetensorError
+    from safetensors.numpy import load_file as load_numpy
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        return load_numpy(str(path)) if as_numpy else load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"bundle weights {path} cannot be read ({str(exc).splitlines()[0][:200]}); "
                         f"re-export the bundle with {EXPORT_HINT}") from None
@@ -215,7 +225,7 @@ class Classifier:
 
     def __init__(self, model: Any, vocab: Vocab, label_names: list[str], max_length: int,
                  tokenizer_settings: dict[str, Any], device: Any, dtype: Any = None, path: Path | None = None,
-                 config: dict[str, Any] | None = None):
+                 config: dict[str, Any] | None = None, linear: Any = None):
         from nlp_pipeline.stages.tokenization import TokenizationConfig
 
         self.model = model.eval()
@@ -227,6 +237,7 @@ class Classifier:
         self._tokenizer = TokenizationConfig(**self.tokenizer_settings, workers=1)
         self.device, self.dtype, self.path = device, dtype, path
         self.config = config or {}
+        self.linear = linear  # models.linear.LinearModel blended in with weight linear.weight, or None
         self.pad_id = vocab.stoi["xxpad"]
         self._empty = vocab.encode(["xxbos"] if "xxbos" in vocab.stoi else ["xxpad"])
 
@@ -246,7 +257,8 @@ class Classifier:
         folder = resolve_bundle_dir(path)
         config = _read_json(folder, CONFIG_FILE)
         _check_config(folder, config)
-        _check_files(folder, config["files"])
+        linear_settings = config.get("linear")
+        _check_files(folder, config["files"], CHECKED_FILES + ((LINEAR_FILE,) if linear_settings else ()))
         vocab_json = _read_json(folder, VOCAB_FILE)
         tokenizer = _read_json(folder, TOKENIZER_FILE)
         if not isinstance(vocab_json, dict) or not isinstance(vocab_json.get("itos"), list) or not isinstance(tokenizer, dict):
@@ -270,10 +282,22 @@ class Classifier:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise DataError(f"bundle {folder}: the weights do not fit config.json's arch ({reason}); re-export it") from None
+        linear = None
+        if linear_settings:
+            from nlp_pipeline.models.linear import LinearModel
+
+            try:
+                linear = LinearModel.from_parts(linear_settings, _read_weights(folder / LINEAR_FILE, as_numpy=True))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"bundle {folder}: {LINEAR_FILE} does not fit config.json's linear settings "
+                                f"({type(exc).__name__}: {exc}); re-export it with {EXPORT_HINT}") from None
+            if linear.vocab_size != len(vocab) or linear.coef.shape[1] != len(linear.idf) or linear.n_classes != len(labels):
+                raise DataError(f"bundle {folder}: the linear model's shapes do not fit the vocabulary and labels; "
+                                f"re-export it with {EXPORT_HINT}")
         torch_device = choose_device(device, num_threads)
         dtype = resolve_precision(torch_device, precision)
         return cls(model.to(torch_device), vocab, labels, config["max_length"], full_tokenizer_settings(tokenizer),
-                   torch_device, dtype, folder, config)
+                   torch_device, dtype, folder, config, linear)
 
     @classmethod
     def from_result(cls, result: ClassifierResult, device: str = "cpu", num_threads: int = 0,
@@ -284,7 +308,8 @@ class Classifier:
 
         torch_device = choose_device(device, num_threads)
         return cls(load_classifier(result, torch_device), result.vocab, result.label_names, result.max_length,
-                   full_tokenizer_settings(result.tokenizer), torch_device, resolve_precision(torch_device, precision))
+                   full_tokenizer_settings(result.tokenizer), torch_device, resolve_precision(torch_device, precision),
+                   linear=result.linear)
 
     # --- the one prediction path ---------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -323,6 +348,10 @@ class Classifier:
         with torch.inference_mode():
             probs = predict_classifier(self.model, ids, offsets, np.arange(len(docs)), self.pad_id, self.max_length,
                                        batch_size, self.device, self.dtype)
+        if self.linear is not None and self.linear.weight > 0:
+            from nlp_pipeline.models.linear import blend, linear_proba
+
+            probs = blend(probs, linear_proba(self.linear, docs), self.linear.weight)
         return probs[0] if single else probs
 
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:

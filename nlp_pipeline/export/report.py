@@ -244,7 +244,14 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
                  + ("" if split == "test" else "; the corpus has no labelled test documents, so these are the "
                     "validation documents the best epoch was chosen on (optimistic)") + ".")
     lines += ["", "## Scores", ""]
-    rows = [["ULMFiT classifier (this run)", metrics.get("accuracy"), metrics.get("macro_f1")]]
+    blend = classifier.metrics.get("blend") or {}
+    blended = bool(blend.get("weight")) and classifier.linear is not None
+    name = f"ULMFiT classifier + linear blend (weight {blend.get('weight')})" if blended else "ULMFiT classifier (this run)"
+    rows = [[name, metrics.get("accuracy"), metrics.get("macro_f1")]]
+    parts = blend.get("test_accuracy") if split == "test" else blend.get("validation_accuracy")
+    if blend and isinstance(parts, dict):
+        rows.append(["  its RNN alone", parts.get("rnn"), None])
+        rows.append(["  its TF-IDF n-gram linear model alone", parts.get("linear"), None])
     for key, label in BASELINES:
         baseline = (lsa_metrics or {}).get(key)
         if isinstance(baseline, dict):

@@ -32,10 +32,17 @@ def load_classifier(result: ClassifierResult, device: str | torch.device = "cpu"
 
 def classify_ids(model: ClassifierNet, docs: list[np.ndarray], result: ClassifierResult | Any,
                  batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
-    """Class probabilities (len(docs), C) of documents given as id arrays (each starting with xxbos)."""
+    """Class probabilities (len(docs), C) of documents given as id arrays (each starting with xxbos), blended
+    with result.linear's (on the same ids cut to max_length) when the result has a linear model."""
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)
     pad_id = result.vocab.stoi["xxpad"]
-    return predict_classifier(model, ids, offsets, np.arange(len(docs)), pad_id, result.max_length, batch_size,
-                              torch.device(device))
+    probs = predict_classifier(model, ids, offsets, np.arange(len(docs)), pad_id, result.max_length, batch_size,
+                               torch.device(device))
+    linear = getattr(result, "linear", None)
+    if linear is not None and linear.weight > 0:
+        from nlp_pipeline.models.linear import blend, linear_proba
+
+        probs = blend(probs, linear_proba(linear, [np.asarray(d)[: result.max_length] for d in docs]), linear.weight)
+    return probs

@@ -61,6 +61,9 @@ class ClassifierConfig:
     validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
     validation_fraction: float = 0.1    # share of each label carved from train for validation
     patience: int = 0                   # stop a stage after this many epochs without a better validation score; 0 = never
+    blend_linear: bool = True           # also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
+    linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
+    linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
     device: str = "auto"                # "auto", "cpu" or "cuda" (volatile)
@@ -83,6 +86,8 @@ class ClassifierConfig:
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
+        if not 1 <= self.linear_ngrams <= 3 or not self.linear_c_grid or any(c <= 0 for c in self.linear_c_grid):
+            raise ConfigError("classifier.linear_ngrams must be 1, 2 or 3 and linear_c_grid a non-empty list of C > 0")
         if self.max_length < 1 or self.batch_size < 2:
             raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
 
@@ -247,12 +252,27 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             probs = predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
             return probs, classification_metrics(labels[docs], probs.argmax(1), list(data.label_names))
 
-        _, val_metrics = scores(valid)
+        val_probs, val_metrics = scores(valid)
         metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
                                    "initialisation": initialisation, "train_documents": int(len(train))}
+        linear = None
+        if cfg.blend_linear:
+            linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
+            val_metrics = classification_metrics(labels[valid], val_probs.argmax(1), list(data.label_names))
+            metrics["validation"] = dict(val_metrics, source=valid_source)
         test_probs = np.zeros((0, k), np.float32)
-        if len(test):
-            test_probs, metrics["test"] = scores(test)  # the only time test labels are read
+        if len(test):  # the only time test labels are read
+            test_probs, metrics["test"] = scores(test)
+            if linear is not None:
+                from nlp_pipeline.models.linear import blend, linear_proba
+
+                metrics["blend"]["test_accuracy"] = {"rnn": metrics["test"]["accuracy"]}
+                linear_test = linear_proba(linear, _docs(data, test, cfg.max_length))
+                test_probs = blend(test_probs, linear_test, linear.weight)
+                metrics["test"] = classification_metrics(labels[test], test_probs.argmax(1), list(data.label_names))
+                metrics["blend"]["test_accuracy"].update(
+                    linear=round(float((linear_test.argmax(1) == labels[test]).mean()), 4),
+                    blend=metrics["test"]["accuracy"])
         metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
                        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
         if processes > 1:
@@ -262,7 +282,32 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             label_names=list(data.label_names), max_length=cfg.max_length, tokenizer=dict(data.tokenizer),
             history=history, metrics=metrics, validation_indexes=valid.astype(np.int64),
             test_indexes=test.astype(np.int64), test_labels=labels[test].astype(np.int32), test_probabilities=test_probs,
+            linear=linear,
         )
+
+
+def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.ndarray]:
+    """The id arrays of documents `docs`, cut to max_length like the RNN reads them."""
+    ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
+    return [ids[offsets[i]: min(offsets[i + 1], offsets[i] + max_length)] for i in docs]
+
+
+def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, train: np.ndarray, valid: np.ndarray,
+               rnn_val: np.ndarray, pad: int):
+    """Fit the linear model on the train documents, choose its blend weight on validation.
+    Returns (LinearModel with .weight set, blended validation probabilities, what the choice saw)."""
+    from nlp_pipeline.models.linear import blend, choose_weight, fit_linear, linear_proba
+
+    started = time.perf_counter()
+    linear = fit_linear(_docs(data, train, cfg.max_length), labels[train], len(data.label_names), cfg.linear_ngrams,
+                        len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad)
+    linear_val = linear_proba(linear, _docs(data, valid, cfg.max_length))
+    linear.weight, scores = choose_weight(rnn_val, linear_val, labels[valid])
+    report = {"weight": linear.weight, "C": linear.C, "features": int(len(linear.idf)),
+              "validation_accuracy": {"rnn": scores[0.0][0], "linear": scores[1.0][0], "blend": scores[linear.weight][0]},
+              "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": linear.selection["cv_accuracy"],
+              "seconds": round(time.perf_counter() - started, 1)}
+    return linear, blend(rnn_val, linear_val, linear.weight), report
 
 
 def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, **options: Any) -> dict[str, Any]:

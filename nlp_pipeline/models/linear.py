@@ -1,0 +1,216 @@
+"""A TF-IDF n-gram logistic regression over token ids: the classifier's linear partner in a probability blend.
+
+    model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[0.25, 1, 4, 16], seed=0)
+    probs = linear_proba(model, docs)            # (len(docs), n_classes) float32
+    blended = blend(neural_probs, probs, model.weight)
+
+Features are computed from the same id arrays the RNN reads, so a bundle needs no second vocabulary of
+strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
+n-grams seen in at least `min_df` fitting documents get the next columns (their sorted keys are stored).
+Each row is sublinear tf (1 + log count) times smoothed idf (log((1 + N) / (1 + df)) + 1), L2-normalised,
+as scikit-learn's TfidfVectorizer(sublinear_tf=True) does. C is chosen by stratified 3-fold cross-validation
+on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
+chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_NGRAMS = 3
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # blend weights of the linear model tried on validation
+
+
+@dataclass
+class LinearModel:
+    vocab_size: int
+    ngrams: int
+    keys: list[np.ndarray]                  # sorted int64 n-gram keys of orders 2..ngrams (their columns follow the unigrams)
+    idf: np.ndarray                         # (n_features,) float32
+    coef: np.ndarray                        # (1 or n_classes, n_features) float32; 1 row = binary (sigmoid)
+    intercept: np.ndarray                   # (1 or n_classes,) float32
+    n_classes: int
+    pad_id: int = -1
+    C: float = 1.0
+    weight: float = 0.0                     # share of the linear model in the blend, chosen on validation
+    selection: dict = field(default_factory=dict)  # cross-validation and blend-weight scores
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"idf": self.idf, "coef": self.coef, "intercept": self.intercept}
+        out.update({f"keys_{n}": k for n, k in zip(range(2, self.ngrams + 1), self.keys)})
+        return out
+
+    def settings(self) -> dict:
+        return {"vocab_size": self.vocab_size, "ngrams": self.ngrams, "n_classes": self.n_classes,
+                "pad_id": self.pad_id, "C": self.C, "weight": self.weight}
+
+    @classmethod
+    def from_parts(cls, settings: dict, arrays: dict[str, np.ndarray]) -> "LinearModel":
+        ngrams = int(settings["ngrams"])
+        return cls(vocab_size=int(settings["vocab_size"]), ngrams=ngrams,
+                   keys=[np.asarray(arrays[f"keys_{n}"], np.int64) for n in range(2, ngrams + 1)],
+                   idf=np.asarray(arrays["idf"], np.float32), coef=np.asarray(arrays["coef"], np.float32),
+                   intercept=np.asarray(arrays["intercept"], np.float32), n_classes=int(settings["n_classes"]),
+                   pad_id=int(settings.get("pad_id", -1)), C=float(settings.get("C", 1.0)),
+                   weight=float(settings.get("weight", 0.0)))
+
+
+def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
+    """Keys of the n-grams of one id array: ngram_keys([1, 2, 3], 2, 10) -> [12, 23]."""
+    ids = np.asarray(ids, np.int64)
+    if len(ids) < n:
+        return np.zeros(0, np.int64)
+    key = np.zeros(len(ids) - n + 1, np.int64)
+    for j in range(n):
+        key = key * vocab_size + ids[j: len(ids) - n + 1 + j]
+    return key
+
+
+def _doc_terms(docs: list[np.ndarray], ngrams: int, vocab_size: int, pad_id: int):
+    """Per order 1..ngrams: (document index, key) pairs of every occurrence."""
+    out = []
+    for n in range(1, ngrams + 1):
+        rows, keys = [], []
+        for i, doc in enumerate(docs):
+            doc = np.asarray(doc, np.int64)
+            if pad_id >= 0:
+                doc = doc[doc != pad_id]
+            k = doc if n == 1 else ngram_keys(doc, n, vocab_size)
+            rows.append(np.full(len(k), i, np.int64))
+            keys.append(k)
+        out.append((np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                    np.concatenate(keys) if keys else np.zeros(0, np.int64)))
+    return out
+
+
+def _columns(terms, keys: list[np.ndarray], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every occurrence that has a column; unknown n-grams are dropped."""
+    rows, cols = [terms[0][0]], [terms[0][1]]
+    offset = vocab_size
+    for (r, k), known in zip(terms[1:], keys):
+        pos = np.searchsorted(known, k)
+        pos_clipped = np.minimum(pos, max(len(known) - 1, 0))
+        hit = (pos < len(known)) & (known[pos_clipped] == k) if len(known) else np.zeros(len(k), bool)
+        rows.append(r[hit])
+        cols.append(offset + pos[hit])
+        offset += len(known)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int):
+    import scipy.sparse as sp
+
+    flat, counts = np.unique(rows * n_features + cols, return_counts=True)
+    tf = (1.0 + np.log(counts)).astype(np.float32)
+    return sp.csr_matrix((tf, (flat // n_features, flat % n_features)), shape=(n_docs, n_features))
+
+
+def _tfidf(tf, idf: np.ndarray):
+    from sklearn.preprocessing import normalize
+
+    return normalize(tf.multiply(idf[None, :]).tocsr(), norm="l2", copy=False)
+
+
+def features(model: LinearModel, docs: list[np.ndarray]):
+    """The (len(docs), n_features) L2-normalised TF-IDF matrix of id arrays under a fitted model's columns."""
+    terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
+    rows, cols = _columns(terms, model.keys, model.vocab_size)
+    return _tfidf(_tf_matrix(rows, cols, len(docs), len(model.idf)), model.idf)
+
+
+def _probabilities(scores: np.ndarray, n_classes: int) -> np.ndarray:
+    if scores.shape[1] == 1 and n_classes == 2:
+        p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        return np.stack([1.0 - p1, p1], axis=1).astype(np.float32)
+    scores = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(scores)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
+    """(len(docs), n_classes) probabilities of the logistic regression (what sklearn's predict_proba gives)."""
+    if not docs:
+        return np.zeros((0, model.n_classes), np.float32)
+    x = features(model, docs)
+    scores = np.asarray(x @ model.coef.T.astype(np.float64)) + model.intercept.astype(np.float64)[None, :]
+    return _probabilities(scores, model.n_classes)
+
+
+def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
+               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2) -> LinearModel:
+    """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
+
+    y = np.asarray(y, np.int64)
+    terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
+    keys = []
+    for rows, k in terms[1:]:
+        order = np.lexsort((rows, k))
+        ks, rs = k[order], rows[order]
+        first = np.ones(len(ks), bool)
+        first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
+        uniq, df = np.unique(ks[first], return_counts=True)
+        keys.append(uniq[df >= min_df])
+    n_features = vocab_size + sum(len(k) for k in keys)
+    rows, cols = _columns(terms, keys, vocab_size)
+    tf = _tf_matrix(rows, cols, len(docs), n_features)
+    df = np.bincount(tf.indices, minlength=n_features)
+    idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
+    idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
+    x = _tfidf(tf, idf)
+
+    selection: dict = {}
+    smallest = np.bincount(y, minlength=n_classes)
+    smallest = smallest[smallest > 0].min() if len(y) else 0
+    with threadpool_limits(limits=1, user_api="blas"):
+        if len(c_grid) > 1 and smallest >= 3:
+            folds = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+            for c in c_grid:
+                correct = 0
+                for fit, held in folds:
+                    m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x[fit], y[fit])
+                    correct += int((m.predict(x[held]) == y[held]).sum())
+                selection[float(c)] = round(correct / len(y), 4)
+            best = max(c_grid, key=lambda c: (selection[float(c)], -c))
+        else:
+            best = c_grid[0]
+        m = LogisticRegression(C=best, max_iter=2000, random_state=seed).fit(x, y)
+    coef = np.ascontiguousarray(m.coef_, dtype=np.float32)  # sklearn's may be column-major; safetensors wants C order
+    intercept = np.ascontiguousarray(m.intercept_, dtype=np.float32)
+    if len(m.classes_) != n_classes:  # a class absent from the fitting docs: give it a column that never wins
+        full_coef = np.zeros((n_classes, n_features), np.float32)
+        full_int = np.full(n_classes, -30.0, np.float32)
+        rows_of = m.classes_ if coef.shape[0] == len(m.classes_) else None
+        if rows_of is None:  # binary fit on a multi-class problem: class 1 vs class 0 scores
+            full_coef[m.classes_[1]], full_int[m.classes_[1]] = coef[0], intercept[0]
+            full_int[m.classes_[0]] = 0.0
+        else:
+            full_coef[rows_of], full_int[rows_of] = coef, intercept
+        coef, intercept = full_coef, full_int
+    return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
+                       n_classes=n_classes, pad_id=pad_id, C=float(best), selection={"cv_accuracy": selection})
+
+
+def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
+    """(1 - weight) * neural + weight * linear, as float32 rows that sum to 1."""
+    if weight <= 0.0:
+        return np.asarray(neural, np.float32)
+    return ((1.0 - weight) * np.asarray(neural, np.float64) + weight * np.asarray(linear, np.float64)).astype(np.float32)
+
+
+def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    """The blend weight in WEIGHTS with the best validation accuracy, ties broken by lower log-loss, then by
+    the smaller weight; returns (weight, {weight: [accuracy, log-loss]})."""
+    y = np.asarray(y, np.int64)
+    scores = {}
+    for w in WEIGHTS:
+        p = blend(neural, linear, w).astype(np.float64)
+        accuracy = float((p.argmax(1) == y).mean()) if len(y) else 0.0
+        loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).mean()) if len(y) else 0.0
+        scores[w] = [round(accuracy, 4), round(loss, 4)]
+    best = max(WEIGHTS, key=lambda w: (scores[w][0], -scores[w][1], -w))
+    return best, scores

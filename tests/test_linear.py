@@ -1,0 +1,362 @@
+"""nlp_pipeline.models.linear, the TF-IDF n-gram logistic regression over token ids:
+
+- ngram_keys by hand;
+- features() against scikit-learn's TfidfVectorizer(sublinear_tf=True, min_df=...) on the same documents written
+  as string tokens, column by column (unigram "i" -> column i, an n-gram -> vocab_size + its rank among the kept keys);
+- linear_proba() against LogisticRegression.predict_proba refit with the chosen C on the same features
+  (binary and 3 classes), rows summing to 1, no documents -> (0, k);
+- fit_linear learns a small separable problem, picks C from the grid with one CV score per C;
+- a class absent from the fitting documents still has a column of probabilities and never wins;
+- blend / choose_weight by hand;
+- the settings()/arrays() round trip, in memory and through safetensors;
+- the pad id is never a feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from nlp_pipeline.models.linear import (
+    WEIGHTS, LinearModel, blend, choose_weight, features, fit_linear, linear_proba, ngram_keys,
+)
+
+V = 12
+PAD = 1
+
+# Every unigram here occurs in >= 2 documents, so sklearn's min_df (which also filters unigrams) drops only
+# n-grams, exactly like linear.py (which keeps every unigram id as a column). Some bigrams/trigrams occur in a
+# single document (e.g. 4-2, 9-8, 5-6-7) and some repeat inside a document (2-3 twice in doc 0).
+SMALL_DOCS = [
+    np.array([2, 3, 4, 2, 3, 2]),
+    np.array([3, 4, 5, 6, 7]),
+    np.array([5, 6, 7, 8, 9, 9]),
+    np.array([2, 3, 9, 8, 7]),
+    np.array([4, 5, 6, 8, 10, 11, 10]),
+    np.array([11, 10, 2, 3, 4]),
+]
+
+
+def as_strings(doc: np.ndarray, ngrams: int) -> list[str]:
+    """The unigrams and n-grams (n <= ngrams) of one id array as strings, e.g. [2, 3] -> ["2", "3", "2_3"]."""
+    toks = [str(int(t)) for t in doc]
+    out = list(toks)
+    for n in range(2, ngrams + 1):
+        out += ["_".join(toks[j:j + n]) for j in range(len(toks) - n + 1)]
+    return out
+
+
+def identity(tokens):
+    return tokens
+
+
+def column_of(model: LinearModel, term: str) -> int:
+    """linear.py's column of a sklearn term string."""
+    ids = [int(t) for t in term.split("_")]
+    if len(ids) == 1:
+        return ids[0]
+    offset = model.vocab_size + sum(len(k) for k in model.keys[: len(ids) - 2])
+    known = model.keys[len(ids) - 2]
+    key = int(ngram_keys(np.array(ids), len(ids), model.vocab_size)[0])
+    pos = int(np.searchsorted(known, key))
+    assert pos < len(known) and known[pos] == key, term
+    return offset + pos
+
+
+def separable(n_docs: int, n_classes: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Class c draws 3 of its own 4 ids (2 + 4c ..) plus 3 shared noise ids (from 30..37)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_docs) % n_classes
+    rng.shuffle(y)
+    docs = []
+    for c in y:
+        own = rng.choice(np.arange(2 + 4 * c, 6 + 4 * c), 3)
+        noise = rng.choice(np.arange(30, 38), 3)
+        doc = np.concatenate([own, noise])
+        rng.shuffle(doc)
+        docs.append(doc)
+    return docs, y
+
+
+# --- ngram_keys ---------------------------------------------------------------------------------------------
+
+def test_ngram_keys_by_hand():
+    assert ngram_keys(np.array([1, 2, 3]), 2, 10).tolist() == [12, 23]
+    assert ngram_keys(np.array([1, 2, 3]), 3, 10).tolist() == [123]
+    assert ngram_keys(np.array([1, 2, 3]), 1, 10).tolist() == [1, 2, 3]
+    assert ngram_keys(np.array([4, 0, 7]), 2, 100).tolist() == [400, 7]
+    assert ngram_keys(np.array([1, 2]), 3, 10).tolist() == []
+    assert ngram_keys(np.array([], np.int64), 2, 10).tolist() == []
+    assert ngram_keys(np.array([1, 2]), 3, 10).dtype == np.int64
+
+
+def test_ngram_keys_near_the_documented_limit_do_not_overflow():
+    v = 2_000_000
+    keys = ngram_keys(np.array([v - 1, v - 1, v - 1]), 3, v)
+    assert keys.tolist() == [(v - 1) * v * v + (v - 1) * v + (v - 1)]
+    assert keys[0] > 0
+
+
+# --- features vs scikit-learn -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ngrams,min_df", [(1, 2), (2, 2), (2, 1), (3, 2)])
+def test_features_equal_sklearn_tfidf_with_columns_mapped(ngrams, min_df):
+    model = fit_linear(SMALL_DOCS, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=ngrams, vocab_size=V,
+                       c_grid=[1.0], seed=0, min_df=min_df)
+    ours = features(model, SMALL_DOCS).toarray()
+
+    vec = TfidfVectorizer(analyzer=identity, sublinear_tf=True, min_df=min_df, dtype=np.float64)
+    ref = vec.fit_transform([as_strings(d, ngrams) for d in SMALL_DOCS]).toarray()
+
+    # same set of n-grams kept
+    kept = sorted(column_of(model, t) for t in vec.vocabulary_ if "_" in t)
+    assert kept == list(range(V, ours.shape[1]))
+    # every sklearn column equals linear.py's column for the same term, including the idf
+    for term, j in vec.vocabulary_.items():
+        col = column_of(model, term)
+        np.testing.assert_allclose(ours[:, col], ref[:, j], atol=1e-6, err_msg=term)
+        np.testing.assert_allclose(model.idf[col], vec.idf_[j], rtol=1e-6, err_msg=term)
+    # the remaining columns (vocab ids that never occur: 0, 1) are empty
+    used = {column_of(model, t) for t in vec.vocabulary_}
+    assert sorted(set(range(ours.shape[1])) - used) == [0, 1]
+    assert not ours[:, [0, 1]].any()
+
+
+def test_bigram_keys_are_those_in_at_least_min_df_documents():
+    model = fit_linear(SMALL_DOCS, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=2, vocab_size=V,
+                       c_grid=[1.0], seed=0)
+    # 2-3 (docs 0, 3, 5), 3-4 (0, 1, 5), 4-5 (1, 4), 5-6 (1, 2, 4), 6-7 (1, 2), 11-10 (4, 5); 2-3 twice in
+    # doc 0 counts once; 4-2, 3-2, 7-8, 8-9, 9-9, 3-9, 9-8, 8-7, 6-8, 8-10, 10-11, 10-2 are in one document each
+    expected = sorted(a * V + b for a, b in [(2, 3), (3, 4), (4, 5), (5, 6), (6, 7), (11, 10)])
+    assert expected == [27, 40, 53, 66, 79, 142]
+    assert model.keys[0].tolist() == expected
+    assert len(model.idf) == V + 6
+    # idf of 2-3: df = 3 of N = 6
+    assert model.idf[V + expected.index(2 * V + 3)] == pytest.approx(np.log(7 / 4) + 1, rel=1e-6)
+
+
+def test_feature_rows_are_l2_normalised_and_unknown_ngrams_dropped():
+    model = fit_linear(SMALL_DOCS, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=2, vocab_size=V,
+                       c_grid=[1.0], seed=0)
+    x = features(model, [np.array([2, 3, 2, 3]), np.array([7, 2]), np.array([], np.int64)]).toarray()
+    np.testing.assert_allclose(np.linalg.norm(x[:2], axis=1), 1.0, atol=1e-6)
+    assert not x[2].any()
+    # [7, 2]: bigram 7-2 was never kept -> only the two unigram columns
+    assert np.flatnonzero(x[1]).tolist() == [2, 7]
+    # [2, 3, 2, 3]: unigrams 2 (x2), 3 (x2), bigram 2-3 (x2), 3-2 (unknown)
+    col_23 = V + model.keys[0].tolist().index(2 * V + 3)
+    assert np.flatnonzero(x[0]).tolist() == [2, 3, col_23]
+    w = (1 + np.log(2)) * model.idf[[2, 3, col_23]].astype(np.float64)
+    np.testing.assert_allclose(x[0, [2, 3, col_23]], w / np.linalg.norm(w), atol=1e-6)
+
+
+# --- linear_proba vs scikit-learn ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_proba_equals_sklearn_predict_proba(n_classes):
+    docs, y = separable(48, n_classes, seed=1)
+    # blur the classes a little so the probabilities are not all ~0/1
+    docs = [np.concatenate([d, [2 + 4 * ((c + 1) % n_classes)]]) if i % 4 == 0 else d
+            for i, (d, c) in enumerate(zip(docs, y))]
+    new_docs, _ = separable(12, n_classes, seed=2)
+    new_docs.append(np.array([0, 11, 36]))  # ids never seen in fitting
+    model = fit_linear(docs, y, n_classes=n_classes, ngrams=2, vocab_size=40, c_grid=[0.5, 2.0], seed=0)
+    assert model.coef.shape == (1 if n_classes == 2 else n_classes, len(model.idf))
+
+    ref = LogisticRegression(C=model.C, max_iter=2000, random_state=0).fit(features(model, docs), y)
+    for batch in (docs, new_docs):
+        ours = linear_proba(model, batch)
+        assert ours.shape == (len(batch), n_classes) and ours.dtype == np.float32
+        np.testing.assert_allclose(ours, ref.predict_proba(features(model, batch)), atol=1e-4)
+        np.testing.assert_allclose(ours.sum(axis=1), 1.0, atol=1e-5)
+    assert 0.05 < linear_proba(model, docs).max(axis=1).min() < 0.99  # not a trivially saturated comparison
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_proba_of_no_documents_is_empty(n_classes):
+    docs, y = separable(12, n_classes, seed=0)
+    model = fit_linear(docs, y, n_classes=n_classes, ngrams=1, vocab_size=40, c_grid=[1.0], seed=0)
+    out = linear_proba(model, [])
+    assert out.shape == (0, n_classes) and out.dtype == np.float32
+
+
+# --- fitting --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fit_linear_learns_a_separable_problem(n_classes):
+    docs, y = separable(60, n_classes, seed=3)
+    held, y_held = separable(30, n_classes, seed=4)
+    grid = [0.25, 1.0, 4.0, 16.0]
+    model = fit_linear(docs, y, n_classes=n_classes, ngrams=2, vocab_size=40, c_grid=grid, seed=0)
+    assert (linear_proba(model, docs).argmax(1) == y).mean() >= 0.9
+    assert (linear_proba(model, held).argmax(1) == y_held).mean() >= 0.9
+    assert model.C in grid
+    cv = model.selection["cv_accuracy"]
+    assert sorted(cv) == grid
+    assert all(0.0 <= a <= 1.0 for a in cv.values())
+    # the chosen C has the best CV accuracy, ties going to the smaller C
+    assert cv[model.C] == max(cv.values())
+    assert model.C == min(c for c in grid if cv[c] == max(cv.values()))
+
+
+def test_fit_linear_without_enough_examples_per_class_uses_first_c_and_no_cv():
+    docs, y = separable(4, 2, seed=0)  # 2 documents per class: too few for 3 folds
+    model = fit_linear(docs, y, n_classes=2, ngrams=1, vocab_size=40, c_grid=[4.0, 0.25], seed=0)
+    assert model.C == 4.0
+    assert model.selection["cv_accuracy"] == {}
+
+
+def test_absent_class_gets_a_column_that_never_wins():
+    docs, y01 = separable(40, 2, seed=5)
+    y = np.where(y01 == 1, 2, 0)  # labels 0 and 2 of 3; class 1 never occurs
+    model = fit_linear(docs, y, n_classes=3, ngrams=2, vocab_size=40, c_grid=[0.25, 1.0, 4.0], seed=0)
+    probe = docs + separable(10, 2, seed=6)[0] + [np.array([6, 7, 8, 9]), np.array([], np.int64)]
+    p = linear_proba(model, probe)
+    assert p.shape == (len(probe), 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert 1 not in p.argmax(1)
+    assert p[:, 1].max() < 1e-6
+    assert (p[: len(docs)].argmax(1) == y).mean() >= 0.9
+    # the two present classes get what a binary logistic regression on them gives
+    ref = LogisticRegression(C=model.C, max_iter=2000, random_state=0).fit(features(model, docs), y)
+    np.testing.assert_allclose(p[:, [0, 2]], ref.predict_proba(features(model, probe)), atol=1e-4)
+
+
+def test_absent_class_in_a_multiclass_fit_never_wins():
+    docs, y = separable(45, 3, seed=7)
+    y = np.array([0, 1, 3])[y]  # 4 labels, class 2 absent: a multinomial fit on 3 classes
+    model = fit_linear(docs, y, n_classes=4, ngrams=1, vocab_size=40, c_grid=[1.0], seed=0)
+    p = linear_proba(model, docs)
+    assert p.shape == (len(docs), 4)
+    assert 2 not in p.argmax(1)
+    assert p[:, 2].max() < 1e-6
+    assert (p.argmax(1) == y).mean() >= 0.9
+
+
+# --- blend and choose_weight ----------------------------------------------------------------------------------
+
+NEURAL = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+LINEAR = np.array([[0.5, 0.5], [0.7, 0.3], [0.0, 1.0]], np.float32)
+
+
+def test_blend_endpoints_and_weighted_mean():
+    np.testing.assert_array_equal(blend(NEURAL, LINEAR, 0.0), NEURAL)
+    np.testing.assert_allclose(blend(NEURAL, LINEAR, 1.0), LINEAR, atol=1e-7)
+    mixed = blend(NEURAL, LINEAR, 0.3)
+    np.testing.assert_allclose(mixed, [[0.78, 0.22], [0.35, 0.65], [0.42, 0.58]], atol=1e-6)
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_choose_weight_prefers_the_right_model():
+    y = np.array([0, 1, 1, 0, 2])
+    right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
+    wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
+    weight, scores = choose_weight(right, wrong, y)
+    assert weight == 0.0
+    assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
+    weight, scores = choose_weight(wrong, right, y)
+    assert weight == 1.0
+    assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
+    assert list(scores) == list(WEIGHTS) and len(scores) == 11
+    assert WEIGHTS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def test_choose_weight_scores_are_accuracy_and_log_loss():
+    y = np.array([0, 1, 2])
+    neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
+    uniform = np.full((3, 3), 1 / 3, np.float32)
+    weight, scores = choose_weight(neural, uniform, y)
+    # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
+    assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
+    # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
+    assert scores[1.0] == [0.3333, round(float(np.log(3)), 4)]
+    assert weight < 1.0 and scores[weight][0] == 0.6667
+
+
+# --- round trip -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fitted():
+    docs, y = separable(30, 3, seed=8)
+    model = fit_linear(docs, y, n_classes=3, ngrams=3, vocab_size=40, c_grid=[0.5, 2.0], seed=0, pad_id=PAD)
+    model.weight = 0.4
+    probe = docs[:5] + separable(6, 3, seed=9)[0]
+    return model, probe
+
+
+def test_settings_and_arrays_round_trip(fitted):
+    model, probe = fitted
+    assert model.settings() == {"vocab_size": 40, "ngrams": 3, "n_classes": 3, "pad_id": PAD, "C": model.C,
+                                "weight": 0.4}
+    assert set(model.arrays()) == {"idf", "coef", "intercept", "keys_2", "keys_3"}
+    back = LinearModel.from_parts(model.settings(), model.arrays())
+    np.testing.assert_array_equal(linear_proba(back, probe), linear_proba(model, probe))
+    assert (back.vocab_size, back.ngrams, back.n_classes, back.pad_id, back.C, back.weight) == \
+        (40, 3, 3, PAD, model.C, 0.4)
+
+
+def test_round_trip_through_safetensors(fitted, tmp_path):
+    """Written as C-ordered copies, as export/bundle.py does."""
+    from safetensors.numpy import load_file, save_file
+
+    model, probe = fitted
+    path = tmp_path / "linear.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(path))
+    back = LinearModel.from_parts(model.settings(), load_file(str(path)))
+    for name, arr in model.arrays().items():
+        np.testing.assert_array_equal(back.arrays()[name], arr, err_msg=name)
+    np.testing.assert_array_equal(linear_proba(back, probe), linear_proba(model, probe))
+
+
+def test_arrays_are_c_ordered_so_a_plain_safetensors_save_round_trips(fitted, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    model, probe = fitted
+    assert all(a.flags["C_CONTIGUOUS"] for a in model.arrays().values())
+    path = tmp_path / "linear.safetensors"
+    save_file(model.arrays(), str(path))
+    back = LinearModel.from_parts(model.settings(), load_file(str(path)))
+    np.testing.assert_array_equal(back.coef, model.coef)
+    np.testing.assert_array_equal(linear_proba(back, probe), linear_proba(model, probe))
+
+
+def test_round_trip_with_unigrams_only():
+    docs, y = separable(12, 2, seed=10)
+    model = fit_linear(docs, y, n_classes=2, ngrams=1, vocab_size=40, c_grid=[1.0], seed=0)
+    assert set(model.arrays()) == {"idf", "coef", "intercept"}
+    back = LinearModel.from_parts(model.settings(), model.arrays())
+    np.testing.assert_array_equal(linear_proba(back, docs), linear_proba(model, docs))
+
+
+# --- pad id ---------------------------------------------------------------------------------------------------
+
+def padded(doc: np.ndarray, before: int, after: int) -> np.ndarray:
+    return np.concatenate([np.full(before, PAD), doc, np.full(after, PAD)]).astype(np.int64)
+
+
+def test_pad_tokens_never_become_features():
+    docs = [d for d in SMALL_DOCS]
+    with_pads = [padded(d, 3 * i, 7 - i) for i, d in enumerate(docs)]
+    y = np.array([0, 1, 0, 1, 0, 1])
+    clean = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[1.0], seed=0, pad_id=PAD)
+    noisy = fit_linear(with_pads, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[1.0], seed=0, pad_id=PAD)
+    assert noisy.keys[0].tolist() == clean.keys[0].tolist()
+    np.testing.assert_array_equal(noisy.idf, clean.idf)
+    np.testing.assert_allclose((features(noisy, with_pads) - features(clean, docs)).toarray(), 0.0, atol=1e-7)
+    np.testing.assert_allclose(linear_proba(noisy, with_pads), linear_proba(clean, docs), atol=1e-6)
+    assert not features(noisy, with_pads)[:, PAD].toarray().any()
+    assert all(PAD not in (int(k) // V, int(k) % V) for k in noisy.keys[0])
+    # an all-pad document has no features at all
+    assert features(noisy, [np.full(5, PAD)]).nnz == 0
+
+
+def test_without_a_pad_id_the_same_tokens_are_features():
+    """The check above can fail: with pad_id=-1 the pad token is an ordinary, frequent feature."""
+    with_pads = [padded(d, 2, 2) for d in SMALL_DOCS]
+    model = fit_linear(with_pads, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=2, vocab_size=V,
+                       c_grid=[1.0], seed=0)
+    assert features(model, with_pads)[:, PAD].toarray().all()
+    assert PAD * V + PAD in model.keys[0].tolist()
