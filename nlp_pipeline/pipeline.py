@@ -86,11 +86,13 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         general_corpus = dataclasses.replace(
             corpus.CorpusConfig(), source=general_source, max_documents=configs["pretrain_lm"].max_documents
         )
+        context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
         general = [
-            Instance("corpus:general", stage["corpus"], general_corpus, {}),
-            Instance("tokenization:general", stage["tokenization"], configs["tokenization"], {"corpus": "corpus:general"}),
+            Instance("corpus:general", stage["corpus"], general_corpus, {}, context),
+            Instance("tokenization:general", stage["tokenization"], configs["tokenization"], {"corpus": "corpus:general"},
+                     context),
             Instance("numericalization:general", stage["numericalization"], configs["numericalization"],
-                     {"tokens": "tokenization:general"}),
+                     {"tokens": "tokenization:general"}, context),
         ]
     vectors = []
     emb = configs["embeddings"]
@@ -109,7 +111,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                 f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
             )
         finetune_inputs["vectors"] = f"embeddings:{init}"
-    language = [Instance("pretrain_lm", stage["pretrain_lm"], configs["pretrain_lm"], {"data": "numericalization:general"})] if general else []
+    language = [Instance("pretrain_lm", stage["pretrain_lm"], configs["pretrain_lm"], {"data": "numericalization:general"},
+                         context)] if general else []
     language += [
         Instance("finetune_lm", stage["finetune_lm"], configs["finetune_lm"], finetune_inputs),
         Instance("classifier", stage["classifier"], configs["classifier"], {"data": "numericalization", "lm": "finetune_lm"}),

@@ -217,3 +217,14 @@ def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
     vectors = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
     assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained_vocabulary = "corpus"
     assert vectors["great"].tolist() == [0.5, -1.0, 2.0] and vectors["film"].tolist() == [1.5, 0.25, -0.5]
+
+
+def test_an_empty_pretraining_corpus_folder_is_named_in_one_line(corpus_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = ["--corpus", str(corpus_dir), *FAST, *TINY_LM, "--set", f"pretrain_lm.corpus={tmp_path / 'empty'}"]
+    ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert ran.exit_code == 1
+    lines = ran.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: the pretraining corpus (pretrain_lm.corpus = '{tmp_path / 'empty'}'; 'none' skips pretraining): ")
+    assert "holds no corpus files" in lines[-1] and "Traceback" not in ran.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # refused before anything ran

@@ -96,6 +96,23 @@ def test_report_files_and_numbers(tmp_path):
     assert "validation accuracy 0.6667 (carved from train)" in md and "best epoch: stage 1 epoch 2" in md
 
 
+def test_report_names_the_blend_and_its_parts(tmp_path):
+    import dataclasses
+
+    from nlp_pipeline.models.linear import LinearModel
+
+    result = hand_result()
+    linear = LinearModel(vocab_size=2, ngrams=1, keys=[], idf=np.ones(2, np.float32), coef=np.zeros((1, 2), np.float32),
+                         intercept=np.zeros(1, np.float32), n_classes=2, weight=0.6)
+    blend = {"weight": 0.6, "validation_accuracy": {"rnn": 0.3333, "linear": 0.6667, "blend": 0.6667},
+             "test_accuracy": {"rnn": 0.25, "linear": 0.75, "blend": 0.5}}
+    result = dataclasses.replace(result, linear=linear, metrics=dict(result.metrics, blend=blend))
+    write_report(tmp_path, TEXTS, result)
+    md = (tmp_path / "report.md").read_text()
+    assert "| ULMFiT classifier + linear blend (weight 0.6) | 0.5000 | 0.5000 |" in md
+    assert "| the blend's RNN alone | 0.2500 | - |" in md and "| the blend's TF-IDF n-gram linear model alone | 0.7500 | - |" in md
+
+
 def test_report_without_test_split_lm_or_baselines(tmp_path):
     paths = write_report(tmp_path, None, hand_result(with_test=False))
     md = (tmp_path / "report.md").read_text()

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from nlp_pipeline.core.errors import CacheError, ConfigError
+from nlp_pipeline.core.errors import CacheError, ConfigError, NlpPipelineError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.core.store import ArtifactStore, CorruptArtifact
 
@@ -43,6 +43,24 @@ class Instance:
     stage: Stage
     config: Any                  # a frozen dataclass of stage.config's type
     inputs: dict[str, str]       # run() keyword -> id of the instance that produces it
+    context: str = ""            # put before its errors' one-line messages, e.g. "pretrain_lm.corpus = 'x'"
+
+    def key(self, upstream: dict[str, str]) -> str:
+        """stage.key on this config (a path source's fingerprint reads its files here)."""
+        return self._named(self.stage.key, self.config, upstream)
+
+    def run(self, **inputs: Any) -> Any:
+        """stage.run on this config."""
+        return self._named(self.stage.run, self.config, **inputs)
+
+    def _named(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """call(); a user error's one-line message gets `context` in front, so it names the setting to change."""
+        try:
+            return call(*args, **kwargs)
+        except NlpPipelineError as exc:
+            if not self.context:
+                raise
+            raise type(exc)(f"{self.context}: {exc}") from None
 
 
 class Coordinator(Protocol):
@@ -92,7 +110,7 @@ def plan(instances: list[Instance], store: ArtifactStore) -> list[PlanEntry]:
         if missing:
             raise ConfigError(f"instance {inst.id} needs {missing[0]}, which is not planned before it")
         upstream = {name: keys[src] for name, src in inst.inputs.items()}
-        key = inst.stage.key(inst.config, upstream)
+        key = inst.key(upstream)
         keys[inst.id] = key
         entries.append(PlanEntry(inst, key, store.exists(inst.stage.name, key), upstream))
     return entries
@@ -197,7 +215,7 @@ def execute(
         if isinstance(seed, int):
             seed_everything(seed)
         started = time.time()
-        artifact = inst.stage.run(inst.config, **inputs)
+        artifact = inst.run(**inputs)
         seconds = time.time() - started
         summary = inst.stage.summary(artifact) if inst.stage.summary else {}
         meta = {
@@ -242,7 +260,7 @@ def execute(
             seed = getattr(inst.config, "seed", None)
             if isinstance(seed, int):
                 seed_everything(seed)
-            inst.stage.run(inst.config, **inputs)
+            inst.run(**inputs)
         with store.lock(name, key):  # rank 0 holds it until saved: a wait without the barrier's timeout
             pass
         coordinator.barrier()

@@ -250,8 +250,8 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     rows = [[name, metrics.get("accuracy"), metrics.get("macro_f1")]]
     parts = blend.get("test_accuracy") if split == "test" else blend.get("validation_accuracy")
     if blend and isinstance(parts, dict):
-        rows.append(["  its RNN alone", parts.get("rnn"), None])
-        rows.append(["  its TF-IDF n-gram linear model alone", parts.get("linear"), None])
+        rows.append(["the blend's RNN alone", parts.get("rnn"), None])
+        rows.append(["the blend's TF-IDF n-gram linear model alone", parts.get("linear"), None])
     for key, label in BASELINES:
         baseline = (lsa_metrics or {}).get(key)
         if isinstance(baseline, dict):

@@ -329,7 +329,7 @@ def summarize(result: ClassifierResult) -> dict:
     test = result.metrics.get("test", {})
     return {"val_accuracy": result.metrics.get("validation", {}).get("accuracy"),
             "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
-            "seconds": result.metrics.get("seconds")}
+            "blend_weight": (result.metrics.get("blend") or {}).get("weight"), "seconds": result.metrics.get("seconds")}
 
 
 STAGE = Stage(
