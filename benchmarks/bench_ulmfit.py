@@ -169,6 +169,12 @@ def ablation_configs(name: str, cfgs):
     return c
 
 
+def checkpoint(results: dict, name: str, entry: dict) -> None:
+    """Write what is finished so far to results/ulmfit.partial.json: a long run stopped early keeps its rows."""
+    partial = dict(results, **{name: entry})
+    (HERE / "results" / "ulmfit.partial.json").write_text(json.dumps(partial, indent=1, default=str) + "\n", encoding="utf-8")
+
+
 # --- fastai from scratch -------------------------------------------------------------------------------------
 def run_fastai(cfgs, corpus, validation_indexes: np.ndarray, workdir: Path) -> dict:
     """fastai 2.8 ULMFiT without pretraining: LM on all target texts, then the gradual-unfreezing recipe."""
@@ -390,6 +396,7 @@ def main() -> None:
             ours = run_ours(cfgs, data, pretrained)
             validation = ours.pop("_validation_indexes")
             entry["ours"] = ours
+            checkpoint(results, name, entry)
             pretrain_cost = pretrained.metrics.get("seconds", 0) / 60
             target = TARGETS.get(name)
             verdict = "-"
@@ -415,12 +422,14 @@ def main() -> None:
                     out = run_ours(ablation_configs(ablation, cfgs), data, pretrained, label=ablation)
                 out.pop("_validation_indexes")
                 entry[ablation] = out
+                checkpoint(results, name, entry)
                 rows.append([name, f"ours, {ablation}", out["test_accuracy"], out["test_macro_f1"], out["val_accuracy"],
                              out["minutes"], "-", "-"])
                 rows += component_rows(name, f"ours, {ablation}", out)
             if not args.skip_fastai:
                 fastai = run_fastai(cfgs, corpus, validation, workdir / name)
                 entry["fastai_scratch"] = fastai
+                checkpoint(results, name, entry)
                 rows.append([name, "fastai 2.8 ULMFiT, no pretraining", fastai["test_accuracy"], "-", fastai["val_accuracy"],
                              fastai["minutes"], "-", "-"])
             from nlp_pipeline.stages.lsa import LsaConfig, fit_lsa
