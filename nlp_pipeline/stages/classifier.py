@@ -10,6 +10,10 @@ length-sorted within shuffled chunks and padded at the end.
 Model selection: after every epoch the validation set is scored and the best epoch (accuracy, then loss) is
 kept. The validation set is the corpus's labelled dev split when it has one (validation_split = "auto"), else
 a seeded, stratified `validation_fraction` of train. The test split is predicted once, at the end, to report.
+Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
+train documents (C by 3-fold CV among them), and the reported and bundled probabilities are
+(1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation; metrics["blend"] keeps
+both parts' scores. w = 0 is the RNN alone.
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
@@ -256,7 +260,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
                                    "initialisation": initialisation, "train_documents": int(len(train))}
         linear = None
-        if cfg.blend_linear:
+        if cfg.blend_linear and len(np.unique(labels[train])) >= 2:  # a logistic regression needs two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
             val_metrics = classification_metrics(labels[valid], val_probs.argmax(1), list(data.label_names))
             metrics["validation"] = dict(val_metrics, source=valid_source)
