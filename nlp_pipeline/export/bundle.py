@@ -334,6 +334,7 @@ class Classifier:
         """
         import torch
 
+        from nlp_pipeline.models.linear import blend_in
         from nlp_pipeline.models.training import predict_classifier
 
         single, items = _as_texts(texts)
@@ -348,10 +349,7 @@ class Classifier:
         with torch.inference_mode():
             probs = predict_classifier(self.model, ids, offsets, np.arange(len(docs)), self.pad_id, self.max_length,
                                        batch_size, self.device, self.dtype)
-        if self.linear is not None and self.linear.weight > 0:
-            from nlp_pipeline.models.linear import blend, linear_proba
-
-            probs = blend(probs, linear_proba(self.linear, docs), self.linear.weight)
+        probs = blend_in(self.linear, probs, docs)
         return probs[0] if single else probs
 
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:

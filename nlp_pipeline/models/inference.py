@@ -15,6 +15,7 @@ import torch
 
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel
 from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet, build_classifier, build_language_model
+from nlp_pipeline.models.linear import blend_in
 from nlp_pipeline.models.training import load_numpy_state, predict_classifier
 
 
@@ -40,9 +41,4 @@ def classify_ids(model: ClassifierNet, docs: list[np.ndarray], result: Classifie
     pad_id = result.vocab.stoi["xxpad"]
     probs = predict_classifier(model, ids, offsets, np.arange(len(docs)), pad_id, result.max_length, batch_size,
                                torch.device(device))
-    linear = getattr(result, "linear", None)
-    if linear is not None and linear.weight > 0:
-        from nlp_pipeline.models.linear import blend, linear_proba
-
-        probs = blend(probs, linear_proba(linear, [np.asarray(d)[: result.max_length] for d in docs]), linear.weight)
-    return probs
+    return blend_in(getattr(result, "linear", None), probs, [np.asarray(d)[: result.max_length] for d in docs])

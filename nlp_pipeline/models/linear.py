@@ -3,6 +3,7 @@
     model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[0.25, 1, 4, 16], seed=0)
     probs = linear_proba(model, docs)            # (len(docs), n_classes) float32
     blended = blend(neural_probs, probs, model.weight)
+    blended = blend_in(model, neural_probs, docs)  # the same, and a no-op for model None or weight 0
 
 Features are computed from the same id arrays the RNN reads, so a bundle needs no second vocabulary of
 strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
@@ -181,15 +182,12 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         m = LogisticRegression(C=best, max_iter=2000, random_state=seed).fit(x, y)
     coef = np.ascontiguousarray(m.coef_, dtype=np.float32)  # sklearn's may be column-major; safetensors wants C order
     intercept = np.ascontiguousarray(m.intercept_, dtype=np.float32)
-    if len(m.classes_) != n_classes:  # a class absent from the fitting docs: give it a column that never wins
+    if len(m.classes_) != n_classes:  # a class absent from the fitting docs: give it a row that never wins
+        if coef.shape[0] == 1:  # a binary fit: softmax over scores [0, s] equals sigmoid(s)
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]], np.float32)
         full_coef = np.zeros((n_classes, n_features), np.float32)
         full_int = np.full(n_classes, -30.0, np.float32)
-        rows_of = m.classes_ if coef.shape[0] == len(m.classes_) else None
-        if rows_of is None:  # binary fit on a multi-class problem: class 1 vs class 0 scores
-            full_coef[m.classes_[1]], full_int[m.classes_[1]] = coef[0], intercept[0]
-            full_int[m.classes_[0]] = 0.0
-        else:
-            full_coef[rows_of], full_int[rows_of] = coef, intercept
+        full_coef[m.classes_], full_int[m.classes_] = coef, intercept
         coef, intercept = full_coef, full_int
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
                        n_classes=n_classes, pad_id=pad_id, C=float(best), selection={"cv_accuracy": selection})
@@ -200,6 +198,14 @@ def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
     if weight <= 0.0:
         return np.asarray(neural, np.float32)
     return ((1.0 - weight) * np.asarray(neural, np.float64) + weight * np.asarray(linear, np.float64)).astype(np.float32)
+
+
+def blend_in(model: LinearModel | None, neural: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    """The classifier's output: `neural` probabilities of `docs` (id arrays as the RNN read them) blended with
+    model's at model.weight; `neural` unchanged when there is no model or its weight is 0."""
+    if model is None or model.weight <= 0.0:
+        return np.asarray(neural, np.float32)
+    return blend(neural, linear_proba(model, docs), model.weight)
 
 
 def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray) -> tuple[float, dict]:

@@ -270,13 +270,13 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             if linear is not None:
                 from nlp_pipeline.models.linear import blend, linear_proba
 
-                metrics["blend"]["test_accuracy"] = {"rnn": metrics["test"]["accuracy"]}
+                rnn_accuracy = metrics["test"]["accuracy"]
                 linear_test = linear_proba(linear, _docs(data, test, cfg.max_length))
-                test_probs = blend(test_probs, linear_test, linear.weight)
+                test_probs = blend(test_probs, linear_test, linear.weight)  # what predict gives (models.linear.blend_in)
                 metrics["test"] = classification_metrics(labels[test], test_probs.argmax(1), list(data.label_names))
-                metrics["blend"]["test_accuracy"].update(
-                    linear=round(float((linear_test.argmax(1) == labels[test]).mean()), 4),
-                    blend=metrics["test"]["accuracy"])
+                linear_accuracy = float((linear_test.argmax(1) == labels[test]).mean())
+                metrics["blend"]["test_accuracy"] = {"rnn": rnn_accuracy, "linear": round(linear_accuracy, 4),
+                                                     "blend": metrics["test"]["accuracy"]}
         metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
                        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
         if processes > 1:
@@ -292,8 +292,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
 
 def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.ndarray]:
     """The id arrays of documents `docs`, cut to max_length like the RNN reads them."""
-    ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
-    return [ids[offsets[i]: min(offsets[i + 1], offsets[i] + max_length)] for i in docs]
+    return [data.doc_ids(int(i))[:max_length] for i in docs]
 
 
 def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, train: np.ndarray, valid: np.ndarray,
