@@ -28,7 +28,7 @@ TEXTS = POSITIVE + NEGATIVE
 ODD_TEXTS = ["", "   \n\t ", "i loved it and " * 2000, "Это ужасный фильм", "映画は素晴らしい", "🎬🍿 GREAT!!!"]
 
 
-def make_tiny_result(max_length: int = 500) -> tuple[ClassifierResult, Corpus]:
+def make_tiny_result(max_length: int = 500, **options) -> tuple[ClassifierResult, Corpus]:
     """A 2-class classifier trained for 2 epochs on 12 short reviews (4 more are its test split), ~1 s."""
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
     from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
@@ -40,7 +40,7 @@ def make_tiny_result(max_length: int = 500) -> tuple[ClassifierResult, Corpus]:
     data = numericalize(NumericalizationConfig(min_freq=1), tokenize(TokenizationConfig(workers=1), corpus))
     cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4, max_length=max_length,
                            stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
-                           precision="float32", num_threads=1)
+                           precision="float32", num_threads=1, **options)
     return train_classifier(cfg, data), corpus
 
 
@@ -138,6 +138,13 @@ def test_loaded_bundle_predicts_like_the_trained_model(tiny, classifier):
     np.testing.assert_allclose(probs, tiny.test_probabilities, rtol=0, atol=1e-6)
     in_memory = Classifier.from_result(tiny, num_threads=1).predict_proba(test_texts)
     np.testing.assert_allclose(probs, in_memory, rtol=0, atol=1e-6)
+
+
+def test_an_ensemble_bundle_predicts_like_the_trained_ensemble(tmp_path):
+    pair = make_tiny_result(members=2)[0]
+    loaded = Classifier.load(save_bundle(pair, tmp_path / "model"), num_threads=1)
+    probs = loaded.predict_proba([TEXTS[i] for i in pair.test_indexes])
+    np.testing.assert_allclose(probs, pair.test_probabilities, rtol=0, atol=1e-6)
 
 
 def test_one_text_and_a_batch_give_the_same_answer(classifier):

@@ -96,6 +96,32 @@ def test_classifier_uses_a_language_model_and_checks_its_vocabulary(pang_lee):
         train_classifier(cfg, other, lm)
 
 
+def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2,
+                           blend_linear=False)
+    single = train_classifier(cfg, pang_lee)
+    pair = train_classifier(dataclasses.replace(cfg, members=2), pang_lee)
+    assert pair.arch["members"] == 2 and "members" not in single.arch
+    assert [row["member"] for row in pair.history] == [1, 1, 2, 2]
+    assert [row["member"] for row in pair.metrics["members"]] == [1, 2]
+    assert np.array_equal(pair.validation_indexes, single.validation_indexes)  # one validation carve for all
+    # member 1 is exactly the single classifier (same seed); member 2 differs
+    first = {k[len("members.0."):]: v for k, v in pair.state_dict.items() if k.startswith("members.0.")}
+    second = {k[len("members.1."):]: v for k, v in pair.state_dict.items() if k.startswith("members.1.")}
+    assert first.keys() == second.keys() == single.state_dict.keys()
+    assert all(np.allclose(first[k], single.state_dict[k], atol=1e-6) for k in first)
+    assert not np.allclose(first["head.block2.2.weight"], second["head.block2.2.weight"])
+    # the ensemble's probabilities are the mean of its members', in the stage and after reloading
+    model = load_classifier(pair)
+    docs = [np.asarray(pang_lee.doc_ids(i)) for i in pair.test_indexes]
+    each = [classify_ids(member, docs, pair) for member in model.members]
+    np.testing.assert_allclose(classify_ids(model, docs, pair), (each[0] + each[1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(pair.test_probabilities, (each[0] + each[1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(each[0], single.test_probabilities, atol=1e-5)
+    with pytest.raises(ConfigError, match="members"):
+        ClassifierConfig(members=0).validate()
+
+
 def test_validation_uses_the_dev_split_when_present():
     docs = [["good", "fine"], ["bad", "awful"]] * 20
     splits = ["train"] * 30 + ["dev"] * 6 + ["test"] * 4

@@ -101,7 +101,9 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or _is_bundle_dir(out_dir))):
         raise ConfigError(f"{out_dir} exists and is not a bundle folder; choose another path or remove it")
-    embedding = result.state_dict.get("encoder.embedding.weight")
+    from nlp_pipeline.models.heads import embedding_weight
+
+    embedding = embedding_weight(result.state_dict)
     if embedding is None or np.shape(embedding)[0] != len(result.vocab):
         rows = "no" if embedding is None else np.shape(embedding)[0]
         raise DataError(f"LM/vocab mismatch: the classifier's embedding has {rows} rows but its vocabulary "
@@ -252,7 +254,7 @@ class Classifier:
         or a vocabulary that does not fit the embedding ("LM/vocab mismatch").
         """
         from nlp_pipeline.models.device import choose_device, resolve_precision
-        from nlp_pipeline.models.heads import build_classifier
+        from nlp_pipeline.models.heads import build_classifier, embedding_weight
 
         folder = resolve_bundle_dir(path)
         config = _read_json(folder, CONFIG_FILE)
@@ -269,7 +271,7 @@ class Classifier:
                 raise DataError(f"bundle {folder}: the vocabulary has no {needed!r} token; re-export it with {EXPORT_HINT}")
         state = _read_weights(folder / WEIGHTS_FILE)
         arch, labels = dict(config["arch"]), list(config["label_names"])
-        embedding = state.get("encoder.embedding.weight")
+        embedding = embedding_weight(state)
         rows = None if embedding is None else int(embedding.shape[0])
         if rows != len(vocab) or arch.get("vocab_size") != len(vocab):
             raise DataError(f"LM/vocab mismatch in bundle {folder}: {VOCAB_FILE} has {len(vocab)} tokens, the embedding "

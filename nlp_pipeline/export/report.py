@@ -201,7 +201,7 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
     lm_axes.set_xlabel("epoch")
     lm_axes.set_ylabel("perplexity")
 
-    history = classifier.history
+    history = [r for r in classifier.history if r.get("member", 1) == 1]  # an ensemble's first member
     epochs = list(range(1, len(history) + 1))
     if history:
         loss_axes.plot(epochs, [r.get("train_loss") for r in history], marker="o", label="train loss")
@@ -262,8 +262,9 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     validation = classifier.metrics.get("validation") or {}
     selected = classifier.metrics.get("selected") or {}
     details = [f"validation accuracy {_cell(validation.get('accuracy'))} ({validation.get('source', 'validation set')})"]
-    if selected:
-        details.append(f"best epoch: stage {selected.get('stage')} epoch {selected.get('epoch')}")
+    for row in classifier.metrics.get("members") or ([selected] if selected else []):
+        member = f"member {row['member']}'s " if "member" in row else ""
+        details.append(f"{member}best epoch: stage {row.get('stage')} epoch {row.get('epoch')}")
     for key, label in (("initialisation", "encoder from"), ("train_documents", "training documents"),
                        ("seconds", "training seconds"), ("device", "device"), ("precision", "precision")):
         if classifier.metrics.get(key) is not None:
@@ -294,8 +295,13 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     else:
         lines.append("No language model in this run (the classifier's encoder started from random weights).")
     lines += ["", "### Classifier epochs", ""]
-    lines += _table(["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss", "val accuracy", "seconds"],
-                    [[r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
+    members = any("member" in r for r in classifier.history)
+    if members:
+        lines += [f"An ensemble of {classifier.arch.get('members')} classifiers (seeds seed, seed + 1, ...); the "
+                  "curves show the first, the table all. Each member keeps its best epoch.", ""]
+    lines += _table((["member"] if members else []) +
+                    ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss", "val accuracy", "seconds"],
+                    [([r.get("member")] if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
                       f"{r['learning_rate']:g}" if isinstance(r.get("learning_rate"), (int, float)) else None,
                       r.get("train_loss"), r.get("val_loss"), r.get("val_accuracy"), _seconds(r.get("seconds"))]
                      for r in classifier.history])

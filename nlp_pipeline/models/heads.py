@@ -8,6 +8,7 @@
 - ClassifierNet: encoder -> concat pooling [last real step, max, mean over non-pad steps] -> two blocks of
   BatchNorm1d + dropout + linear (ReLU between) -> logits. Documents are padded at the END and the RNN is
   causal, so pad tokens never change the outputs at real positions; pooling skips them.
+- ClassifierEnsemble: several ClassifierNets whose probabilities are averaged.
 Limits: full softmax only (no sampled/adaptive softmax); single-label classification only.
 """
 
@@ -206,6 +207,38 @@ class ClassifierNet(nn.Module):
         return {**encoder_arch(self.encoder), "num_classes": self.num_classes, "head_hidden_dim": self.head_hidden_dim}
 
 
+class ClassifierEnsemble(nn.Module):
+    """n ClassifierNets trained apart (seeds seed, seed + 1, ...) that answer together: forward returns
+    log(mean of the members' softmax), so a softmax of it is the mean of their probabilities. Document vectors
+    and `encoder` are the first member's. Its state_dict names are "members.<i>.<ClassifierNet name>"."""
+
+    def __init__(self, members: list[ClassifierNet]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(members)
+        self.num_classes, self.head_hidden_dim = members[0].num_classes, members[0].head_hidden_dim
+
+    @property
+    def encoder(self) -> AwdEncoder:
+        return self.members[0].encoder
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        probs = torch.stack([F.softmax(m(ids, lengths).float(), dim=1) for m in self.members]).mean(0)
+        return probs.clamp_min(1e-12).log()  # (B, C)
+
+    def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.members[0].document_vectors(ids, lengths)
+
+    def arch(self) -> dict[str, Any]:
+        return {**self.members[0].arch(), "members": len(self.members)}
+
+
+def embedding_weight(state: dict[str, Any]) -> Any:
+    """The (first) encoder's embedding matrix in a ClassifierNet's or ClassifierEnsemble's state, or None."""
+    return state.get("encoder.embedding.weight", state.get("members.0.encoder.embedding.weight"))
+
+
 def build_encoder(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.0, 0.0, 0.0)) -> AwdEncoder:
     return AwdEncoder(arch["vocab_size"], arch["embedding_dim"], arch["hidden_dim"], arch["num_layers"],
                       arch["rnn_type"], arch["pad_id"], dropouts)
@@ -218,6 +251,11 @@ def build_language_model(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0
 
 
 def build_classifier(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.0, 0.0, 0.0),
-                     head_dropouts: tuple[float, float] = (0.0, 0.0)) -> ClassifierNet:
-    """Rebuild a ClassifierNet from `arch` (ClassifierNet.arch()); load weights separately."""
-    return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts)
+                     head_dropouts: tuple[float, float] = (0.0, 0.0)) -> ClassifierNet | ClassifierEnsemble:
+    """Rebuild a ClassifierNet (or a ClassifierEnsemble when arch["members"] > 1) from `arch` (their arch());
+    load weights separately."""
+    def one() -> ClassifierNet:
+        return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts)
+
+    members = int(arch.get("members", 1))
+    return ClassifierEnsemble([one() for _ in range(members)]) if members > 1 else one()

@@ -10,6 +10,8 @@ length-sorted within shuffled chunks and padded at the end.
 Model selection: after every epoch the validation set is scored and the best epoch (accuracy, then loss) is
 kept. The validation set is the corpus's labelled dev split when it has one (validation_split = "auto"), else
 a seeded, stratified `validation_fraction` of train. The test split is predicted once, at the end, to report.
+Ensemble (members > 1): that many classifiers are trained the same way from the same LM with seeds seed,
+seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble); each selects its own epoch.
 Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
 train documents (C by 3-fold CV among them), and the reported and bundled probabilities are
 (1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation; metrics["blend"] keeps
@@ -68,6 +70,7 @@ class ClassifierConfig:
     blend_linear: bool = True           # also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
     linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
     linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
+    members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
     device: str = "auto"                # "auto", "cpu" or "cuda" (volatile)
@@ -92,6 +95,8 @@ class ClassifierConfig:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
         if not 1 <= self.linear_ngrams <= 3 or not self.linear_c_grid or any(c <= 0 for c in self.linear_c_grid):
             raise ConfigError("classifier.linear_ngrams must be 1, 2 or 3 and linear_c_grid a non-empty list of C > 0")
+        if not 1 <= self.members <= 10:
+            raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
         if self.max_length < 1 or self.batch_size < 2:
             raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
 
@@ -238,19 +243,31 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         raise ConfigError(f"classifier.batch_size ({cfg.batch_size}) must be at least 2 x the number of processes "
                           f"({processes}): BatchNorm needs 2 documents in each process's share of a batch")
     with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
-        dtype = resolve_precision(device, cfg.precision)
-        model, initialisation = build_classifier_model(cfg, data, lm)
-        model.to(device)
-        stages = _stages(cfg, len(model.layer_groups()))
+        import torch
 
+        from nlp_pipeline.models.heads import ClassifierEnsemble
+
+        dtype = resolve_precision(device, cfg.precision)
         ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
-        history, best_state, best_row = fit_classifier(
-            model, ids, offsets, labels, train, valid, stages=stages, discriminative_factor=cfg.discriminative_factor,
-            batch_size=cfg.batch_size, max_length=cfg.max_length, pad_id=pad, schedule=cfg.schedule,
-            warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2),
-            clip=cfg.clip, patience=cfg.patience, rng=np.random.default_rng(cfg.seed + 1), device=device, dtype=dtype,
-        )
-        model.load_state_dict(best_state)
+        nets, history, selected = [], [], []
+        for member in range(cfg.members):
+            if member:  # member 0 draws from the session's seeding, as a single classifier does
+                torch.manual_seed(cfg.seed + member)
+            model, initialisation = build_classifier_model(cfg, data, lm)
+            model.to(device)
+            rows, best_state, best_row = fit_classifier(
+                model, ids, offsets, labels, train, valid, stages=_stages(cfg, len(model.layer_groups())),
+                discriminative_factor=cfg.discriminative_factor, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
+                betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience,
+                rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
+            )
+            model.load_state_dict(best_state)
+            nets.append(model)
+            history += [dict(r, member=member + 1) for r in rows] if cfg.members > 1 else rows
+            selected.append(dict(best_row, member=member + 1) if cfg.members > 1 else best_row)
+        model = ClassifierEnsemble(nets) if len(nets) > 1 else nets[0]
+        best_row = selected[0]
 
         def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
             probs = predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
@@ -259,6 +276,8 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         val_probs, val_metrics = scores(valid)
         metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
                                    "initialisation": initialisation, "train_documents": int(len(train))}
+        if cfg.members > 1:  # each member's best epoch; metrics["selected"] is the first's
+            metrics["members"] = selected
         linear = None
         if cfg.blend_linear and len(np.unique(labels[train])) >= 2:  # a logistic regression needs two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
