@@ -82,6 +82,22 @@ def separable(n_docs: int, n_classes: int, seed: int) -> tuple[list[np.ndarray],
 
 # --- ngram_keys ---------------------------------------------------------------------------------------------
 
+def test_doc_terms_match_ngram_keys_document_by_document():
+    from nlp_pipeline.models.linear import _doc_terms
+
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, 9, size=n) for n in (0, 1, 2, 5, 3, 0, 7)]  # empty and short documents too
+    terms = _doc_terms(docs, 3, 9, pad_id=1)
+    for n, (rows, keys) in zip((1, 2, 3), terms):
+        expected_rows, expected_keys = [], []
+        for i, doc in enumerate(docs):
+            k = ngram_keys(doc[doc != 1], n, 9)
+            expected_rows += [i] * len(k)
+            expected_keys += k.tolist()
+        assert rows.tolist() == expected_rows and keys.tolist() == expected_keys
+    assert [len(k) for _, k in _doc_terms([], 2, 9, pad_id=-1)] == [0, 0]
+
+
 def test_ngram_keys_by_hand():
     assert ngram_keys(np.array([1, 2, 3]), 2, 10).tolist() == [12, 23]
     assert ngram_keys(np.array([1, 2, 3]), 3, 10).tolist() == [123]

@@ -70,19 +70,25 @@ def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
 
 
 def _doc_terms(docs: list[np.ndarray], ngrams: int, vocab_size: int, pad_id: int):
-    """Per order 1..ngrams: (document index, key) pairs of every occurrence."""
-    out = []
-    for n in range(1, ngrams + 1):
-        rows, keys = [], []
-        for i, doc in enumerate(docs):
-            doc = np.asarray(doc, np.int64)
-            if pad_id >= 0:
-                doc = doc[doc != pad_id]
-            k = doc if n == 1 else ngram_keys(doc, n, vocab_size)
-            rows.append(np.full(len(k), i, np.int64))
-            keys.append(k)
-        out.append((np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                    np.concatenate(keys) if keys else np.zeros(0, np.int64)))
+    """Per order 1..ngrams: (document index, key) pairs of every occurrence, document by document in order.
+    One pass over all documents' ids joined end to end; an n-gram counts only if it stays inside one document."""
+    lengths = np.array([len(d) for d in docs], np.int64)
+    ids = np.concatenate([np.asarray(d, np.int64) for d in docs]) if len(docs) else np.zeros(0, np.int64)
+    doc = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    if pad_id >= 0:
+        keep = ids != pad_id
+        ids, doc = ids[keep], doc[keep]
+    out = [(doc, ids)]
+    for n in range(2, ngrams + 1):
+        starts = len(ids) - n + 1
+        if starts <= 0:
+            out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            continue
+        inside = doc[:starts] == doc[n - 1:]  # first and last token in the same document
+        key = np.zeros(starts, np.int64)
+        for j in range(n):
+            key = key * vocab_size + ids[j: starts + j]
+        out.append((doc[:starts][inside], key[inside]))
     return out
 
 
