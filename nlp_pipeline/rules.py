@@ -256,7 +256,8 @@ def detokenize(tokens: Iterable[str]) -> str:
     detokenize(['so', 'xxrep', '3', '!', 'xxwrep', '3', 'no']) -> 'so !!! no no no'
     Spacing is a guess (no space before , . ! ? ) n't 's and the like, none after ( [ $ #): text that was
     tokenized loses its original spacing and its mixed case ('iPhone' stays 'iphone'), so this is an inverse
-    for reading, not an exact one. A marker without a following token is kept as it is.
+    for reading, not an exact one. A marker without a following token is kept as it is; a case marker before
+    another special token is dropped ('xxmaj xxunk' -> 'xxunk').
     """
     tokens = list(tokens)
     words: list[str] = []
@@ -267,6 +268,9 @@ def detokenize(tokens: Iterable[str]) -> str:
             i += 1
         elif token in (TK_UP, TK_MAJ) and i + 1 < n:
             following = tokens[i + 1]
+            if following in SPECIAL_TOKENS:  # a case marker before xxunk (a rare capitalised word): leave xxunk as is
+                i += 1
+                continue
             words.append(following.upper() if token == TK_UP else following[:1].upper() + following[1:])
             i += 2
         elif token in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():

@@ -129,6 +129,7 @@ def test_special_tokens_order():
     (["xxwrep", "3", "xxmaj", "no", "."], "No No No."),
     (["(", "a", ",", "b", ")", "$", "5", "xxpad", "xxpad"], "(a, b) $5"),
     (["xxunk", "is", "kept"], "xxunk is kept"),
+    (["xxmaj", "xxunk", "said", "xxup", "xxunk"], "xxunk said xxunk"),  # no 'Xxunk': a case marker before a special goes
     (["dangling", "xxmaj"], "dangling xxmaj"),         # a marker with nothing after it is shown as it is
     (["xxrep", "x", "y"], "xxrep x y"),                # not a count: shown as it is
     ([], ""),
