@@ -113,6 +113,20 @@ def test_report_names_the_blend_and_its_parts(tmp_path):
     assert "| the blend's RNN alone | 0.2500 | - |" in md and "| the blend's TF-IDF n-gram linear model alone | 0.7500 | - |" in md
 
 
+def test_report_of_an_ensemble_lists_every_member(tmp_path):
+    import dataclasses
+
+    result = hand_result()
+    history = [dict(r, member=1) for r in result.history] + [dict(result.history[0], member=2, val_accuracy=0.3333)]
+    members = [{"stage": 1, "epoch": 2, "member": 1}, {"stage": 1, "epoch": 1, "member": 2}]
+    result = dataclasses.replace(result, arch={"members": 2}, history=history, metrics=dict(result.metrics, members=members))
+    write_report(tmp_path, TEXTS, result)
+    md = (tmp_path / "report.md").read_text()
+    assert "An ensemble of 2 classifiers" in md
+    assert "member 1's best epoch: stage 1 epoch 2; member 2's best epoch: stage 1 epoch 1" in md
+    assert "| 2 | 1 | 1 | 1 | 0.02 | 0.6900 | 0.6800 | 0.3333 |" in md  # the epoch table has a member column
+
+
 def test_report_without_test_split_lm_or_baselines(tmp_path):
     paths = write_report(tmp_path, None, hand_result(with_test=False))
     md = (tmp_path / "report.md").read_text()
