@@ -185,6 +185,7 @@ def main() -> None:
             out = Path(args.bundle_out) if args.bundle_out else workdir
             bundle, trained_seconds = train_bundle(train[::step], labels[::step], out, threads)
         arch = json.loads((bundle / "config.json").read_text())["arch"]
+        blend_weight = (json.loads((bundle / "config.json").read_text()).get("linear") or {}).get("weight", 0.0)
         bundle_mb = round(sum(p.stat().st_size for p in bundle.iterdir()) / 1e6, 2)
         rows = [measure_ours(bundle, "float32", texts, scale["latency_calls"], threads)]
         from nlp_pipeline.models.device import cpu_has_native_bfloat16
@@ -205,7 +206,7 @@ def main() -> None:
         row["throughput_vs_ours"] = round(row["texts_per_second"] / ours["texts_per_second"], 2)
     payload = {"versions": versions("torch", "fastai", "spacy", "scikit-learn"), "threads": threads, "scale": args.scale,
                "texts": len(texts), "text_source": source, "latency_calls": scale["latency_calls"],
-               "bundle": {"arch": arch, "megabytes": bundle_mb, "trained_here_seconds":
+               "bundle": {"arch": arch, "megabytes": bundle_mb, "blend_weight": blend_weight, "trained_here_seconds":
                           None if trained_seconds is None else round(trained_seconds, 1)},
                "rows": rows, "minutes": round((time.time() - started) / 60, 2)}
     lines = [
@@ -213,7 +214,8 @@ def main() -> None:
         f"`python benchmarks/bench_predict.py {' '.join(sys.argv[1:])}`  ",
         f"{payload['versions']}, {threads} threads, scale {args.scale}, {payload['minutes']} min in all", "",
         f"Bundle: LSTM {arch['embedding_dim']}/{arch['hidden_dim']}/{arch['num_layers']}, vocabulary {arch['vocab_size']}, "
-        f"{arch['num_classes']} classes, {bundle_mb} MB on disk. Texts: {source} test texts, {len(texts)} in all "
+        f"{arch['num_classes']} classes, {bundle_mb} MB on disk, linear model blended in with weight {blend_weight} "
+        f"(0: the RNN alone, its linear part never computed). Texts: {source} test texts, {len(texts)} in all "
         f"(latency: median / 90th percentile of {scale['latency_calls']} single-text calls; throughput: one call, batches of 64).",
         "",
         markdown_table(["implementation", "load / fit s", "1 text median ms", "1 text p90 ms", "texts/s",
