@@ -107,6 +107,15 @@ def classifier_job(out: str) -> None:
              test_probabilities=result.test_probabilities, **result.state_dict)
 
 
+def ensemble_job(out: str) -> None:
+    """Two classifiers (classifier.members = 2), each trained data-parallel in turn."""
+    from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+
+    cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 1], "members": 2})
+    result = train_classifier(cfg, _tiny_classifier_data())
+    np.savez(_rank_file(out), test_probabilities=result.test_probabilities, **result.state_dict)
+
+
 def _rank_file(out: str) -> str:
     return f"{out}.rank{distributed.rank()}.npz"
 
@@ -115,6 +124,7 @@ def both_jobs(out: str) -> None:
     """Both jobs in one pair of processes (starting a process that imports torch is most of the cost)."""
     lm_job(out + "-lm")
     classifier_job(out + "-classifier")
+    ensemble_job(out + "-ensemble")
 
 
 JOBS = {"lm": lm_job, "classifier": classifier_job, "both": both_jobs}
@@ -189,6 +199,15 @@ def test_classifier_stage_two_processes_agree_and_learn(two_processes):
     probs = predict_classifier(model, np.asarray(data.ids), np.asarray(data.offsets), data.indices("test"),
                                data.vocab.stoi["xxpad"], 500, 16, torch.device("cpu"))
     np.testing.assert_allclose(ranks[0]["test_probabilities"], probs, atol=1e-5)
+
+
+def test_an_ensemble_trains_data_parallel_member_by_member(two_processes):
+    ranks = [np.load(f"{two_processes}-ensemble.rank{r}.npz") for r in range(2)]
+    for name in ranks[0].files:  # both members' weights and the averaged test probabilities agree across processes
+        assert np.array_equal(ranks[0][name], ranks[1][name]), name
+    first, second = ranks[0]["members.0.head.block2.2.weight"], ranks[0]["members.1.head.block2.2.weight"]
+    assert first.shape == second.shape and not np.allclose(first, second)  # two different seeds
+    assert ranks[0]["test_probabilities"].shape == (40, 2)
 
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
