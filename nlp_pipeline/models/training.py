@@ -391,11 +391,12 @@ def fit_classifier(
     rng: np.random.Generator,
     device: torch.device,
     dtype: torch.dtype | None = None,
+    progress_label: str = "classifier",
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
     """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
     LRs for `epochs` epochs under one schedule cycle. After every epoch the validation set is scored; the
     best state (accuracy, then lower loss) is kept and returned with its history row. `patience` > 0 stops a
-    stage after that many epochs without improvement (0 = never).
+    stage after that many epochs without improvement (0 = never). `progress_label` starts each progress bar's name.
 
     Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
     its shard of each (documents r, r + W, ... of the length-sorted batch), a batch being skipped everywhere
@@ -425,7 +426,7 @@ def fit_classifier(
             model.train()
             started, loss_sum, seen = time.perf_counter(), 0.0, 0
             batches = sortish_batches(lengths, batch_size, rng)
-            for batch in tqdm(batches, desc=f"classifier stage {stage_index + 1} epoch {epoch + 1}",
+            for batch in tqdm(batches, desc=f"{progress_label} stage {stage_index + 1} epoch {epoch + 1}",
                               disable=None if rank == 0 else True, leave=False):
                 docs = train_docs[batch]
                 if world > 1:

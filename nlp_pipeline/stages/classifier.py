@@ -261,6 +261,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
+                progress_label=f"classifier {member + 1}/{cfg.members}" if cfg.members > 1 else "classifier",
             )
             model.load_state_dict(best_state)
             nets.append(model)
