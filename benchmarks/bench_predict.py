@@ -184,8 +184,8 @@ def main() -> None:
             step = max(1, len(train) // 2000) if args.scale == "small" else 1  # every k-th text: all labels stay
             out = Path(args.bundle_out) if args.bundle_out else workdir
             bundle, trained_seconds = train_bundle(train[::step], labels[::step], out, threads)
-        arch = json.loads((bundle / "config.json").read_text())["arch"]
-        blend_weight = (json.loads((bundle / "config.json").read_text()).get("linear") or {}).get("weight", 0.0)
+        config = json.loads((bundle / "config.json").read_text())
+        arch, blend_weight = config["arch"], (config.get("linear") or {}).get("weight", 0.0)
         bundle_mb = round(sum(p.stat().st_size for p in bundle.iterdir()) / 1e6, 2)
         rows = [measure_ours(bundle, "float32", texts, scale["latency_calls"], threads)]
         from nlp_pipeline.models.device import cpu_has_native_bfloat16

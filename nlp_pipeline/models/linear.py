@@ -80,15 +80,9 @@ def _doc_terms(docs: list[np.ndarray], ngrams: int, vocab_size: int, pad_id: int
         ids, doc = ids[keep], doc[keep]
     out = [(doc, ids)]
     for n in range(2, ngrams + 1):
-        starts = len(ids) - n + 1
-        if starts <= 0:
-            out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
-            continue
-        inside = doc[:starts] == doc[n - 1:]  # first and last token in the same document
-        key = np.zeros(starts, np.int64)
-        for j in range(n):
-            key = key * vocab_size + ids[j: starts + j]
-        out.append((doc[:starts][inside], key[inside]))
+        key = ngram_keys(ids, n, vocab_size)  # every window of the joined stream, also those across documents
+        inside = doc[: len(key)] == doc[n - 1:]  # first and last token in the same document
+        out.append((doc[: len(key)][inside], key[inside]))
     return out
 
 

@@ -265,8 +265,9 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             )
             model.load_state_dict(best_state)
             nets.append(model)
-            history += [dict(r, member=member + 1) for r in rows] if cfg.members > 1 else rows
-            selected.append(dict(best_row, member=member + 1) if cfg.members > 1 else best_row)
+            tag = {"member": member + 1} if cfg.members > 1 else {}
+            history += [dict(r, **tag) for r in rows]
+            selected.append(dict(best_row, **tag))
         model = ClassifierEnsemble(nets) if len(nets) > 1 else nets[0]
         best_row = selected[0]
 
