@@ -18,6 +18,11 @@ import numpy as np
 
 SPLITS = ("train", "dev", "test", "unsup")  # split codes stored in `splits` arrays are indexes into this
 UNLABELLED = -1                              # label id of unlabelled documents (split "unsup", or a general corpus)
+# What a document's label is, and how `labels` holds it (unlabelled documents in brackets):
+#   "class"        one class per text: (n_docs,) int32 ids into label_names (UNLABELLED)
+#   "multi_label"  a set of classes per text: (n_docs, n_names) int8 0/1 indicators over label_names (a row of UNLABELLED)
+#   "regression"   a number per text: (n_docs,) float32 (NaN); label_names holds the one target's name
+TARGET_TYPES = ("class", "multi_label", "regression")
 
 
 def split_code(name: str) -> int:
@@ -25,17 +30,43 @@ def split_code(name: str) -> int:
     return SPLITS.index(name)
 
 
+def labelled_mask(labels: np.ndarray) -> np.ndarray:
+    """(n_docs,) bool: which documents carry a label, whatever the target type (see TARGET_TYPES):
+    [0, -1, 2] -> [T, F, T]; [[1, 0], [-1, -1]] -> [T, F]; [0.5, nan] -> [T, F]."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        return ~np.isnan(labels)
+    return labels[:, 0] >= 0 if labels.ndim == 2 else labels >= 0
+
+
+def label_text(labels: np.ndarray, i: int, label_names: list[str]) -> str:
+    """Document i's label as text: "pos"; "comedy|drama" for a set (a blank for the empty set); "3.25" for a
+    number; "unlabelled" when it has none."""
+    labels = np.asarray(labels)
+    if not labelled_mask(labels[i:i + 1])[0]:
+        return "unlabelled"
+    if labels.dtype.kind == "f":
+        return f"{float(labels[i]):g}"
+    if labels.ndim == 2:
+        return "|".join(label_names[j] for j in np.flatnonzero(labels[i] > 0))
+    return label_names[int(labels[i])]
+
+
 @dataclass
 class _Documents:
     """Labels and splits shared by every per-document artifact."""
 
-    labels: np.ndarray        # (n_docs,) int32 label ids, UNLABELLED for unlabelled texts
+    labels: np.ndarray        # (n_docs,) int32 label ids, UNLABELLED for unlabelled texts (other shapes: TARGET_TYPES)
     splits: np.ndarray        # (n_docs,) int8 codes into SPLITS
-    label_names: list[str]    # label id -> name
+    label_names: list[str]    # label id -> name (regression: the target's name)
+    target_type: str = "class"  # one of TARGET_TYPES: how `labels` holds each document's label
 
-    def indices(self, split: str) -> np.ndarray:
-        """Document indexes of one split, in corpus order."""
-        return np.flatnonzero(np.asarray(self.splits) == split_code(split))
+    def indices(self, split: str, labelled: bool = False) -> np.ndarray:
+        """Document indexes of one split, in corpus order; labelled=True keeps those with a label."""
+        keep = np.asarray(self.splits) == split_code(split)
+        if labelled:
+            keep &= labelled_mask(self.labels)
+        return np.flatnonzero(keep)
 
     def split_sizes(self) -> dict[str, int]:
         counts = np.bincount(np.asarray(self.splits, dtype=np.int64), minlength=len(SPLITS))
@@ -187,16 +218,17 @@ class ClassifierResult:
     line up row by row (indexes are document positions in the corpus) for error analysis.
     """
 
-    arch: dict[str, Any]                 # encoder shapes + num_classes, head_hidden_dim
+    arch: dict[str, Any]                 # encoder shapes + num_classes (outputs), head_hidden_dim, target_type (+ target_mean/std)
     state_dict: dict[str, np.ndarray]    # parameter/buffer name -> array (BatchNorm running stats included)
     vocab: Vocab
-    label_names: list[str]               # class id -> name
+    label_names: list[str]               # class id -> name (regression: the target's name)
     max_length: int                      # documents are cut to their first max_length token ids
     tokenizer: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: stage, trainable_groups, train/val loss, val accuracy
     metrics: dict[str, Any] = field(default_factory=dict)        # {"validation": {...}, "test": {...}, "selected": {...}}
     validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored for model selection
     test_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))        # (n_test,) corpus positions of test documents
-    test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))         # (n_test,) true label ids
-    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes), blended
+    test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))         # (n_test,) true label ids (shapes: TARGET_TYPES)
+    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes), blended; regression: (n_test, 1) predicted values
     linear: Any = None                   # models.linear.LinearModel blended in with weight linear.weight, or None (the RNN alone)
+    target_type: str = "class"           # one of TARGET_TYPES

@@ -265,10 +265,14 @@ def cache_gc(cache_dir, runs_dir, dry_run):
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False), default=None,
               help="Classify the lines of this UTF-8 file (one text per line).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines {text, label, probabilities}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON lines {text, label, probabilities} ({text, labels, probabilities} for a multi-label "
+                   "model, {text, value} for a regression model).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
 def predict(model_path, texts, text_file, as_json, batch_size):
-    """Classify TEXT arguments, the lines of --file, or stdin: prints label, probability and the text."""
+    """Classify TEXT arguments, the lines of --file, or stdin: prints label, probability and the text.
+
+    A multi-label model prints its labels at p >= 0.5 joined by '|'; a regression model prints the value."""
     import itertools
 
     from nlp_pipeline.core.errors import ConfigError, DataError
@@ -367,7 +371,7 @@ def _classifier_documents(classifier, data, limit: int):
     import numpy as np
     import torch
 
-    from nlp_pipeline.artifacts import SPLITS, UNLABELLED
+    from nlp_pipeline.artifacts import SPLITS, label_text
     from nlp_pipeline.export.projector import ProjectorEmbedding
     from nlp_pipeline.models.inference import load_classifier
     from nlp_pipeline.models.training import predict_classifier
@@ -379,9 +383,8 @@ def _classifier_documents(classifier, data, limit: int):
                                  data.vocab.stoi["xxpad"], classifier.max_length, 64, torch.device("cpu"), features=True)
     rows = []
     for i in indexes:
-        label = int(data.labels[i])
         text = detokenize(data.vocab.tokens(data.doc_ids(int(i))[:30]))
-        rows.append((data.label_names[label] if label != UNLABELLED else "unlabelled", SPLITS[int(data.splits[i])], text))
+        rows.append((label_text(data.labels, int(i), data.label_names), SPLITS[int(data.splits[i])], text))
     return ProjectorEmbedding("classifier-docs", vectors, rows, ("label", "split", "text"))
 
 

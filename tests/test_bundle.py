@@ -16,7 +16,7 @@ from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.bundle import (
-    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked,
+    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
     save_bundle, snippet,
 )
 
@@ -333,3 +333,71 @@ def test_small_helpers():
     assert snippet("a\tb\nc") == "a b c"
     assert snippet("x" * 100, 10) == "x" * 9 + "…"
     assert list(chunked(["a", "b", "c"], 2)) == [["a", "b"], ["c"]]
+
+
+def make_target_result(target_type: str) -> ClassifierResult:
+    """The tiny set-up with a multi-label target (sentiment + 'mentions film') or a regression target (stars)."""
+    import dataclasses
+
+    from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+    from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
+
+    splits = [SPLITS.index("test" if i % 4 == 3 else "train") for i in range(len(TEXTS))]
+    corpus = Corpus(labels=np.array([1] * 8 + [0] * 8, np.int32), splits=np.array(splits, np.int8),
+                    label_names=["neg", "pos"], texts=list(TEXTS))
+    data = numericalize(NumericalizationConfig(min_freq=1), tokenize(TokenizationConfig(workers=1), corpus))
+    positive = np.arange(len(TEXTS)) < 8
+    if target_type == "multi_label":
+        film = np.array(["film" in t for t in TEXTS])
+        data = dataclasses.replace(data, labels=np.stack([~positive, positive, film], 1).astype(np.int8),
+                                   label_names=["neg", "pos", "film"], target_type="multi_label")
+    else:
+        data = dataclasses.replace(data, labels=np.where(positive, 4.5, 1.5).astype(np.float32), label_names=["stars"],
+                                   target_type="regression")
+    cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4,
+                           stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
+                           precision="float32", num_threads=1)
+    return train_classifier(cfg, data)
+
+
+@pytest.mark.parametrize("target_type", ["multi_label", "regression"])
+def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, tmp_path):
+    result = make_target_result(target_type)
+    folder = save_bundle(result, tmp_path / "model")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["arch"]["target_type"] == target_type and config["format_version"] == FORMAT_VERSION
+    loaded = Classifier.load(folder, num_threads=1)
+    texts = ["i loved this film", "boring", ""]
+    outputs = loaded._outputs(texts, 64)
+    np.testing.assert_allclose(outputs, Classifier.from_result(result, num_threads=1)._outputs(texts, 64), atol=1e-6)
+    one, batch = loaded.predict(texts[0]), loaded.predict(texts)
+    if target_type == "multi_label":
+        assert set(one) == {"labels", "probabilities"} and list(one["probabilities"]) == ["neg", "pos", "film"]
+        assert one["labels"] == [n for n, p in one["probabilities"].items() if p >= 0.5]
+        assert loaded.predict_proba(texts).shape == (3, 3)
+        with pytest.raises(DataError, match="not numbers"):
+            loaded.predict_values(texts)
+    else:
+        assert set(one) == {"value"} and one["value"] == pytest.approx(float(outputs[0, 0]), abs=1e-5)
+        assert [p["value"] for p in batch] == pytest.approx(loaded.predict_values(texts).tolist(), abs=1e-5)
+        assert 0.0 < loaded.predict_values("superb") < 6.0  # in stars, not standardised
+        with pytest.raises(DataError, match="predicts a number"):
+            loaded.predict_proba(texts)
+    # the command line: a TSV line and a JSON line per text
+    tsv = _predict(["--model", str(folder), "i loved this film"])
+    assert tsv.exit_code == 0, tsv.output
+    fields = tsv.output.rstrip("\n").split("\t")
+    row = json.loads(_predict(["--model", str(folder), "--json"], input="i loved this film\n").output)
+    if target_type == "multi_label":
+        assert fields[0] == "|".join(one["labels"]) and len(fields) == 3 and row["labels"] == one["labels"]
+    else:
+        assert float(fields[0]) == pytest.approx(one["value"], rel=1e-4) and fields[1] == "i loved this film"
+        assert row["value"] == pytest.approx(one["value"], abs=1e-5) and "label" not in row
+
+
+def test_format_prediction_of_each_target_type():
+    assert format_prediction("t", {"value": 3.14159}, False) == "3.14159\tt"
+    assert format_prediction("t", {"labels": ["a", "c"], "probabilities": {"a": 0.9, "b": 0.1, "c": 0.6}}, False) == "a|c\t0.6000\tt"
+    assert format_prediction("t", {"labels": [], "probabilities": {"a": 0.3, "b": 0.1}}, False) == "\t0.3000\tt"
+    assert json.loads(format_prediction("t", {"value": 2.5}, True)) == {"text": "t", "value": 2.5}

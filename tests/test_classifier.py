@@ -18,6 +18,7 @@ from nlp_pipeline.stages.classifier import (
     STAGE, ClassifierConfig, _stages, classification_metrics, stratified_holdout, train_classifier,
 )
 from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_language_model
+from nlp_pipeline.targets import multi_label_metrics
 
 from test_lm import numericalize_docs
 
@@ -161,3 +162,94 @@ def test_classifier_learns_trec6_questions_from_scratch():
     result = train_classifier(cfg, data)
     assert result.metrics["test"]["accuracy"] > 0.7
     assert result.metrics["validation"]["accuracy"] > 0.65
+
+
+def _as_target(data, labels, names, target_type):
+    return dataclasses.replace(data, labels=labels, label_names=names, target_type=target_type)
+
+
+def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, tmp_path):
+    """Mechanics on real sentences: per-label sigmoid probabilities, values back in the target's units, one
+    validation carve, the primary metric in the history, and the store/inference round trip."""
+    pos = np.asarray(pang_lee.labels) == 1
+    film = np.array([bool({"film", "movie"} & set(pang_lee.vocab.tokens(pang_lee.doc_ids(i)))) for i in range(len(pang_lee))])
+    indicators = np.stack([~pos, pos, film], 1).astype(np.int8)
+    values = (np.where(pos, 10.0, 2.0) + np.random.default_rng(1).normal(0, 0.5, len(pos))).astype(np.float32)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
+    store = ArtifactStore(tmp_path)
+    for target, labels, names in (("multi_label", indicators, ["neg", "pos", "film"]), ("regression", values, ["score"])):
+        data = _as_target(pang_lee, labels, names, target)
+        result = train_classifier(cfg, data)
+        test = data.indices("test")
+        width = 3 if target == "multi_label" else 1
+        assert result.target_type == target and result.arch["target_type"] == target
+        assert result.linear is None and "blend" not in result.metrics  # the blend is single-label only
+        assert result.test_probabilities.shape == (50, width) and result.arch["num_classes"] == width
+        assert np.array_equal(result.test_labels, labels[test])
+        assert len(result.validation_indexes) == 30  # 20 % of the 150 train documents, carved at random
+        key = "val_micro_f1" if target == "multi_label" else "val_r2"
+        assert all(key in row and "val_accuracy" not in row for row in result.history)
+        if target == "multi_label":
+            probs = result.test_probabilities
+            assert probs.min() >= 0 and probs.max() <= 1 and not np.allclose(probs.sum(1), 1.0)
+            assert {"micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"} <= result.metrics["test"].keys()
+        else:
+            mean, std = float(values[pang_lee.indices("train")].mean()), float(values[pang_lee.indices("train")].std())
+            assert result.arch["target_mean"] == pytest.approx(mean) and result.arch["target_std"] == pytest.approx(std)
+            assert abs(float(result.test_probabilities.mean()) - mean) < 2 * std  # in the target's units, not standardised
+            assert {"rmse", "mae", "r2", "pearson"} <= result.metrics["test"].keys()
+        store.save("classifier", target[0] * 64, result, {"stage": "classifier"})
+        loaded = store.load("classifier", target[0] * 64)
+        assert loaded.target_type == target
+        docs = [np.asarray(data.doc_ids(i)) for i in test]
+        np.testing.assert_allclose(classify_ids(load_classifier(loaded), docs, loaded), result.test_probabilities, atol=1e-5)
+
+
+def test_a_regression_ensemble_averages_its_members_values(pang_lee):
+    values = np.where(np.asarray(pang_lee.labels) == 1, 4.0, 1.0).astype(np.float32)
+    data = _as_target(pang_lee, values, ["stars"], "regression")
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2, members=2)
+    pair = train_classifier(cfg, data)
+    model = load_classifier(pair)
+    docs = [np.asarray(data.doc_ids(i)) for i in pair.test_indexes]
+    each = [classify_ids(member, docs, pair) for member in model.members]
+    np.testing.assert_allclose(pair.test_probabilities, (each[0] + each[1]) / 2, atol=1e-5)
+
+
+def test_target_checks_are_one_line_errors(pang_lee):
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2])
+    with pytest.raises(DataError, match="do not fit 2 label names"):
+        train_classifier(cfg, _as_target(pang_lee, np.zeros((len(pang_lee), 3), np.int8), ["a", "b"], "multi_label"))
+    with pytest.raises(DataError, match="one float target"):
+        train_classifier(cfg, _as_target(pang_lee, np.asarray(pang_lee.labels), ["y"], "regression"))
+
+
+@pytest.mark.skipif(not (TREC / "train.jsonl").is_file(), reason="TREC-6 data not present")
+def test_multi_label_and_regression_learn_real_trec6_questions():
+    """Each question carries two real labels, its coarse and its fine class (56 names); a regression target
+    marks the NUM questions (15 for NUM, 5 otherwise). A tiny model from scratch, a few seconds each."""
+
+    def read(name):
+        return [json.loads(line) for line in (TREC / name).open(encoding="utf-8")]
+
+    train, test = read("train.jsonl"), read("test.jsonl")
+    rows = train + test
+    names = sorted({row["label"] for row in train} | {row["label_fine"] for row in train})
+    indicators = np.zeros((len(rows), len(names)), np.int8)
+    for i, row in enumerate(rows):
+        indicators[i, names.index(row["label"])] = 1
+        if row["label_fine"] in names:
+            indicators[i, names.index(row["label_fine"])] = 1
+    data = numericalize_docs([row["text"].lower().split() for row in rows], min_freq=2,
+                             splits=["train"] * len(train) + ["test"] * len(test), labels=[0] * len(rows), label_names=["x"])
+    cfg = ClassifierConfig(embedding_dim=32, hidden_dim=48, num_layers=1, batch_size=64, stage_epochs=[1, 3],
+                           stage_learning_rates=[1e-2, 1e-2], dropout_scale=0.3, precision="float32", num_threads=1)
+    multi = train_classifier(cfg, _as_target(data, indicators, names, "multi_label"))
+    # the trivial answer: every test question gets train's most frequent coarse and fine labels (0.16; the model 0.59)
+    test = data.indices("test")
+    constant = np.tile((indicators[data.indices("train")].mean(0) >= np.sort(indicators[data.indices("train")].mean(0))[-2]), (len(test), 1))
+    trivial = multi_label_metrics(indicators[test], constant.astype(float), names)["micro_f1"]
+    assert multi.metrics["test"]["micro_f1"] > trivial + 0.3, (trivial, multi.metrics["test"])
+    values = np.array([15.0 if row["label"] == "NUM" else 5.0 for row in rows], np.float32)
+    regression = train_classifier(cfg, _as_target(data, values, ["num_score"], "regression"))
+    assert regression.metrics["test"]["r2"] > 0.5, regression.metrics["test"]  # the mean predictor scores 0

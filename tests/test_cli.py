@@ -228,3 +228,40 @@ def test_an_empty_pretraining_corpus_folder_is_named_in_one_line(corpus_dir, tmp
     assert lines[-1].startswith(f"error: the pretraining corpus (pretrain_lm.corpus = '{tmp_path / 'empty'}'; 'none' skips pretraining): ")
     assert "holds no corpus files" in lines[-1] and "Traceback" not in ran.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("target_type", ["multi_label", "regression"])
+def test_a_multi_label_or_regression_corpus_runs_end_to_end(target_type, tmp_path):
+    """From a JSONL corpus with list or number labels through every stage to the report, predict and the projector."""
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    rows = []
+    for i, text in enumerate(POSITIVE + NEGATIVE):
+        positive = i < len(POSITIVE)
+        if target_type == "multi_label":
+            label = ["pos" if positive else "neg"] + (["film"] if "film" in text else [])
+        else:
+            label = 4.5 if positive else 1.5
+        rows.append({"text": text, "label": label})
+    for split, keep in (("train", lambda i: i % 4 != 3), ("test", lambda i: i % 4 == 3)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if keep(i)))
+    args = ["--corpus", str(folder), *FAST, *TINY_LM, "--set", f"corpus.target_type={target_type}"]
+    ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    run_dir = tmp_path / "runs" / "targets"
+    report = (run_dir / "report.md").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert not (run_dir / "confusion_matrix.png").exists()
+    predicted = _invoke(["predict", "--model", str(run_dir), "--json", "a wonderful film"], tmp_path)
+    assert predicted.exit_code == 0, predicted.output
+    line = json.loads(predicted.stdout)
+    if target_type == "multi_label":
+        assert "micro-F1" in report and "test_micro_f1" in metrics["classifier"]
+        assert set(line["probabilities"]) == {"film", "neg", "pos"} and set(line["labels"]) <= {"film", "neg", "pos"}
+    else:
+        assert "R²" in report and "test_r2" in metrics["classifier"] and (run_dir / "predicted_vs_true.png").is_file()
+        assert set(line) == {"text", "value"} and isinstance(line["value"], float)
+    exported = _invoke(["export", "projector", *args, "--source", "classifier-docs", "--out", str(tmp_path / "proj")], tmp_path)
+    assert exported.exit_code == 0, exported.output
+    labels = [row.split("\t")[0] for row in (tmp_path / "proj" / "classifier-docs" / "metadata.tsv").read_text().splitlines()[1:]]
+    assert ("neg|film" in labels or "film|neg" in labels) if target_type == "multi_label" else "4.5" in labels

@@ -648,3 +648,190 @@ def test_bz2_csv_single_file_with_unlabelled_values_via_card(card_dir):
     assert rows(corpus) == [("great", "fresh", "test"), ("poor", "rotten", "test"), ("a story", None, "unsup"),
                             ("superb", "fresh", "train"), ("dire", "rotten", "train")]
     assert corpus.split_sizes() == {"train": 2, "test": 2, "unsup": 1}
+
+
+# --- target types: multi_label and regression ---------------------------------------------------------------
+
+def test_multi_label_from_json_lists_with_an_unlabelled_row(tmp_path):
+    folder = tmp_path / "genres"
+    write_jsonl(folder / "train.jsonl", [
+        {"text": "a duel at dawn", "labels": ["western", "drama"]}, {"text": "jokes", "labels": ["comedy"]},
+        {"text": "quiet", "labels": []}, {"text": "no tags yet", "labels": None},
+    ])
+    write_jsonl(folder / "test.jsonl", [{"text": "laughs and tears", "labels": ["drama", "comedy"]}])
+    corpus = load(folder, target_type="multi_label")
+    assert corpus.target_type == "multi_label"
+    assert corpus.label_names == ["comedy", "drama", "western"]
+    assert corpus.labels.dtype == np.int8
+    assert corpus.labels.tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0], [-1, -1, -1], [1, 1, 0]]
+    assert [SPLITS[s] for s in corpus.splits] == ["train", "train", "train", "unsup", "test"]  # [] is labelled
+    assert corpus.info["target_type"] == "multi_label"
+    assert corpus.info["label_counts"] == {"train": {"comedy": 1, "drama": 1, "western": 1},
+                                           "test": {"comedy": 1, "drama": 1}}
+    assert corpus.info["unlabelled_rows"] == {"train": 1}
+    assert corpus.indices("train", labelled=True).tolist() == [0, 1, 2]
+
+
+def test_multi_label_text_cells_with_a_custom_separator(tmp_path):
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    (folder / "train.csv").write_text('text,labels\nfirst,"b; a"\nsecond,c\nthird,;\nfourth,\n', encoding="utf-8")
+    (folder / "test.csv").write_text("text,labels\nfifth,a;c\n", encoding="utf-8")
+    corpus = load(folder, target_type="multi_label", label_separator=";")
+    assert corpus.label_names == ["a", "b", "c"]
+    # "b; a" -> {a, b}; ";" has only empty parts: the empty set; an empty cell is unlabelled
+    assert corpus.labels.tolist() == [[1, 1, 0], [0, 0, 1], [0, 0, 0], [-1, -1, -1], [1, 0, 1]]
+    assert corpus.split_sizes() == {"train": 3, "test": 1, "unsup": 1}
+    with pytest.raises(DataError) as exc:  # the default "," leaves "b; a" and "a;c" single names
+        load(folder, target_type="multi_label")
+    assert "test labels never seen in training" in _one_line(exc) and ": a;c;" in str(exc.value)
+
+
+def test_multi_label_needs_two_names_and_known_test_names(tmp_path):
+    folder = tmp_path / "ml"
+    write_jsonl(folder / "train.jsonl", [{"text": "x", "label": ["a"]}, {"text": "y", "label": ["a"]}])
+    write_jsonl(folder / "test.jsonl", [{"text": "z", "label": ["a"]}])
+    with pytest.raises(DataError) as exc:
+        load(folder, target_type="multi_label")
+    assert "only one label name (a)" in _one_line(exc)
+    write_jsonl(folder / "train.jsonl", [{"text": "x", "label": ["a"]}, {"text": "y", "label": ["b"]}])
+    write_jsonl(folder / "test.jsonl", [{"text": "z", "label": ["a", "c"]}])
+    with pytest.raises(DataError) as exc:
+        load(folder, target_type="multi_label")
+    assert "test labels never seen in training" in _one_line(exc) and ": c;" in str(exc.value)
+
+
+def test_regression_from_json_numbers_and_csv_strings(tmp_path):
+    folder = tmp_path / "scores"
+    write_jsonl(folder / "train.jsonl", [
+        {"text": "fine", "score": 3}, {"text": "great", "score": 4.5}, {"text": "meh", "score": None},
+        {"text": "awful", "score": "-1.25"},
+    ])
+    write_jsonl(folder / "test.jsonl", [{"text": "good", "score": 4}])
+    corpus = load(folder, target_type="regression", label_field="score")
+    assert corpus.target_type == "regression" and corpus.label_names == ["score"]
+    assert corpus.labels.dtype == np.float32
+    assert corpus.labels.tolist()[:2] == [3.0, 4.5] and np.isnan(corpus.labels[2]) and corpus.labels[3] == -1.25
+    assert [SPLITS[s] for s in corpus.splits] == ["train", "train", "unsup", "train", "test"]
+    assert "label_counts" not in corpus.info
+    assert corpus.info["target_stats"] == {
+        "train": {"n": 3, "mean": 2.0833, "std": 2.4353, "min": -1.25, "max": 4.5},  # std: population (ddof 0)
+        "test": {"n": 1, "mean": 4.0, "std": 0.0, "min": 4.0, "max": 4.0},
+    }
+    csv_folder = tmp_path / "csv_scores"
+    csv_folder.mkdir()
+    (csv_folder / "train.csv").write_text("text,label\na,0.5\nb, 2 \nc,\nd,1e1\n", encoding="utf-8")
+    (csv_folder / "test.csv").write_text("text,label\ne,7\n", encoding="utf-8")
+    from_csv = load(csv_folder, target_type="regression")
+    assert from_csv.label_names == ["label"]
+    assert np.array_equal(from_csv.labels, np.array([0.5, 2.0, np.nan, 10.0, 7.0], np.float32), equal_nan=True)
+
+
+@pytest.mark.parametrize("value, shown", [("high", "'high'"), ("inf", "'inf'"), ("nan", "'nan'"), (True, "True")])
+def test_regression_refuses_a_value_that_is_no_finite_number(tmp_path, value, shown):
+    path = write_jsonl(tmp_path / "all.jsonl", [{"text": "a", "label": 1.0}, {"text": "b", "label": value}])
+    with pytest.raises(DataError) as exc:
+        load(path, target_type="regression")
+    message = _one_line(exc)
+    assert "all.jsonl row 2" in message and shown in message and 'corpus.target_type = "class"' in message
+
+
+def test_regression_needs_varying_targets(tmp_path):
+    path = write_jsonl(tmp_path / "flat.jsonl", [{"text": f"t{i}", "label": 2} for i in range(4)])
+    with pytest.raises(DataError) as exc:
+        load(path, target_type="regression")
+    assert "every training target of the corpus" in _one_line(exc) and "is 2;" in str(exc.value)
+    one = write_jsonl(tmp_path / "one.jsonl", [{"text": "a", "label": 2}, {"text": "b", "label": None}])
+    with pytest.raises(DataError) as exc:
+        load(one, target_type="regression", test_size=0.0)
+    assert "one labelled training text" in _one_line(exc)
+
+
+@pytest.mark.parametrize("target_type, label", [("regression", lambda i: i / 2), ("multi_label", lambda i: ["a", "b"][: i % 3])])
+def test_derived_test_split_is_random_seeded_and_sized(tmp_path, target_type, label):
+    path = write_jsonl(tmp_path / "all.jsonl", [{"text": f"t{i}", "label": label(i)} for i in range(10)])
+    corpus = load(path, target_type=target_type, test_size=0.3)
+    # every row in one group: stratified_split([""] * 10, 0.3, 0) -> [1, 7, 8]; seed 1 -> [6, 8, 9]
+    assert corpus.indices("test").tolist() == [1, 7, 8]
+    assert corpus.info["derived_splits"]["test"] == "random 0.3 of train, seed 0: 3 documents"
+    assert load(path, target_type=target_type, test_size=0.3).splits.tolist() == corpus.splits.tolist()
+    assert load(path, target_type=target_type, test_size=0.3, seed=1).indices("test").tolist() == [6, 8, 9]
+
+
+@pytest.mark.parametrize("target_type, label", [("regression", lambda i: i / 4), ("multi_label", lambda i: ["a", "b"][i % 2:])])
+def test_max_documents_samples_by_split_for_sets_and_numbers(tmp_path, target_type, label):
+    folder = tmp_path / "many"
+    write_jsonl(folder / "train.jsonl", [{"text": f"t{i}", "label": label(i)} for i in range(12)])
+    write_jsonl(folder / "test.jsonl", [{"text": f"s{i}", "label": label(i)} for i in range(4)])
+    corpus = load(folder, target_type=target_type, max_documents=8)
+    assert corpus.split_sizes() == {"train": 6, "test": 2}  # each split keeps its share of 12:4
+    assert corpus.info["dropped"]["max_documents"] == 8
+    assert len(corpus.labels) == 8 and corpus.labels.dtype == (np.float32 if target_type == "regression" else np.int8)
+    assert load(folder, target_type=target_type, max_documents=8).texts == corpus.texts
+
+
+def test_a_list_cell_needs_target_type_multi_label(tmp_path):
+    path = write_jsonl(tmp_path / "lists.jsonl", [{"text": "a", "label": "1"}, {"text": "b", "label": ["x", "y"]}])
+    for target_type in ("class", "regression"):
+        with pytest.raises(DataError) as exc:
+            load(path, target_type=target_type)
+        message = _one_line(exc)
+        assert "lists.jsonl row 2: the label cell holds a list" in message
+        assert 'set corpus.target_type = "multi_label"' in message
+
+
+def test_hub_sequence_of_class_labels_is_multi_label(monkeypatch):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "labels": datasets.Sequence(datasets.ClassLabel(names=["anger", "joy", "fear"]))})
+    splits = {
+        "train": datasets.Dataset.from_dict({"text": ["yay", "grr", "eek", "hm"], "labels": [[1], [0, 2], [2], []]},
+                                            features=features),
+        "test": datasets.Dataset.from_dict({"text": ["boo"], "labels": [[2]]}, features=features),
+    }
+    monkeypatch.setattr(corpus_sources, "read_hub", lambda name, config, revision: splits)
+    corpus = load("hf:someone/emotions", target_type="multi_label")
+    assert corpus.label_names == ["anger", "fear", "joy"]
+    assert corpus.labels.tolist() == [[0, 0, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0]]
+
+
+def test_card_target_type_is_the_default_and_config_overrides_it(card_dir):
+    data = card_dir.parent / "data"
+    write_jsonl(data / "train.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 2}, {"text": "c", "label": 2}])
+    write_jsonl(data / "test.jsonl", [{"text": "d", "label": 1}])
+    (card_dir / "rated.toml").write_text('target_type = "regression"\n[[sources]]\npath = "data"\n')
+    assert load("rated").target_type == "regression"
+    assert load("rated").labels.dtype == np.float32
+    as_classes = load("rated", target_type="class")
+    assert as_classes.target_type == "class" and as_classes.label_names == ["1", "2"]
+    assert STAGE.key(CorpusConfig(source="rated"), {}) != STAGE.key(CorpusConfig(source="rated", target_type="class"), {})
+    (card_dir / "odd.toml").write_text('target_type = "ordinal"\n[[sources]]\npath = "data"\n')
+    with pytest.raises(ConfigError) as exc:
+        load("odd")
+    assert "target_type 'ordinal'; use one of class, multi_label, regression" in _one_line(exc)
+
+
+def test_class_corpus_reports_its_target_type(tiny_corpus_dir):
+    corpus = load(tiny_corpus_dir)
+    assert corpus.target_type == "class" and corpus.info["target_type"] == "class"
+    assert STAGE.summary(corpus)["target_type"] == "class"
+
+
+def test_an_unlabelled_corpus_has_no_target_to_read(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("one line\nanother line\n", encoding="utf-8")
+    assert load(path).labels.tolist() == [UNLABELLED, UNLABELLED]
+    with pytest.raises(DataError) as exc:
+        load(path, target_type="regression")
+    assert "has no labels, so target_type 'regression' has nothing to read" in _one_line(exc)
+
+
+@pytest.mark.parametrize("values, phrase", [
+    ({"target_type": "ordinal"}, "corpus.target_type is 'ordinal'; use one of class, multi_label, regression"),
+    ({"label_separator": ""}, "corpus.label_separator is empty"),
+])
+def test_bad_target_settings_are_config_errors(values, phrase):
+    with pytest.raises(ConfigError) as exc:
+        build(CorpusConfig, values, "corpus")
+    assert phrase in _one_line(exc)

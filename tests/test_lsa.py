@@ -1,8 +1,10 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from helpers import make_tokens
-from nlp_pipeline.stages.lsa import LsaConfig, _ngrams, fit_lsa, validation_split
+from nlp_pipeline.stages.lsa import LsaConfig, _ngrams, fit_lsa, summarize, validation_split
 
 
 def test_ngrams_worked_example():
@@ -56,3 +58,105 @@ def test_unlabelled_corpus_skips_classifiers():
     tokens.splits[:] = 3
     result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0), tokens)
     assert "lsa_logreg" not in result.metrics and result.doc_vectors.shape == (10, 2)
+
+
+def test_validation_split_random_carve_for_sets_and_numbers():
+    values = np.arange(10, dtype=np.float32)                     # regression targets: every value distinct
+    fit, held = validation_split(values, 0.25, seed=0, stratified=False)
+    assert len(held) == 2 and len(fit) == 8                      # round(10 * 0.25) = 2 held out
+    assert sorted(np.concatenate([fit, held]).tolist()) == list(range(10))
+    assert held.tolist() == validation_split(values, 0.25, seed=0, stratified=False)[1].tolist()
+    assert held.tolist() != validation_split(values, 0.25, seed=1, stratified=False)[1].tolist()
+    sets = np.array([[1, 0]] * 3, np.int8)                       # label sets: rows, not values, are carved
+    fit, held = validation_split(sets, 0.9, seed=0, stratified=False)
+    assert len(fit) == 1 and len(held) == 2                      # at most n - 1 held out
+
+
+FILLER = ["the", "a", "of", "and", "to", "in", "it", "is", "was", "for"]
+
+
+def _tokens_with(docs: list[list[str]], labels: np.ndarray, splits: list[str], names: list[str], target_type: str):
+    tokens = make_tokens([["xxbos"] + d for d in docs], [0] * len(docs), splits, names)
+    return dataclasses.replace(tokens, labels=labels, target_type=target_type)
+
+
+def _regression_tokens(n: int = 160):
+    """Target = how often "good" occurs (0..4) among 6 filler words; the last 40 documents are test, two unlabelled."""
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, n)
+    docs = [list(rng.choice(FILLER, 6)) + ["good"] * int(c) for c in counts]
+    for doc in docs:
+        rng.shuffle(doc)
+    labels = counts.astype(np.float32)
+    labels[[0, n - 1]] = np.nan
+    return _tokens_with(docs, labels, ["train"] * (n - 40) + ["test"] * 40, ["stars"], "regression")
+
+
+def test_regression_baselines_are_ridge_and_learn_a_word_count():
+    tokens = _regression_tokens()
+    result = fit_lsa(LsaConfig(n_components=10, min_df=1, max_df=1.0, sublinear_tf=False), tokens)
+    assert "lsa_logreg" not in result.metrics and "tfidf_logreg" not in result.metrics
+    for name in ("lsa_ridge", "tfidf_ridge"):
+        metrics = result.metrics[name]
+        assert metrics["r2"] > 0.5, (name, metrics)              # the mean predictor scores 0
+        assert metrics["n"] == 39                                # the unlabelled test document is left out
+        assert {"rmse", "mae", "pearson", "spearman", "validation_r2", "C", "seconds"} <= set(metrics)
+        assert metrics["C"] in LsaConfig().c_grid
+    assert result.target_type == "regression" and result.labels.dtype == np.float32 and np.isnan(result.labels[0])
+    line = summarize(result)
+    assert set(line) == {"n_components", "topic_0", "lsa_ridge_r2", "tfidf_ridge_r2"}
+
+
+def _multi_label_tokens(n: int = 120):
+    """Label "animals" when an animal word occurs, "finance" when a finance word does (either, both or neither);
+    "sports" is never positive. The last 30 documents are test."""
+    rng = np.random.default_rng(1)
+    animals, finance = ["cat", "dog", "pet", "fur"], ["stock", "market", "price", "trade"]
+    labels = np.zeros((n, 3), np.int8)
+    docs = []
+    for i in range(n):
+        doc = list(rng.choice(FILLER, 4))
+        for j, family in enumerate((animals, finance)):
+            if rng.random() < 0.5:
+                labels[i, j] = 1
+                doc += list(rng.choice(family, 2))
+        rng.shuffle(doc)
+        docs.append(doc)
+    labels[5] = -1                                               # an unlabelled training document
+    return _tokens_with(docs, labels, ["train"] * (n - 30) + ["test"] * 30, ["animals", "finance", "sports"], "multi_label")
+
+
+def test_multi_label_baselines_are_one_vs_rest_and_beat_trivial_predictors():
+    tokens = _multi_label_tokens()
+    result = fit_lsa(LsaConfig(n_components=15, min_df=1, max_df=1.0), tokens)  # 18 terms: fewer lose a family to filler
+    truth = np.asarray(tokens.labels)[tokens.indices("test")]
+    share = truth.sum() / truth.size
+    predict_all = 2 * share / (share + 1)                       # micro-F1 of predicting every label; nothing scores 0
+    for name in ("lsa_logreg", "tfidf_logreg"):
+        metrics = result.metrics[name]
+        assert metrics["micro_f1"] > max(0.8, predict_all + 0.2), (name, metrics, predict_all)
+        assert metrics["per_class"]["sports"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        assert {"macro_f1", "subset_accuracy", "hamming_loss", "validation_micro_f1", "C", "seconds"} <= set(metrics)
+    assert result.target_type == "multi_label" and result.labels.shape == (120, 3) and result.labels.dtype == np.int8
+    line = summarize(result)
+    assert {"lsa_logreg_micro_f1", "lsa_logreg_macro_f1", "tfidf_logreg_micro_f1", "tfidf_logreg_macro_f1"} <= set(line)
+
+
+def test_multi_label_with_one_label_and_a_dev_split():
+    """One indicator column (sklearn would read it as two classes) and C chosen on the corpus's dev split."""
+    tokens = _multi_label_tokens()
+    labels = np.asarray(tokens.labels)[:, 1:2].copy()            # "finance" alone
+    splits = ["train"] * 70 + ["dev"] * 20 + ["test"] * 30
+    tokens = _tokens_with([[t for t in tokens.doc(i) if t != "xxbos"] for i in range(len(tokens))], labels, splits,
+                          ["finance"], "multi_label")
+    result = fit_lsa(LsaConfig(n_components=4, min_df=1, max_df=1.0), tokens)
+    assert result.metrics["tfidf_logreg"]["micro_f1"] > 0.8
+    assert list(result.metrics["tfidf_logreg"]["per_class"]) == ["finance"]
+
+
+def test_class_baseline_keys_stay():
+    result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0], validation_size=0.25), _toy_tokens())
+    assert {"accuracy", "macro_f1", "validation_accuracy", "C", "seconds"} <= set(result.metrics["tfidf_logreg"])
+    assert result.labels.dtype == np.int32 and result.target_type == "class"
+    assert summarize(result) == {"n_components": 2, "topic_0": result.topic_terms[0][:5], "lsa_logreg_accuracy": 1.0,
+                                 "lsa_logreg_macro_f1": 1.0, "tfidf_logreg_accuracy": 1.0, "tfidf_logreg_macro_f1": 1.0}

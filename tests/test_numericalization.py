@@ -49,3 +49,16 @@ def test_no_tokens_in_vocab_splits_is_data_error():
     tokens = make_tokens([["xxbos", "a"]], [0], ["test"], ["x"])
     with pytest.raises(DataError, match="vocab_splits"):
         numericalize(NumericalizationConfig(), tokens)
+
+
+@pytest.mark.parametrize("labels, target_type", [
+    (np.array([[1, 0], [0, 0], [-1, -1]], dtype=np.int8), "multi_label"),
+    (np.array([0.5, 3.0, np.nan], dtype=np.float32), "regression"),
+])
+def test_labels_of_every_target_type_pass_through(labels, target_type):
+    tokens = make_tokens([["xxbos", "a"], ["xxbos", "b"], ["xxbos", "a"]], [0, 0, 0], ["train", "test", "unsup"], ["x", "y"])
+    tokens.labels, tokens.target_type = labels, target_type
+    result = numericalize(NumericalizationConfig(min_freq=1), tokens)
+    assert result.target_type == target_type and result.label_names == ["x", "y"]
+    assert result.labels.dtype == labels.dtype and result.labels.shape == labels.shape
+    assert np.array_equal(result.labels, labels, equal_nan=True)

@@ -10,8 +10,9 @@ import pytest
 
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Vocab
 from nlp_pipeline.core.errors import DataError, MissingInputError
+from nlp_pipeline.export import report
 from nlp_pipeline.export.report import most_wrong, write_report, write_run_report
-from nlp_pipeline.stages.classifier import classification_metrics
+from nlp_pipeline.targets import classification_metrics, score
 
 TEXTS = ["zero", "one", "two", "three", "four", "a great film", "a dull | film", "not bad at all", "so so"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -146,3 +147,130 @@ def test_run_report_from_artifacts(tmp_path):
     assert "0.7333" in md and "| finetune_lm | 61.8 |" in md and "not bad at all" in md
     with pytest.raises(MissingInputError, match="needs the classifier artifact"):
         write_run_report(tmp_path, {"corpus": corpus})
+
+
+# --- multi-label and regression targets ----------------------------------------------------------------------
+
+def history(column: str, values: list[float]) -> list[dict]:
+    return [{"stage": 1, "trainable_groups": 1, "epoch": i + 1, "learning_rate": 0.01, "train_loss": 0.5, "val_loss": 0.4,
+             column: value, "seconds": 0.1} for i, value in enumerate(values)]
+
+
+def multi_label_result() -> ClassifierResult:
+    """Test documents 5..8 with label sets {action}, {comedy, drama}, {action, comedy}, {} and predicted sets
+    {action}, {drama}, {action, comedy}, {comedy}: documents 6 (mean absolute error (0.2 + 0.6 + 0.1) / 3 = 0.3)
+    and 8 ((0.1 + 0.6 + 0.3) / 3 = 0.3333) are wrong. tp 4 of 5 predicted and 5 true: micro-F1 0.8; F1 per label
+    1, 0.5, 1: macro-F1 0.8333; subset accuracy 0.5; Hamming loss 2 / 12 = 0.1667."""
+    names = ["action", "comedy", "drama"]
+    labels = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 0]], np.int8)
+    probs = np.array([[0.9, 0.1, 0.2], [0.2, 0.4, 0.9], [0.7, 0.8, 0.1], [0.1, 0.6, 0.3]], np.float32)
+    validation = dict(score("multi_label", np.array([[1, 0, 0], [0, 0, 1]]), np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.2]]),
+                            names), source="carved from train")   # micro-F1 2 / (2 + 1) = 0.6667
+    metrics = {"validation": validation, "test": score("multi_label", labels, probs, names), "selected": {"stage": 1, "epoch": 2}}
+    return ClassifierResult(
+        arch={}, state_dict={}, vocab=Vocab(["xxunk", "xxpad"]), label_names=names, max_length=10,
+        history=history("val_micro_f1", [0.5, 0.6667]), metrics=metrics, test_indexes=np.array([5, 6, 7, 8]),
+        test_labels=labels, test_probabilities=probs, target_type="multi_label",
+    )
+
+
+def regression_result(with_test: bool = True) -> ClassifierResult:
+    """Test documents 5..8 rated [1, 2, 4, 5], predicted [1.5, 2, 2.5, 4.5]: errors 0.5, 0, 1.5, 0.5; RMSE
+    sqrt(2.75 / 4) = 0.8292, MAE 0.625, R² 1 - 2.75 / 10 = 0.725, Spearman 1; truth mean 3, std 1.5811."""
+    labels = np.array([1.0, 2.0, 4.0, 5.0], np.float32)
+    predicted = np.array([[1.5], [2.0], [2.5], [4.5]], np.float32)
+    validation = dict(score("regression", np.array([1.0, 3.0]), np.array([[1.0], [2.0]]), ["stars"]),
+                      source="dev split")  # RMSE sqrt(1 / 2), MAE 0.5, R² 1 - 1 / 2, two points: correlations 1
+    metrics = {"validation": validation, "selected": {"stage": 1, "epoch": 1}}
+    if with_test:
+        metrics["test"] = score("regression", labels, predicted, ["stars"])
+    return ClassifierResult(
+        arch={}, state_dict={}, vocab=Vocab(["xxunk", "xxpad"]), label_names=["stars"], max_length=10,
+        history=history("val_r2", [0.5, 0.25]), metrics=metrics,
+        test_indexes=np.array([5, 6, 7, 8]) if with_test else np.zeros(0, np.int64),
+        test_labels=labels if with_test else np.zeros(0, np.float32),
+        test_probabilities=predicted if with_test else np.zeros((0, 1), np.float32), target_type="regression",
+    )
+
+
+def test_most_wrong_multi_label_by_hand():
+    assert most_wrong(multi_label_result(), TEXTS) == [
+        {"index": 8, "text": "so so", "true": "", "predicted": "comedy", "error": 0.3333},
+        {"index": 6, "text": "a dull | film", "true": "comedy|drama", "predicted": "drama", "error": 0.3},
+    ]
+
+
+def test_most_wrong_regression_by_hand():
+    assert most_wrong(regression_result(), TEXTS) == [   # the exact prediction (document 6) is left out; ties keep order
+        {"index": 7, "text": "not bad at all", "true": 4.0, "predicted": 2.5, "error": 1.5},
+        {"index": 5, "text": "a great film", "true": 1.0, "predicted": 1.5, "error": 0.5},
+        {"index": 8, "text": "so so", "true": 5.0, "predicted": 4.5, "error": 0.5},
+    ]
+
+
+def test_multi_label_report(tmp_path):
+    lsa = {"tfidf_logreg": dict(score("multi_label", np.array([[1, 0, 0]]), np.array([[0.9, 0.1, 0.1]]), ["action", "comedy", "drama"]),
+                                validation_micro_f1=0.9, C=4.0),
+           "lsa_logreg": {"micro_f1": 0.25, "macro_f1": 0.2, "subset_accuracy": 0.1, "hamming_loss": 0.4}}
+    paths = write_report(tmp_path, TEXTS, multi_label_result(), language_models(), lsa)
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.md", "training_curves.png"]  # no confusion matrix
+    md = (tmp_path / "report.md").read_text()
+    assert "| model | micro-F1 | macro-F1 | subset accuracy | Hamming loss |" in md
+    assert "| ULMFiT classifier (this run) | 0.8000 | 0.8333 | 0.5000 | 0.1667 |" in md
+    assert "| ULMFiT classifier on its validation documents (carved from train) | 0.6667 |" in md
+    assert "| TF-IDF n-grams + one-vs-rest logistic regression | 1.0000 | 1.0000 | 1.0000 | 0.0000 |" in md
+    assert "| LSA + one-vs-rest logistic regression | 0.2500 | 0.2000 | 0.1000 | 0.4000 |" in md
+    assert "## Per label (test)" in md and "| comedy | 0.5000 | 0.5000 | 0.5000 | 2 |" in md
+    assert "Confusion" not in md and "confusion_matrix" not in md
+    assert "validation micro-F1 0.6667 (carved from train)" in md
+    assert "| train loss | val loss | val micro-F1 | seconds |" in md and "| 0.5000 | 0.4000 | 0.6667 | 0.1 |" in md
+    assert "## Most wrong test texts (mean absolute error of the label probabilities)" in md
+    assert "The 2 largest of 2 errors" in md
+    assert "| 0.3333 | (none) | comedy | so so |" in md and "| 0.3000 | comedy\\|drama | drama | a dull \\| film |" in md
+
+
+def test_regression_report_and_scatter(tmp_path):
+    result = regression_result()
+    lsa = {"tfidf_ridge": {"rmse": 1.1, "mae": 0.9, "r2": 0.61, "pearson": 0.8, "spearman": None, "validation_r2": 0.6, "C": 1.0},
+           "lsa_ridge": {"rmse": 1.4, "mae": 1.2, "r2": 0.3, "pearson": 0.55, "spearman": 0.5}}
+    paths = write_report(tmp_path, TEXTS, result, None, lsa)
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "predicted_vs_true.png", "report.md", "training_curves.png"]
+    assert (tmp_path / "predicted_vs_true.png").read_bytes().startswith(PNG)
+    md = (tmp_path / "report.md").read_text()
+    pearson = result.metrics["test"]["pearson"]
+    assert "| model | RMSE | MAE | R² | Pearson | Spearman |" in md
+    assert f"| ULMFiT classifier (this run) | 0.8292 | 0.6250 | 0.7250 | {pearson:.4f} | 1.0000 |" in md
+    assert "| ULMFiT classifier on its validation documents (dev split) | 0.7071 | 0.5000 | 0.5000 | 1.0000 | 1.0000 |" in md
+    assert "| TF-IDF n-grams + ridge regression | 1.1000 | 0.9000 | 0.6100 | 0.8000 | - |" in md
+    assert "| LSA + ridge regression | 1.4000 | 1.2000 | 0.3000 | 0.5500 | 0.5000 |" in md
+    assert "stars: mean 3.0000, standard deviation 1.5811" in md
+    assert "![predicted vs true](predicted_vs_true.png)" in md
+    assert "Confusion" not in md and "Per class" not in md and "Per label" not in md
+    assert "validation R² 0.5000 (dev split)" in md and "| val R² |" in md
+    assert "## Largest errors on test texts" in md and "The 3 largest of 3 errors" in md
+    assert "| 1.5000 | 4.0000 | 2.5000 | not bad at all |" in md
+    rows = [json.loads(line) for line in (tmp_path / "most_wrong.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["true"], r["predicted"]) for r in rows] == [(7, 4.0, 2.5), (5, 1.0, 1.5), (8, 5.0, 4.5)]
+
+
+def test_regression_report_without_test_split(tmp_path):
+    paths = write_report(tmp_path, None, regression_result(with_test=False))
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.md", "training_curves.png"]
+    md = (tmp_path / "report.md").read_text()
+    assert "Scores on the **validation** split (2 documents)" in md and "No labelled test documents." in md
+    assert "predicted_vs_true" not in md
+
+
+@pytest.mark.parametrize("result, column, axis, loss", [
+    (hand_result(), "val_accuracy", "accuracy", "cross-entropy"),
+    (multi_label_result(), "val_micro_f1", "micro-F1", "binary cross-entropy"),
+    (regression_result(), "val_r2", "R²", "mean squared error"),
+])
+def test_training_curves_plot_the_primary_metric(tmp_path, monkeypatch, result, column, axis, loss):
+    figures = []
+    monkeypatch.setattr(report, "_save_figure", lambda figure, path: figures.append(figure))
+    report.plot_training_curves(result, {}, tmp_path / "curves.png")
+    _, loss_axes, metric_axes = figures[0].axes
+    assert metric_axes.get_ylabel() == axis and metric_axes.get_title() == f"Classifier: validation {axis}"
+    assert loss_axes.get_ylabel() == loss
+    assert list(metric_axes.lines[0].get_ydata()) == [r[column] for r in result.history]

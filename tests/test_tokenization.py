@@ -182,3 +182,18 @@ def test_two_workers_give_the_same_output_as_one():
     assert np.array_equal(one.ids, two.ids) and np.array_equal(one.offsets, two.offsets)
     assert tokenize_texts(TokenizationConfig(workers=2, chunk_size=7), texts) == tokenize_texts(ONE, texts)
     assert len(one) == 40 and len(one.types) > 15   # the texts are not trivial
+
+
+@pytest.mark.parametrize("labels, target_type", [
+    (np.array([[1, 0], [0, 1], [-1, -1]], dtype=np.int8), "multi_label"),
+    (np.array([2.5, -1.0, np.nan], dtype=np.float32), "regression"),
+])
+def test_labels_of_every_target_type_pass_through(labels, target_type):
+    corpus = _tiny_corpus()
+    corpus.labels, corpus.target_type = labels, target_type
+    corpus.label_names = ["score"] if target_type == "regression" else ["neg", "pos"]
+    tokens = tokenize(ONE, corpus)
+    assert tokens.target_type == target_type and tokens.label_names == corpus.label_names
+    assert tokens.labels.dtype == labels.dtype and tokens.labels.shape == labels.shape
+    assert np.array_equal(tokens.labels, labels, equal_nan=True)
+    assert tokenize(ONE, _tiny_corpus()).target_type == "class"

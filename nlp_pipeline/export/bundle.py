@@ -5,6 +5,8 @@
     clf.predict("How far is the moon?")              # {"label": "NUM", "probabilities": {"ABBR": 0.01, ...}}
     clf.predict(["text one", "text two"])            # [{...}, {...}], in input order
     clf.predict_proba(["text one", "text two"])      # (2, n_classes) float32
+    # a multi-label bundle: {"labels": ["comedy", "drama"], "probabilities": {...}} (labels at p >= 0.5);
+    # a regression bundle: {"value": 3.7}, and predict_values(texts) -> (n_texts,) float32
 
 A bundle folder holds four or five files, all readable without running code:
 
@@ -17,11 +19,11 @@ A bundle folder holds four or five files, all readable without running code:
 
 Predicting runs the one code path the training used: tokenize_texts (same rules, same spaCy tokenizer) ->
 vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in eval mode under
-torch.inference_mode -> softmax -> input order -> blended with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
+torch.inference_mode -> softmax (sigmoid per label; the value for regression) -> input order -> blended with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
 give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
-Limits: single-label classification; documents keep their first max_length tokens; the bundle needs
-nlp-pipeline itself (its tokenizer rules and net definitions), not only torch. Format 1 bundles (no linear
-model) still load; a bundle of any other format version is refused with the command that re-exports it.
+Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
+rules and net definitions), not only torch. Format 1 (no linear model) and 2 (single-label only) bundles still
+load; a bundle of any other format version is refused with the command that re-exports it.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from nlp_pipeline.artifacts import ClassifierResult, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
-FORMAT_VERSION = 2                   # bumped when the layout or a file's meaning changes; loaders refuse others
-READABLE_VERSIONS = (1, 2)           # 1 = before the linear blend: the same files minus linear.safetensors
+FORMAT_VERSION = 3                   # bumped when the layout or a file's meaning changes; loaders refuse others
+READABLE_VERSIONS = (1, 2, 3)        # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all single-label)
+METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
 WEIGHTS_FILE = "model.safetensors"
 LINEAR_FILE = "linear.safetensors"
 CONFIG_FILE = "config.json"
@@ -135,7 +138,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
             "label_names": list(result.label_names),
             "max_length": int(result.max_length),
             "linear": result.linear.settings() if result.linear is not None else None,
-            "metrics": {split: {k: result.metrics[split].get(k) for k in ("accuracy", "macro_f1", "n")}
+            "metrics": {split: {k: v for k, v in result.metrics[split].items() if k in METRIC_KEYS}
                         for split in ("validation", "test") if isinstance(result.metrics.get(split), dict)},
             "files": {name: _sha256(tmp / name) for name in checked},
         }
@@ -240,6 +243,7 @@ class Classifier:
         self.device, self.dtype, self.path = device, dtype, path
         self.config = config or {}
         self.linear = linear  # models.linear.LinearModel blended in with weight linear.weight, or None
+        self.target_type = getattr(model, "target_type", "class")  # "class", "multi_label" or "regression"
         self.pad_id = vocab.stoi["xxpad"]
         self._empty = vocab.encode(["xxbos"] if "xxbos" in vocab.stoi else ["xxpad"])
 
@@ -328,39 +332,62 @@ class Classifier:
             docs.append(ids if len(ids) else self._empty)
         return docs
 
-    def predict_proba(self, texts: str | Iterable[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities: (n_texts, n_classes) float32 for a list, (n_classes,) for a single string.
-
-        Columns follow `label_names`. Texts are tokenized, encoded, length-sorted into padded batches of
-        batch_size and put back in input order.
-        """
+    def _outputs(self, items: list[str], batch_size: int) -> np.ndarray:
+        """The one prediction path: (n_texts, n_outputs) float32 probabilities (or values), in input order.
+        Texts are tokenized, encoded, length-sorted into padded batches of batch_size and put back in order."""
         import torch
 
         from nlp_pipeline.models.linear import blend_in
         from nlp_pipeline.models.training import predict_classifier
 
-        single, items = _as_texts(texts)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         docs = self.encode(items)
         if not docs:
-            return np.zeros((0, len(self.label_names)), np.float32)
+            return np.zeros((0, self.model.num_classes), np.float32)
         lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         ids = np.concatenate(docs).astype(np.int64)
         with torch.inference_mode():
-            probs = predict_classifier(self.model, ids, offsets, np.arange(len(docs)), self.pad_id, self.max_length,
-                                       batch_size, self.device, self.dtype)
-        probs = blend_in(self.linear, probs, docs)
+            outputs = predict_classifier(self.model, ids, offsets, np.arange(len(docs)), self.pad_id, self.max_length,
+                                         batch_size, self.device, self.dtype)
+        return blend_in(self.linear, outputs, docs)
+
+    def predict_proba(self, texts: str | Iterable[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (per-label probabilities for a multi-label bundle): (n_texts, n_classes) float32
+        for a list, (n_classes,) for a single string. Columns follow `label_names`."""
+        if self.target_type == "regression":
+            raise DataError("this bundle predicts a number, not probabilities; use predict() or predict_values()")
+        single, items = _as_texts(texts)
+        probs = self._outputs(items, batch_size)
         return probs[0] if single else probs
 
-    def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
-        """{"label": name, "probabilities": {name: p, ...}} per text; one dict for a string, a list for a list."""
+    def predict_values(self, texts: str | Iterable[str], batch_size: int = 64) -> np.ndarray | float:
+        """A regression bundle's predicted numbers: (n_texts,) float32 for a list, a float for a single string."""
+        if self.target_type != "regression":
+            raise DataError(f"this bundle predicts {'labels' if self.target_type == 'multi_label' else 'a label'}, "
+                            f"not numbers; use predict() or predict_proba()")
         single, items = _as_texts(texts)
-        probs = self.predict_proba(items, batch_size)
+        values = self._outputs(items, batch_size)[:, 0]
+        return float(values[0]) if single else values
+
+    def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
+        """Per text {"label": name, "probabilities": {name: p, ...}}; for a multi-label bundle {"labels": [names
+        at p >= 0.5], "probabilities": {...}}; for a regression bundle {"value": x}. One dict for a string, a
+        list for a list."""
+        from nlp_pipeline.targets import THRESHOLD
+
+        single, items = _as_texts(texts)
+        outputs = self._outputs(items, batch_size)
         names = self.label_names
-        out = [{"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}}
-               for row in probs]
+        if self.target_type == "regression":
+            out = [{"value": float(row[0])} for row in outputs]
+        elif self.target_type == "multi_label":
+            out = [{"labels": [n for n, p in zip(names, row) if p >= THRESHOLD],
+                    "probabilities": {n: float(p) for n, p in zip(names, row)}} for row in outputs]
+        else:
+            out = [{"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}}
+                   for row in outputs]
         return out[0] if single else out
 
     def __repr__(self) -> str:
@@ -420,9 +447,19 @@ def snippet(text: str, width: int = 60) -> str:
 
 
 def format_prediction(text: str, prediction: dict[str, Any], as_json: bool) -> str:
-    """A TSV line `label<TAB>probability<TAB>snippet`, or a JSON line with the full text and probabilities."""
-    label = prediction["label"]
+    """A TSV line `label<TAB>probability<TAB>snippet`; multi-label: `a|b<TAB>lowest chosen probability<TAB>snippet`
+    (the highest probability when no label is chosen); regression: `value<TAB>snippet`. With as_json, a JSON
+    line with the full text and the prediction (probabilities rounded to 6 decimals)."""
     if as_json:
-        probabilities = {name: round(p, 6) for name, p in prediction["probabilities"].items()}
-        return json.dumps({"text": text, "label": label, "probabilities": probabilities}, ensure_ascii=False)
+        out = {"text": text, **prediction}
+        if "probabilities" in prediction:
+            out["probabilities"] = {name: round(p, 6) for name, p in prediction["probabilities"].items()}
+        return json.dumps(out, ensure_ascii=False)
+    if "value" in prediction:
+        return f"{prediction['value']:.6g}\t{snippet(text)}"
+    if "labels" in prediction:
+        chosen = prediction["labels"]
+        lowest = min((prediction["probabilities"][n] for n in chosen), default=max(prediction["probabilities"].values()))
+        return f"{'|'.join(chosen)}\t{lowest:.4f}\t{snippet(text)}"
+    label = prediction["label"]
     return f"{label}\t{prediction['probabilities'][label]:.4f}\t{snippet(text)}"

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nlp_pipeline.artifacts import SPLITS, UNLABELLED, LsaResult, WordVectors
+from nlp_pipeline.artifacts import SPLITS, LsaResult, WordVectors, label_text
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.vectors import escape_token, format_float_rows
 
@@ -77,8 +77,8 @@ def document_embedding(name: str, lsa: LsaResult) -> ProjectorEmbedding:
     labels = np.asarray(lsa.labels)
     splits = np.asarray(lsa.splits)
     snippets = list(lsa.snippets) if len(lsa.snippets) == n else [""] * n
-    rows = [(lsa.label_names[int(label)] if int(label) != UNLABELLED else "unlabelled", SPLITS[int(split)], snippet)
-            for label, split, snippet in zip(labels.tolist(), splits.tolist(), snippets)]
+    rows = [(label_text(labels, i, lsa.label_names), SPLITS[int(split)], snippet)
+            for i, (split, snippet) in enumerate(zip(splits.tolist(), snippets))]
     return ProjectorEmbedding(name, np.asarray(lsa.doc_vectors), rows, ("label", "split", "text"))
 
 

@@ -3,14 +3,18 @@
     write_report(run_dir, corpus.texts, classifier, {"pretrain_lm": lm0, "finetune_lm": lm1}, lsa.metrics)
     -> [run_dir/report.md, run_dir/confusion_matrix.png, run_dir/training_curves.png, run_dir/most_wrong.jsonl]
 
-- report.md: accuracy and macro-F1 of the classifier next to the TF-IDF and LSA logistic-regression
-  baselines (same test split), per-class precision / recall / F1, the confusion matrix, LM perplexities,
-  the classifier's epochs, the most confidently wrong test texts, links to the two PNGs.
-- confusion_matrix.png: counts annotated in each cell, label names on both axes, rows = true labels.
+- report.md: the classifier's headline scores (HEADLINE: accuracy and macro-F1 for a class; micro-/macro-F1,
+  subset accuracy and Hamming loss for a label set; RMSE, MAE, R², Pearson and Spearman for a number) next to
+  the lsa stage's TF-IDF and LSA baselines (same test split), per-class (per-label) precision / recall / F1,
+  the confusion matrix (class) or the predicted-vs-true scatter (regression), LM perplexities, the
+  classifier's epochs, the worst test texts, links to the PNGs.
+- confusion_matrix.png (class only): counts annotated in each cell, label names on both axes, rows = true labels.
+- predicted_vs_true.png (regression only): one dot per test document, the y = x line of perfect predictions.
 - training_curves.png: LM validation perplexity per epoch (pretrain, finetune), classifier train and
-  validation loss per epoch, validation accuracy per epoch (stage boundaries dotted, the selected epoch starred).
-- most_wrong.jsonl: test documents the classifier got wrong, most confident first: corpus index, text,
-  true label, predicted label, confidence, probability of the true label.
+  validation loss per epoch, the validation primary metric (targets.PRIMARY: accuracy, micro-F1, R²) per
+  epoch (stage boundaries dotted, the selected epoch starred).
+- most_wrong.jsonl: test documents the classifier got wrong, worst first (see most_wrong): corpus index, text,
+  true and predicted label (label set, value), and how wrong.
 Scores are the test split's when the corpus has labelled test documents, else the validation set's (said so).
 Each file is written to a temporary name and renamed, so a reader never sees half a file.
 Limits: matplotlib's Agg backend only (no display needed); a confusion matrix of more than ~40 labels gets
@@ -28,15 +32,34 @@ from typing import Any
 
 import numpy as np
 
-from nlp_pipeline.artifacts import ClassifierResult, LanguageModel
+from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, label_text
 from nlp_pipeline.core.errors import DataError, MissingInputError
+from nlp_pipeline.targets import PRIMARY, THRESHOLD, predicted_text
 
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion_matrix.png"
+SCATTER_FILE = "predicted_vs_true.png"
 CURVES_FILE = "training_curves.png"
 WRONG_FILE = "most_wrong.jsonl"
 REPORT_ARTIFACTS = ("corpus", "lsa", "pretrain_lm", "finetune_lm", "classifier")  # instance ids a run report reads
-BASELINES = (("tfidf_logreg", "TF-IDF n-grams + logistic regression"), ("lsa_logreg", "LSA + logistic regression"))
+HEADLINE = {  # target type -> the scores table's columns: (key in targets.score(...), column name)
+    "class": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
+    "multi_label": (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("subset_accuracy", "subset accuracy"),
+                    ("hamming_loss", "Hamming loss")),
+    "regression": (("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²"), ("pearson", "Pearson"), ("spearman", "Spearman")),
+}
+BASELINES = {  # target type -> the lsa stage's baselines: (key in LsaResult.metrics, row name)
+    "class": (("tfidf_logreg", "TF-IDF n-grams + logistic regression"), ("lsa_logreg", "LSA + logistic regression")),
+    "multi_label": (("tfidf_logreg", "TF-IDF n-grams + one-vs-rest logistic regression"),
+                    ("lsa_logreg", "LSA + one-vs-rest logistic regression")),
+    "regression": (("tfidf_ridge", "TF-IDF n-grams + ridge regression"), ("lsa_ridge", "LSA + ridge regression")),
+}
+LOSSES = {"class": "cross-entropy", "multi_label": "binary cross-entropy", "regression": "mean squared error"}
+
+
+def primary_name(target_type: str) -> str:
+    """The column name of the metric model selection maximises: 'multi_label' -> 'micro-F1'."""
+    return dict(HEADLINE[target_type])[PRIMARY[target_type]]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -101,42 +124,60 @@ def snippet(text: str, width: int = 100) -> str:
 
 def evaluated_split(classifier: ClassifierResult) -> tuple[str, dict[str, Any]]:
     """("test", metrics) when the classifier was scored on a test split, else ("validation", metrics)."""
+    primary = PRIMARY[classifier.target_type]
     for split in ("test", "validation"):
         metrics = classifier.metrics.get(split)
-        if isinstance(metrics, dict) and metrics.get("confusion") is not None:
+        if isinstance(metrics, dict) and metrics.get(primary) is not None:
             return split, metrics
     raise DataError("the classifier result has neither test nor validation metrics; retrain it with the classifier stage")
 
 
 def most_wrong(classifier: ClassifierResult, corpus_texts: list[str] | None, limit: int = 500) -> list[dict[str, Any]]:
-    """Wrongly classified test documents, the most confident first (at most `limit`).
+    """Wrongly predicted test documents, the worst first (at most `limit`).
 
-    Each row: index (position in the corpus), text (None without corpus_texts), true, predicted, confidence
-    (probability of the predicted label), true_probability.
+    Each row: index (position in the corpus), text (None without corpus_texts), true, predicted, and by target type
+      class        confidence (probability of the predicted label) and true_probability; most confident first
+      multi_label  error: mean |indicator - probability| over the labels, of documents whose predicted label set
+                   (p >= THRESHOLD) is not the true one; true and predicted are sets as text ("a|b", "" = none)
+      regression   error: |predicted - true|; true and predicted are numbers
     """
-    probs = np.asarray(classifier.test_probabilities, dtype=np.float64)
-    if probs.size == 0:
+    outputs = np.asarray(classifier.test_probabilities, dtype=np.float64)
+    if outputs.size == 0:
         return []
-    truth = np.asarray(classifier.test_labels, dtype=np.int64)
+    target_type, names = classifier.target_type, classifier.label_names
+    truth = np.asarray(classifier.test_labels)
     indexes = np.asarray(classifier.test_indexes, dtype=np.int64)
-    if not len(truth) == len(indexes) == len(probs):
-        raise DataError(f"classifier test arrays disagree: {len(indexes)} indexes, {len(truth)} labels, {len(probs)} rows")
+    if not len(truth) == len(indexes) == len(outputs):
+        raise DataError(f"classifier test arrays disagree: {len(indexes)} indexes, {len(truth)} labels, {len(outputs)} rows")
     if corpus_texts is not None and len(indexes) and int(indexes.max()) >= len(corpus_texts):
         raise DataError(f"test document {int(indexes.max())} is beyond the corpus's {len(corpus_texts)} texts; "
                         f"pass the corpus the classifier was trained on")
-    predicted = probs.argmax(axis=1)
-    confidence = probs[np.arange(len(probs)), predicted]
-    wrong = np.flatnonzero(predicted != truth)
-    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
-    names = classifier.label_names
-    return [{
-        "index": int(indexes[i]),
-        "text": None if corpus_texts is None else corpus_texts[int(indexes[i])],
-        "true": names[int(truth[i])],
-        "predicted": names[int(predicted[i])],
-        "confidence": round(float(confidence[i]), 4),
-        "true_probability": round(float(probs[i, truth[i]]), 4),
-    } for i in order]
+    if target_type == "class":
+        truth = truth.astype(np.int64)
+        badness = outputs.max(axis=1)                                     # confidence of the predicted class
+        wrong = np.flatnonzero(outputs.argmax(axis=1) != truth)
+    elif target_type == "multi_label":
+        badness = np.abs((truth > 0) - outputs).mean(axis=1)
+        wrong = np.flatnonzero(((outputs >= THRESHOLD) != (truth > 0)).any(axis=1))
+    else:
+        truth, outputs = truth.astype(np.float64).ravel(), outputs.ravel()
+        badness = np.abs(outputs - truth)
+        wrong = np.flatnonzero(badness > 0)
+    order = wrong[np.argsort(-badness[wrong], kind="stable")][:limit]
+    rows = []
+    for i in order:
+        row: dict[str, Any] = {"index": int(indexes[i]),
+                               "text": None if corpus_texts is None else corpus_texts[int(indexes[i])]}
+        if target_type == "regression":
+            row.update(true=round(float(truth[i]), 4), predicted=round(float(outputs[i]), 4))
+        else:
+            row.update(true=label_text(truth, i, names), predicted=predicted_text(target_type, outputs[i], names))
+        if target_type == "class":
+            row.update(confidence=round(float(badness[i]), 4), true_probability=round(float(outputs[i, truth[i]]), 4))
+        else:
+            row["error"] = round(float(badness[i]), 4)
+        rows.append(row)
+    return rows
 
 
 def plot_confusion_matrix(confusion: list[list[int]], label_names: list[str], path: Path, title: str) -> Path:
@@ -166,8 +207,28 @@ def plot_confusion_matrix(confusion: list[list[int]], label_names: list[str], pa
     return path
 
 
+def plot_predicted_vs_true(truth: np.ndarray, predicted: np.ndarray, target_name: str, path: Path, title: str) -> Path:
+    """One dot per document (true value across, predicted up) and the dashed y = x line of perfect predictions."""
+    truth = np.asarray(truth, dtype=np.float64).ravel()
+    predicted = np.asarray(predicted, dtype=np.float64).ravel()
+    figure = _figure(5.5, 5.2)
+    axes = figure.add_subplot()
+    axes.scatter(truth, predicted, s=14, alpha=0.4 if len(truth) > 500 else 0.8, edgecolors="none", label="test document")
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    axes.plot([low, high], [low, high], color="C3", linestyle="--", linewidth=1, label="y = x (perfect prediction)")
+    axes.set_xlabel(f"true {target_name}")
+    axes.set_ylabel(f"predicted {target_name}")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    _save_figure(figure, path)
+    return path
+
+
 def plot_training_curves(classifier: ClassifierResult, language_models: dict[str, LanguageModel], path: Path) -> Path:
-    """Three panels: LM validation perplexity per epoch, classifier losses per epoch, validation accuracy."""
+    """Three panels: LM validation perplexity per epoch, classifier losses per epoch, and the validation primary
+    metric per epoch (history column "val_" + targets.PRIMARY: val_accuracy, val_micro_f1, val_r2)."""
     from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
     figure = _figure(15.0, 4.4)
@@ -202,15 +263,16 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
     lm_axes.set_ylabel("perplexity")
 
     history = [r for r in classifier.history if r.get("member", 1) == 1]  # an ensemble's first member
+    column, metric = "val_" + PRIMARY[classifier.target_type], primary_name(classifier.target_type)
     epochs = list(range(1, len(history) + 1))
     if history:
         loss_axes.plot(epochs, [r.get("train_loss") for r in history], marker="o", label="train loss")
         loss_axes.plot(epochs, [r.get("val_loss") for r in history], marker="o", label="validation loss")
-        acc_axes.plot(epochs, [r.get("val_accuracy") for r in history], marker="o", color="C2", label="validation accuracy")
+        acc_axes.plot(epochs, [r.get(column) for r in history], marker="o", color="C2", label=f"validation {metric}")
         selected = classifier.metrics.get("selected") or {}
         for i, row in enumerate(history):
             if row.get("stage") == selected.get("stage") and row.get("epoch") == selected.get("epoch"):
-                acc_axes.plot([i + 1], [row.get("val_accuracy")], marker="*", markersize=16, color="C3",
+                acc_axes.plot([i + 1], [row.get(column)], marker="*", markersize=16, color="C3",
                               linestyle="none", label="selected epoch")
                 break
         for axes in (loss_axes, acc_axes):
@@ -224,10 +286,10 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
             axes.text(0.5, 0.5, "no classifier epochs", ha="center", va="center", transform=axes.transAxes)
     loss_axes.set_title("Classifier: loss per epoch (dotted: new unfreezing stage)")
     loss_axes.set_xlabel("epoch (all stages)")
-    loss_axes.set_ylabel("cross-entropy")
-    acc_axes.set_title("Classifier: validation accuracy")
+    loss_axes.set_ylabel(LOSSES[classifier.target_type])
+    acc_axes.set_title(f"Classifier: validation {metric}")
     acc_axes.set_xlabel("epoch (all stages)")
-    acc_axes.set_ylabel("accuracy")
+    acc_axes.set_ylabel(metric)
     for axes in (lm_axes, loss_axes, acc_axes):
         axes.grid(True, alpha=0.3)
     figure.tight_layout()
@@ -238,30 +300,35 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
 def render_markdown(title: str, classifier: ClassifierResult, language_models: dict[str, LanguageModel],
                     lsa_metrics: dict[str, Any] | None, wrong: list[dict[str, Any]], shown_wrong: int = 15) -> str:
     split, metrics = evaluated_split(classifier)
-    names = classifier.label_names
+    target_type, names = classifier.target_type, classifier.label_names
+    headline = HEADLINE[target_type]
     lines = [f"# Run report: {title}", ""]
     lines.append(f"Scores on the **{split}** split ({metrics.get('n', '?')} documents)"
                  + ("" if split == "test" else "; the corpus has no labelled test documents, so these are the "
                     "validation documents the best epoch was chosen on (optimistic)") + ".")
     lines += ["", "## Scores", ""]
-    blend = classifier.metrics.get("blend") or {}
+    validation = classifier.metrics.get("validation") or {}
+    blend = classifier.metrics.get("blend") or {}               # the linear blend exists for "class" only
     blended = bool(blend.get("weight")) and classifier.linear is not None
     name = f"ULMFiT classifier + linear blend (weight {blend.get('weight')})" if blended else "ULMFiT classifier (this run)"
-    rows = [[name, metrics.get("accuracy"), metrics.get("macro_f1")]]
+    rows = [[name, *(metrics.get(key) for key, _ in headline)]]
+    if target_type != "class" and split == "test" and validation:
+        rows.append([f"ULMFiT classifier on its validation documents ({validation.get('source', 'validation set')})",
+                     *(validation.get(key) for key, _ in headline)])
     parts = blend.get("test_accuracy") if split == "test" else blend.get("validation_accuracy")
     if blend and isinstance(parts, dict):
         rows.append(["the blend's RNN alone", parts.get("rnn"), None])
         rows.append(["the blend's TF-IDF n-gram linear model alone", parts.get("linear"), None])
-    for key, label in BASELINES:
-        baseline = (lsa_metrics or {}).get(key)
-        if isinstance(baseline, dict):
-            rows.append([label, baseline.get("accuracy"), baseline.get("macro_f1")])
-    lines += _table(["model", "accuracy", "macro-F1"], rows)
-    if split == "test" and any(isinstance((lsa_metrics or {}).get(k), dict) for k, _ in BASELINES):
+    baselines = [(key, label) for key, label in BASELINES[target_type] if isinstance((lsa_metrics or {}).get(key), dict)]
+    for key, label in baselines:
+        rows.append([label, *(lsa_metrics[key].get(metric) for metric, _ in headline)])
+    lines += _table(["model", *(column for _, column in headline)], rows)
+    if split == "test" and baselines:
         lines += ["", "The baselines come from the lsa stage: fitted on the same training documents, scored on the same test split."]
-    validation = classifier.metrics.get("validation") or {}
     selected = classifier.metrics.get("selected") or {}
-    details = [f"validation accuracy {_cell(validation.get('accuracy'))} ({validation.get('source', 'validation set')})"]
+    primary = PRIMARY[target_type]
+    details = [f"validation {primary_name(target_type)} {_cell(validation.get(primary))} "
+               f"({validation.get('source', 'validation set')})"]
     for row in classifier.metrics.get("members") or ([selected] if selected else []):
         member = f"member {row['member']}'s " if "member" in row else ""
         details.append(f"{member}best epoch: stage {row.get('stage')} epoch {row.get('epoch')}")
@@ -271,16 +338,25 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
             details.append(f"{label}: {classifier.metrics[key]}")
     lines += ["", "Classifier: " + "; ".join(details) + "."]
 
-    lines += ["", f"## Per class ({split})", ""]
-    per_class = metrics.get("per_class") or {}
-    lines += _table(["label", "precision", "recall", "F1", "support"],
-                    [[name, per_class.get(name, {}).get("precision"), per_class.get(name, {}).get("recall"),
-                      per_class.get(name, {}).get("f1"), per_class.get(name, {}).get("support")] for name in names])
-
-    lines += ["", f"## Confusion matrix ({split}; rows = true label, columns = predicted)", "",
-              f"![confusion matrix]({CONFUSION_FILE})", ""]
-    lines += _table(["true \\ predicted", *[_cell(n) for n in names]],
-                    [[name, *row] for name, row in zip(names, metrics["confusion"])])
+    if target_type == "regression":
+        lines += ["", f"## Target ({split})", "",
+                  f"{names[0] if names else 'target'}: mean {_cell(metrics.get('mean'))}, standard deviation "
+                  f"{_cell(metrics.get('std'))} (an RMSE near the standard deviation is no better than predicting the mean)."]
+        if len(classifier.test_probabilities):
+            lines += ["", "## Predicted against true values (test)", "", f"![predicted vs true]({SCATTER_FILE})"]
+    else:
+        lines += ["", f"## Per {'class' if target_type == 'class' else 'label'} ({split})", ""]
+        per_class = metrics.get("per_class") or {}
+        lines += _table(["label", "precision", "recall", "F1", "support"],
+                        [[name, per_class.get(name, {}).get("precision"), per_class.get(name, {}).get("recall"),
+                          per_class.get(name, {}).get("f1"), per_class.get(name, {}).get("support")] for name in names])
+        if target_type == "multi_label":
+            lines += ["", f"A label is predicted when its probability reaches {metrics.get('threshold', THRESHOLD)}."]
+    if target_type == "class":
+        lines += ["", f"## Confusion matrix ({split}; rows = true label, columns = predicted)", "",
+                  f"![confusion matrix]({CONFUSION_FILE})", ""]
+        lines += _table(["true \\ predicted", *[_cell(n) for n in names]],
+                        [[name, *row] for name, row in zip(names, metrics["confusion"])])
 
     lines += ["", "## Training curves", "", f"![training curves]({CURVES_FILE})", "", "### Language models", ""]
     if language_models:
@@ -299,24 +375,35 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     if members:
         lines += [f"An ensemble of {classifier.arch.get('members')} classifiers (seeds seed, seed + 1, ...); the "
                   "curves show the first, the table all. Each member keeps its best epoch.", ""]
+    column = "val_" + primary
     lines += _table((["member"] if members else []) +
-                    ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss", "val accuracy", "seconds"],
+                    ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss",
+                     f"val {primary_name(target_type)}", "seconds"],
                     [([r.get("member")] if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
                       f"{r['learning_rate']:g}" if isinstance(r.get("learning_rate"), (int, float)) else None,
-                      r.get("train_loss"), r.get("val_loss"), r.get("val_accuracy"), _seconds(r.get("seconds"))]
+                      r.get("train_loss"), r.get("val_loss"), r.get(column), _seconds(r.get("seconds"))]
                      for r in classifier.history])
 
-    lines += ["", "## Most confidently wrong test texts", ""]
+    if target_type == "class":
+        heading, measure, key, worst = "Most confidently wrong test texts", "confidence", "confidence", "most confident"
+    elif target_type == "multi_label":
+        heading, measure, key, worst = ("Most wrong test texts (mean absolute error of the label probabilities)",
+                                        "mean absolute error", "error", "largest")
+    else:
+        heading, measure, key, worst = "Largest errors on test texts", "absolute error", "error", "largest"
+    lines += ["", f"## {heading}", ""]
     if not len(classifier.test_probabilities):
         lines.append("No labelled test documents.")
     elif not wrong:
-        lines.append("None: every test document was classified correctly.")
+        lines.append("None: every test document was classified correctly." if target_type == "class"
+                     else "None: every test document was predicted right.")
     else:
-        lines.append(f"The {min(shown_wrong, len(wrong))} most confident of {len(wrong)} errors listed in "
-                     f"[{WRONG_FILE}]({WRONG_FILE}) (most confident first).")
+        lines.append(f"The {min(shown_wrong, len(wrong))} {worst} of {len(wrong)} errors listed in "
+                     f"[{WRONG_FILE}]({WRONG_FILE}) ({worst} first).")
         lines.append("")
-        lines += _table(["confidence", "true", "predicted", "text"],
-                        [[w["confidence"], w["true"], w["predicted"],
+        lines += _table([measure, "true", "predicted", "text"],
+                        [[w[key], "(none)" if w["true"] == "" else w["true"],
+                          "(none)" if w["predicted"] == "" else w["predicted"],
                           snippet(w["text"]) if w["text"] is not None else f"(document {w['index']})"]
                          for w in wrong[:shown_wrong]])
     return "\n".join(lines) + "\n"
@@ -327,25 +414,34 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
 def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier: ClassifierResult,
                  language_models: dict[str, LanguageModel] | None = None, lsa_metrics: dict[str, Any] | None = None,
                  title: str | None = None) -> list[Path]:
-    """Write report.md, confusion_matrix.png, training_curves.png and most_wrong.jsonl into run_dir (created
-    if needed); returns their paths. corpus_texts are the corpus's texts in corpus order (the classifier's
-    test_indexes point into them); None leaves texts out of the error list."""
+    """Write report.md, training_curves.png, most_wrong.jsonl and confusion_matrix.png (class) or
+    predicted_vs_true.png (regression, when there are test predictions) into run_dir (created if needed); returns
+    their paths. corpus_texts are the corpus's texts in corpus order (the classifier's test_indexes point into
+    them); None leaves texts out of the error list."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     language_models = dict(language_models or {})
     split, metrics = evaluated_split(classifier)
     wrong = most_wrong(classifier, corpus_texts)
 
-    confusion = plot_confusion_matrix(metrics["confusion"], classifier.label_names, run_dir / CONFUSION_FILE,
-                                      f"Confusion matrix ({split}, n={metrics.get('n', '?')}, "
-                                      f"accuracy {metrics.get('accuracy', float('nan')):.3f})")
+    figures = []
+    if classifier.target_type == "class":
+        figures.append(plot_confusion_matrix(metrics["confusion"], classifier.label_names, run_dir / CONFUSION_FILE,
+                                             f"Confusion matrix ({split}, n={metrics.get('n', '?')}, "
+                                             f"accuracy {metrics.get('accuracy', float('nan')):.3f})"))
+    elif classifier.target_type == "regression" and len(classifier.test_probabilities):
+        r2 = (classifier.metrics.get("test") or {}).get("r2")
+        figures.append(plot_predicted_vs_true(
+            classifier.test_labels, classifier.test_probabilities, (classifier.label_names or ["value"])[0],
+            run_dir / SCATTER_FILE, f"Test documents (n={len(classifier.test_labels)}"
+                                    + (f", R² {r2:.3f})" if isinstance(r2, (int, float)) else ")")))
     curves = plot_training_curves(classifier, language_models, run_dir / CURVES_FILE)
     wrong_path = run_dir / WRONG_FILE
     _atomic_write(wrong_path, "".join(json.dumps(w, ensure_ascii=False) + "\n" for w in wrong).encode("utf-8"))
     report = run_dir / REPORT_FILE
     markdown = render_markdown(title or run_dir.resolve().name, classifier, language_models, lsa_metrics, wrong)
     _atomic_write(report, markdown.encode("utf-8"))
-    return [report, confusion, curves, wrong_path]
+    return [report, *figures, curves, wrong_path]
 
 
 def write_run_report(run_dir: str | Path, artifacts: dict[str, Any]) -> list[Path]:

@@ -7,9 +7,12 @@
   autocast its matmuls run in bfloat16 (4-5x faster on CPUs with AVX512-BF16) and the softmax in float32.
 - ClassifierNet: encoder -> concat pooling [last real step, max, mean over non-pad steps] -> two blocks of
   BatchNorm1d + dropout + linear (ReLU between) -> logits. Documents are padded at the END and the RNN is
-  causal, so pad tokens never change the outputs at real positions; pooling skips them.
-- ClassifierEnsemble: several ClassifierNets whose probabilities are averaged.
-Limits: full softmax only (no sampled/adaptive softmax); single-label classification only.
+  causal, so pad tokens never change the outputs at real positions; pooling skips them. Its target type
+  (artifacts.TARGET_TYPES) sets the loss and what `predict` returns: softmax probabilities and cross-entropy
+  (class), per-label sigmoid probabilities and binary cross-entropy (multi_label), or one value and squared
+  error on the target standardised by the training mean and std, returned in the target's units (regression).
+- ClassifierEnsemble: several ClassifierNets whose predictions (probabilities or values) are averaged.
+Limits: full softmax only (no sampled/adaptive softmax); one regression target per model.
 """
 
 from __future__ import annotations
@@ -180,19 +183,64 @@ class PoolingClassifierHead(nn.Module):
         return self.block2(self.block1(pooled))  # (B, C)
 
 
+TARGET_TYPES = ("class", "multi_label", "regression")  # artifacts.TARGET_TYPES, repeated: models import only torch
+
+
 class ClassifierNet(nn.Module):
-    """Encoder + pooling head. forward(ids (T, B) padded at the end, lengths (B,)) -> logits (B, C)."""
+    """Encoder + pooling head. forward(ids (T, B) padded at the end, lengths (B,)) -> logits (B, C);
+    predict(ids, lengths) -> what the target type asks for (B, C); loss(logits, targets) for training, with
+    targets from encode_targets(labels). num_classes is the number of outputs: 1 for regression."""
 
     def __init__(self, encoder: AwdEncoder, num_classes: int, head_hidden_dim: int = 50,
-                 head_dropouts: tuple[float, float] = (0.4, 0.1)):
+                 head_dropouts: tuple[float, float] = (0.4, 0.1), target_type: str = "class",
+                 target_scale: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
+        if target_type not in TARGET_TYPES:
+            raise ValueError(f"target_type must be one of {TARGET_TYPES}, got {target_type!r}")
+        if target_type == "regression" and num_classes != 1:
+            raise ValueError(f"a regression classifier has 1 output, not {num_classes}")
         self.encoder = encoder
         self.head = PoolingClassifierHead(encoder.embedding_dim, head_hidden_dim, num_classes, head_dropouts)
         self.num_classes, self.head_hidden_dim = num_classes, head_hidden_dim
+        self.target_type = target_type
+        self.target_mean, self.target_std = float(target_scale[0]), float(target_scale[1])
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
         return self.head(outputs, lengths)  # (B, C)
+
+    def transform(self, logits: Tensor) -> Tensor:
+        """Logits (B, C) -> class probabilities, per-label probabilities, or values in the target's units."""
+        logits = logits.float()
+        if self.target_type == "class":
+            return torch.softmax(logits, dim=1)
+        if self.target_type == "multi_label":
+            return torch.sigmoid(logits)
+        return logits * self.target_std + self.target_mean
+
+    def predict(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.transform(self(ids, lengths))  # (B, C) float32
+
+    def encode_targets(self, labels: Any) -> Tensor:
+        """Labels as the corpus holds them (artifacts.TARGET_TYPES) -> what `loss` compares logits with."""
+        labels = torch.as_tensor(labels)
+        if self.target_type == "class":
+            return labels.long()
+        if self.target_type == "multi_label":
+            return labels.float()
+        return ((labels.double() - self.target_mean) / self.target_std).float()
+
+    def loss(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+        """Cross-entropy, binary cross-entropy averaged over labels, or squared error of the standardised
+        target; per document, then averaged ("mean") or summed ("sum") over the batch."""
+        logits = logits.float()
+        if self.target_type == "class":
+            return F.cross_entropy(logits, targets, reduction=reduction)
+        if self.target_type == "multi_label":
+            per_doc = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
+        else:
+            per_doc = (logits[:, 0] - targets) ** 2
+        return per_doc.sum() if reduction == "sum" else per_doc.mean()
 
     def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """The concat-pooled encoder output the head classifies: (B, 3E)."""
@@ -204,13 +252,17 @@ class ClassifierNet(nn.Module):
         return self.encoder.layer_groups() + [list(self.head.parameters())]
 
     def arch(self) -> dict[str, Any]:
-        return {**encoder_arch(self.encoder), "num_classes": self.num_classes, "head_hidden_dim": self.head_hidden_dim}
+        arch = {**encoder_arch(self.encoder), "num_classes": self.num_classes, "head_hidden_dim": self.head_hidden_dim,
+                "target_type": self.target_type}
+        if self.target_type == "regression":
+            arch.update(target_mean=self.target_mean, target_std=self.target_std)
+        return arch
 
 
 class ClassifierEnsemble(nn.Module):
-    """n ClassifierNets trained apart (seeds seed, seed + 1, ...) that answer together: forward returns
-    log(mean of the members' softmax), so a softmax of it is the mean of their probabilities. Document vectors
-    and `encoder` are the first member's. Its state_dict names are "members.<i>.<ClassifierNet name>"."""
+    """n ClassifierNets trained apart (seeds seed, seed + 1, ...) that answer together: predict returns the mean
+    of the members' predictions (probabilities or values). Document vectors and `encoder` are the first
+    member's. Its state_dict names are "members.<i>.<ClassifierNet name>"."""
 
     def __init__(self, members: list[ClassifierNet]):
         super().__init__()
@@ -218,14 +270,14 @@ class ClassifierEnsemble(nn.Module):
             raise ValueError("an ensemble needs at least two members")
         self.members = nn.ModuleList(members)
         self.num_classes, self.head_hidden_dim = members[0].num_classes, members[0].head_hidden_dim
+        self.target_type = members[0].target_type
 
     @property
     def encoder(self) -> AwdEncoder:
         return self.members[0].encoder
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        probs = torch.stack([F.softmax(m(ids, lengths).float(), dim=1) for m in self.members]).mean(0)
-        return probs.clamp_min(1e-12).log()  # (B, C)
+    def predict(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return torch.stack([m.predict(ids, lengths) for m in self.members]).mean(0)  # (B, C)
 
     def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
         return self.members[0].document_vectors(ids, lengths)
@@ -255,7 +307,8 @@ def build_classifier(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.
     """Rebuild a ClassifierNet (or a ClassifierEnsemble when arch["members"] > 1) from `arch` (their arch());
     load weights separately."""
     def one() -> ClassifierNet:
-        return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts)
+        return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts,
+                             arch.get("target_type", "class"), (arch.get("target_mean", 0.0), arch.get("target_std", 1.0)))
 
     members = int(arch.get("members", 1))
     return ClassifierEnsemble([one() for _ in range(members)]) if members > 1 else one()

@@ -226,12 +226,11 @@ def classifier_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.nd
     """The range test on a ClassifierNet as the classifier stage trains it (cfg: its ClassifierConfig).
 
     model: built by stages.classifier.build_classifier_model; docs: the labelled train documents. Batches as
-    in training (sortish, padded, cut at max_length), cross-entropy, AdamW with discriminative ratios,
+    in training (sortish, padded, cut at max_length), the model's loss (by target type), AdamW with discriminative ratios,
     clipping and precision. trainable_groups None = the first stage's (1, the head, with gradual
     unfreezing; else all groups).
     """
     import torch
-    import torch.nn.functional as F
 
     from nlp_pipeline.models.batching import pad_batch, pad_id, sortish_batches
     from nlp_pipeline.models.device import autocast_context
@@ -240,7 +239,7 @@ def classifier_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.nd
     dtype, groups, n = _prepare(model, cfg, device, trainable_groups, default_all=not cfg.gradual_unfreezing)
     ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
     lengths = np.diff(offsets)[docs]
-    targets = np.asarray(data.labels).astype(np.int64)
+    targets = model.encode_targets(np.asarray(data.labels))
     rng = np.random.default_rng(cfg.seed + 1)
 
     def batches() -> Iterator[tuple[Any, Any, Any]]:
@@ -251,13 +250,13 @@ def classifier_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.nd
                     continue
                 x, lens = pad_batch(ids, offsets, chosen, pad, cfg.max_length)
                 yield (torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device),
-                       torch.from_numpy(targets[chosen]).to(device))
+                       targets[torch.from_numpy(chosen)].to(device))
 
     def loss_fn(net: Any, batch: tuple[Any, Any, Any]) -> Any:
         x, lens, y = batch
         with autocast_context(device, dtype):
             logits = net(x, lens)  # (B, C)
-        return F.cross_entropy(logits.float(), y)
+        return model.loss(logits, y)
 
     result = find_learning_rate(model, batches(), loss_fn, _optimizer_factory(cfg, groups), start_lr, end_lr, num_steps,
                                 clip=cfg.clip)

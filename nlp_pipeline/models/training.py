@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -339,7 +338,8 @@ def fit_language_model(
 def predict_classifier(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarray, indexes: np.ndarray,
                        pad_id: int, max_length: int, batch_size: int, device: torch.device,
                        dtype: torch.dtype | None = None, features: bool = False) -> np.ndarray:
-    """Class probabilities (len(indexes), C) float32 of documents `indexes`, in that order; with features=True
+    """The model's predictions (len(indexes), C) float32 of documents `indexes`, in that order: class or
+    per-label probabilities, or values (C = 1) for regression (ClassifierNet.predict); with features=True
     their concat-pooled document vectors (len(indexes), 3E) instead (for the projector)."""
     model.eval()
     lengths = np.diff(np.asarray(offsets))[indexes]
@@ -352,7 +352,7 @@ def predict_classifier(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarra
             if features:
                 out[batch] = model.document_vectors(x, lens).float().cpu().numpy()  # (B, 3E)
             else:
-                out[batch] = torch.softmax(model(x, lens).float(), dim=1).cpu().numpy()  # (B, C)
+                out[batch] = model.predict(x, lens).float().cpu().numpy()  # (B, C)
     return out
 
 
@@ -394,8 +394,10 @@ def fit_classifier(
     progress_label: str = "classifier",
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
     """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
-    LRs for `epochs` epochs under one schedule cycle. After every epoch the validation set is scored; the
-    best state (accuracy, then lower loss) is kept and returned with its history row. `patience` > 0 stops a
+    LRs for `epochs` epochs under one schedule cycle, on the model's own loss (ClassifierNet.loss: by target
+    type). After every epoch the validation set is scored; the best state (the target type's primary metric,
+    targets.PRIMARY, e.g. accuracy, then lower loss) is kept and returned with its history row, whose
+    "val_<primary>" column holds the metric. `patience` > 0 stops a
     stage after that many epochs without improvement (0 = never). `progress_label` starts each progress bar's name.
 
     Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
@@ -409,10 +411,14 @@ def fit_classifier(
     groups = model.layer_groups()
     optimizer = make_optimizer(groups, discriminative_lrs(1.0, len(groups), discriminative_factor), weight_decay, betas)
     scaler = grad_scaler(device, dtype)
-    labels_t = np.asarray(labels, dtype=np.int64)
+    from nlp_pipeline.targets import PRIMARY, mean_loss, score
+
+    labels = np.asarray(labels)
+    targets = model.encode_targets(labels)  # int64 ids, float indicators, or the standardised value
+    primary = PRIMARY[model.target_type]
     lengths = np.diff(np.asarray(offsets))[train_docs]
     history: list[dict[str, Any]] = []
-    best: tuple[float, float] = (-1.0, float("inf"))
+    best: tuple[float, float] = (-float("inf"), float("inf"))
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_row: dict[str, Any] = {}
     for stage_index, (n_trainable, epochs, lr) in enumerate(stages):
@@ -437,14 +443,14 @@ def fit_classifier(
                     continue
                 apply_lr(optimizer, schedule_factor(schedule, min(step, total - 1), total, warmup_fraction))
                 x, lens = pad_batch(ids, offsets, docs, pad_id, max_length)
-                y = torch.from_numpy(labels_t[docs]).to(device)
+                y = targets[torch.from_numpy(docs)].to(device)
                 with autocast_context(device, dtype):
                     logits = net(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
                     if world > 1:  # sum over this shard x W / global batch: DDP's mean is the global mean loss
-                        summed = F.cross_entropy(logits.float(), y, reduction="sum")
+                        summed = model.loss(logits, y, reduction="sum")
                         loss = summed * (world / n_global)
                     else:
-                        loss = F.cross_entropy(logits.float(), y)
+                        loss = model.loss(logits, y)
                 backward_and_step(optimizer, scaler, loss, params, clip)
                 loss_sum += float(summed.detach()) if world > 1 else float(loss.detach()) * len(docs)
                 seen += len(docs)
@@ -453,13 +459,12 @@ def fit_classifier(
                 loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
                 distributed.average_buffers(model)  # BatchNorm statistics saw only this process's shards
             probs = predict_classifier_sharded(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
-            valid_labels = labels_t[valid_docs]
-            val_loss = float(-np.log(np.clip(probs[np.arange(len(valid_docs)), valid_labels], 1e-12, None)).mean())
-            val_acc = float((probs.argmax(1) == valid_labels).mean())
+            val_loss = mean_loss(model.target_type, labels[valid_docs], probs)
+            val_acc = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])])[primary])
             row = {
                 "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,
                 "train_loss": round(loss_sum / max(seen, 1), 4), "val_loss": round(val_loss, 4),
-                "val_accuracy": round(val_acc, 4), "seconds": round(time.perf_counter() - started, 2),
+                f"val_{primary}": round(val_acc, 4), "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(row)
             if (val_acc, -val_loss) > (best[0], -best[1]):

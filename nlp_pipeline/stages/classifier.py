@@ -7,20 +7,24 @@ unfreezing (stage 1 trains the head, stage 2 also the top RNN layer, ..., the la
 discriminative learning rates (lr / 2.6 ** depth) and a one-cycle (or STLR) schedule per stage; batches are
 length-sorted within shuffled chunks and padded at the end.
 
-Model selection: after every epoch the validation set is scored and the best epoch (accuracy, then loss) is
-kept. The validation set is the corpus's labelled dev split when it has one (validation_split = "auto"), else
-a seeded, stratified `validation_fraction` of train. The test split is predicted once, at the end, to report.
+Targets (the corpus's target_type): one class per text (softmax, cross-entropy), a set of classes (one sigmoid
+per label, binary cross-entropy, a label predicted at p >= 0.5), or a number (one output, squared error on the
+target standardised by the train split's mean and std; predictions come back in the target's units).
+Model selection: after every epoch the validation set is scored and the best epoch (the target type's primary
+metric: accuracy, micro-F1 or R², then loss) is kept. The validation set is the corpus's labelled dev split
+when it has one (validation_split = "auto"), else a seeded `validation_fraction` of train (stratified by
+class for single-label targets, a plain random carve otherwise). The test split is predicted once, at the end, to report.
 Ensemble (members > 1): that many classifiers are trained the same way from the same LM with seeds seed,
 seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble); each selects its own epoch.
 Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
 train documents (C by 3-fold CV among them), and the reported and bundled probabilities are
 (1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation; metrics["blend"] keeps
-both parts' scores. w = 0 is the RNN alone.
+both parts' scores. w = 0 is the RNN alone. The blend is fitted for single-label targets only.
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
-Limits: single-label classification only; documents are cut to their first max_length tokens (sentence and
-paragraph corpora are unaffected; long reviews lose their ends).
+Limits: one regression target per model; multi-label decisions use a fixed 0.5 threshold; documents are cut
+to their first max_length tokens (sentence and paragraph corpora are unaffected; long reviews lose their ends).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized, split_code
+from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.targets import PRIMARY, classification_metrics, score
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
 
@@ -65,9 +70,9 @@ class ClassifierConfig:
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
     validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
-    validation_fraction: float = 0.1    # share of each label carved from train for validation
+    validation_fraction: float = 0.1    # share of train carved for validation (of each label, for single-label targets)
     patience: int = 0                   # stop a stage after this many epochs without a better validation score; 0 = never
-    blend_linear: bool = True           # also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
+    blend_linear: bool = True           # (single-label targets) also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
     linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
     linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
@@ -119,34 +124,6 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return kept, held_out
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = true).
-
-    y_true [0, 0, 1, 1], y_pred [0, 1, 1, 1], names ["a", "b"] -> accuracy 0.75, confusion [[1, 1], [0, 2]],
-    a: precision 1.0 recall 0.5 f1 0.6667; b: precision 0.6667 recall 1.0 f1 0.8; macro_f1 0.7333.
-    """
-    k = len(label_names)
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
-    tp = np.diag(confusion).astype(float)
-    predicted, actual = confusion.sum(0).astype(float), confusion.sum(1).astype(float)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
-    present = actual > 0
-    return {
-        "accuracy": round(float(tp.sum() / max(len(y_true), 1)), 4),
-        "macro_f1": round(float(f1[present].mean()) if present.any() else 0.0, 4),
-        "n": int(len(y_true)),
-        "per_class": {
-            name: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
-                   "f1": round(float(f1[i]), 4), "support": int(actual[i])}
-            for i, name in enumerate(label_names)
-        },
-        "confusion": confusion.tolist(),
-    }
-
-
 def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]]:
     """(trainable groups, epochs, lr) per stage: 1, 2, ... groups, the last stage all of them."""
     out = []
@@ -160,13 +137,13 @@ def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]
 
 def _validation(cfg: ClassifierConfig, data: Numericalized, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     labels = np.asarray(data.labels)
-    dev = data.indices("dev")
-    dev = dev[labels[dev] >= 0]
+    dev = data.indices("dev", labelled=True)
     if cfg.validation_split == "dev" and len(dev) == 0:
         raise DataError("classifier.validation_split = 'dev' but the corpus has no labelled dev documents; use 'auto' or 'train'")
     if cfg.validation_split in ("auto", "dev") and len(dev):
         return train, dev, "dev"
-    kept, held = stratified_holdout(labels[train], cfg.validation_fraction, cfg.seed)
+    groups = labels[train] if data.target_type == "class" else np.zeros(len(train), np.int64)  # one group: a random carve
+    kept, held = stratified_holdout(groups, cfg.validation_fraction, cfg.seed)
     return train[kept], train[held], "carved from train"
 
 
@@ -176,16 +153,29 @@ def _labelled_train(data: Numericalized) -> tuple[np.ndarray, int, np.ndarray]:
 
     labels = np.asarray(data.labels)
     k = len(data.label_names)
-    if k < 2:
+    target = data.target_type
+    if target != "regression" and k < 2:
         raise DataError(f"classifier needs at least 2 labels, the corpus has {k}; check the corpus label field")
-    if labels.max(initial=-1) >= k:
+    if target == "class" and labels.max(initial=-1) >= k:
         raise DataError(f"label id {int(labels.max())} is out of range for {k} label names")
+    if target == "multi_label" and (labels.ndim != 2 or labels.shape[1] != k):
+        raise DataError(f"multi-label indicators of shape {labels.shape} do not fit {k} label names")
+    if target == "regression" and (labels.dtype.kind != "f" or k != 1):
+        raise DataError(f"regression needs one float target per document, got {labels.dtype} labels and {k} names")
     pad = pad_id(data.vocab)
-    train = data.indices("train")
-    train = train[labels[train] >= 0]
+    train = data.indices("train", labelled=True)
     if len(train) < 2:
         raise DataError("classifier needs labelled train documents; the corpus has fewer than 2")
     return labels, pad, train
+
+
+def _target_scale(data: Numericalized) -> tuple[float, float]:
+    """(mean, std) of the labelled train split's regression target (std 1 when constant); (0, 1) otherwise."""
+    if data.target_type != "regression":
+        return 0.0, 1.0
+    values = np.asarray(data.labels)[data.indices("train", labelled=True)].astype(np.float64)
+    std = float(values.std()) if len(values) else 0.0
+    return (float(values.mean()) if len(values) else 0.0), (std if std > 0 else 1.0)
 
 
 def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> tuple[Any, str]:
@@ -219,7 +209,9 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
                          if k.startswith("encoder.")}
         encoder.load_state_dict(encoder_state)
         initialisation = "language model"
-    return ClassifierNet(encoder, len(data.label_names), cfg.head_hidden_dim, head_dropouts), initialisation
+    outputs = 1 if data.target_type == "regression" else len(data.label_names)
+    return ClassifierNet(encoder, outputs, cfg.head_hidden_dim, head_dropouts, data.target_type,
+                         _target_scale(data)), initialisation
 
 
 def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> ClassifierResult:
@@ -230,12 +222,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
 
     started = time.perf_counter()
     labels, pad, train = _labelled_train(data)
-    k = len(data.label_names)
+    target, names = data.target_type, list(data.label_names)
     train, valid, valid_source = _validation(cfg, data, train)
     if len(valid) == 0:
         raise DataError("no validation documents could be carved from train; raise classifier.validation_fraction")
-    test = data.indices("test")
-    test = test[labels[test] >= 0]
+    test = data.indices("test", labelled=True)
 
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
     processes = distributed.world_size()
@@ -273,7 +264,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
 
         def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
             probs = predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
-            return probs, classification_metrics(labels[docs], probs.argmax(1), list(data.label_names))
+            return probs, score(target, labels[docs], probs, names)
 
         val_probs, val_metrics = scores(valid)
         metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
@@ -281,11 +272,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         if cfg.members > 1:  # each member's best epoch; metrics["selected"] is the first's
             metrics["members"] = selected
         linear = None
-        if cfg.blend_linear and len(np.unique(labels[train])) >= 2:  # a logistic regression needs two classes to fit
+        if cfg.blend_linear and target == "class" and len(np.unique(labels[train])) >= 2:  # two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
             val_metrics = classification_metrics(labels[valid], val_probs.argmax(1), list(data.label_names))
             metrics["validation"] = dict(val_metrics, source=valid_source)
-        test_probs = np.zeros((0, k), np.float32)
+        test_probs = np.zeros((0, model.num_classes), np.float32)
         if len(test):  # the only time test labels are read
             test_probs, metrics["test"] = scores(test)
             if linear is not None:
@@ -306,8 +297,8 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
             label_names=list(data.label_names), max_length=cfg.max_length, tokenizer=dict(data.tokenizer),
             history=history, metrics=metrics, validation_indexes=valid.astype(np.int64),
-            test_indexes=test.astype(np.int64), test_labels=labels[test].astype(np.int32), test_probabilities=test_probs,
-            linear=linear,
+            test_indexes=test.astype(np.int64), test_labels=np.array(labels[test]), test_probabilities=test_probs,
+            linear=linear, target_type=target,
         )
 
 
@@ -350,10 +341,11 @@ def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | N
 
 
 def summarize(result: ClassifierResult) -> dict:
-    test = result.metrics.get("test", {})
-    return {"val_accuracy": result.metrics.get("validation", {}).get("accuracy"),
-            "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
-            "blend_weight": (result.metrics.get("blend") or {}).get("weight"), "seconds": result.metrics.get("seconds")}
+    test, primary = result.metrics.get("test", {}), PRIMARY[result.target_type]
+    out = {f"val_{primary}": result.metrics.get("validation", {}).get(primary), f"test_{primary}": test.get(primary)}
+    if result.target_type != "regression":
+        out["test_macro_f1"] = test.get("macro_f1")
+    return dict(out, blend_weight=(result.metrics.get("blend") or {}).get("weight"), seconds=result.metrics.get("seconds"))
 
 
 STAGE = Stage(

@@ -10,21 +10,29 @@ Takes a CorpusConfig whose `source` is one of
   - plain text (.txt/.tokens or a folder of them): unlabelled, one document per non-empty line, WikiText
     heading lines (' = Title = ') skipped; or a MediaWiki XML dump (.xml/.xml.bz2): one document per paragraph,
   - "hf:NAME[:CONFIG][@REVISION]": a Hugging Face Hub dataset through datasets.load_dataset,
-and returns a Corpus: texts (stripped), labels (ids into sorted label names, UNLABELLED for unlabelled texts,
-which are kept in split "unsup" for the language model), splits, and `info` (files and sha256s, rows read,
-dropped rows, label counts, the card's licence and published references).
+and returns a Corpus: texts (stripped), labels, splits, and `info` (files and sha256s, rows read, dropped rows,
+label counts or target statistics, the card's licence and published references). Texts without a label are
+kept in split "unsup" for the language model. `target_type` (config, else the card's, else "class") says what a
+label cell holds (artifacts.TARGET_TYPES gives the arrays):
+  - "class": one name per text ("pos", 3 -> "3"; a Hub ClassLabel id -> its name); ids into sorted label names;
+  - "multi_label": a set of names per text: a list cell (JSON array, Parquet list, Hub Sequence(ClassLabel)) as
+    is, a text cell split on `label_separator` ("a, b" -> {a, b}); an empty list is the empty set;
+  - "regression": one finite number per text (3, 2.5, "2.5"); label_names is [the label column's name].
+An empty or missing cell (None, "", a NaN number) means unlabelled for every type; the text "nan" is no target.
 
 Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
-folder of that name). `corpus_fingerprint` hashes the contents of exactly the files
-that would be read (not their location), so moving a data folder keeps the cache; for a Hub dataset it is the
-resolved commit, which needs the network (or HF_HUB_OFFLINE=1 and a cached copy, keyed by name only).
+folder of that name); test/dev splits carved for multi_label and regression are seeded random, not stratified.
+`corpus_fingerprint` hashes the contents of exactly the files that would be read (not their location), so
+moving a data folder keeps the cache; for a Hub dataset it is the resolved commit, which needs the network (or
+HF_HUB_OFFLINE=1 and a cached copy, keyed by name only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import re
@@ -36,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from nlp_pipeline.artifacts import SPLITS, UNLABELLED, Corpus
+from nlp_pipeline.artifacts import SPLITS, TARGET_TYPES, UNLABELLED, Corpus
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.core.stage import Stage
@@ -70,6 +78,8 @@ class CorpusConfig:
     dev_size: float = 0.0            # share of each label moved from train to dev when the source has no dev split (0 = none: later stages carve their own)
     seed: int = 0                    # seed of those stratified splits and of the max_documents sample
     max_documents: int | None = None  # keep a seeded sample of at most this many documents, stratified by split and label (quick runs); None = all
+    target_type: str | None = None   # what a label is: "class", "multi_label" (a set of names) or "regression" (a number); None = the card's, else "class"
+    label_separator: str = ","       # multi_label: a text cell is split on this ("a,b" -> {a, b}); list cells are taken as they are
 
     def validate(self) -> None:
         import codecs
@@ -86,6 +96,10 @@ class CorpusConfig:
                 raise ConfigError(f"corpus.{name} is {value}; it must be a fraction in [0, 1), e.g. 0.1")
         if self.max_documents is not None and self.max_documents < 1:
             raise ConfigError(f"corpus.max_documents is {self.max_documents}; give a positive number, or none for all documents")
+        if self.target_type is not None and self.target_type not in TARGET_TYPES:
+            raise ConfigError(f"corpus.target_type is {self.target_type!r}; use one of {', '.join(TARGET_TYPES)} (or none for the card's)")
+        if not self.label_separator:
+            raise ConfigError("corpus.label_separator is empty; give the text between labels of a multi_label cell, e.g. \",\"")
 
 
 # --- corpus cards -------------------------------------------------------------------------------------------
@@ -98,6 +112,7 @@ CARD_KEYS = {
     "citation": "what to cite",
     "homepage": "where the data comes from",
     "labels": "expected label names (checked when loading)",
+    "target_type": "what a label is: class, multi_label or regression (corpus.target_type overrides it)",
     "unlabelled_values": "label values that mark unlabelled rows (kept in split unsup)",
     "text_field": "column holding the text",
     "label_field": "column holding the label",
@@ -152,6 +167,8 @@ def _check_card(card: dict, path: Path) -> dict:
     unknown = sorted(set(card) - set(CARD_KEYS))
     if unknown:
         raise ConfigError(f"corpus card {path} has an unknown key {unknown[0]!r}; valid keys: {', '.join(CARD_KEYS)}")
+    if "target_type" in card and card["target_type"] not in TARGET_TYPES:
+        raise ConfigError(f"corpus card {path} has target_type {card['target_type']!r}; use one of {', '.join(TARGET_TYPES)}")
     if card.setdefault("name", path.stem) != path.stem:
         raise ConfigError(f"corpus card {path} is named {card['name']!r}; the name must match the file name {path.stem!r}")
     if not card.get("sources"):
@@ -274,6 +291,8 @@ class _Plan:
     text_field: str | None = None      # explicit field, or None to auto-detect
     label_field: str | None = None     # explicit field, None to auto-detect, "" for none
     unlabelled_values: tuple[str, ...] = ()
+    target_type: str = "class"         # one of TARGET_TYPES: how label cells are read
+    label_separator: str = ","         # multi_label: what a text cell is split on
     card: dict | None = None           # the card, when the source is a card name
     card_source: dict | None = None    # the card's chosen [[sources]] entry
     hub: dict | None = None            # {"name", "config", "revision"} for a Hub dataset
@@ -407,6 +426,14 @@ def _plan_path(root: Path, files: dict | None, fmt: str | None = None) -> tuple[
 
 def _resolve(cfg: CorpusConfig) -> _Plan:
     """Turn a config into the list of things to read, reading no data (card files and folder listings only)."""
+    plan = _resolve_source(cfg)
+    card_type = plan.card.get("target_type") if plan.card else None
+    plan.target_type = cfg.target_type or card_type or "class"
+    plan.label_separator = cfg.label_separator
+    return plan
+
+
+def _resolve_source(cfg: CorpusConfig) -> _Plan:
     kind = _source_kind(cfg.source)
     if kind == "hub":
         hub = _parse_hub(cfg.source)
@@ -502,14 +529,60 @@ def _pick_field(names: list[str], wanted: str | None, candidates: tuple[str, ...
                     f"name it with {option}{extra}")
 
 
+_MARKED = object()  # _parse_label's answer for a value the card lists in unlabelled_values
+
+
+def _parse_label(value: Any, plan: _Plan, class_names: list[str] | None = None) -> Any:
+    """One label cell -> the label of plan.target_type, None for an empty cell, _MARKED for a card's unlabelled
+    value; DataError for a cell that is no such label. `class_names` maps the ids of a Hub ClassLabel.
+
+    class: ' pos ' -> 'pos', 3 -> '3'; multi_label: 'b, a' -> ('a', 'b'), ['a'] -> ('a',), [] -> ();
+    regression: '2.5' -> 2.5, 3 -> 3.0 ('nan', 'inf', True: DataError); '' / None / float('nan') -> None (any type).
+    """
+    target_type = plan.target_type
+    if isinstance(value, (list, tuple)):
+        if target_type != "multi_label":
+            raise DataError(f"the label cell holds a list ({str(value)[:40]}); set corpus.target_type = \"multi_label\" "
+                            f"for several labels per text, or fix the data")
+        if class_names is not None:
+            if not all(isinstance(v, int) and 0 <= v < len(class_names) for v in value):
+                return None  # a hidden label (-1), as for one ClassLabel
+            value = [class_names[v] for v in value]
+        parts = (sources.cell_text(v) for v in value)
+        return tuple(sorted({part.strip() for part in parts if part and part.strip()}))
+    if class_names is not None:
+        value = class_names[value] if isinstance(value, int) and 0 <= value < len(class_names) else None
+    if target_type == "regression" and isinstance(value, bool):
+        raise DataError(f"the target {value!r} is a boolean, not a number; fix the data or use corpus.target_type = \"class\"")
+    text = sources.cell_text(value)
+    label = text.strip() if text is not None else None
+    if not label:
+        return None
+    if label in plan.unlabelled_values:
+        return _MARKED
+    if target_type == "multi_label":
+        return tuple(sorted({part.strip() for part in label.split(plan.label_separator) if part.strip()}))
+    if target_type == "regression":
+        try:
+            number = float(label)
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number):
+            raise DataError(f"the target {label[:40]!r} is not a finite number; fix the data or use "
+                            f"corpus.target_type = \"class\"")
+        return number
+    return label
+
+
 @dataclass
 class _Rows:
-    """Documents as read, before cleaning: parallel lists."""
+    """Documents as read, before cleaning: parallel lists (labels parsed by _parse_label)."""
 
     texts: list[str | None] = field(default_factory=list)
-    labels: list[str | None] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     labelled_sources: int = 0                                 # parts that carried a label column or folder
+    label_fields: list[str] = field(default_factory=list)     # label columns read, in order (regression names the first)
     headings: int = 0                                         # WikiText heading lines skipped
     wiki: dict[str, int] = field(default_factory=dict)        # pages / redirects read from a wiki dump
     hub_ignored: list[str] = field(default_factory=list)
@@ -533,17 +606,22 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
         label_field = _pick_field(names, plan.label_field, LABEL_FIELDS, "label", where, required=True)
     try:
         texts = [sources.cell_text(v) for v in get(text_field)]
-        labels = None
-        if label_field is not None:
-            values = get(label_field)
-            names_of = getattr((features or {}).get(label_field), "names", None)  # a Hub ClassLabel: ids -> names
-            if names_of is not None:
-                labels = [names_of[v] if isinstance(v, int) and 0 <= v < len(names_of) else None for v in values]
-            else:
-                labels = [sources.cell_text(v) for v in values]
-            rows.labelled_sources += 1
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
+    labels = None
+    if label_field is not None:
+        feature = (features or {}).get(label_field)
+        feature = getattr(feature, "feature", feature)  # a Hub Sequence(ClassLabel): its items' ClassLabel
+        class_names = getattr(feature, "names", None)   # a Hub ClassLabel: ids -> names
+        labels = []
+        for row, value in enumerate(get(label_field), 1):
+            try:
+                labels.append(_parse_label(value, plan, class_names))
+            except DataError as exc:
+                raise DataError(f"{where} row {row}: {exc}") from None
+        rows.labelled_sources += 1
+        if label_field not in rows.label_fields:
+            rows.label_fields.append(label_field)
     rows.add(texts, labels, split)
 
 
@@ -565,10 +643,17 @@ def _read_rows(plan: _Plan, cfg: CorpusConfig) -> _Rows:
     if documents:
         texts = [sources.read_text(p.path, cfg.encoding)
                  for p in tqdm(documents, desc="reading documents", unit=" files", disable=None, leave=False)]
-        rows.add(texts, [p.label for p in documents], None)
+        labels = []
+        for p in documents:
+            try:
+                labels.append(_parse_label(p.label, plan))
+            except DataError as exc:
+                raise DataError(f"{p.path.parent} (label folder): {exc}") from None
+        rows.add(texts, labels, None)
         rows.splits[-len(documents):] = [p.split for p in documents]
         if any(p.label is not None for p in documents):
             rows.labelled_sources += 1
+            rows.label_fields.append("label")
     for part in plan.parts:
         if part.kind == "table":
             table = sources.read_table(part.path, cfg.encoding, part.fmt)
@@ -688,16 +773,13 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
     texts, labels, splits = [], [], []
     moved: Counter = Counter()
     dropped: Counter = Counter()
-    marked = set(plan.unlabelled_values)
     for text, label, split in zip(rows.texts, rows.labels, rows.splits):
         text = (text or "").strip()
         if not text:
             dropped[split or UNSPLIT] += 1
             continue
-        if label is not None:
-            label = label.strip() or None
-        if label in marked or (label is None and split != "unsup"):
-            if label not in marked:
+        if label is _MARKED or (label is None and split != "unsup"):
+            if label is not _MARKED:
                 moved[split or UNSPLIT] += 1
             label, split = None, "unsup"
         texts.append(text)
@@ -719,67 +801,132 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         log.warning("corpus %s: %d row(s) without a label kept as unlabelled (split unsup): %s", plan.name,
                     sum(moved.values()), ", ".join(f"{k} {v}" for k, v in sorted(moved.items())))
 
+    target_type = plan.target_type
     labelled = [i for i, label in enumerate(labels) if label is not None]
     if rows.labelled_sources and not labelled:
         raise DataError(f"no row of the corpus at {where} has a label; check --label-field (corpus.label_field), "
                         f"or set it to \"\" for an unlabelled corpus")
+    if target_type != "class" and not rows.labelled_sources:
+        raise DataError(f"the corpus at {where} has no labels, so target_type {target_type!r} has nothing to read; "
+                        f"name the label column with corpus.label_field, or set corpus.target_type = \"class\"")
     splits = [s or "train" for s in splits]
     derived = {}
     if labelled:
-        derived = _derive_splits(cfg, labels, splits)
+        derived = _derive_splits(cfg, labels, splits, target_type)
         _check_labels(labels, splits, where, plan)
-    label_names = sort_labels({label for label, s in zip(labels, splits) if label is not None and s == "train"})
+    if target_type == "regression":
+        label_names = rows.label_fields[:1]
+    else:
+        label_names = sort_labels(_names_in(labels, splits, "train", target_type))
     if derived:
         info["derived_splits"] = derived
 
     if cfg.max_documents is not None and cfg.max_documents < len(texts):
-        keep = sample_documents(list(zip(splits, [label or "" for label in labels])), cfg.max_documents, cfg.seed)
+        groups = list(zip(splits, [label or "" for label in labels])) if target_type == "class" else splits
+        keep = sample_documents(groups, cfg.max_documents, cfg.seed)
         info["dropped"]["max_documents"] = len(texts) - len(keep)
         texts = [texts[i] for i in keep]
         labels = [labels[i] for i in keep]
         splits = [splits[i] for i in keep]
 
-    label_ids = {name: i for i, name in enumerate(label_names)}
-    info["label_counts"] = {s: _count([label for label, sp in zip(labels, splits) if sp == s and label is not None])
-                            for s in SPLITS if s in splits and s != "unsup"}
+    info["target_type"] = target_type
+    scored = [s for s in SPLITS if s in splits and s != "unsup"]
+    if target_type == "regression":
+        info["target_stats"] = {s: _target_stats([lab for lab, sp in zip(labels, splits) if sp == s and lab is not None])
+                                for s in scored}
+    else:
+        info["label_counts"] = {s: _count([name for lab, sp in zip(labels, splits) if sp == s and lab is not None
+                                           for name in ((lab,) if target_type == "class" else lab)])
+                                for s in scored}
     info["split_sizes"] = {s: splits.count(s) for s in SPLITS if s in splits}
     train_texts = {t for t, s in zip(texts, splits) if s == "train"}
     info["test_texts_in_train"] = sum(1 for t, s in zip(texts, splits) if s == "test" and t in train_texts)
     return Corpus(
-        labels=np.array([UNLABELLED if label is None else label_ids[label] for label in labels], dtype=np.int32),
+        labels=_label_array(labels, label_names, target_type),
         splits=np.array([SPLITS.index(s) for s in splits], dtype=np.int8),
         label_names=label_names,
+        target_type=target_type,
         texts=texts,
         name=plan.name,
         info=info,
     )
 
 
-def _derive_splits(cfg: CorpusConfig, labels: list[str | None], splits: list[str]) -> dict[str, str]:
-    """Carve test (and dev) out of the labelled train documents when the source has none; edits `splits`."""
+def _names_in(labels: list, splits: list[str], split: str, target_type: str) -> set[str]:
+    """The label names carried by the labelled documents of one split (class or multi_label labels)."""
+    if target_type == "class":
+        return {label for label, s in zip(labels, splits) if s == split and label is not None}
+    return {name for label, s in zip(labels, splits) if s == split and label is not None for name in label}
+
+
+def _label_array(labels: list, label_names: list[str], target_type: str) -> np.ndarray:
+    """Parsed labels -> the Corpus.labels array of `target_type` (shapes: artifacts.TARGET_TYPES).
+
+    class ['b', None], names ['a', 'b'] -> [1, -1]; multi_label [('b',), None] -> [[0, 1], [-1, -1]];
+    regression [2.5, None] -> [2.5, nan]
+    """
+    if target_type == "regression":
+        return np.array([np.nan if label is None else label for label in labels], dtype=np.float32)
+    ids = {name: i for i, name in enumerate(label_names)}
+    if target_type == "class":
+        return np.array([UNLABELLED if label is None else ids[label] for label in labels], dtype=np.int32)
+    out = np.zeros((len(labels), len(label_names)), dtype=np.int8)
+    for row, label in enumerate(labels):
+        if label is None:
+            out[row] = UNLABELLED
+        else:
+            out[row, [ids[name] for name in label]] = 1
+    return out
+
+
+def _target_stats(values: list[float]) -> dict[str, Any]:
+    """[1.0, 2.0, 3.0] -> {'n': 3, 'mean': 2.0, 'std': 0.8165, 'min': 1.0, 'max': 3.0} (as stored: float32)."""
+    array = np.asarray(values, dtype=np.float32).astype(np.float64)
+    if not len(array):
+        return {"n": 0}
+    return {"n": len(array), **{name: round(float(fn(array)), 4)
+                                for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}}
+
+
+def _derive_splits(cfg: CorpusConfig, labels: list, splits: list[str], target_type: str) -> dict[str, str]:
+    """Carve test (and dev) out of the labelled train documents when the source has none; edits `splits`.
+    Class labels are stratified; sets and numbers are one group, so the held-out share is a seeded random one."""
     derived = {}
     for split, fraction in (("test", cfg.test_size), ("dev", cfg.dev_size)):
         if fraction <= 0 or any(s == split and lab is not None for s, lab in zip(splits, labels)):
             continue
         train = [i for i, (s, lab) in enumerate(zip(splits, labels)) if s == "train" and lab is not None]
-        held = stratified_split([labels[i] for i in train], fraction, cfg.seed)
+        groups = [labels[i] for i in train] if target_type == "class" else [""] * len(train)
+        held = stratified_split(groups, fraction, cfg.seed)
         for j in held:
             splits[train[j]] = split
-        derived[split] = f"stratified {fraction:g} of each train label, seed {cfg.seed}: {len(held)} documents"
+        how = f"stratified {fraction:g} of each train label" if target_type == "class" else f"random {fraction:g} of train"
+        derived[split] = f"{how}, seed {cfg.seed}: {len(held)} documents"
     return derived
 
 
-def _check_labels(labels: list[str | None], splits: list[str], where: str, plan: _Plan) -> None:
-    train = {label for label, s in zip(labels, splits) if s == "train" and label is not None}
-    if not train:
+def _check_labels(labels: list, splits: list[str], where: str, plan: _Plan) -> None:
+    target_type = plan.target_type
+    if not any(label is not None and s == "train" for label, s in zip(labels, splits)):
         raise DataError(f"the corpus at {where} has no labelled training texts; add a train file (or label folders) "
                         f"beside the test data")
+    if target_type == "regression":
+        targets = np.array([lab for lab, s in zip(labels, splits) if s == "train" and lab is not None], dtype=np.float32)
+        if len(targets) < 2:
+            raise DataError(f"the corpus at {where} has one labelled training text; a regression needs at least two: "
+                            f"add training rows or check --label-field (corpus.label_field)")
+        if targets.min() == targets.max():
+            raise DataError(f"every training target of the corpus at {where} is {float(targets[0]):g}; a regression "
+                            f"needs targets that vary: check --label-field (corpus.label_field) or the data")
+        return
+    train = _names_in(labels, splits, "train", target_type)
     if len(train) < 2:
         only = ", ".join(sorted(train)) or "none"
-        raise DataError(f"the training texts of the corpus at {where} have only one class ({only}); a classifier needs "
+        what = "one class" if target_type == "class" else "one label name"
+        raise DataError(f"the training texts of the corpus at {where} have only {what} ({only}); a classifier needs "
                         f"at least two labels: check --label-field (corpus.label_field) or the data")
     for split in ("dev", "test"):
-        unseen = sort_labels({label for label, s in zip(labels, splits) if s == split and label is not None} - train)
+        unseen = sort_labels(_names_in(labels, splits, split, target_type) - train)
         if unseen:
             raise DataError(f"{split} labels never seen in training at {where}: {', '.join(unseen[:10])}; "
                             f"add training examples of them or remove those {split} rows")
@@ -790,8 +937,9 @@ def _check_labels(labels: list[str | None], splits: list[str], where: str, plan:
 
 
 def summarize(corpus: Corpus) -> dict:
-    """A few numbers for meta.json and the run log: documents per split and the labels."""
-    return {"documents": len(corpus), "split_sizes": corpus.split_sizes(), "label_names": corpus.label_names[:20]}
+    """A few numbers for meta.json and the run log: documents per split, the target type and the labels."""
+    return {"documents": len(corpus), "split_sizes": corpus.split_sizes(), "target_type": corpus.target_type,
+            "label_names": corpus.label_names[:20]}
 
 
 def _volatile(cfg: CorpusConfig) -> tuple[str, ...]:

@@ -2,24 +2,32 @@
 
 Fits TF-IDF and the SVD on every split but test (test documents are only transformed), keeps one
 `n_components`-dimensional vector per document (for the projector and as features), the top terms of each
-component, and trains two logistic-regression baselines that every later model must beat:
-  lsa_logreg    on the (L2-normalised) LSA vectors
-  tfidf_logreg  on TF-IDF of word 1..`ngram_max`-grams
-The regularisation strength C of each is chosen on a seeded, stratified validation slice of train (or the
-corpus's dev split when it has one); the test split is read once, at the end, to report accuracy and macro-F1.
-Limits: the TF-IDF matrix is sparse but held in memory; classifiers are skipped for an unlabelled corpus.
+component, and trains two linear baselines that every later model must beat, one model per target type
+(artifacts.TARGET_TYPES):
+  lsa_logreg / lsa_ridge      on the (L2-normalised) LSA vectors
+  tfidf_logreg / tfidf_ridge  on TF-IDF of word 1..`ngram_max`-grams
+  class: logistic regression; multi_label: one logistic regression per label (one-vs-rest, a label constant in
+  train predicts that constant); regression: ridge regression with alpha = 1 / C.
+The regularisation strength C of each (alpha = 1 / C for ridge) is chosen from `c_grid` by targets.PRIMARY
+(accuracy, micro-F1, R²) on a seeded validation slice of train (stratified by class for "class", a random slice
+of the same size otherwise), or on the corpus's dev split when it has one; the test split is read once, at the
+end, and scored with targets.score.
+Limits: the TF-IDF matrix is sparse but held in memory; baselines are skipped for an unlabelled corpus or one
+whose training labels are all the same.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nlp_pipeline.artifacts import UNLABELLED, LsaResult, Tokens
+from nlp_pipeline.artifacts import LsaResult, Tokens
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.targets import PRIMARY, score
 
 IGNORED_TOKENS = frozenset({"xxbos", "xxeos", "xxpad", "xxfld"})  # carry no content for bag-of-words models
 
@@ -32,7 +40,7 @@ class LsaConfig:
     sublinear_tf: bool = True          # use 1 + log(tf) instead of raw term counts
     ngram_max: int = 2                 # longest word n-gram of the TF-IDF baseline
     top_terms: int = 10                # terms listed per component
-    c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # logistic-regression C tried on validation
+    c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # C tried on validation (ridge: alpha = 1 / C)
     validation_size: float = 0.1       # share of train held out to choose C when the corpus has no dev split
     seed: int = 0                      # SVD and validation-split seed
 
@@ -53,66 +61,86 @@ def _docs(tokens: Tokens) -> list[list[str]]:
     return [[t for t in doc if t not in IGNORED_TOKENS] for doc in tokens.iter_docs()]
 
 
-def validation_split(labels: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (fit, validation) positions into `labels`: every class keeps at least one fitting example.
+def validation_split(labels: np.ndarray, size: float, seed: int, stratified: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (fit, validation) positions into `labels`, about `size` of them held out.
 
+    stratified (for "class" labels): every class keeps at least one fitting example,
     validation_split(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), 0.5, 0) -> 5 fit and 5 validation positions
-    (2 of class 0 and 3 of class 1 in validation).
+    (2 of class 0 and 3 of class 1 in validation). Otherwise (label sets, numbers) a random round(n * size)
+    of the rows, at most n - 1: validation_split(np.zeros(10), 0.25, 0, stratified=False) -> 8 fit, 2 validation.
     """
     rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == label) for label in np.unique(labels)] if stratified else [np.arange(len(labels))]
     fit, held = [], []
-    for label in np.unique(labels):
-        where = rng.permutation(np.flatnonzero(labels == label))
+    for group in groups:
+        where = rng.permutation(group)
         n_held = min(int(round(len(where) * size)), len(where) - 1)
         held.append(where[:n_held])
         fit.append(where[n_held:])
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
+def fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid: list[float], seed: int, *,
+                 target_type: str = "class", label_names: list[str]) -> dict:
+    """Choose C on (x_val, y_val) by targets.PRIMARY[target_type], refit on train + val, score on test.
 
-    return float(f1_score(y_true, y_pred, average="macro"))
-
-
-def fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid: list[float], seed: int) -> dict:
-    """Choose C on (x_val, y_val), refit on train + val, report on test; accuracy and macro-F1 as fractions.
-
-    BLAS is held to one thread: these problems are small, and a busy machine makes multi-threaded OpenBLAS
-    spin (25 s instead of 1 s for TREC-6 on 2 loaded cores, measured).
+    Returns targets.score(...) of the test split plus validation_<primary> (e.g. validation_accuracy), C and
+    seconds. BLAS is held to one thread: these problems are small, and a busy machine makes multi-threaded
+    OpenBLAS spin (25 s instead of 1 s for TREC-6 on 2 loaded cores, measured).
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed)
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        # one-vs-rest predicts a constant for a label that is never (or always) positive in train, and says so
+        warnings.filterwarnings("ignore", message=r"Label .* is present in all training examples")
+        return _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed, target_type, label_names)
 
 
-def _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed) -> dict:
+def _fit_model(target_type: str, x, y: np.ndarray, c: float, seed: int):
+    """Logistic regression (class), one logistic regression per label (multi_label), ridge with alpha = 1 / C."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if target_type == "regression":
+        return Ridge(alpha=1.0 / c, random_state=seed).fit(x, y)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    if target_type == "multi_label":
+        if y.shape[1] == 1:  # sklearn reads one indicator column as two classes; with its complement it stays per-label
+            y = np.hstack([y, 1 - y])
+        return OneVsRestClassifier(model).fit(x, y)
+    return model.fit(x, y)
+
+
+def _predict(target_type: str, model, x, n_names: int) -> np.ndarray:
+    """What targets.score reads: (n, n_names) class or per-label probabilities, or (n,) predicted values."""
+    if target_type == "regression":
+        return model.predict(x)
+    probabilities = model.predict_proba(x)
+    if target_type == "multi_label":
+        return probabilities[:, :n_names]
+    full = np.zeros((len(probabilities), n_names))  # classes absent from train get probability 0
+    full[:, model.classes_] = probabilities
+    return full
+
+
+def _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed, target_type, label_names) -> dict:
     import scipy.sparse as sp
-    from sklearn.linear_model import LogisticRegression
 
     started = time.time()
+    primary = PRIMARY[target_type]
     scores = {}
     for c in c_grid:
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        model.fit(x_train, y_train)
-        scores[c] = float((model.predict(x_val) == y_val).mean())
-    best = max(c_grid, key=lambda c: (scores[c], -c))
+        model = _fit_model(target_type, x_train, y_train, c, seed)
+        scores[c] = score(target_type, y_val, _predict(target_type, model, x_val, len(label_names)), label_names)[primary]
+    best = max(c_grid, key=lambda c: (scores[c], -c))  # ties go to the stronger regularisation
     stack = sp.vstack if sp.issparse(x_train) else np.vstack
-    model = LogisticRegression(C=best, max_iter=2000, random_state=seed)
-    model.fit(stack([x_train, x_val]), np.concatenate([y_train, y_val]))
-    predicted = model.predict(x_test)
-    return {
-        "accuracy": float((predicted == y_test).mean()),
-        "macro_f1": _macro_f1(y_test, predicted),
-        "validation_accuracy": scores[best],
-        "C": best,
-        "seconds": round(time.time() - started, 2),
-    }
+    model = _fit_model(target_type, stack([x_train, x_val]), np.concatenate([y_train, y_val]), best, seed)
+    test = score(target_type, y_test, _predict(target_type, model, x_test, len(label_names)), label_names)
+    return {**test, f"validation_{primary}": scores[best], "C": best, "seconds": round(time.time() - started, 2)}
 
 
 def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
-    """TF-IDF + SVD over the corpus and, if it is labelled, the two logistic-regression baselines."""
+    """TF-IDF + SVD over the corpus and, if it is labelled, the two linear baselines (see the module docstring)."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
@@ -136,36 +164,40 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
     topic_terms = [[str(terms[j]) for j in np.argsort(-component)[: cfg.top_terms]] for component in svd.components_]
 
     metrics: dict = {"n_terms": int(matrix.shape[1]), "n_components": int(n_components)}
-    train = tokens.indices("train")
-    train = train[labels[train] != UNLABELLED]
-    test = test[labels[test] != UNLABELLED]
-    if len(train) and len(test) and len(np.unique(labels[train])) > 1:
-        dev = tokens.indices("dev")
-        dev = dev[labels[dev] != UNLABELLED]
+    target_type = tokens.target_type
+    train = tokens.indices("train", labelled=True)
+    test = tokens.indices("test", labelled=True)
+    if len(train) and len(test) and len(np.unique(labels[train], axis=0)) > 1:
+        dev = tokens.indices("dev", labelled=True)
         if len(dev):
             fit_idx, val_idx = train, dev
         else:
-            fit_pos, val_pos = validation_split(labels[train], cfg.validation_size, cfg.seed)
+            fit_pos, val_pos = validation_split(labels[train], cfg.validation_size, cfg.seed,
+                                                stratified=target_type == "class")
             fit_idx, val_idx = train[fit_pos], train[val_pos]
+        model = "ridge" if target_type == "regression" else "logreg"
+        names = list(tokens.label_names)
         features = normalize(doc_vectors)
-        metrics["lsa_logreg"] = fit_baseline(
+        metrics[f"lsa_{model}"] = fit_baseline(
             features[fit_idx], labels[fit_idx], features[val_idx], labels[val_idx], features[test], labels[test],
-            cfg.c_grid, cfg.seed,
+            cfg.c_grid, cfg.seed, target_type=target_type, label_names=names,
         )
         ngrams = TfidfVectorizer(
             analyzer=lambda doc: _ngrams(doc, cfg.ngram_max), min_df=cfg.min_df, max_df=cfg.max_df,
             sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
         )
         ngrams.fit([docs[i] for i in fit_idx] + [docs[i] for i in val_idx])
-        metrics["tfidf_logreg"] = fit_baseline(
+        metrics[f"tfidf_{model}"] = fit_baseline(
             ngrams.transform([docs[i] for i in fit_idx]), labels[fit_idx],
             ngrams.transform([docs[i] for i in val_idx]), labels[val_idx],
             ngrams.transform([docs[i] for i in test]), labels[test], cfg.c_grid, cfg.seed,
+            target_type=target_type, label_names=names,
         )
     return LsaResult(
-        labels=labels.astype(np.int32),
+        labels=labels.astype(np.int32) if target_type == "class" else labels,
         splits=np.asarray(tokens.splits, dtype=np.int8),
         label_names=list(tokens.label_names),
+        target_type=target_type,
         doc_vectors=doc_vectors,
         topic_terms=topic_terms,
         explained_variance_ratio=[float(v) for v in svd.explained_variance_ratio_],
@@ -182,18 +214,24 @@ def _ngrams(doc: list[str], n_max: int) -> list[str]:
     return out
 
 
+BASELINES = ("lsa_logreg", "tfidf_logreg", "lsa_ridge", "tfidf_ridge")  # metrics keys of the baselines fit_lsa trains
+
+
 def summarize(result: LsaResult) -> dict:
+    """One log line: the primary metric (and macro-F1 where there is one) of each baseline,
+    e.g. {"n_components": 100, "topic_0": [...], "tfidf_logreg_accuracy": 0.91, "tfidf_logreg_macro_f1": 0.9}."""
     out = {"n_components": result.metrics.get("n_components"), "topic_0": result.topic_terms[0][:5] if result.topic_terms else []}
-    for name in ("lsa_logreg", "tfidf_logreg"):
-        if name in result.metrics:
-            out[f"{name}_accuracy"] = round(result.metrics[name]["accuracy"], 4)
-            out[f"{name}_macro_f1"] = round(result.metrics[name]["macro_f1"], 4)
+    primary = PRIMARY[result.target_type]
+    for name in BASELINES:
+        for metric in (primary, "macro_f1"):
+            if isinstance(result.metrics.get(name, {}).get(metric), (int, float)):
+                out[f"{name}_{metric}"] = round(result.metrics[name][metric], 4)
     return out
 
 
 STAGE = Stage(
     name="lsa",
-    version=1,
+    version=2,  # 2: baselines for multi-label and regression targets; every baseline dict is a targets.score dict
     config=LsaConfig,
     inputs={"tokens": "tokenization"},
     run=fit_lsa,

@@ -75,9 +75,10 @@ def numericalize(cfg: NumericalizationConfig, tokens: Tokens) -> Numericalized:
         here = token_split == split_code(name)
         oov[name] = round(float(is_unk[here].mean()), 5) if here.any() else 0.0
     return Numericalized(
-        labels=np.asarray(tokens.labels, dtype=np.int32),
+        labels=np.asarray(tokens.labels, dtype=np.int32 if tokens.target_type == "class" else None),  # else as is
         splits=np.asarray(tokens.splits, dtype=np.int8),
         label_names=list(tokens.label_names),
+        target_type=tokens.target_type,
         ids=ids.astype(np.int32, copy=False),
         offsets=np.asarray(tokens.offsets, dtype=np.int64),
         vocab=vocab,

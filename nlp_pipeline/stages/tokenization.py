@@ -3,9 +3,9 @@
 Each text goes through the chosen text rules (nlp_pipeline.rules: fix_html, replace_rep, ...), then spaCy's
 rule-based tokenizer for `lang` (spacy.blank: no model, no download; the special tokens xxbos, xxmaj, ...
 are never split), then the token rules (xxup/xxmaj marking, lowercase), whitespace and length handling,
-and gets xxbos in front. Ids index `Tokens.types`, the distinct tokens in first-seen order; labels and
-splits are copied from the corpus; `Tokens.settings` is the config minus workers/chunk_size, so predict
-rebuilds the same tokenizer with TokenizationConfig(**settings) and calls tokenize_texts.
+and gets xxbos in front. Ids index `Tokens.types`, the distinct tokens in first-seen order; labels, splits
+and target_type are copied from the corpus; `Tokens.settings` is the config minus workers/chunk_size, so
+predict rebuilds the same tokenizer with TokenizationConfig(**settings) and calls tokenize_texts.
 
 How it stays fast and small: texts go to `workers` processes in chunks of `chunk_size`; a worker turns a
 chunk into spaCy ORTH hashes (Doc.to_array, no Token objects), applies the token rules once per distinct
@@ -271,9 +271,10 @@ def tokenize(cfg: TokenizationConfig, corpus: Corpus) -> Tokens:
     """Tokenize every text of the corpus, in corpus order, carrying labels and splits through."""
     types, ids, offsets = tokenize_to_ids(cfg, corpus.texts, total=len(corpus.texts))
     return Tokens(
-        labels=np.array(corpus.labels, dtype=np.int32),
+        labels=np.array(corpus.labels, dtype=np.int32 if corpus.target_type == "class" else None),  # else as is
         splits=np.array(corpus.splits, dtype=np.int8),
         label_names=list(corpus.label_names),
+        target_type=corpus.target_type,
         ids=ids,
         offsets=offsets,
         types=types,
