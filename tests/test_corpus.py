@@ -394,11 +394,11 @@ def test_missing_text_field_lists_columns(tmp_path):
 
 
 def test_missing_label_field_lists_columns(tmp_path):
-    path = write_jsonl(tmp_path / "x.jsonl", [{"text": "a", "stars": 5}])
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": "a", "votes": 5}])
     with pytest.raises(DataError) as exc:
         load(path)
     message = _one_line(exc)
-    assert "no label field" in message and "columns found: text, stars" in message and "--label-field" in message
+    assert "no label field" in message and "columns found: text, votes" in message and "--label-field" in message
 
 
 def test_empty_corpus(tmp_path):

@@ -55,7 +55,8 @@ log = logging.getLogger("nlp_pipeline")
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder holding nlp_pipeline/ (and corpora/ in a checkout)
 DEFAULT_CORPUS = "rotten_tomatoes"
 TEXT_FIELDS = ("text", "sentence", "review", "content", "document", "body", "question", "tweet", "comment", "utterance")
-LABEL_FIELDS = ("label", "labels", "category", "class", "sentiment", "polarity", "target", "coarse_label", "intent", "y")
+LABEL_FIELDS = ("label", "labels", "category", "class", "sentiment", "polarity", "target", "coarse_label", "intent", "y",
+                "tags", "score", "rating", "stars")  # the last ones: label sets and numbers (multi_label, regression)
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "dev": "dev", "valid": "dev", "validation": "dev", "val": "dev",
@@ -937,9 +938,12 @@ def _check_labels(labels: list, splits: list[str], where: str, plan: _Plan) -> N
 
 
 def summarize(corpus: Corpus) -> dict:
-    """A few numbers for meta.json and the run log: documents per split, the target type and the labels."""
-    return {"documents": len(corpus), "split_sizes": corpus.split_sizes(), "target_type": corpus.target_type,
-            "label_names": corpus.label_names[:20]}
+    """A few numbers for meta.json and the run log: documents per split, the labels and (when labelled) the
+    target type."""
+    out = {"documents": len(corpus), "split_sizes": corpus.split_sizes()}
+    if corpus.label_names:
+        out["target_type"] = corpus.target_type
+    return dict(out, label_names=corpus.label_names[:20])
 
 
 def _volatile(cfg: CorpusConfig) -> tuple[str, ...]:
