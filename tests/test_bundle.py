@@ -375,13 +375,14 @@ def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, 
     if target_type == "multi_label":
         assert set(one) == {"labels", "probabilities"} and list(one["probabilities"]) == ["neg", "pos", "film"]
         assert one["labels"] == [n for n, p in one["probabilities"].items() if p >= 0.5]
-        assert loaded.predict_proba(texts).shape == (3, 3)
+        assert loaded.predict_proba(texts).shape == (3, 3) and "3 multi-label labels" in repr(loaded)
         with pytest.raises(DataError, match="not numbers"):
             loaded.predict_values(texts)
     else:
         assert set(one) == {"value"} and one["value"] == pytest.approx(float(outputs[0, 0]), abs=1e-5)
         assert [p["value"] for p in batch] == pytest.approx(loaded.predict_values(texts).tolist(), abs=1e-5)
         assert 0.0 < loaded.predict_values("superb") < 6.0  # in stars, not standardised
+        assert "regression of 'stars'" in repr(loaded)
         with pytest.raises(DataError, match="predicts a number"):
             loaded.predict_proba(texts)
     # the command line: a TSV line and a JSON line per text

@@ -391,7 +391,10 @@ class Classifier:
         return out[0] if single else out
 
     def __repr__(self) -> str:
-        return (f"Classifier({len(self.label_names)} labels {self.label_names[:6]}{'...' if len(self.label_names) > 6 else ''}, "
+        what = (f"regression of {self.label_names[0]!r}" if self.target_type == "regression" else
+                f"{len(self.label_names)} {'multi-label ' if self.target_type == 'multi_label' else ''}labels "
+                f"{self.label_names[:6]}{'...' if len(self.label_names) > 6 else ''}")
+        return (f"Classifier({what}, "
                 f"vocab {len(self.vocab)}, max_length {self.max_length}, from {self.path})")
 
 
