@@ -224,7 +224,7 @@ class ClassifierResult:
     label_names: list[str]               # class id -> name (regression: the target's name)
     max_length: int                      # documents are cut to their first max_length token ids
     tokenizer: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: stage, trainable_groups, train/val loss, val accuracy
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: stage, trainable_groups, train/val loss, val_<targets.PRIMARY> (e.g. val_accuracy)
     metrics: dict[str, Any] = field(default_factory=dict)        # {"validation": {...}, "test": {...}, "selected": {...}}
     validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored for model selection
     test_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))        # (n_test,) corpus positions of test documents

@@ -16,7 +16,7 @@ from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.bundle import (
-    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
+    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
     save_bundle, snippet,
 )
 
@@ -80,7 +80,7 @@ def test_bundle_files_are_readable_without_pickle(tiny, bundle_dir):
     assert sorted(p.name for p in bundle_dir.iterdir()) == sorted([WEIGHTS_FILE, LINEAR_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE])
     config = json.loads((bundle_dir / CONFIG_FILE).read_text())
     assert config["linear"] == tiny.linear.settings() and LINEAR_FILE in config["files"]
-    assert config["format_version"] == FORMAT_VERSION and config["nlp_pipeline_version"] == "0.1.0"
+    assert config["format_version"] == SINGLE_LABEL_VERSION == 2 and config["nlp_pipeline_version"] == "0.1.0"
     assert config["label_names"] == ["neg", "pos"] and config["max_length"] == 500
     assert config["arch"] == tiny.arch and config["arch"]["vocab_size"] == len(tiny.vocab)
     assert json.loads((bundle_dir / VOCAB_FILE).read_text())["itos"] == tiny.vocab.itos
@@ -366,7 +366,7 @@ def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, 
     result = make_target_result(target_type)
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["arch"]["target_type"] == target_type and config["format_version"] == FORMAT_VERSION
+    assert config["arch"]["target_type"] == target_type and config["format_version"] == FORMAT_VERSION == 3
     loaded = Classifier.load(folder, num_threads=1)
     texts = ["i loved this film", "boring", ""]
     outputs = loaded._outputs(texts, 64)

@@ -197,6 +197,8 @@ def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, t
             mean, std = float(values[pang_lee.indices("train")].mean()), float(values[pang_lee.indices("train")].std())
             assert result.arch["target_mean"] == pytest.approx(mean) and result.arch["target_std"] == pytest.approx(std)
             assert abs(float(result.test_probabilities.mean()) - mean) < 2 * std  # in the target's units, not standardised
+            # train and validation losses are both on the standardised target (std here ~4: raw squared errors ~16x)
+            assert all(row["val_loss"] < 4 and row["train_loss"] < 4 for row in result.history), result.history
             assert {"rmse", "mae", "r2", "pearson"} <= result.metrics["test"].keys()
         store.save("classifier", target[0] * 64, result, {"stage": "classifier"})
         loaded = store.load("classifier", target[0] * 64)

@@ -835,3 +835,16 @@ def test_bad_target_settings_are_config_errors(values, phrase):
     with pytest.raises(ConfigError) as exc:
         build(CorpusConfig, values, "corpus")
     assert phrase in _one_line(exc)
+
+
+def test_a_random_carve_never_takes_a_label_away_from_training(tmp_path):
+    """Multi-label rows are carved at random; a row whose label no kept training row has goes back to train."""
+    rows = [{"text": f"common text {i}", "label": ["a"] if i % 2 else ["a", "b"]} for i in range(40)]
+    rows += [{"text": f"rare text {i}", "label": ["a", f"rare{i}"]} for i in range(30)]  # 30 labels seen once each
+    path = write_jsonl(tmp_path / "x.jsonl", rows)
+    for seed in range(5):
+        corpus = load(path, target_type="multi_label", test_size=0.3, seed=seed)
+        labels = np.asarray(corpus.labels)
+        train, test = corpus.indices("train"), corpus.indices("test")
+        assert len(test) > 0 and (labels[train].max(0) == 1).all()  # every label name keeps a training row
+        assert "returned to train" in corpus.info["derived_splits"]["test"]

@@ -264,7 +264,7 @@ def test_regression_report_without_test_split(tmp_path):
 @pytest.mark.parametrize("result, column, axis, loss", [
     (hand_result(), "val_accuracy", "accuracy", "cross-entropy"),
     (multi_label_result(), "val_micro_f1", "micro-F1", "binary cross-entropy"),
-    (regression_result(), "val_r2", "R²", "mean squared error"),
+    (regression_result(), "val_r2", "R²", "mean squared error (standardised target)"),
 ])
 def test_training_curves_plot_the_primary_metric(tmp_path, monkeypatch, result, column, axis, loss):
     figures = []

@@ -22,8 +22,9 @@ vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in 
 torch.inference_mode -> softmax (sigmoid per label; the value for regression) -> input order -> blended with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
 give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
 Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
-rules and net definitions), not only torch. Format 1 (no linear model) and 2 (single-label only) bundles still
-load; a bundle of any other format version is refused with the command that re-exports it.
+rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
+single-label bundle is written as, so older readers load it), 3 = multi-label or regression; any other format
+version is refused with the command that re-exports it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
 FORMAT_VERSION = 3                   # bumped when the layout or a file's meaning changes; loaders refuse others
 READABLE_VERSIONS = (1, 2, 3)        # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all single-label)
+SINGLE_LABEL_VERSION = 2             # what a single-label bundle is written as: it means what format 2 meant, so older readers load it
 METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
 WEIGHTS_FILE = "model.safetensors"
 LINEAR_FILE = "linear.safetensors"
@@ -123,7 +125,8 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     try:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
-        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        version = SINGLE_LABEL_VERSION if result.target_type == "class" else FORMAT_VERSION
+        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(version)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:
             save_file({k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()}, tmp / LINEAR_FILE)
@@ -132,7 +135,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
         _write_json(tmp / TOKENIZER_FILE, tokenizer)
         config = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": version,
             "nlp_pipeline_version": __version__,
             "arch": dict(result.arch),
             "label_names": list(result.label_names),

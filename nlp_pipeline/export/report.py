@@ -54,7 +54,8 @@ BASELINES = {  # target type -> the lsa stage's baselines: (key in LsaResult.met
                     ("lsa_logreg", "LSA + one-vs-rest logistic regression")),
     "regression": (("tfidf_ridge", "TF-IDF n-grams + ridge regression"), ("lsa_ridge", "LSA + ridge regression")),
 }
-LOSSES = {"class": "cross-entropy", "multi_label": "binary cross-entropy", "regression": "mean squared error"}
+LOSSES = {"class": "cross-entropy", "multi_label": "binary cross-entropy",
+          "regression": "mean squared error (standardised target)"}
 
 
 def primary_name(target_type: str) -> str:

@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlp_pipeline.artifacts import TARGET_TYPES
 from nlp_pipeline.models.rnn import AwdEncoder, Dropouts, LockedDropout, State, encoder_arch
 
 DECODER_CHUNK = 512  # rows of (T*B) per chunk in the fused loss (measured: 256-2048 within 10 %)
@@ -183,9 +185,6 @@ class PoolingClassifierHead(nn.Module):
         return self.block2(self.block1(pooled))  # (B, C)
 
 
-TARGET_TYPES = ("class", "multi_label", "regression")  # artifacts.TARGET_TYPES, repeated: models import only torch
-
-
 class ClassifierNet(nn.Module):
     """Encoder + pooling head. forward(ids (T, B) padded at the end, lengths (B,)) -> logits (B, C);
     predict(ids, lengths) -> what the target type asks for (B, C); loss(logits, targets) for training, with
@@ -223,12 +222,12 @@ class ClassifierNet(nn.Module):
 
     def encode_targets(self, labels: Any) -> Tensor:
         """Labels as the corpus holds them (artifacts.TARGET_TYPES) -> what `loss` compares logits with."""
-        labels = torch.as_tensor(labels)
+        labels = np.asarray(labels)  # a copy below: store arrays are read-only memory maps
         if self.target_type == "class":
-            return labels.long()
+            return torch.from_numpy(labels.astype(np.int64))
         if self.target_type == "multi_label":
-            return labels.float()
-        return ((labels.double() - self.target_mean) / self.target_std).float()
+            return torch.from_numpy(labels.astype(np.float32))
+        return torch.from_numpy(((labels.astype(np.float64) - self.target_mean) / self.target_std).astype(np.float32))
 
     def loss(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
         """Cross-entropy, binary cross-entropy averaged over labels, or squared error of the standardised
@@ -262,7 +261,8 @@ class ClassifierNet(nn.Module):
 class ClassifierEnsemble(nn.Module):
     """n ClassifierNets trained apart (seeds seed, seed + 1, ...) that answer together: predict returns the mean
     of the members' predictions (probabilities or values). Document vectors and `encoder` are the first
-    member's. Its state_dict names are "members.<i>.<ClassifierNet name>"."""
+    member's. Its state_dict names are "members.<i>.<ClassifierNet name>". It has no forward (the members' logits
+    do not average into one meaningful set): call predict."""
 
     def __init__(self, members: list[ClassifierNet]):
         super().__init__()

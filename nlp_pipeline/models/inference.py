@@ -1,7 +1,7 @@
 """Rebuild trained nets from artifacts and run them: what the predict bundle and reports need.
 
     model = load_classifier(result)                                     # ClassifierNet in eval mode, on CPU
-    probs = classify_ids(model, [result.vocab.encode(tokens)], result)  # (1, n_classes) float32
+    probs = classify_ids(model, [result.vocab.encode(tokens)], result)  # (1, n_classes) float32 (regression: (1, 1) values)
     lm = load_language_model(language_model)                            # LanguageModelNet in eval mode
 Limits: CPU by default; documents are truncated to the classifier's max_length like in training.
 """
@@ -33,8 +33,9 @@ def load_classifier(result: ClassifierResult, device: str | torch.device = "cpu"
 
 def classify_ids(model: ClassifierNet, docs: list[np.ndarray], result: ClassifierResult | Any,
                  batch_size: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
-    """Class probabilities (len(docs), C) of documents given as id arrays (each starting with xxbos), blended
-    with result.linear's (on the same ids cut to max_length) when the result has a linear model."""
+    """Predictions (len(docs), C) of documents given as id arrays (each starting with xxbos): class or per-label
+    probabilities, or values (C = 1) for regression; blended with result.linear's (on the same ids cut to
+    max_length) when the result has a linear model."""
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)

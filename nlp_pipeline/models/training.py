@@ -459,7 +459,7 @@ def fit_classifier(
                 loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
                 distributed.average_buffers(model)  # BatchNorm statistics saw only this process's shards
             probs = predict_classifier_sharded(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
-            val_loss = mean_loss(model.target_type, labels[valid_docs], probs)
+            val_loss = mean_loss(model.target_type, labels[valid_docs], probs) / model.target_std ** 2  # regression: in train_loss's standardised units
             val_acc = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])])[primary])
             row = {
                 "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,

@@ -55,8 +55,7 @@ log = logging.getLogger("nlp_pipeline")
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder holding nlp_pipeline/ (and corpora/ in a checkout)
 DEFAULT_CORPUS = "rotten_tomatoes"
 TEXT_FIELDS = ("text", "sentence", "review", "content", "document", "body", "question", "tweet", "comment", "utterance")
-LABEL_FIELDS = ("label", "labels", "category", "class", "sentiment", "polarity", "target", "coarse_label", "intent", "y",
-                "tags", "score", "rating", "stars")  # the last ones: label sets and numbers (multi_label, regression)
+LABEL_FIELDS = ("label", "labels", "category", "class", "sentiment", "polarity", "target", "coarse_label", "intent", "y")
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "dev": "dev", "valid": "dev", "validation": "dev", "val": "dev",
@@ -75,10 +74,10 @@ class CorpusConfig:
     text_field: str | None = None    # column holding the text; None = the card's, else the first of text, sentence, review, content, ...
     label_field: str | None = None   # column holding the label; None = the card's, else the first of label, category, sentiment, ...; "" = unlabelled corpus
     encoding: str = "utf-8"          # text encoding of local text files (e.g. "cp1252", "latin-1"); Parquet and the Hub are always UTF-8
-    test_size: float = 0.1           # share of each label moved from train to test, only when the source has no test split
-    dev_size: float = 0.0            # share of each label moved from train to dev when the source has no dev split (0 = none: later stages carve their own)
-    seed: int = 0                    # seed of those stratified splits and of the max_documents sample
-    max_documents: int | None = None  # keep a seeded sample of at most this many documents, stratified by split and label (quick runs); None = all
+    test_size: float = 0.1           # share of train moved to test (of each label for class targets), only when the source has no test split
+    dev_size: float = 0.0            # share of train moved to dev (of each label for class targets) when the source has no dev split (0 = none: later stages carve their own)
+    seed: int = 0                    # seed of those splits and of the max_documents sample
+    max_documents: int | None = None  # keep a seeded sample of at most this many documents, stratified by split (and label, for class targets) (quick runs); None = all
     target_type: str | None = None   # what a label is: "class", "multi_label" (a set of names) or "regression" (a number); None = the card's, else "class"
     label_separator: str = ","       # multi_label: a text cell is split on this ("a,b" -> {a, b}); list cells are taken as they are
 
@@ -891,7 +890,9 @@ def _target_stats(values: list[float]) -> dict[str, Any]:
 
 def _derive_splits(cfg: CorpusConfig, labels: list, splits: list[str], target_type: str) -> dict[str, str]:
     """Carve test (and dev) out of the labelled train documents when the source has none; edits `splits`.
-    Class labels are stratified; sets and numbers are one group, so the held-out share is a seeded random one."""
+    Class labels are stratified; sets and numbers are one group, so the held-out share is a seeded random one.
+    A held-out label set naming a label that no training document keeps goes back to train (a label seen once
+    stays trainable), so the carve can be a little smaller than the fraction."""
     derived = {}
     for split, fraction in (("test", cfg.test_size), ("dev", cfg.dev_size)):
         if fraction <= 0 or any(s == split and lab is not None for s, lab in zip(splits, labels)):
@@ -899,10 +900,17 @@ def _derive_splits(cfg: CorpusConfig, labels: list, splits: list[str], target_ty
         train = [i for i, (s, lab) in enumerate(zip(splits, labels)) if s == "train" and lab is not None]
         groups = [labels[i] for i in train] if target_type == "class" else [""] * len(train)
         held = stratified_split(groups, fraction, cfg.seed)
+        returned = 0
+        if target_type == "multi_label":
+            held_set = set(held)
+            kept = {name for j, i in enumerate(train) if j not in held_set for name in labels[i]}
+            back = [j for j in held if not set(labels[train[j]]) <= kept]
+            held, returned = [j for j in held if set(labels[train[j]]) <= kept], len(back)
         for j in held:
             splits[train[j]] = split
         how = f"stratified {fraction:g} of each train label" if target_type == "class" else f"random {fraction:g} of train"
-        derived[split] = f"{how}, seed {cfg.seed}: {len(held)} documents"
+        extra = f" ({returned} returned to train: they carry a label no other training document has)" if returned else ""
+        derived[split] = f"{how}, seed {cfg.seed}: {len(held)} documents{extra}"
     return derived
 
 
