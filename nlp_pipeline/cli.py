@@ -272,7 +272,8 @@ def cache_gc(cache_dir, runs_dir, dry_run):
 def predict(model_path, texts, text_file, as_json, batch_size):
     """Classify TEXT arguments, the lines of --file, or stdin: prints label, probability and the text.
 
-    A multi-label model prints its labels at p >= 0.5 joined by '|'; a regression model prints the value."""
+    A multi-label model prints its labels (p at or above its threshold, chosen on validation) joined by '|';
+    a regression model prints the value."""
     import itertools
 
     from nlp_pipeline.core.errors import ConfigError, DataError

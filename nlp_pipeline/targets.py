@@ -6,7 +6,8 @@
     PRIMARY["multi_label"]                                     # "micro_f1": what model selection maximises
 
 `outputs` are what the classifier predicts: class probabilities (n, k) (the predicted class is the argmax),
-per-label probabilities (n, k) (a label is predicted at p >= THRESHOLD), or predicted values (n, 1) or (n,).
+per-label probabilities (n, k) (a label is predicted at p >= a threshold: THRESHOLD unless one was chosen on
+validation with best_threshold), or predicted values (n, 1) or (n,).
 Every function is pure numpy; the results are dicts of JSON types (rounded to 4 decimals).
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 PRIMARY = {"class": "accuracy", "multi_label": "micro_f1", "regression": "r2"}  # higher is better for all three
-THRESHOLD = 0.5  # a multi-label prediction holds each label whose probability reaches this
+THRESHOLD = 0.5  # a multi-label prediction holds each label whose probability reaches this, unless chosen on validation
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05, 0.1, ..., 0.9: what best_threshold tries
 
 
 def _prf(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,6 +85,23 @@ def multi_label_metrics(y_true: np.ndarray, probabilities: np.ndarray, label_nam
     }
 
 
+def best_threshold(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """The threshold in THRESHOLDS with the best micro-F1 on (y_true, probabilities), ties going to the one nearest
+    0.5: y_true [[1, 0], [0, 1]], probabilities [[0.3, 0.1], [0.2, 0.28]] -> 0.25 (0.2 adds a wrong label, 0.3
+    loses a right one)."""
+    y_true = np.asarray(y_true) > 0
+    probabilities = np.asarray(probabilities)
+    positives = int(y_true.sum())
+
+    def micro_f1(t: float) -> float:
+        predicted = probabilities >= t
+        tp = int((predicted & y_true).sum())
+        denominator = int(predicted.sum()) + positives
+        return 2 * tp / denominator if denominator else 0.0
+
+    return max(THRESHOLDS, key=lambda t: (round(micro_f1(t), 10), -abs(t - THRESHOLD)))
+
+
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     """RMSE, MAE, R² (1 - SSE / SST; 0 is predicting the mean, below 0 worse), Pearson and Spearman correlation
     (None when either side is constant), mean and standard deviation of the truth.
@@ -108,14 +127,15 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, A
     }
 
 
-def score(target_type: str, y_true: np.ndarray, outputs: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+def score(target_type: str, y_true: np.ndarray, outputs: np.ndarray, label_names: list[str],
+          threshold: float = THRESHOLD) -> dict[str, Any]:
     """The metrics of `target_type` for predictions `outputs` (see the module docstring); PRIMARY names the key
-    model selection maximises."""
+    model selection maximises. `threshold` is the multi-label decision threshold."""
     outputs = np.asarray(outputs)
     if target_type == "class":
         return classification_metrics(y_true, outputs.argmax(1) if len(outputs) else np.zeros(0, np.int64), label_names)
     if target_type == "multi_label":
-        return multi_label_metrics(y_true, outputs, label_names)
+        return multi_label_metrics(y_true, outputs, label_names, threshold)
     if target_type == "regression":
         return regression_metrics(y_true, outputs)
     raise ValueError(f"unknown target type {target_type!r}")
@@ -137,11 +157,11 @@ def mean_loss(target_type: str, y_true: np.ndarray, outputs: np.ndarray) -> floa
     return float(((outputs.ravel() - np.asarray(y_true, dtype=np.float64).ravel()) ** 2).mean())
 
 
-def predicted_text(target_type: str, row: np.ndarray, label_names: list[str]) -> str:
-    """One prediction as text: the argmax class; the labels at p >= THRESHOLD joined by '|'; the value."""
+def predicted_text(target_type: str, row: np.ndarray, label_names: list[str], threshold: float = THRESHOLD) -> str:
+    """One prediction as text: the argmax class; the labels at p >= threshold joined by '|'; the value."""
     row = np.asarray(row)
     if target_type == "class":
         return label_names[int(row.argmax())]
     if target_type == "multi_label":
-        return "|".join(name for name, p in zip(label_names, row) if p >= THRESHOLD)
+        return "|".join(name for name, p in zip(label_names, row) if p >= threshold)
     return f"{float(row.ravel()[0]):.4g}"

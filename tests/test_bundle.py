@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
+from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.bundle import (
     CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
@@ -374,7 +375,9 @@ def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, 
     one, batch = loaded.predict(texts[0]), loaded.predict(texts)
     if target_type == "multi_label":
         assert set(one) == {"labels", "probabilities"} and list(one["probabilities"]) == ["neg", "pos", "film"]
-        assert one["labels"] == [n for n, p in one["probabilities"].items() if p >= 0.5]
+        threshold = config["arch"]["threshold"]  # chosen on validation, kept in the bundle
+        assert threshold == result.arch["threshold"] and threshold in THRESHOLDS
+        assert one["labels"] == [n for n, p in one["probabilities"].items() if p >= threshold]
         assert loaded.predict_proba(texts).shape == (3, 3) and "3 multi-label labels" in repr(loaded)
         with pytest.raises(DataError, match="not numbers"):
             loaded.predict_values(texts)

@@ -18,7 +18,7 @@ from nlp_pipeline.stages.classifier import (
     STAGE, ClassifierConfig, _stages, classification_metrics, stratified_holdout, train_classifier,
 )
 from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_language_model
-from nlp_pipeline.targets import multi_label_metrics
+from nlp_pipeline.targets import THRESHOLDS, best_threshold, multi_label_metrics
 
 from test_lm import numericalize_docs
 
@@ -193,6 +193,13 @@ def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, t
             probs = result.test_probabilities
             assert probs.min() >= 0 and probs.max() <= 1 and not np.allclose(probs.sum(1), 1.0)
             assert {"micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"} <= result.metrics["test"].keys()
+            # the decision threshold is chosen on validation, kept in the model, and used for its scores
+            threshold, valid = result.arch["threshold"], result.validation_indexes
+            assert threshold in THRESHOLDS and result.metrics["validation"]["threshold"] == threshold
+            assert all(row["val_threshold"] in THRESHOLDS for row in result.history)
+            val_probs = classify_ids(load_classifier(result), [np.asarray(data.doc_ids(i)) for i in valid], result)
+            at = {t: multi_label_metrics(labels[valid], val_probs, names, t)["micro_f1"] for t in THRESHOLDS}
+            assert result.metrics["validation"]["micro_f1"] == pytest.approx(max(at.values()), abs=1e-4)
         else:
             mean, std = float(values[pang_lee.indices("train")].mean()), float(values[pang_lee.indices("train")].std())
             assert result.arch["target_mean"] == pytest.approx(mean) and result.arch["target_std"] == pytest.approx(std)
@@ -205,6 +212,13 @@ def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, t
         assert loaded.target_type == target
         docs = [np.asarray(data.doc_ids(i)) for i in test]
         np.testing.assert_allclose(classify_ids(load_classifier(loaded), docs, loaded), result.test_probabilities, atol=1e-5)
+
+
+def test_best_threshold_by_hand():
+    y = np.array([[1, 0], [0, 1]])
+    assert best_threshold(y, np.array([[0.3, 0.1], [0.2, 0.28]])) == 0.25  # 0.2 adds a wrong label, 0.3 loses one
+    assert best_threshold(y, np.array([[0.9, 0.1], [0.2, 0.8]])) == 0.5    # every threshold in 0.2..0.8 is perfect: nearest 0.5
+    assert best_threshold(y, np.zeros((2, 2))) == 0.5                       # nothing to find: the default
 
 
 def test_a_regression_ensemble_averages_its_members_values(pang_lee):

@@ -376,17 +376,16 @@ class Classifier:
 
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
         """Per text {"label": name, "probabilities": {name: p, ...}}; for a multi-label bundle {"labels": [names
-        at p >= 0.5], "probabilities": {...}}; for a regression bundle {"value": x}. One dict for a string, a
+        at p >= the model's threshold, chosen on validation], "probabilities": {...}}; for a regression bundle {"value": x}. One dict for a string, a
         list for a list."""
-        from nlp_pipeline.targets import THRESHOLD
-
         single, items = _as_texts(texts)
+        threshold = getattr(self.model, "threshold", 0.5)
         outputs = self._outputs(items, batch_size)
         names = self.label_names
         if self.target_type == "regression":
             out = [{"value": float(row[0])} for row in outputs]
         elif self.target_type == "multi_label":
-            out = [{"labels": [n for n, p in zip(names, row) if p >= THRESHOLD],
+            out = [{"labels": [n for n, p in zip(names, row) if p >= threshold],
                     "probabilities": {n: float(p) for n, p in zip(names, row)}} for row in outputs]
         else:
             out = [{"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}}

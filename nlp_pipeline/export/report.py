@@ -139,13 +139,14 @@ def most_wrong(classifier: ClassifierResult, corpus_texts: list[str] | None, lim
     Each row: index (position in the corpus), text (None without corpus_texts), true, predicted, and by target type
       class        confidence (probability of the predicted label) and true_probability; most confident first
       multi_label  error: mean |indicator - probability| over the labels, of documents whose predicted label set
-                   (p >= THRESHOLD) is not the true one; true and predicted are sets as text ("a|b", "" = none)
+                   (p >= the model's threshold) is not the true one; true and predicted are sets as text ("a|b", "" = none)
       regression   error: |predicted - true|; true and predicted are numbers
     """
     outputs = np.asarray(classifier.test_probabilities, dtype=np.float64)
     if outputs.size == 0:
         return []
     target_type, names = classifier.target_type, classifier.label_names
+    threshold = float(classifier.arch.get("threshold", THRESHOLD))  # multi-label: chosen on validation
     truth = np.asarray(classifier.test_labels)
     indexes = np.asarray(classifier.test_indexes, dtype=np.int64)
     if not len(truth) == len(indexes) == len(outputs):
@@ -159,7 +160,7 @@ def most_wrong(classifier: ClassifierResult, corpus_texts: list[str] | None, lim
         wrong = np.flatnonzero(outputs.argmax(axis=1) != truth)
     elif target_type == "multi_label":
         badness = np.abs((truth > 0) - outputs).mean(axis=1)
-        wrong = np.flatnonzero(((outputs >= THRESHOLD) != (truth > 0)).any(axis=1))
+        wrong = np.flatnonzero(((outputs >= threshold) != (truth > 0)).any(axis=1))
     else:
         truth, outputs = truth.astype(np.float64).ravel(), outputs.ravel()
         badness = np.abs(outputs - truth)
@@ -172,7 +173,7 @@ def most_wrong(classifier: ClassifierResult, corpus_texts: list[str] | None, lim
         if target_type == "regression":
             row.update(true=round(float(truth[i]), 4), predicted=round(float(outputs[i]), 4))
         else:
-            row.update(true=label_text(truth, i, names), predicted=predicted_text(target_type, outputs[i], names))
+            row.update(true=label_text(truth, i, names), predicted=predicted_text(target_type, outputs[i], names, threshold))
         if target_type == "class":
             row.update(confidence=round(float(badness[i]), 4), true_probability=round(float(outputs[i, truth[i]]), 4))
         else:
@@ -352,7 +353,8 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
                         [[name, per_class.get(name, {}).get("precision"), per_class.get(name, {}).get("recall"),
                           per_class.get(name, {}).get("f1"), per_class.get(name, {}).get("support")] for name in names])
         if target_type == "multi_label":
-            lines += ["", f"A label is predicted when its probability reaches {metrics.get('threshold', THRESHOLD)}."]
+            lines += ["", f"A label is predicted when its probability reaches {metrics.get('threshold', THRESHOLD)} "
+                          "(the threshold with the best validation micro-F1)."]
     if target_type == "class":
         lines += ["", f"## Confusion matrix ({split}; rows = true label, columns = predicted)", "",
                   f"![confusion matrix]({CONFUSION_FILE})", ""]

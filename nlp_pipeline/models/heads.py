@@ -192,7 +192,7 @@ class ClassifierNet(nn.Module):
 
     def __init__(self, encoder: AwdEncoder, num_classes: int, head_hidden_dim: int = 50,
                  head_dropouts: tuple[float, float] = (0.4, 0.1), target_type: str = "class",
-                 target_scale: tuple[float, float] = (0.0, 1.0)):
+                 target_scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5):
         super().__init__()
         if target_type not in TARGET_TYPES:
             raise ValueError(f"target_type must be one of {TARGET_TYPES}, got {target_type!r}")
@@ -203,6 +203,7 @@ class ClassifierNet(nn.Module):
         self.num_classes, self.head_hidden_dim = num_classes, head_hidden_dim
         self.target_type = target_type
         self.target_mean, self.target_std = float(target_scale[0]), float(target_scale[1])
+        self.threshold = float(threshold)  # multi-label: a label is predicted at p >= this (chosen on validation)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
@@ -255,6 +256,8 @@ class ClassifierNet(nn.Module):
                 "target_type": self.target_type}
         if self.target_type == "regression":
             arch.update(target_mean=self.target_mean, target_std=self.target_std)
+        if self.target_type == "multi_label":
+            arch["threshold"] = self.threshold
         return arch
 
 
@@ -275,6 +278,15 @@ class ClassifierEnsemble(nn.Module):
     @property
     def encoder(self) -> AwdEncoder:
         return self.members[0].encoder
+
+    @property
+    def threshold(self) -> float:
+        return self.members[0].threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        for member in self.members:
+            member.threshold = float(value)
 
     def predict(self, ids: Tensor, lengths: Tensor) -> Tensor:
         return torch.stack([m.predict(ids, lengths) for m in self.members]).mean(0)  # (B, C)
@@ -308,7 +320,8 @@ def build_classifier(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.
     load weights separately."""
     def one() -> ClassifierNet:
         return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts,
-                             arch.get("target_type", "class"), (arch.get("target_mean", 0.0), arch.get("target_std", 1.0)))
+                             arch.get("target_type", "class"), (arch.get("target_mean", 0.0), arch.get("target_std", 1.0)),
+                             arch.get("threshold", 0.5))
 
     members = int(arch.get("members", 1))
     return ClassifierEnsemble([one() for _ in range(members)]) if members > 1 else one()

@@ -8,7 +8,8 @@ discriminative learning rates (lr / 2.6 ** depth) and a one-cycle (or STLR) sche
 length-sorted within shuffled chunks and padded at the end.
 
 Targets (the corpus's target_type): one class per text (softmax, cross-entropy), a set of classes (one sigmoid
-per label, binary cross-entropy, a label predicted at p >= 0.5), or a number (one output, squared error on the
+per label, binary cross-entropy, a label predicted at p >= a threshold chosen on validation among 0.05 ... 0.9
+for the best micro-F1, and kept in the model), or a number (one output, squared error on the
 target standardised by the train split's mean and std; predictions come back in the target's units).
 Model selection: after every epoch the validation set is scored and the best epoch (the target type's primary
 metric: accuracy, micro-F1 or R², then loss) is kept. The validation set is the corpus's labelled dev split
@@ -23,7 +24,7 @@ both parts' scores. w = 0 is the RNN alone. The blend is fitted for single-label
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
-Limits: one regression target per model; multi-label decisions use a fixed 0.5 threshold; documents are cut
+Limits: one regression target per model; one multi-label threshold for all labels; documents are cut
 to their first max_length tokens (sentence and paragraph corpora are unaffected; long reviews lose their ends).
 """
 
@@ -38,7 +39,7 @@ import numpy as np
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, classification_metrics, score
+from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, score
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
 
@@ -262,10 +263,15 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         model = ClassifierEnsemble(nets) if len(nets) > 1 else nets[0]
         best_row = selected[0]
 
-        def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-            probs = predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
-            return probs, score(target, labels[docs], probs, names)
+        def predict(docs: np.ndarray) -> np.ndarray:
+            return predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
 
+        def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+            probs = predict(docs)
+            return probs, score(target, labels[docs], probs, names, model.threshold)
+
+        if target == "multi_label":  # the (ensemble's) decision threshold: the best micro-F1 on validation
+            model.threshold = best_threshold(labels[valid], predict(valid))
         val_probs, val_metrics = scores(valid)
         metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
                                    "initialisation": initialisation, "train_documents": int(len(train))}
@@ -350,7 +356,7 @@ def summarize(result: ClassifierResult) -> dict:
 
 STAGE = Stage(
     name="classifier",
-    version=1,
+    version=2,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation)
     config=ClassifierConfig,
     inputs={"data": "numericalization", "lm": "finetune_lm"},
     optional=("lm",),

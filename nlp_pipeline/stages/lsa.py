@@ -7,7 +7,8 @@ component, and trains two linear baselines that every later model must beat, one
   lsa_logreg / lsa_ridge      on the (L2-normalised) LSA vectors
   tfidf_logreg / tfidf_ridge  on TF-IDF of word 1..`ngram_max`-grams
   class: logistic regression; multi_label: one logistic regression per label (one-vs-rest, a label constant in
-  train predicts that constant); regression: ridge regression with alpha = 1 / C.
+  train predicts that constant), its decision threshold chosen on validation with C (targets.best_threshold, as
+  the classifier does); regression: ridge regression with alpha = 1 / C.
 The regularisation strength C of each (alpha = 1 / C for ridge) is chosen from `c_grid` by targets.PRIMARY
 (accuracy, micro-F1, R²) on a seeded validation slice of train (stratified by class for "class", a random slice
 of the same size otherwise), or on the corpus's dev split when it has one; the test split is read once, at the
@@ -27,7 +28,7 @@ import numpy as np
 from nlp_pipeline.artifacts import LsaResult, Tokens
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, score
+from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, score
 
 IGNORED_TOKENS = frozenset({"xxbos", "xxeos", "xxpad", "xxfld"})  # carry no content for bag-of-words models
 
@@ -128,14 +129,17 @@ def _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed, 
 
     started = time.time()
     primary = PRIMARY[target_type]
-    scores = {}
+    scores, thresholds = {}, {}
     for c in c_grid:
         model = _fit_model(target_type, x_train, y_train, c, seed)
-        scores[c] = score(target_type, y_val, _predict(target_type, model, x_val, len(label_names)), label_names)[primary]
+        predicted = _predict(target_type, model, x_val, len(label_names))
+        # multi-label: the decision threshold is chosen on validation with C, as the classifier stage chooses its own
+        thresholds[c] = best_threshold(y_val, predicted) if target_type == "multi_label" else THRESHOLD
+        scores[c] = score(target_type, y_val, predicted, label_names, thresholds[c])[primary]
     best = max(c_grid, key=lambda c: (scores[c], -c))  # ties go to the stronger regularisation
     stack = sp.vstack if sp.issparse(x_train) else np.vstack
     model = _fit_model(target_type, stack([x_train, x_val]), np.concatenate([y_train, y_val]), best, seed)
-    test = score(target_type, y_test, _predict(target_type, model, x_test, len(label_names)), label_names)
+    test = score(target_type, y_test, _predict(target_type, model, x_test, len(label_names)), label_names, thresholds[best])
     return {**test, f"validation_{primary}": scores[best], "C": best, "seconds": round(time.time() - started, 2)}
 
 
@@ -231,7 +235,7 @@ def summarize(result: LsaResult) -> dict:
 
 STAGE = Stage(
     name="lsa",
-    version=2,  # 2: baselines for multi-label and regression targets; every baseline dict is a targets.score dict
+    version=3,  # 2: baselines for multi-label and regression targets, targets.score dicts; 3: multi-label threshold chosen on validation
     config=LsaConfig,
     inputs={"tokens": "tokenization"},
     run=fit_lsa,
