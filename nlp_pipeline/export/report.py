@@ -256,7 +256,12 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
             lm_axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             lm_axes.yaxis.set_major_formatter(ScalarFormatter())
             lm_axes.yaxis.set_minor_formatter(NullFormatter())
-        lm_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        longest = max(sum(r.get("val_perplexity") is not None for r in lm.history) for lm in language_models.values())
+        lm_axes.set_xlim(0.5, longest + 0.5)  # whole epochs, also when every LM ran a single one
+        if longest <= 12:
+            lm_axes.set_xticks(range(1, longest + 1))
+        else:
+            lm_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         lm_axes.legend()
     else:
         lm_axes.text(0.5, 0.5, "no language model in this run", ha="center", va="center", transform=lm_axes.transAxes)
