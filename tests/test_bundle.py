@@ -405,3 +405,16 @@ def test_format_prediction_of_each_target_type():
     assert format_prediction("t", {"labels": ["a", "c"], "probabilities": {"a": 0.9, "b": 0.1, "c": 0.6}}, False) == "a|c\t0.6000\tt"
     assert format_prediction("t", {"labels": [], "probabilities": {"a": 0.3, "b": 0.1}}, False) == "\t0.3000\tt"
     assert json.loads(format_prediction("t", {"value": 2.5}, True)) == {"text": "t", "value": 2.5}
+
+
+def test_a_linear_model_with_character_ngrams_round_trips_as_format_3(tmp_path):
+    result, _ = make_tiny_result(linear_chars=3)
+    result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
+    assert result.linear.char_ngrams == 3 and len(result.linear.char_keys) > 0
+    folder = save_bundle(result, tmp_path / "model")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["format_version"] == FORMAT_VERSION == 3 and config["linear"]["char_ngrams"] == 3
+    loaded = Classifier.load(folder, num_threads=1)
+    texts = ["a wonderful film", "dull and boring", "superbly moving", ""]
+    np.testing.assert_allclose(loaded.predict_proba(texts), Classifier.from_result(result, num_threads=1).predict_proba(texts),
+                               atol=1e-6)

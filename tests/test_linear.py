@@ -306,7 +306,7 @@ def fitted():
 def test_settings_and_arrays_round_trip(fitted):
     model, probe = fitted
     assert model.settings() == {"vocab_size": 40, "ngrams": 3, "n_classes": 3, "pad_id": PAD, "C": model.C,
-                                "weight": 0.4}
+                                "weight": 0.4, "char_ngrams": 0}
     assert set(model.arrays()) == {"idf", "coef", "intercept", "keys_2", "keys_3"}
     back = LinearModel.from_parts(model.settings(), model.arrays())
     np.testing.assert_array_equal(linear_proba(back, probe), linear_proba(model, probe))
@@ -376,3 +376,44 @@ def test_without_a_pad_id_the_same_tokens_are_features():
                        c_grid=[1.0], seed=0)
     assert features(model, with_pads)[:, PAD].toarray().all()
     assert PAD * V + PAD in model.keys[0].tolist()
+
+
+# --- the character block ------------------------------------------------------------------------------------
+
+CHAR_ITOS = ["xxunk", "xxpad", "xxbos", "good", "bad", "goodness", "badly", "film", "films", "plot"]
+CHAR_DOCS = [np.array([2, 3, 7]), np.array([2, 4, 8]), np.array([2, 5, 9, 7]), np.array([2, 6, 9]),
+             np.array([2, 3, 3, 8]), np.array([2, 4, 9, 6])]
+
+
+def test_character_block_matches_sklearn_char_wb():
+    """The block after the word columns equals TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4),
+    sublinear_tf=True, min_df=2) on the same documents written out without their specials, value for value
+    per row (columns are hashed buckets, so compare each row's sorted values), and it is scaled by 1/sqrt(2)."""
+    from nlp_pipeline.models.linear import char_ngram_buckets
+
+    y = np.array([0, 1, 0, 1, 0, 1])
+    model = fit_linear(CHAR_DOCS, y, 2, 1, len(CHAR_ITOS), [1.0], 0, pad_id=PAD, char_ngrams=4, itos=CHAR_ITOS)
+    texts = [" ".join(CHAR_ITOS[i] for i in d if not CHAR_ITOS[i].startswith("xx")) for d in CHAR_DOCS]
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2).fit(texts)
+    expected = reference.transform(texts).toarray()
+    x = features(model, CHAR_DOCS).toarray()
+    n_word = model.n_word_features
+    assert len(model.char_keys) == len(reference.vocabulary_)  # no collision among these few n-grams
+    assert len(set(char_ngram_buckets("good", 4))) == len(char_ngram_buckets("good", 4))
+    for row in range(len(CHAR_DOCS)):
+        got = np.sort(x[row, n_word:][x[row, n_word:] > 0]) * np.sqrt(2)
+        want = np.sort(expected[row][expected[row] > 0])
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)  # two unit blocks, each scaled by 1/sqrt(2)
+
+
+def test_character_block_round_trip_and_refusal_without_the_vocabulary():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    model = fit_linear(CHAR_DOCS, y, 2, 2, len(CHAR_ITOS), [1.0], 0, pad_id=PAD, char_ngrams=3, itos=CHAR_ITOS)
+    assert model.settings()["char_ngrams"] == 3 and "char_keys" in model.arrays()
+    back = LinearModel.from_parts(model.settings(), model.arrays(), CHAR_ITOS)
+    np.testing.assert_allclose(linear_proba(back, CHAR_DOCS), linear_proba(model, CHAR_DOCS), atol=1e-6)
+    with pytest.raises(ValueError, match="vocabulary"):
+        LinearModel.from_parts(model.settings(), model.arrays())
+    with pytest.raises(ValueError, match="itos"):
+        fit_linear(CHAR_DOCS, y, 2, 1, len(CHAR_ITOS), [1.0], 0, char_ngrams=3)

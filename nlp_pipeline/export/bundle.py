@@ -24,7 +24,8 @@ give the same probabilities (up to float rounding of the batched RNN kernel, < 1
 Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
 rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
 single-label bundle is written as, so older readers load it), 3 = multi-label or regression; any other format
-version is refused with the command that re-exports it.
+version is refused with the command that re-exports it. (A single-label bundle whose linear model has
+character n-grams is format 3 too: a format 2 reader would silently drop them.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
 FORMAT_VERSION = 3                   # bumped when the layout or a file's meaning changes; loaders refuse others
 READABLE_VERSIONS = (1, 2, 3)        # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all single-label)
-SINGLE_LABEL_VERSION = 2             # what a single-label bundle is written as: it means what format 2 meant, so older readers load it
+SINGLE_LABEL_VERSION = 2             # what a single-label bundle (without character n-grams) is written as: older readers load it
 METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
 WEIGHTS_FILE = "model.safetensors"
 LINEAR_FILE = "linear.safetensors"
@@ -125,7 +126,8 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     try:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
-        version = SINGLE_LABEL_VERSION if result.target_type == "class" else FORMAT_VERSION
+        chars = result.linear is not None and getattr(result.linear, "char_ngrams", 0)  # format 2 readers would drop them
+        version = SINGLE_LABEL_VERSION if result.target_type == "class" and not chars else FORMAT_VERSION
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(version)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:
@@ -296,7 +298,8 @@ class Classifier:
             from nlp_pipeline.models.linear import LinearModel
 
             try:
-                linear = LinearModel.from_parts(linear_settings, _read_weights(folder / LINEAR_FILE, as_numpy=True))
+                linear = LinearModel.from_parts(linear_settings, _read_weights(folder / LINEAR_FILE, as_numpy=True),
+                                                vocab.itos)
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"bundle {folder}: {LINEAR_FILE} does not fit config.json's linear settings "
                                 f"({type(exc).__name__}: {exc}); re-export it with {EXPORT_HINT}") from None

@@ -9,7 +9,11 @@ Features are computed from the same id arrays the RNN reads, so a bundle needs n
 strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
 n-grams seen in at least `min_df` fitting documents get the next columns (their sorted keys are stored).
 Each row is sublinear tf (1 + log count) times smoothed idf (log((1 + N) / (1 + df)) + 1), L2-normalised,
-as scikit-learn's TfidfVectorizer(sublinear_tf=True) does. C is chosen by stratified 3-fold cross-validation
+as scikit-learn's TfidfVectorizer(sublinear_tf=True) does. With char_ngrams = n > 0 a second block is
+appended: character 2..n-grams of each token padded with a space on both sides (scikit-learn's "char_wb"
+analyzer, built from the vocabulary's strings, special xx* tokens left out), each hashed (crc32) into
+CHAR_BUCKETS buckets; buckets seen in at least `min_df` fitting documents get a column. Each block is TF-IDF and
+L2-normalised on its own, then both are scaled by 1/sqrt(2), so a row still has length 1. C is chosen by stratified 3-fold cross-validation
 on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
 chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_NGRAMS = 3
+CHAR_BUCKETS = 2 ** 22  # hash space of character n-grams (collisions are rare at a few 100k distinct n-grams)
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # blend weights of the linear model tried on validation
 
 
@@ -37,25 +42,52 @@ class LinearModel:
     C: float = 1.0
     weight: float = 0.0                     # share of the linear model in the blend, chosen on validation
     selection: dict = field(default_factory=dict)  # cross-validation and blend-weight scores
+    char_ngrams: int = 0                    # longest character n-gram of the second block; 0 = no character block
+    char_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted kept buckets (their columns follow the word block)
+    itos: list[str] | None = None           # the vocabulary's strings (the character block's source); not in arrays()
+
+    def __post_init__(self) -> None:
+        self._token_chars = None  # (vocab_size, len(char_keys)) counts, built from itos on first use
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_token_chars"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("char_ngrams", 0)
+        self.__dict__.setdefault("char_keys", np.zeros(0, np.int64))
+        self.__dict__.setdefault("itos", None)
+        self._token_chars = None
+
+    @property
+    def n_word_features(self) -> int:
+        return self.vocab_size + sum(len(k) for k in self.keys)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"idf": self.idf, "coef": self.coef, "intercept": self.intercept}
         out.update({f"keys_{n}": k for n, k in zip(range(2, self.ngrams + 1), self.keys)})
+        if self.char_ngrams:
+            out["char_keys"] = self.char_keys
         return out
 
     def settings(self) -> dict:
         return {"vocab_size": self.vocab_size, "ngrams": self.ngrams, "n_classes": self.n_classes,
-                "pad_id": self.pad_id, "C": self.C, "weight": self.weight}
+                "pad_id": self.pad_id, "C": self.C, "weight": self.weight, "char_ngrams": self.char_ngrams}
 
     @classmethod
-    def from_parts(cls, settings: dict, arrays: dict[str, np.ndarray]) -> "LinearModel":
-        ngrams = int(settings["ngrams"])
+    def from_parts(cls, settings: dict, arrays: dict[str, np.ndarray], itos: list[str] | None = None) -> "LinearModel":
+        """Rebuild from settings() and arrays(); a character block needs the vocabulary's strings (itos)."""
+        ngrams, char_ngrams = int(settings["ngrams"]), int(settings.get("char_ngrams", 0))
+        if char_ngrams and itos is None:
+            raise ValueError("the linear model has a character block: pass the vocabulary (itos)")
         return cls(vocab_size=int(settings["vocab_size"]), ngrams=ngrams,
                    keys=[np.asarray(arrays[f"keys_{n}"], np.int64) for n in range(2, ngrams + 1)],
                    idf=np.asarray(arrays["idf"], np.float32), coef=np.asarray(arrays["coef"], np.float32),
                    intercept=np.asarray(arrays["intercept"], np.float32), n_classes=int(settings["n_classes"]),
                    pad_id=int(settings.get("pad_id", -1)), C=float(settings.get("C", 1.0)),
-                   weight=float(settings.get("weight", 0.0)))
+                   weight=float(settings.get("weight", 0.0)), char_ngrams=char_ngrams,
+                   char_keys=np.asarray(arrays.get("char_keys", np.zeros(0, np.int64)), np.int64),
+                   itos=list(itos) if itos is not None else None)
 
 
 def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -100,6 +132,53 @@ def _columns(terms, keys: list[np.ndarray], vocab_size: int) -> tuple[np.ndarray
     return np.concatenate(rows), np.concatenate(cols)
 
 
+def char_ngram_buckets(token: str, n_max: int) -> list[int]:
+    """Hashed character 2..n_max-grams of ' token ' (scikit-learn's char_wb): 'ab', 3 -> buckets of ' a', 'ab',
+    'b ', ' ab', 'ab '."""
+    import zlib
+
+    padded = f" {token} "
+    return [zlib.crc32(padded[i:i + n].encode("utf-8")) % CHAR_BUCKETS
+            for n in range(2, n_max + 1) for i in range(len(padded) - n + 1)]
+
+
+def _token_bucket_counts(itos: list[str], n_max: int):
+    """(vocab_size, CHAR_BUCKETS) sparse counts of each token's hashed character n-grams (xx* specials: none)."""
+    import scipy.sparse as sp
+
+    rows, cols = [], []
+    for i, token in enumerate(itos):
+        if token.startswith("xx"):
+            continue
+        buckets = char_ngram_buckets(token, n_max)
+        rows.extend([i] * len(buckets))
+        cols.extend(buckets)
+    data = np.ones(len(rows), np.float32)
+    return sp.csr_matrix((data, (np.array(rows, np.int64), np.array(cols, np.int64))), shape=(len(itos), CHAR_BUCKETS))
+
+
+def _doc_token_counts(terms, n_docs: int, vocab_size: int):
+    import scipy.sparse as sp
+
+    rows, ids = terms[0]
+    return sp.csr_matrix((np.ones(len(ids), np.float32), (rows, ids)), shape=(n_docs, vocab_size))
+
+
+def _sublinear(counts):
+    counts = counts.tocsr()
+    counts.data = (1.0 + np.log(counts.data)).astype(np.float32)
+    return counts
+
+
+def _char_block(model: "LinearModel", terms, n_docs: int):
+    """The L2-normalised character TF-IDF block of documents (terms from _doc_terms)."""
+    if model._token_chars is None:
+        full = _token_bucket_counts(model.itos, model.char_ngrams).tocsc()
+        model._token_chars = full[:, model.char_keys].tocsr()
+    counts = _doc_token_counts(terms, n_docs, model.vocab_size) @ model._token_chars
+    return _tfidf(_sublinear(counts), model.idf[model.n_word_features:])
+
+
 def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int):
     import scipy.sparse as sp
 
@@ -115,10 +194,16 @@ def _tfidf(tf, idf: np.ndarray):
 
 
 def features(model: LinearModel, docs: list[np.ndarray]):
-    """The (len(docs), n_features) L2-normalised TF-IDF matrix of id arrays under a fitted model's columns."""
+    """The (len(docs), n_features) TF-IDF matrix (rows of length 1) of id arrays under a fitted model's columns."""
+    import scipy.sparse as sp
+
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
-    return _tfidf(_tf_matrix(rows, cols, len(docs), len(model.idf)), model.idf)
+    n_word = model.n_word_features
+    words = _tfidf(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
+    if not model.char_ngrams:
+        return words
+    return (sp.hstack([words, _char_block(model, terms, len(docs))]).tocsr() * np.float32(0.5 ** 0.5)).tocsr()
 
 
 def _probabilities(scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -140,8 +225,10 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
 
 
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
-               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2) -> LinearModel:
-    """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them."""
+               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int = 0,
+               itos: list[str] | None = None) -> LinearModel:
+    """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them.
+    char_ngrams > 0 adds the character block (itos: the vocabulary's strings)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
@@ -163,6 +250,20 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
     idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
     x = _tfidf(tf, idf)
+    char_keys = np.zeros(0, np.int64)
+    if char_ngrams:
+        import scipy.sparse as sp
+
+        if itos is None or len(itos) != vocab_size:
+            raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
+        bucket_counts = _doc_token_counts(terms, len(docs), vocab_size) @ _token_bucket_counts(itos, char_ngrams)
+        char_df = np.bincount(bucket_counts.tocsr().indices, minlength=CHAR_BUCKETS)
+        char_keys = np.flatnonzero(char_df >= min_df).astype(np.int64)
+        char_idf = (np.log((1.0 + len(docs)) / (1.0 + char_df[char_keys])) + 1.0).astype(np.float32)
+        chars = _tfidf(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
+        idf = np.concatenate([idf, char_idf])
+        x = (sp.hstack([x, chars]).tocsr() * np.float32(0.5 ** 0.5)).tocsr()
+        n_features += len(char_keys)
 
     selection: dict = {}
     smallest = np.bincount(y, minlength=n_classes)
@@ -190,7 +291,8 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         full_coef[m.classes_], full_int[m.classes_] = coef, intercept
         coef, intercept = full_coef, full_int
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
-                       n_classes=n_classes, pad_id=pad_id, C=float(best), selection={"cv_accuracy": selection})
+                       n_classes=n_classes, pad_id=pad_id, C=float(best), selection={"cv_accuracy": selection},
+                       char_ngrams=char_ngrams, char_keys=char_keys, itos=list(itos) if char_ngrams else None)
 
 
 def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
