@@ -116,6 +116,24 @@ def ensemble_job(out: str) -> None:
     np.savez(_rank_file(out), test_probabilities=result.test_probabilities, **result.state_dict)
 
 
+def targets_job(out: str) -> None:
+    """A multi-label and a regression classifier (their own losses, the threshold chosen on gathered validation
+    outputs), each trained data-parallel."""
+    import dataclasses
+
+    from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+
+    data = _tiny_classifier_data()
+    positive = np.asarray(data.labels) == 1
+    long = np.diff(np.asarray(data.offsets)) > 4
+    cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 2]})
+    for target, labels, names in (("multi_label", np.stack([positive, long], 1).astype(np.int8), ["pos", "long"]),
+                                  ("regression", np.where(positive, 3.0, -1.0).astype(np.float32), ["score"])):
+        result = train_classifier(cfg, dataclasses.replace(data, labels=labels, label_names=names, target_type=target))
+        np.savez(f"{out}-{target}.rank{distributed.rank()}.npz", history=json.dumps(result.history),
+                 arch=json.dumps(result.arch), test_probabilities=result.test_probabilities, **result.state_dict)
+
+
 def _rank_file(out: str) -> str:
     return f"{out}.rank{distributed.rank()}.npz"
 
@@ -125,6 +143,7 @@ def both_jobs(out: str) -> None:
     lm_job(out + "-lm")
     classifier_job(out + "-classifier")
     ensemble_job(out + "-ensemble")
+    targets_job(out + "-targets")
 
 
 JOBS = {"lm": lm_job, "classifier": classifier_job, "both": both_jobs}
@@ -208,6 +227,19 @@ def test_an_ensemble_trains_data_parallel_member_by_member(two_processes):
     first, second = ranks[0]["members.0.head.block2.2.weight"], ranks[0]["members.1.head.block2.2.weight"]
     assert first.shape == second.shape and not np.allclose(first, second)  # two different seeds
     assert ranks[0]["test_probabilities"].shape == (40, 2)
+
+
+@pytest.mark.parametrize("target", ["multi_label", "regression"])
+def test_multi_label_and_regression_train_data_parallel(two_processes, target):
+    ranks = [np.load(f"{two_processes}-targets-{target}.rank{r}.npz") for r in range(2)]
+    for name in ranks[0].files:  # weights, gathered test outputs and arch (with the threshold) agree
+        if name != "history":
+            assert np.array_equal(ranks[0][name], ranks[1][name]), name
+    history, other = (json.loads(str(f["history"])) for f in ranks)
+    assert [dict(row, seconds=0) for row in history] == [dict(row, seconds=0) for row in other]  # same decisions
+    arch = json.loads(str(ranks[0]["arch"]))
+    assert arch["target_type"] == target and ("threshold" in arch) == (target == "multi_label")
+    assert ranks[0]["test_probabilities"].shape == (40, 2 if target == "multi_label" else 1)
 
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
