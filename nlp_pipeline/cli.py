@@ -58,6 +58,8 @@ def config_options(fn):
                      help="Corpus card name (see `nlp-pipeline corpora`), a file or folder path, or hf:NAME."),
         click.option("--text-field", default=None, help="Column holding the text (default: auto-detect)."),
         click.option("--label-field", default=None, help="Column holding the label (default: auto-detect)."),
+        click.option("--target-type", type=click.Choice(["class", "multi_label", "regression"]), default=None,
+                     help="What a label is: one class, a set of classes, or a number [default: the card's, else class]."),
         click.option("--encoding", default=None, help="Text encoding of the corpus files [default: utf-8]."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="TOML file overriding default_config.toml, table per stage."),
@@ -71,11 +73,12 @@ def config_options(fn):
     return fn
 
 
-def _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset):
+def _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset):
     from nlp_pipeline import pipeline
 
     overrides = {"corpus": {}}
-    for name, value in (("source", corpus_source), ("text_field", text_field), ("label_field", label_field), ("encoding", encoding)):
+    for name, value in (("source", corpus_source), ("text_field", text_field), ("label_field", label_field),
+                        ("target_type", target_type), ("encoding", encoding)):
         if value is not None:
             overrides["corpus"][name] = value
     return pipeline.load_config(config_file, sets, preset, overrides)
@@ -105,7 +108,7 @@ def main(verbose: bool) -> None:
 @click.option("--name", default=None, help="Run folder name under --runs-dir [default: the corpus name].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Where runs/<name>/ (metrics.json, config.toml, keys.json) is written.")
-def run(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, until, force, name, runs_dir):
+def run(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, until, force, name, runs_dir):
     """Run the pipeline; cached stages are skipped, changed ones recomputed. Under torchrun the training
     stages run data-parallel and process 0 alone writes the cache and the run folder."""
     import time
@@ -114,7 +117,7 @@ def run(corpus_source, text_field, label_field, encoding, config_file, sets, pre
     from nlp_pipeline.models import distributed
 
     started = time.time()
-    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     store = _store(cache_dir)
     target = Path(runs_dir) / (name or pipeline.run_name(configs))
     previous_keys = _read_keys(target)
@@ -172,11 +175,11 @@ def _fmt(value) -> str:
 
 @main.command()
 @config_options
-def show(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir):
+def show(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir):
     """Print the plan: every stage instance, its key, and whether it is cached. Loads nothing."""
     from nlp_pipeline import pipeline
 
-    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     entries = pipeline.show(configs, _store(cache_dir))
     width = max(len(e.instance.id) for e in entries)
     for e in entries:
@@ -318,13 +321,13 @@ def _upstream_artifacts(configs, store, instance_id: str) -> dict:
 @click.option("--trainable-groups", default=0, type=click.IntRange(min=0),
               help="Top layer groups trained [default: classifier 1 (stage 1 of gradual unfreezing), LM all].")
 @click.option("--out", default="lr_find.png", show_default=True, type=click.Path(dir_okay=False), help="Plot file.")
-def lr_find(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, target, num_steps,
+def lr_find(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, target, num_steps,
             start_lr, end_lr, trainable_groups, out):
     """LR range test: raise the learning rate from --start-lr to --end-lr and suggest one (weights are not kept)."""
     from nlp_pipeline.models.lr_find import plot_lr_find
     from nlp_pipeline.stages import classifier, language_model
 
-    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     inputs = _upstream_artifacts(configs, _store(cache_dir), target)  # by the stage's input names
     range_test = {"classifier": classifier.range_test, "finetune_lm": language_model.range_test}[target]
     result = range_test(configs[target], **inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
@@ -402,12 +405,12 @@ def export():
               help="Text or binary word2vec format (gensim KeyedVectors.load_word2vec_format reads both).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export_vectors(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir, source, fmt,
+def export_vectors(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, source, fmt,
                    out, overwrite):
     """Write word vectors of a finished run in word2vec format."""
     from nlp_pipeline.export.vectors import export_word_vectors
 
-    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     vectors = _cached_artifact(configs, _store(cache_dir), f"embeddings:{source}")
     report = export_word_vectors(vectors, out, binary=fmt == "word2vec-binary", overwrite=overwrite)
     click.echo(f"{report['words']} x {report['dim']} {source} vectors written to {out} ({report['bytes'] / 1e6:.1f} MB)")
@@ -423,7 +426,7 @@ def export_vectors(corpus_source, text_field, label_field, encoding, config_file
               help="At most this many points per source (most frequent words first; the projector's limit is 100,000).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write (new, empty, or an earlier export): `tensorboard --logdir OUT` shows it.")
-def export_projector_command(corpus_source, text_field, label_field, encoding, config_file, sets, preset, cache_dir,
+def export_projector_command(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir,
                              sources, top, out):
     """Write a TensorBoard projector folder (plus standalone vectors.tsv/metadata.tsv pairs per source)."""
     import warnings
@@ -432,7 +435,7 @@ def export_projector_command(corpus_source, text_field, label_field, encoding, c
 
     from nlp_pipeline.export.projector import ProjectorEmbedding, collect_sources, export_projector
 
-    configs = _configs(corpus_source, text_field, label_field, encoding, config_file, sets, preset)
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     store = _store(cache_dir)
     ids = {"lsa-docs": "lsa", "lm": "finetune_lm", "classifier-docs": "classifier"}
     embeddings = []

@@ -245,7 +245,7 @@ def test_a_multi_label_or_regression_corpus_runs_end_to_end(target_type, tmp_pat
         rows.append({"text": text, "label": label})
     for split, keep in (("train", lambda i: i % 4 != 3), ("test", lambda i: i % 4 == 3)):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if keep(i)))
-    args = ["--corpus", str(folder), *FAST, *TINY_LM, "--set", f"corpus.target_type={target_type}"]
+    args = ["--corpus", str(folder), *FAST, *TINY_LM, "--target-type", target_type]
     ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
     assert ran.exit_code == 0, ran.output
     run_dir = tmp_path / "runs" / "targets"
