@@ -58,6 +58,7 @@ def config_options(fn):
                      help="Corpus card name (see `nlp-pipeline corpora`), a file or folder path, or hf:NAME."),
         click.option("--text-field", default=None, help="Column holding the text (default: auto-detect)."),
         click.option("--label-field", default=None, help="Column holding the label (default: auto-detect)."),
+        # artifacts.TARGET_TYPES, spelled out: importing it would load numpy for every --help
         click.option("--target-type", type=click.Choice(["class", "multi_label", "regression"]), default=None,
                      help="What a label is: one class, a set of classes, or a number [default: the card's, else class]."),
         click.option("--encoding", default=None, help="Text encoding of the corpus files [default: utf-8]."),

@@ -265,3 +265,10 @@ def test_a_multi_label_or_regression_corpus_runs_end_to_end(target_type, tmp_pat
     assert exported.exit_code == 0, exported.output
     labels = [row.split("\t")[0] for row in (tmp_path / "proj" / "classifier-docs" / "metadata.tsv").read_text().splitlines()[1:]]
     assert ("neg|film" in labels or "film|neg" in labels) if target_type == "multi_label" else "4.5" in labels
+
+
+def test_the_target_type_choices_are_the_artifacts():
+    from nlp_pipeline.artifacts import TARGET_TYPES
+
+    option = next(o for o in main.commands["run"].params if o.name == "target_type")
+    assert tuple(option.type.choices) == TARGET_TYPES

@@ -5,7 +5,7 @@
     clf.predict("How far is the moon?")              # {"label": "NUM", "probabilities": {"ABBR": 0.01, ...}}
     clf.predict(["text one", "text two"])            # [{...}, {...}], in input order
     clf.predict_proba(["text one", "text two"])      # (2, n_classes) float32
-    # a multi-label bundle: {"labels": ["comedy", "drama"], "probabilities": {...}} (labels at p >= 0.5);
+    # a multi-label bundle: {"labels": ["comedy", "drama"], "probabilities": {...}} (p >= its threshold);
     # a regression bundle: {"value": 3.7}, and predict_values(texts) -> (n_texts,) float32
 
 A bundle folder holds four or five files, all readable without running code:
@@ -19,7 +19,8 @@ A bundle folder holds four or five files, all readable without running code:
 
 Predicting runs the one code path the training used: tokenize_texts (same rules, same spaCy tokenizer) ->
 vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in eval mode under
-torch.inference_mode -> softmax (sigmoid per label; the value for regression) -> input order -> blended with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
+torch.inference_mode -> softmax (sigmoid per label; the value for regression) -> input order -> blended
+with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
 give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
 Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
 rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
@@ -379,8 +380,8 @@ class Classifier:
 
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
         """Per text {"label": name, "probabilities": {name: p, ...}}; for a multi-label bundle {"labels": [names
-        at p >= the model's threshold, chosen on validation], "probabilities": {...}}; for a regression bundle {"value": x}. One dict for a string, a
-        list for a list."""
+        at p >= the model's threshold, chosen on validation], "probabilities": {...}}; for a regression bundle
+        {"value": x}. One dict for a string, a list for a list."""
         single, items = _as_texts(texts)
         threshold = getattr(self.model, "threshold", 0.5)
         outputs = self._outputs(items, batch_size)

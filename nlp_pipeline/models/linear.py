@@ -13,7 +13,8 @@ as scikit-learn's TfidfVectorizer(sublinear_tf=True) does. With char_ngrams = n 
 appended: character 2..n-grams of each token padded with a space on both sides (scikit-learn's "char_wb"
 analyzer, built from the vocabulary's strings, special xx* tokens left out), each hashed (crc32) into
 CHAR_BUCKETS buckets; buckets seen in at least `min_df` fitting documents get a column. Each block is TF-IDF and
-L2-normalised on its own, then both are scaled by 1/sqrt(2), so a row still has length 1. C is chosen by stratified 3-fold cross-validation
+L2-normalised on its own, then both are scaled by 1/sqrt(2), so a row still has length 1.
+C is chosen by stratified 3-fold cross-validation
 on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
 chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
@@ -170,6 +171,13 @@ def _sublinear(counts):
     return counts
 
 
+def _join_blocks(words, chars):
+    """[words | chars] with both L2-normalised blocks scaled by 1/sqrt(2): rows keep length 1."""
+    import scipy.sparse as sp
+
+    return (sp.hstack([words, chars]).tocsr() * np.float32(0.5 ** 0.5)).tocsr()
+
+
 def _char_block(model: "LinearModel", terms, n_docs: int):
     """The L2-normalised character TF-IDF block of documents (terms from _doc_terms)."""
     if model._token_chars is None:
@@ -195,15 +203,13 @@ def _tfidf(tf, idf: np.ndarray):
 
 def features(model: LinearModel, docs: list[np.ndarray]):
     """The (len(docs), n_features) TF-IDF matrix (rows of length 1) of id arrays under a fitted model's columns."""
-    import scipy.sparse as sp
-
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
     n_word = model.n_word_features
     words = _tfidf(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
     if not model.char_ngrams:
         return words
-    return (sp.hstack([words, _char_block(model, terms, len(docs))]).tocsr() * np.float32(0.5 ** 0.5)).tocsr()
+    return _join_blocks(words, _char_block(model, terms, len(docs)))
 
 
 def _probabilities(scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -252,8 +258,6 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     x = _tfidf(tf, idf)
     char_keys = np.zeros(0, np.int64)
     if char_ngrams:
-        import scipy.sparse as sp
-
         if itos is None or len(itos) != vocab_size:
             raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
         bucket_counts = _doc_token_counts(terms, len(docs), vocab_size) @ _token_bucket_counts(itos, char_ngrams)
@@ -262,7 +266,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         char_idf = (np.log((1.0 + len(docs)) / (1.0 + char_df[char_keys])) + 1.0).astype(np.float32)
         chars = _tfidf(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
         idf = np.concatenate([idf, char_idf])
-        x = (sp.hstack([x, chars]).tocsr() * np.float32(0.5 ** 0.5)).tocsr()
+        x = _join_blocks(x, chars)
         n_features += len(char_keys)
 
     selection: dict = {}

@@ -40,6 +40,7 @@ from nlp_pipeline.models.batching import (
 from nlp_pipeline.models.device import autocast_context, grad_scaler
 from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet
 from nlp_pipeline.models.rnn import detach_state
+from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, mean_loss, score
 
 SCHEDULES = ("stlr", "one_cycle", "constant")
 
@@ -411,8 +412,6 @@ def fit_classifier(
     groups = model.layer_groups()
     optimizer = make_optimizer(groups, discriminative_lrs(1.0, len(groups), discriminative_factor), weight_decay, betas)
     scaler = grad_scaler(device, dtype)
-    from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, mean_loss, score
-
     labels = np.asarray(labels)
     targets = model.encode_targets(labels)  # int64 ids, float indicators, or the standardised value
     primary = PRIMARY[model.target_type]
@@ -462,17 +461,17 @@ def fit_classifier(
             val_loss = mean_loss(model.target_type, labels[valid_docs], probs) / model.target_std ** 2  # regression: in train_loss's standardised units
             multi = model.target_type == "multi_label"  # its decision threshold is chosen on validation, epoch by epoch
             threshold = best_threshold(labels[valid_docs], probs) if multi else THRESHOLD
-            val_acc = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])],
+            val_score = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])],
                                   threshold)[primary])
             row = {
                 "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,
                 "train_loss": round(loss_sum / max(seen, 1), 4), "val_loss": round(val_loss, 4),
-                f"val_{primary}": round(val_acc, 4), **({"val_threshold": threshold} if multi else {}),
+                f"val_{primary}": round(val_score, 4), **({"val_threshold": threshold} if multi else {}),
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(row)
-            if (val_acc, -val_loss) > (best[0], -best[1]):
-                best = (val_acc, val_loss)
+            if (val_score, -val_loss) > (best[0], -best[1]):
+                best = (val_score, val_loss)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best_row, stale = dict(row), 0
             else:

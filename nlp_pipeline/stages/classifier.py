@@ -39,7 +39,7 @@ import numpy as np
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, score
+from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, score  # noqa: F401 (classification_metrics: re-exported)
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
 
@@ -269,34 +269,31 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         def predict(docs: np.ndarray) -> np.ndarray:
             return predict_classifier_sharded(model, ids, offsets, docs, pad, cfg.max_length, cfg.batch_size, device, dtype)
 
-        def scores(docs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-            probs = predict(docs)
-            return probs, score(target, labels[docs], probs, names, model.threshold)
+        def scored(docs: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+            return score(target, labels[docs], outputs, names, model.threshold)
 
+        val_probs = predict(valid)
         if target == "multi_label":  # the (ensemble's) decision threshold: the best micro-F1 on validation
-            model.threshold = best_threshold(labels[valid], predict(valid))
-        val_probs, val_metrics = scores(valid)
-        metrics: dict[str, Any] = {"validation": dict(val_metrics, source=valid_source), "selected": best_row,
-                                   "initialisation": initialisation, "train_documents": int(len(train))}
+            model.threshold = best_threshold(labels[valid], val_probs)
+        metrics: dict[str, Any] = {"selected": best_row, "initialisation": initialisation, "train_documents": int(len(train))}
         if cfg.members > 1:  # each member's best epoch; metrics["selected"] is the first's
             metrics["members"] = selected
         linear = None
         if cfg.blend_linear and target == "class" and len(np.unique(labels[train])) >= 2:  # two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
-            val_metrics = classification_metrics(labels[valid], val_probs.argmax(1), list(data.label_names))
-            metrics["validation"] = dict(val_metrics, source=valid_source)
+        metrics["validation"] = dict(scored(valid, val_probs), source=valid_source)
         test_probs = np.zeros((0, model.num_classes), np.float32)
         if len(test):  # the only time test labels are read
-            test_probs, metrics["test"] = scores(test)
+            test_probs = predict(test)
             if linear is not None:
                 from nlp_pipeline.models.linear import blend, linear_proba
 
-                rnn_accuracy = metrics["test"]["accuracy"]
                 linear_test = linear_proba(linear, _docs(data, test, cfg.max_length))
+                rnn_accuracy, linear_accuracy = (float((p.argmax(1) == labels[test]).mean()) for p in (test_probs, linear_test))
                 test_probs = blend(test_probs, linear_test, linear.weight)  # what predict gives (models.linear.blend_in)
-                metrics["test"] = classification_metrics(labels[test], test_probs.argmax(1), list(data.label_names))
-                linear_accuracy = float((linear_test.argmax(1) == labels[test]).mean())
-                metrics["blend"]["test_accuracy"] = {"rnn": rnn_accuracy, "linear": round(linear_accuracy, 4),
+            metrics["test"] = scored(test, test_probs)
+            if linear is not None:
+                metrics["blend"]["test_accuracy"] = {"rnn": round(rnn_accuracy, 4), "linear": round(linear_accuracy, 4),
                                                      "blend": metrics["test"]["accuracy"]}
         metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
                        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
