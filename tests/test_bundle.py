@@ -408,7 +408,7 @@ def test_format_prediction_of_each_target_type():
 
 
 def test_a_linear_model_with_character_ngrams_round_trips_as_format_3(tmp_path):
-    result, _ = make_tiny_result(linear_chars=3)
+    result, _ = make_tiny_result(linear_chars=[3])
     result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
     assert result.linear.char_ngrams == 3 and len(result.linear.char_keys) > 0
     folder = save_bundle(result, tmp_path / "model")

@@ -417,3 +417,26 @@ def test_character_block_round_trip_and_refusal_without_the_vocabulary():
         LinearModel.from_parts(model.settings(), model.arrays())
     with pytest.raises(ValueError, match="itos"):
         fit_linear(CHAR_DOCS, y, 2, 1, len(CHAR_ITOS), [1.0], 0, char_ngrams=3)
+
+
+def test_character_length_is_chosen_with_c_by_cross_validation():
+    """Every word occurs once, so word columns cannot generalise; only the suffix (-ful / -less) carries the
+    label. With lengths [0, 4] tried, CV must pick the character block, and it then classifies unseen words."""
+    rng = np.random.default_rng(0)
+    stems = ["".join(rng.choice(list("bcdfghkmnprstvz"), 5)) for _ in range(40)]
+    itos = ["xxunk", "xxpad", "xxbos"] + [s + "ful" for s in stems] + [s + "less" for s in stems]
+    ful, less = np.arange(3, 43), np.arange(43, 83)
+    docs = [np.array([2, i]) for i in np.concatenate([ful[:30], less[:30]])]
+    y = np.array([0] * 30 + [1] * 30)
+    model = fit_linear(docs, y, 2, 1, len(itos), [1.0, 4.0], 0, pad_id=1, char_ngrams=[0, 4], itos=itos)
+    by_chars = model.selection["cv_accuracy_by_chars"]
+    assert sorted(by_chars) == [0, 4] and all(sorted(v) == [1.0, 4.0] for v in by_chars.values())
+    assert max(by_chars[0].values()) <= 0.6 < 0.9 <= max(by_chars[4].values())
+    assert model.char_ngrams == 4 and model.selection["cv_accuracy"] == by_chars[4]
+    assert by_chars[4][model.C] == max(by_chars[4].values())
+    unseen = [np.array([2, i]) for i in np.concatenate([ful[30:], less[30:]])]
+    assert (linear_proba(model, unseen).argmax(1) == np.array([0] * 10 + [1] * 10)).mean() >= 0.9
+    # without CV (two documents of a class) the first length and the first C are taken
+    few = fit_linear(docs[28:32], y[28:32], 2, 1, len(itos), [4.0, 1.0], 0, pad_id=1, char_ngrams=[0, 4], itos=itos)
+    assert (few.char_ngrams, few.C, few.selection["cv_accuracy"]) == (0, 4.0, {})
+    assert "char_keys" not in few.arrays() and few.itos is None

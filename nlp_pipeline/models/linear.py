@@ -14,8 +14,8 @@ appended: character 2..n-grams of each token padded with a space on both sides (
 analyzer, built from the vocabulary's strings, special xx* tokens left out), each hashed (crc32) into
 CHAR_BUCKETS buckets; buckets seen in at least `min_df` fitting documents get a column. Each block is TF-IDF and
 L2-normalised on its own, then both are scaled by 1/sqrt(2), so a row still has length 1.
-C is chosen by stratified 3-fold cross-validation
-on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
+C, and with a list of character lengths (e.g. [0, 6]) whether to add that block, is chosen by stratified 3-fold
+cross-validation on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
 chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
 
@@ -231,15 +231,20 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
 
 
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
-               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int = 0,
+               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int | list[int] = 0,
                itos: list[str] | None = None) -> LinearModel:
     """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them.
-    char_ngrams > 0 adds the character block (itos: the vocabulary's strings)."""
+    char_ngrams > 0 adds the character block (itos: the vocabulary's strings). A list of lengths (0 = no block)
+    is tried too: the (length, C) pair with the best CV accuracy wins, ties going to the shorter length and then
+    the smaller C; without CV (a class with fewer than 3 documents, or one pair) the first length and C."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y, np.int64)
+    lengths = [int(n) for n in ([char_ngrams] if isinstance(char_ngrams, (int, np.integer)) else char_ngrams)] or [0]
+    if any(lengths) and (itos is None or len(itos) != vocab_size):
+        raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
     terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
     keys = []
     for rows, k in terms[1:]:
@@ -249,42 +254,46 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
         uniq, df = np.unique(ks[first], return_counts=True)
         keys.append(uniq[df >= min_df])
-    n_features = vocab_size + sum(len(k) for k in keys)
+    n_word = vocab_size + sum(len(k) for k in keys)
     rows, cols = _columns(terms, keys, vocab_size)
-    tf = _tf_matrix(rows, cols, len(docs), n_features)
-    df = np.bincount(tf.indices, minlength=n_features)
-    idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
-    idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
-    x = _tfidf(tf, idf)
-    char_keys = np.zeros(0, np.int64)
-    if char_ngrams:
-        if itos is None or len(itos) != vocab_size:
-            raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
-        bucket_counts = _doc_token_counts(terms, len(docs), vocab_size) @ _token_bucket_counts(itos, char_ngrams)
+    tf = _tf_matrix(rows, cols, len(docs), n_word)
+    df = np.bincount(tf.indices, minlength=n_word)
+    word_idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
+    word_idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
+    words = _tfidf(tf, word_idf)
+    token_counts = _doc_token_counts(terms, len(docs), vocab_size) if any(lengths) else None
+    blocks = {}  # length -> (features, idf, char_keys)
+    for n in dict.fromkeys(lengths):
+        if not n:
+            blocks[n] = (words, word_idf, np.zeros(0, np.int64))
+            continue
+        bucket_counts = token_counts @ _token_bucket_counts(itos, n)
         char_df = np.bincount(bucket_counts.tocsr().indices, minlength=CHAR_BUCKETS)
         char_keys = np.flatnonzero(char_df >= min_df).astype(np.int64)
         char_idf = (np.log((1.0 + len(docs)) / (1.0 + char_df[char_keys])) + 1.0).astype(np.float32)
         chars = _tfidf(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
-        idf = np.concatenate([idf, char_idf])
-        x = _join_blocks(x, chars)
-        n_features += len(char_keys)
+        blocks[n] = (_join_blocks(words, chars), np.concatenate([word_idf, char_idf]), char_keys)
 
-    selection: dict = {}
+    cv: dict[int, dict[float, float]] = {}
     smallest = np.bincount(y, minlength=n_classes)
     smallest = smallest[smallest > 0].min() if len(y) else 0
     with threadpool_limits(limits=1, user_api="blas"):
-        if len(c_grid) > 1 and smallest >= 3:
+        if len(c_grid) * len(blocks) > 1 and smallest >= 3:
             folds = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-            for c in c_grid:
-                correct = 0
-                for fit, held in folds:
-                    m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x[fit], y[fit])
-                    correct += int((m.predict(x[held]) == y[held]).sum())
-                selection[float(c)] = round(correct / len(y), 4)
-            best = max(c_grid, key=lambda c: (selection[float(c)], -c))
+            for n, (x, _, _) in blocks.items():
+                cv[n] = {}
+                for c in c_grid:
+                    correct = 0
+                    for fit, held in folds:
+                        m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x[fit], y[fit])
+                        correct += int((m.predict(x[held]) == y[held]).sum())
+                    cv[n][float(c)] = round(correct / len(y), 4)
+            n_best, best = max(((n, c) for n in cv for c in c_grid), key=lambda nc: (cv[nc[0]][float(nc[1])], -nc[0], -nc[1]))
         else:
-            best = c_grid[0]
+            n_best, best = lengths[0], c_grid[0]
+        x, idf, char_keys = blocks[n_best]
         m = LogisticRegression(C=best, max_iter=2000, random_state=seed).fit(x, y)
+    n_features = x.shape[1]
     coef = np.ascontiguousarray(m.coef_, dtype=np.float32)  # sklearn's may be column-major; safetensors wants C order
     intercept = np.ascontiguousarray(m.intercept_, dtype=np.float32)
     if len(m.classes_) != n_classes:  # a class absent from the fitting docs: give it a row that never wins
@@ -294,9 +303,12 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         full_int = np.full(n_classes, -30.0, np.float32)
         full_coef[m.classes_], full_int[m.classes_] = coef, intercept
         coef, intercept = full_coef, full_int
+    selection = {"cv_accuracy": cv.get(n_best, {})}  # {C: accuracy} at the chosen character length
+    if len(blocks) > 1:
+        selection["cv_accuracy_by_chars"] = {n: v for n, v in cv.items()}
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
-                       n_classes=n_classes, pad_id=pad_id, C=float(best), selection={"cv_accuracy": selection},
-                       char_ngrams=char_ngrams, char_keys=char_keys, itos=list(itos) if char_ngrams else None)
+                       n_classes=n_classes, pad_id=pad_id, C=float(best), selection=selection,
+                       char_ngrams=n_best, char_keys=char_keys, itos=list(itos) if n_best else None)
 
 
 def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:

@@ -76,7 +76,7 @@ class ClassifierConfig:
     blend_linear: bool = True           # (single-label targets) also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
     linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
     linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
-    linear_chars: int = 0               # also give that linear model each token's character 2..n-grams (n = this; 0 = none, else 3-6)
+    linear_chars: list[int] = field(default_factory=lambda: [0, 6])  # character n-gram blocks tried for that linear model, chosen with C by the same CV: 0 = none, n (3-6) = each token's character 2..n-grams
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
@@ -102,8 +102,9 @@ class ClassifierConfig:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
         if not 1 <= self.linear_ngrams <= 3 or not self.linear_c_grid or any(c <= 0 for c in self.linear_c_grid):
             raise ConfigError("classifier.linear_ngrams must be 1, 2 or 3 and linear_c_grid a non-empty list of C > 0")
-        if self.linear_chars and not 3 <= self.linear_chars <= 6:
-            raise ConfigError(f"classifier.linear_chars must be 0 (no character n-grams) or 3 to 6, got {self.linear_chars}")
+        if not self.linear_chars or any(n != 0 and not 3 <= n <= 6 for n in self.linear_chars):
+            raise ConfigError(f"classifier.linear_chars must list lengths that are 0 (no character n-grams) or 3 to 6, "
+                              f"e.g. [0, 6]; got {self.linear_chars}")
         if not 1 <= self.members <= 10:
             raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
         if self.max_length < 1 or self.batch_size < 2:
@@ -321,13 +322,14 @@ def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, t
 
     started = time.perf_counter()
     linear = fit_linear(_docs(data, train, cfg.max_length), labels[train], len(data.label_names), cfg.linear_ngrams,
-                        len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad, char_ngrams=cfg.linear_chars,
+                        len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad, char_ngrams=list(cfg.linear_chars),
                         itos=list(data.vocab.itos))
     linear_val = linear_proba(linear, _docs(data, valid, cfg.max_length))
     linear.weight, scores = choose_weight(rnn_val, linear_val, labels[valid])
-    report = {"weight": linear.weight, "C": linear.C, "features": int(len(linear.idf)),
+    report = {"weight": linear.weight, "C": linear.C, "char_ngrams": linear.char_ngrams, "features": int(len(linear.idf)),
               "validation_accuracy": {"rnn": scores[0.0][0], "linear": scores[1.0][0], "blend": scores[linear.weight][0]},
               "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": linear.selection["cv_accuracy"],
+              "cv_accuracy_by_chars": {str(n): v for n, v in linear.selection.get("cv_accuracy_by_chars", {}).items()},
               "seconds": round(time.perf_counter() - started, 1)}
     return linear, blend(rnn_val, linear_val, linear.weight), report
 

@@ -1,0 +1,151 @@
+"""The classifier's protocol replayed k times inside one dataset's train split: settings of the blend's linear
+model compared on thousands of held-out predictions instead of one validation slice of a few hundred.
+
+    python benchmarks/bench_blend_cv.py [--dataset mr] [--folds 5] [--chars 0;6;0,6] [--members 1]
+        [--threads N] [--cache-dir DIR] [--set section.field=value ...]
+
+Pretraining and fine-tuning as in bench_ulmfit.py (the pretrained LM comes from the same --cache-dir). The
+labelled train documents are cut into --folds stratified folds. For each fold the data is rewritten so that
+the fold is the test split and the real test split is unlabelled (its labels are set to -1 before anything
+sees them: no test label is read). The RNN classifier is trained as the stage trains it, carving its own
+validation slice from the remaining documents (blend_linear off, so its raw probabilities are kept). Then,
+for every `--chars` setting (classifier.linear_chars; ';' separates settings), the stage's linear model is
+fitted on the same documents, its blend weight chosen on the same validation slice, and the blend scored
+on the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
+with its standard error (per-document differences). Writes benchmarks/results/blend-cv-<dataset>.json (+ .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_ulmfit import GENERAL, configs, corpus_of, numericalized, pretrained_lm
+from common import markdown_table, save, versions
+
+
+def fold_data(data, fold_docs: np.ndarray):
+    """data with `fold_docs` as its test split and the real test split unlabelled (labels -1)."""
+    from nlp_pipeline.artifacts import UNLABELLED, split_code
+
+    splits, labels = np.array(data.splits), np.array(data.labels)
+    real_test = data.indices("test")
+    splits[real_test] = split_code("unsup")
+    labels[real_test] = UNLABELLED
+    splits[fold_docs] = split_code("test")
+    return dataclasses.replace(data, splits=splits, labels=labels)
+
+
+def rnn_fold(cfg, data, lm) -> dict:
+    """Train the RNN classifier on one fold's data; its probabilities on its validation slice and on the fold."""
+    import torch
+
+    from nlp_pipeline.models.batching import pad_id
+    from nlp_pipeline.models.device import resolve_precision
+    from nlp_pipeline.models.inference import load_classifier
+    from nlp_pipeline.models.training import predict_classifier
+    from nlp_pipeline.stages.classifier import train_classifier
+
+    result = train_classifier(dataclasses.replace(cfg, blend_linear=False), data, lm)
+    valid = result.validation_indexes
+    model = load_classifier(result)
+    val_probs = predict_classifier(model, np.asarray(data.ids, np.int64), np.asarray(data.offsets), valid,
+                                   pad_id(data.vocab), cfg.max_length, cfg.batch_size, torch.device("cpu"),
+                                   resolve_precision(torch.device("cpu"), cfg.precision))  # as the stage predicts
+    train = np.setdiff1d(data.indices("train", labelled=True), valid)
+    return {"train": train, "valid": valid, "test": result.test_indexes, "rnn_val": val_probs,
+            "rnn_test": result.test_probabilities, "selected": result.metrics["selected"]}
+
+
+def blended(cfg, data, fold: dict, chars: list[int]) -> tuple[np.ndarray, dict]:
+    """Per fold document: is the blend right? And what the linear fit chose."""
+    from nlp_pipeline.models.linear import blend, choose_weight, fit_linear, linear_proba
+    from nlp_pipeline.models.batching import pad_id
+    from nlp_pipeline.stages.classifier import _docs
+
+    labels = np.asarray(data.labels)
+    linear = fit_linear(_docs(data, fold["train"], cfg.max_length), labels[fold["train"]], len(data.label_names),
+                        cfg.linear_ngrams, len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad_id(data.vocab),
+                        char_ngrams=chars, itos=list(data.vocab.itos))
+    val = linear_proba(linear, _docs(data, fold["valid"], cfg.max_length))
+    test = linear_proba(linear, _docs(data, fold["test"], cfg.max_length))
+    weight, _ = choose_weight(fold["rnn_val"], val, labels[fold["valid"]])
+    y = labels[fold["test"]]
+    right = blend(fold["rnn_test"], test, weight).argmax(1) == y
+    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": weight,
+                   "linear_accuracy": round(float((test.argmax(1) == y).mean()), 4), "blend_accuracy": round(float(right.mean()), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="mr")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--chars", default="0;6;0,6", help="classifier.linear_chars settings, ';' between settings")
+    parser.add_argument("--members", type=int, default=1, help="classifier.members of the RNN")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "nlp-pipeline-bench"))
+    parser.add_argument("--set", action="append", default=[], help="override a config field: section.field=value")
+    args = parser.parse_args()
+
+    from sklearn.model_selection import StratifiedKFold
+
+    from nlp_pipeline.models.device import usable_cpu_count
+    from nlp_pipeline.stages.language_model import finetune_language_model
+
+    threads = args.threads or usable_cpu_count()
+    cfgs = {k: dataclasses.replace(v, num_threads=threads) for k, v in configs("full", args.set).items()}
+    cfgs["classifier"] = dataclasses.replace(cfgs["classifier"], members=args.members)
+    settings = [[int(n) for n in s.split(",")] for s in args.chars.split(";") if s.strip()]
+    started = time.perf_counter()
+    _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
+    pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
+    _, data = numericalized(corpus_of((args.dataset,), None), min_freq=2, max_vocab=30000)
+    lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained)
+    labels = np.asarray(data.labels)
+    train = data.indices("train", labelled=True)
+    splitter = StratifiedKFold(args.folds, shuffle=True, random_state=123)
+    rights: dict[str, list[np.ndarray]] = {str(s): [] for s in settings}
+    rnn_right, per_fold = [], []
+    for k, (_, held) in enumerate(splitter.split(train, labels[train])):
+        fold_started = time.perf_counter()
+        data_k = fold_data(data, train[held])
+        fold = rnn_fold(cfgs["classifier"], data_k, lm)
+        y = labels[fold["test"]]
+        rnn_right.append(fold["rnn_test"].argmax(1) == y)
+        row = {"fold": k, "documents": int(len(y)), "rnn_accuracy": round(float(rnn_right[-1].mean()), 4), "settings": {}}
+        for s in settings:
+            right, chosen = blended(cfgs["classifier"], data_k, fold, s)
+            rights[str(s)].append(right)
+            row["settings"][str(s)] = chosen
+        row["minutes"] = round((time.perf_counter() - fold_started) / 60, 2)
+        per_fold.append(row)
+        print(row, file=sys.stderr, flush=True)
+
+    base = np.concatenate(rights[str(settings[0])]).astype(float)
+    table, summary = [["RNN alone", round(float(np.concatenate(rnn_right).mean()), 4), "-", "-"]], {}
+    for s in settings:
+        right = np.concatenate(rights[str(s)]).astype(float)
+        diff = right - base
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        summary[str(s)] = {"accuracy": round(float(right.mean()), 4), "difference": round(float(diff.mean()), 4),
+                           "standard_error": round(se, 4)}
+        table.append([f"blend, linear_chars = {s}", summary[str(s)]["accuracy"],
+                      f"{diff.mean() * 100:+.2f}" if s != settings[0] else "-", f"{se * 100:.2f}" if s != settings[0] else "-"])
+    minutes = round((time.perf_counter() - started) / 60, 1)
+    n = int(len(base))
+    markdown = (f"### Blend settings by {args.folds}-fold replay of the protocol inside {args.dataset}'s train split\n\n"
+                f"`python benchmarks/bench_blend_cv.py --dataset {args.dataset} --folds {args.folds} --chars '{args.chars}'"
+                f" --members {args.members}" + "".join(f" --set {v}" for v in args.set) + f"`, {threads} threads, {minutes} min; {n} held-out predictions, no test label read.\n\n"
+                + markdown_table(["method", "pooled accuracy", f"vs linear_chars = {settings[0]} (points)", "standard error"], table))
+    save(f"blend-cv-{args.dataset}", {"versions": versions("torch", "scikit-learn"), "threads": threads, "minutes": minutes,
+                                      "folds": per_fold, "summary": summary, "documents": n,
+                                      "configs": {k: dataclasses.asdict(v) for k, v in cfgs.items()}}, markdown)
+
+
+if __name__ == "__main__":
+    main()
