@@ -182,12 +182,13 @@ def run_fastai(cfgs, corpus, validation_indexes: np.ndarray, workdir: Path) -> d
     import pandas as pd
     from fastai.text.all import (
         AWD_LSTM, TextDataLoaders, accuracy, awd_lstm_clas_config, awd_lstm_lm_config, language_model_learner,
-        text_classifier_learner,
+        set_seed, text_classifier_learner,
     )
 
     lm_cfg, clf_cfg = cfgs["finetune_lm"], cfgs["classifier"]
     sizes = dict(emb_sz=lm_cfg.embedding_dim, n_hid=lm_cfg.hidden_dim, n_layers=lm_cfg.num_layers)
     texts, labels, splits = list(corpus.texts), np.asarray(corpus.labels), np.asarray(corpus.splits)
+    set_seed(lm_cfg.seed)  # weights, dropout and batch order (runs before 2026-12-02's fourth session were unseeded)
     started = time.perf_counter()
     lm_df = pd.DataFrame({"text": texts})
     dls_lm = TextDataLoaders.from_df(lm_df, path=workdir, text_col="text", is_lm=True, valid_pct=lm_cfg.validation_fraction,
