@@ -112,6 +112,11 @@ def test_report_names_the_blend_and_its_parts(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| ULMFiT classifier + linear blend (weight 0.6) | 0.5000 | 0.5000 |" in md
     assert "| the blend's RNN alone | 0.2500 | - |" in md and "| the blend's TF-IDF n-gram linear model alone | 0.7500 | - |" in md
+    # with a character block chosen, the row says so
+    result = dataclasses.replace(result, metrics=dict(result.metrics, blend=dict(blend, char_ngrams=6)))
+    write_report(tmp_path, TEXTS, result)
+    md = (tmp_path / "report.md").read_text()
+    assert "| the blend's TF-IDF n-gram linear model alone (+ character 2..6-grams) | 0.7500 | - |" in md
 
 
 def test_report_of_an_ensemble_lists_every_member(tmp_path):

@@ -325,7 +325,9 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     parts = blend.get("test_accuracy") if split == "test" else blend.get("validation_accuracy")
     if blend and isinstance(parts, dict):
         rows.append(["the blend's RNN alone", parts.get("rnn"), None])
-        rows.append(["the blend's TF-IDF n-gram linear model alone", parts.get("linear"), None])
+        chars = blend.get("char_ngrams") or 0  # chosen by the linear model's CV (older runs: absent)
+        extra = f" (+ character 2..{chars}-grams)" if chars else ""
+        rows.append([f"the blend's TF-IDF n-gram linear model alone{extra}", parts.get("linear"), None])
     baselines = [(key, label) for key, label in BASELINES[target_type] if isinstance((lsa_metrics or {}).get(key), dict)]
     for key, label in baselines:
         rows.append([label, *(lsa_metrics[key].get(metric) for metric, _ in headline)])
