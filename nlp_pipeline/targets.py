@@ -1,9 +1,11 @@
-"""Scores for the three target types (artifacts.TARGET_TYPES): one class, a set of classes, or a number per text.
+"""Scores for the three target types (artifacts.TARGET_TYPES): one class, a set of classes, or a number per text;
+and the validation carve that both the classifier and the lsa baselines make from train.
 
     score("class", [0, 1], probs, ["neg", "pos"])              # accuracy, macro-F1, per class, confusion
     score("multi_label", [[1, 0], [1, 1]], probs, ["a", "b"])  # micro/macro-F1, subset accuracy, Hamming loss
     score("regression", [2.0, 3.5], values, ["rating"])        # RMSE, MAE, R², Pearson, Spearman
     PRIMARY["multi_label"]                                     # "micro_f1": what model selection maximises
+    kept, held = holdout(labels, 0.1, seed, "class")           # the validation carve (stratified for classes)
 
 `outputs` are what the classifier predicts: class probabilities (n, k) (the predicted class is the argmax),
 per-label probabilities (n, k) (a label is predicted at p >= a threshold: THRESHOLD unless one was chosen on
@@ -20,6 +22,26 @@ import numpy as np
 PRIMARY = {"class": "accuracy", "multi_label": "micro_f1", "regression": "r2"}  # higher is better for all three
 THRESHOLD = 0.5  # a multi-label prediction holds each label whose probability reaches this, unless chosen on validation
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05, 0.1, ..., 0.9: what best_threshold tries
+
+
+def holdout(labels: np.ndarray, fraction: float, seed: int, target_type: str = "class") -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (kept, held-out) positions into `labels`, both ascending: the validation slice the classifier and
+    the lsa baselines carve from train. "class" labels are stratified (each label is a group); label sets and
+    numbers are one group, so their slice is random. Of a group of n >= 2 rows, round(fraction * n) are held out,
+    at least 1 and at most n - 1 (a group of one row is kept whole).
+
+    holdout(np.array([0, 0, 0, 0, 1, 1]), 0.25, 0) -> 1 of the four 0s and 1 of the two 1s held out.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    groups = ([np.flatnonzero(labels == value) for value in np.unique(labels)] if target_type == "class"
+              else [np.arange(len(labels))])
+    held = []
+    for group in groups:
+        n = min(max(int(round(len(group) * fraction)), 1), len(group) - 1) if len(group) >= 2 else 0
+        held.append(rng.permutation(group)[:n])
+    held_out = np.sort(np.concatenate(held)).astype(np.int64) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held_out), held_out
 
 
 def _prf(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.models.inference import classify_ids, load_classifier
 from nlp_pipeline.stages.classifier import (
-    STAGE, ClassifierConfig, _stages, classification_metrics, stratified_holdout, train_classifier,
+    STAGE, ClassifierConfig, _stages, classification_metrics, train_classifier,
 )
 from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_language_model
 from nlp_pipeline.targets import THRESHOLDS, best_threshold, multi_label_metrics
@@ -45,13 +45,6 @@ def test_classification_metrics_worked_example():
     assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
     assert m["per_class"]["b"] == {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}
     assert m["macro_f1"] == 0.7333
-
-
-def test_stratified_holdout_by_hand():
-    kept, held = stratified_holdout(np.array([0, 0, 0, 0, 1, 1]), 0.25, seed=0)
-    assert len(held) == 2 and sorted(np.array([0, 0, 0, 0, 1, 1])[held].tolist()) == [0, 1]
-    assert sorted(kept.tolist() + held.tolist()) == list(range(6))
-    assert np.array_equal(stratified_holdout(np.array([0, 0, 0, 0, 1, 1]), 0.25, seed=0)[1], held)
 
 
 def test_unfreezing_stages():

@@ -4,20 +4,11 @@ import numpy as np
 import pytest
 
 from helpers import make_tokens
-from nlp_pipeline.stages.lsa import LsaConfig, _ngrams, fit_lsa, summarize, validation_split
+from nlp_pipeline.stages.lsa import LsaConfig, _ngrams, fit_lsa, summarize
 
 
 def test_ngrams_worked_example():
     assert _ngrams(["a", "b", "c"], 2) == ["a", "b", "c", "a b", "b c"]
-
-
-def test_validation_split_is_stratified_and_seeded():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    fit, held = validation_split(labels, 0.5, seed=0)
-    assert sorted(np.concatenate([fit, held]).tolist()) == list(range(10))
-    assert np.bincount(labels[held]).tolist() == [2, 3]
-    again_fit, again_held = validation_split(labels, 0.5, seed=0)
-    assert held.tolist() == again_held.tolist()
 
 
 def _toy_tokens():
@@ -58,18 +49,6 @@ def test_unlabelled_corpus_skips_classifiers():
     tokens.splits[:] = 3
     result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0), tokens)
     assert "lsa_logreg" not in result.metrics and result.doc_vectors.shape == (10, 2)
-
-
-def test_validation_split_random_carve_for_sets_and_numbers():
-    values = np.arange(10, dtype=np.float32)                     # regression targets: every value distinct
-    fit, held = validation_split(values, 0.25, seed=0, stratified=False)
-    assert len(held) == 2 and len(fit) == 8                      # round(10 * 0.25) = 2 held out
-    assert sorted(np.concatenate([fit, held]).tolist()) == list(range(10))
-    assert held.tolist() == validation_split(values, 0.25, seed=0, stratified=False)[1].tolist()
-    assert held.tolist() != validation_split(values, 0.25, seed=1, stratified=False)[1].tolist()
-    sets = np.array([[1, 0]] * 3, np.int8)                       # label sets: rows, not values, are carved
-    fit, held = validation_split(sets, 0.9, seed=0, stratified=False)
-    assert len(fit) == 1 and len(held) == 2                      # at most n - 1 held out
 
 
 FILLER = ["the", "a", "of", "and", "to", "in", "it", "is", "was", "for"]

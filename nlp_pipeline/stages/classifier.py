@@ -39,7 +39,7 @@ import numpy as np
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, score  # noqa: F401 (classification_metrics: re-exported)
+from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, holdout, score  # noqa: F401 (classification_metrics: re-exported)
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
 
@@ -111,24 +111,6 @@ class ClassifierConfig:
             raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
 
 
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) positions into `labels`: per label a seeded round(fraction * count) are held out
-    (at least 1 of any label with 2 or more documents).
-
-    stratified_holdout(np.array([0, 0, 0, 0, 1, 1]), 0.25, 0) -> 1 of the four 0s and 1 of the two 1s held out.
-    """
-    rng = np.random.default_rng(seed)
-    held: list[np.ndarray] = []
-    for label in np.unique(labels):
-        where = np.flatnonzero(labels == label)
-        n = int(round(len(where) * fraction))
-        n = max(n, 1) if len(where) >= 2 else 0
-        held.append(rng.permutation(where)[:n])
-    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
-    kept = np.setdiff1d(np.arange(len(labels)), held_out)
-    return kept, held_out
-
-
 def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]]:
     """(trainable groups, epochs, lr) per stage: 1, 2, ... groups, the last stage all of them."""
     out = []
@@ -147,8 +129,7 @@ def _validation(cfg: ClassifierConfig, data: Numericalized, train: np.ndarray) -
         raise DataError("classifier.validation_split = 'dev' but the corpus has no labelled dev documents; use 'auto' or 'train'")
     if cfg.validation_split in ("auto", "dev") and len(dev):
         return train, dev, "dev"
-    groups = labels[train] if data.target_type == "class" else np.zeros(len(train), np.int64)  # one group: a random carve
-    kept, held = stratified_holdout(groups, cfg.validation_fraction, cfg.seed)
+    kept, held = holdout(labels[train], cfg.validation_fraction, cfg.seed, data.target_type)  # stratified for classes
     return train[kept], train[held], "carved from train"
 
 
@@ -359,7 +340,8 @@ def summarize(result: ClassifierResult) -> dict:
 
 STAGE = Stage(
     name="classifier",
-    version=2,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation)
+    version=3,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
+                # 3: targets.holdout (at most n - 1 of a label's n documents go to validation)
     config=ClassifierConfig,
     inputs={"data": "numericalization", "lm": "finetune_lm"},
     optional=("lm",),

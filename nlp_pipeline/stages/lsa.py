@@ -10,8 +10,8 @@ component, and trains two linear baselines that every later model must beat, one
   train predicts that constant), its decision threshold chosen on validation with C (targets.best_threshold, as
   the classifier does); regression: ridge regression with alpha = 1 / C.
 The regularisation strength C of each (alpha = 1 / C for ridge) is chosen from `c_grid` by targets.PRIMARY
-(accuracy, micro-F1, R²) on a seeded validation slice of train (stratified by class for "class", a random slice
-of the same size otherwise), or on the corpus's dev split when it has one; the test split is read once, at the
+(accuracy, micro-F1, R²) on a seeded validation slice of train (targets.holdout, the classifier's carve:
+stratified by class for "class", a random slice of the same size otherwise), or on the corpus's dev split when it has one; the test split is read once, at the
 end, and scored with targets.score.
 Limits: the TF-IDF matrix is sparse but held in memory; baselines are skipped for an unlabelled corpus or one
 whose training labels are all the same.
@@ -28,7 +28,7 @@ import numpy as np
 from nlp_pipeline.artifacts import LsaResult, Tokens
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, score
+from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, holdout, score
 
 IGNORED_TOKENS = frozenset({"xxbos", "xxeos", "xxpad", "xxfld"})  # carry no content for bag-of-words models
 
@@ -60,25 +60,6 @@ def _identity(tokens: list[str]) -> list[str]:
 
 def _docs(tokens: Tokens) -> list[list[str]]:
     return [[t for t in doc if t not in IGNORED_TOKENS] for doc in tokens.iter_docs()]
-
-
-def validation_split(labels: np.ndarray, size: float, seed: int, stratified: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (fit, validation) positions into `labels`, about `size` of them held out.
-
-    stratified (for "class" labels): every class keeps at least one fitting example,
-    validation_split(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), 0.5, 0) -> 5 fit and 5 validation positions
-    (2 of class 0 and 3 of class 1 in validation). Otherwise (label sets, numbers) a random round(n * size)
-    of the rows, at most n - 1: validation_split(np.zeros(10), 0.25, 0, stratified=False) -> 8 fit, 2 validation.
-    """
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(labels == label) for label in np.unique(labels)] if stratified else [np.arange(len(labels))]
-    fit, held = [], []
-    for group in groups:
-        where = rng.permutation(group)
-        n_held = min(int(round(len(where) * size)), len(where) - 1)
-        held.append(where[:n_held])
-        fit.append(where[n_held:])
-    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
 
 
 def fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid: list[float], seed: int, *,
@@ -176,8 +157,7 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
         if len(dev):
             fit_idx, val_idx = train, dev
         else:
-            fit_pos, val_pos = validation_split(labels[train], cfg.validation_size, cfg.seed,
-                                                stratified=target_type == "class")
+            fit_pos, val_pos = holdout(labels[train], cfg.validation_size, cfg.seed, target_type)
             fit_idx, val_idx = train[fit_pos], train[val_pos]
         model = "ridge" if target_type == "regression" else "logreg"
         names = list(tokens.label_names)
@@ -235,7 +215,8 @@ def summarize(result: LsaResult) -> dict:
 
 STAGE = Stage(
     name="lsa",
-    version=3,  # 2: baselines for multi-label and regression targets, targets.score dicts; 3: multi-label threshold chosen on validation
+    version=4,  # 2: baselines for multi-label and regression targets, targets.score dicts; 3: multi-label threshold chosen on validation;
+                # 4: targets.holdout (a class of 2-4 train documents now gives 1 to validation)
     config=LsaConfig,
     inputs={"tokens": "tokenization"},
     run=fit_lsa,
