@@ -52,6 +52,15 @@ def label_text(labels: np.ndarray, i: int, label_names: list[str]) -> str:
     return label_names[int(labels[i])]
 
 
+def documents_of(upstream: "_Documents") -> dict[str, Any]:
+    """The labels, splits, label names and target type a per-document artifact carries over from its input, as
+    keyword arguments: copies, class ids as int32 and splits as int8 (label sets and numbers keep their dtype)."""
+    class_ids = upstream.target_type == "class"
+    return {"labels": np.array(upstream.labels, dtype=np.int32 if class_ids else None),
+            "splits": np.array(upstream.splits, dtype=np.int8),
+            "label_names": list(upstream.label_names), "target_type": upstream.target_type}
+
+
 @dataclass
 class _Documents:
     """Labels and splits shared by every per-document artifact."""

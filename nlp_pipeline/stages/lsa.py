@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nlp_pipeline.artifacts import LsaResult, Tokens
+from nlp_pipeline.artifacts import LsaResult, Tokens, documents_of
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, holdout, score
@@ -178,10 +178,7 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
             target_type=target_type, label_names=names,
         )
     return LsaResult(
-        labels=labels.astype(np.int32) if target_type == "class" else labels,
-        splits=np.asarray(tokens.splits, dtype=np.int8),
-        label_names=list(tokens.label_names),
-        target_type=target_type,
+        **documents_of(tokens),
         doc_vectors=doc_vectors,
         topic_terms=topic_terms,
         explained_variance_ratio=[float(v) for v in svd.explained_variance_ratio_],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nlp_pipeline.artifacts import SPLITS, Numericalized, Tokens, Vocab, split_code
+from nlp_pipeline.artifacts import SPLITS, Numericalized, Tokens, Vocab, documents_of, split_code
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import SPECIAL_TOKENS, detokenize
@@ -75,10 +75,7 @@ def numericalize(cfg: NumericalizationConfig, tokens: Tokens) -> Numericalized:
         here = token_split == split_code(name)
         oov[name] = round(float(is_unk[here].mean()), 5) if here.any() else 0.0
     return Numericalized(
-        labels=np.asarray(tokens.labels, dtype=np.int32 if tokens.target_type == "class" else None),  # else as is
-        splits=np.asarray(tokens.splits, dtype=np.int8),
-        label_names=list(tokens.label_names),
-        target_type=tokens.target_type,
+        **documents_of(tokens),
         ids=ids.astype(np.int32, copy=False),
         offsets=np.asarray(tokens.offsets, dtype=np.int64),
         vocab=vocab,

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from nlp_pipeline.artifacts import Corpus, Tokens
+from nlp_pipeline.artifacts import Corpus, Tokens, documents_of
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, token_transform
@@ -271,10 +271,7 @@ def tokenize(cfg: TokenizationConfig, corpus: Corpus) -> Tokens:
     """Tokenize every text of the corpus, in corpus order, carrying labels and splits through."""
     types, ids, offsets = tokenize_to_ids(cfg, corpus.texts, total=len(corpus.texts))
     return Tokens(
-        labels=np.array(corpus.labels, dtype=np.int32 if corpus.target_type == "class" else None),  # else as is
-        splits=np.array(corpus.splits, dtype=np.int8),
-        label_names=list(corpus.label_names),
-        target_type=corpus.target_type,
+        **documents_of(corpus),
         ids=ids,
         offsets=offsets,
         types=types,
