@@ -63,21 +63,19 @@ def rnn_fold(cfg, data, lm) -> dict:
 
 
 def blended(cfg, data, fold: dict, chars: list[int]) -> tuple[np.ndarray, dict]:
-    """Per fold document: is the blend right? And what the linear fit chose."""
-    from nlp_pipeline.models.linear import blend, choose_weight, fit_linear, linear_proba
+    """Per fold document: is the blend right? The stage's own blend fit (linear model and weight on the fold's
+    train and validation documents), with classifier.linear_chars = chars; and what it chose."""
     from nlp_pipeline.models.batching import pad_id
-    from nlp_pipeline.stages.classifier import _docs
+    from nlp_pipeline.models.linear import blend, linear_proba
+    from nlp_pipeline.stages.classifier import _docs, _fit_blend
 
     labels = np.asarray(data.labels)
-    linear = fit_linear(_docs(data, fold["train"], cfg.max_length), labels[fold["train"]], len(data.label_names),
-                        cfg.linear_ngrams, len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad_id(data.vocab),
-                        char_ngrams=chars, itos=list(data.vocab.itos))
-    val = linear_proba(linear, _docs(data, fold["valid"], cfg.max_length))
+    cfg = dataclasses.replace(cfg, linear_chars=list(chars))
+    linear, _, _ = _fit_blend(cfg, data, labels, fold["train"], fold["valid"], fold["rnn_val"], pad_id(data.vocab))
     test = linear_proba(linear, _docs(data, fold["test"], cfg.max_length))
-    weight, _ = choose_weight(fold["rnn_val"], val, labels[fold["valid"]])
     y = labels[fold["test"]]
-    right = blend(fold["rnn_test"], test, weight).argmax(1) == y
-    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": weight,
+    right = blend(fold["rnn_test"], test, linear.weight).argmax(1) == y
+    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": linear.weight,
                    "linear_accuracy": round(float((test.argmax(1) == y).mean()), 4), "blend_accuracy": round(float(right.mean()), 4)}
 
 
