@@ -57,3 +57,5 @@ def test_unknown_section_and_bad_types():
         build(ToyConfig, {"n_components": "many"}, "toy")
     with pytest.raises(ConfigError, match="toy.enabled must be true or false"):
         build(ToyConfig, {"enabled": "maybe"}, "toy")
+    with pytest.raises(ConfigError, match=r"toy.methods must be a list, got 5; write it in brackets, e.g. \[5\]"):
+        build(ToyConfig, {"methods": 5}, "toy")
