@@ -116,6 +116,39 @@ def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
         ClassifierConfig(members=0).validate()
 
 
+def test_the_blend_refits_its_linear_model_on_train_and_validation():
+    from nlp_pipeline.models.batching import pad_id
+    from nlp_pipeline.models.linear import blend, fit_linear, linear_proba
+    from nlp_pipeline.stages.classifier import _docs, _fit_blend
+
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(30)]
+    cue = {0: ["awful", "dull", "bad"], 1: ["great", "fine", "good"]}
+    y = rng.integers(0, 2, 150)
+    docs = [list(rng.choice(filler, 6)) + [str(rng.choice(cue[int(c)]))] for c in y]
+    data = numericalize_docs(docs, labels=y.tolist(), label_names=["neg", "pos"])
+    labels, pad, itos = np.asarray(data.labels), pad_id(data.vocab), list(data.vocab.itos)
+    fit, valid = np.arange(110), np.arange(110, 150)
+    unsure = np.full((len(valid), 2), 0.5, np.float32)  # an RNN that knows nothing: the linear model gets weight
+    cfg = ClassifierConfig(linear_c_grid=[1.0, 4.0], linear_chars=[0, 4])
+    refit, val_probs, report = _fit_blend(cfg, data, labels, fit, valid, unsure, pad)
+    kept, kept_val, kept_report = _fit_blend(dataclasses.replace(cfg, linear_refit=False), data, labels, fit, valid, unsure, pad)
+    assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
+    assert (refit.C, refit.char_ngrams) == (kept.C, kept.char_ngrams) == (report["C"], report["char_ngrams"])
+    # the refit is the chosen settings fitted on all 150 documents; the kept model saw the first 110 only
+    again = fit_linear(_docs(data, np.arange(150), 500), labels, 2, 2, len(itos), [kept.C], 0, pad_id=pad,
+                       char_ngrams=kept.char_ngrams, itos=itos)
+    np.testing.assert_array_equal(refit.coef, again.coef)
+    assert refit.coef.shape != kept.coef.shape or not np.array_equal(refit.coef, kept.coef)
+    # validation scores are the train-only fit's in both cases (the refit has seen those documents)
+    np.testing.assert_array_equal(val_probs, kept_val)
+    np.testing.assert_allclose(val_probs, blend(unsure, linear_proba(kept, _docs(data, valid, 500)), kept.weight), atol=1e-6)
+    # weight 0 (an RNN that is always right): nothing to refit
+    sure = np.eye(2, dtype=np.float32)[labels[valid]]
+    alone, _, alone_report = _fit_blend(cfg, data, labels, fit, valid, sure, pad)
+    assert alone.weight == 0.0 and alone_report["refit_documents"] == 0
+
+
 def test_validation_uses_the_dev_split_when_present():
     docs = [["good", "fine"], ["bad", "awful"]] * 20
     splits = ["train"] * 30 + ["dev"] * 6 + ["test"] * 4
