@@ -1,7 +1,8 @@
 """The classifier's protocol replayed k times inside one dataset's train split: settings of the blend's linear
 model compared on thousands of held-out predictions instead of one validation slice of a few hundred.
 
-    python benchmarks/bench_blend_cv.py [--dataset mr] [--folds 5] [--chars 0;6;0,6] [--members 1]
+    python benchmarks/bench_blend_cv.py [--dataset mr] [--folds 5] [--members 1]
+        [--variants "linear_refit=false; defaults; linear_chars=[0] linear_refit=false"]
         [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
 Pretraining and fine-tuning as in bench_ulmfit.py (the pretrained LM comes from the same --cache-dir). The
@@ -9,9 +10,10 @@ labelled train documents are cut into --folds stratified folds. For each fold th
 the fold is the test split and the real test split is unlabelled (its labels are set to -1 before anything
 sees them: no test label is read). The RNN classifier is trained as the stage trains it, carving its own
 validation slice from the remaining documents (blend_linear off, so its raw probabilities are kept). Then,
-for every `--chars` setting (classifier.linear_chars; ';' separates settings), the stage's linear model is
-fitted on the same documents, its blend weight chosen on the same validation slice, and the blend scored
-on the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
+for every `--variants` entry (';' between entries; each is classifier fields of the blend, "field=value"
+separated by spaces, or "defaults"), the stage's blend is fitted as the stage fits it (linear model on the
+same train documents, weight on the same validation slice, refit when linear_refit says so) and scored on
+the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
 with its standard error (per-document differences). Writes benchmarks/results/blend-cv-<dataset>.json (+ .md).
 """
 
@@ -62,20 +64,32 @@ def rnn_fold(cfg, data, lm) -> dict:
             "rnn_test": result.test_probabilities, "selected": result.metrics["selected"]}
 
 
-def blended(cfg, data, fold: dict, chars: list[int]) -> tuple[np.ndarray, dict]:
+def variants(text: str) -> dict[str, dict]:
+    """'linear_chars=[0] linear_refit=false; defaults' -> {that text: {field: value}, 'defaults': {}}."""
+    from nlp_pipeline.core.config import parse_sets
+
+    out = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if entry:
+            items = [] if entry == "defaults" else [f"classifier.{item}" for item in entry.split()]
+            out[entry] = parse_sets(items).get("classifier", {})
+    return out
+
+
+def blended(cfg, data, fold: dict, fields: dict) -> tuple[np.ndarray, dict]:
     """Per fold document: is the blend right? The stage's own blend fit (linear model and weight on the fold's
-    train and validation documents), with classifier.linear_chars = chars; and what it chose."""
+    train and validation documents, then the refit), with the classifier fields `fields`; and what it chose."""
     from nlp_pipeline.models.batching import pad_id
     from nlp_pipeline.models.linear import blend, linear_proba
     from nlp_pipeline.stages.classifier import _docs, _fit_blend
 
     labels = np.asarray(data.labels)
-    cfg = dataclasses.replace(cfg, linear_chars=list(chars))
-    linear, _, _ = _fit_blend(cfg, data, labels, fold["train"], fold["valid"], fold["rnn_val"], pad_id(data.vocab))
+    cfg = dataclasses.replace(cfg, **fields)
+    linear, _, report = _fit_blend(cfg, data, labels, fold["train"], fold["valid"], fold["rnn_val"], pad_id(data.vocab))
     test = linear_proba(linear, _docs(data, fold["test"], cfg.max_length))
     y = labels[fold["test"]]
     right = blend(fold["rnn_test"], test, linear.weight).argmax(1) == y
-    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": linear.weight,
+    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": linear.weight, "refit_documents": report["refit_documents"],
                    "linear_accuracy": round(float((test.argmax(1) == y).mean()), 4), "blend_accuracy": round(float(right.mean()), 4)}
 
 
@@ -83,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--chars", default="0;6;0,6", help="classifier.linear_chars settings, ';' between settings")
+    parser.add_argument("--variants", default="linear_refit=false; defaults; linear_chars=[0] linear_refit=false",
+                        help="blend settings compared, ';' between them: classifier fields as field=value separated "
+                             "by spaces, or 'defaults'; the first is the reference")
     parser.add_argument("--members", type=int, default=1, help="classifier.members of the RNN")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "nlp-pipeline-bench"))
@@ -98,7 +114,7 @@ def main() -> None:
     threads = args.threads or usable_cpu_count()
     cfgs = {k: dataclasses.replace(v, num_threads=threads) for k, v in configs("full", args.set).items()}
     cfgs["classifier"] = dataclasses.replace(cfgs["classifier"], members=args.members)
-    settings = [[int(n) for n in s.split(",")] for s in args.chars.split(";") if s.strip()]
+    settings = variants(args.variants)
     started = time.perf_counter()
     _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
@@ -107,7 +123,7 @@ def main() -> None:
     labels = np.asarray(data.labels)
     train = data.indices("train", labelled=True)
     splitter = StratifiedKFold(args.folds, shuffle=True, random_state=123)
-    rights: dict[str, list[np.ndarray]] = {str(s): [] for s in settings}
+    rights: dict[str, list[np.ndarray]] = {s: [] for s in settings}
     rnn_right, per_fold = [], []
     for k, (_, held) in enumerate(splitter.split(train, labels[train])):
         fold_started = time.perf_counter()
@@ -116,30 +132,31 @@ def main() -> None:
         y = labels[fold["test"]]
         rnn_right.append(fold["rnn_test"].argmax(1) == y)
         row = {"fold": k, "documents": int(len(y)), "rnn_accuracy": round(float(rnn_right[-1].mean()), 4), "settings": {}}
-        for s in settings:
-            right, chosen = blended(cfgs["classifier"], data_k, fold, s)
-            rights[str(s)].append(right)
-            row["settings"][str(s)] = chosen
+        for s, fields in settings.items():
+            right, chosen = blended(cfgs["classifier"], data_k, fold, fields)
+            rights[s].append(right)
+            row["settings"][s] = chosen
         row["minutes"] = round((time.perf_counter() - fold_started) / 60, 2)
         per_fold.append(row)
         print(row, file=sys.stderr, flush=True)
 
-    base = np.concatenate(rights[str(settings[0])]).astype(float)
+    first = next(iter(settings))
+    base = np.concatenate(rights[first]).astype(float)
     table, summary = [["RNN alone", round(float(np.concatenate(rnn_right).mean()), 4), "-", "-"]], {}
     for s in settings:
-        right = np.concatenate(rights[str(s)]).astype(float)
+        right = np.concatenate(rights[s]).astype(float)
         diff = right - base
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        summary[str(s)] = {"accuracy": round(float(right.mean()), 4), "difference": round(float(diff.mean()), 4),
-                           "standard_error": round(se, 4)}
-        table.append([f"blend, linear_chars = {s}", summary[str(s)]["accuracy"],
-                      f"{diff.mean() * 100:+.2f}" if s != settings[0] else "-", f"{se * 100:.2f}" if s != settings[0] else "-"])
+        summary[s] = {"accuracy": round(float(right.mean()), 4), "difference": round(float(diff.mean()), 4),
+                     "standard_error": round(se, 4)}
+        table.append([f"blend, {s}", summary[s]["accuracy"],
+                      f"{diff.mean() * 100:+.2f}" if s != first else "-", f"{se * 100:.2f}" if s != first else "-"])
     minutes = round((time.perf_counter() - started) / 60, 1)
     n = int(len(base))
     markdown = (f"### Blend settings by {args.folds}-fold replay of the protocol inside {args.dataset}'s train split\n\n"
-                f"`python benchmarks/bench_blend_cv.py --dataset {args.dataset} --folds {args.folds} --chars '{args.chars}'"
+                f"`python benchmarks/bench_blend_cv.py --dataset {args.dataset} --folds {args.folds} --variants '{args.variants}'"
                 f" --members {args.members}" + "".join(f" --set {v}" for v in args.set) + f"`, {threads} threads, {minutes} min; {n} held-out predictions, no test label read.\n\n"
-                + markdown_table(["method", "pooled accuracy", f"vs linear_chars = {settings[0]} (points)", "standard error"], table))
+                + markdown_table(["method", "pooled accuracy", f"vs {first} (points)", "standard error"], table))
     save(f"blend-cv-{args.dataset}", {"versions": versions("torch", "scikit-learn"), "threads": threads, "minutes": minutes,
                                       "folds": per_fold, "summary": summary, "documents": n,
                                       "configs": {k: dataclasses.asdict(v) for k, v in cfgs.items()}}, markdown)
