@@ -17,7 +17,7 @@ from nlp_pipeline.cli import main
 from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.bundle import (
-    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
+    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
     save_bundle, snippet,
 )
 
@@ -47,7 +47,7 @@ def make_tiny_result(max_length: int = 500, **options) -> tuple[ClassifierResult
 
 @pytest.fixture(scope="module")
 def tiny():
-    return make_tiny_result()[0]
+    return make_tiny_result(linear_nb=[False])[0]  # a plain single-label bundle (format 2); NB scaling: format 4, below
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +367,7 @@ def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, 
     result = make_target_result(target_type)
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["arch"]["target_type"] == target_type and config["format_version"] == FORMAT_VERSION == 3
+    assert config["arch"]["target_type"] == target_type and config["format_version"] == CHARS_VERSION == 3
     loaded = Classifier.load(folder, num_threads=1)
     texts = ["i loved this film", "boring", ""]
     outputs = loaded._outputs(texts, 64)
@@ -408,13 +408,35 @@ def test_format_prediction_of_each_target_type():
 
 
 def test_a_linear_model_with_character_ngrams_round_trips_as_format_3(tmp_path):
-    result, _ = make_tiny_result(linear_chars=[3])
+    result, _ = make_tiny_result(linear_chars=[3], linear_nb=[False])
     result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
     assert result.linear.char_ngrams == 3 and len(result.linear.char_keys) > 0
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["format_version"] == FORMAT_VERSION == 3 and config["linear"]["char_ngrams"] == 3
+    assert config["format_version"] == CHARS_VERSION == 3 and config["linear"]["char_ngrams"] == 3
     loaded = Classifier.load(folder, num_threads=1)
     texts = ["a wonderful film", "dull and boring", "superbly moving", ""]
     np.testing.assert_allclose(loaded.predict_proba(texts), Classifier.from_result(result, num_threads=1).predict_proba(texts),
                                atol=1e-6)
+
+
+def test_a_linear_model_with_nb_scaling_round_trips_as_format_4(tmp_path):
+    result, _ = make_tiny_result(linear_nb=[True])
+    result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
+    assert len(result.linear.nb_ratio) == len(result.linear.idf)
+    folder = save_bundle(result, tmp_path / "model")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["format_version"] == FORMAT_VERSION == 4 and config["linear"]["nb"] is True
+    loaded = Classifier.load(folder, num_threads=1)
+    np.testing.assert_array_equal(loaded.linear.nb_ratio, result.linear.nb_ratio)
+    texts = ["a wonderful film", "dull and boring", "superbly moving", ""]
+    np.testing.assert_allclose(loaded.predict_proba(texts), Classifier.from_result(result, num_threads=1).predict_proba(texts),
+                               atol=1e-6)
+    # the ratios missing from linear.safetensors: a one-line error, not a wrong answer
+    from safetensors.numpy import load_file, save_file
+
+    arrays = {k: v for k, v in load_file(folder / LINEAR_FILE).items() if k != "nb_ratio"}
+    save_file(arrays, folder / LINEAR_FILE)
+    _rewrite(folder, LINEAR_FILE, (folder / LINEAR_FILE).read_bytes())
+    with pytest.raises(DataError, match="does not fit config.json's linear settings"):
+        Classifier.load(folder, num_threads=1)

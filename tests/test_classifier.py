@@ -114,6 +114,8 @@ def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
     np.testing.assert_allclose(each[0], single.test_probabilities, atol=1e-5)
     with pytest.raises(ConfigError, match="members"):
         ClassifierConfig(members=0).validate()
+    with pytest.raises(ConfigError, match=r"linear_nb must list true and/or false, e.g. \[false, true\]; got \[\]"):
+        ClassifierConfig(linear_nb=[]).validate()
 
 
 def test_the_blend_refits_its_linear_model_on_train_and_validation():
@@ -134,10 +136,13 @@ def test_the_blend_refits_its_linear_model_on_train_and_validation():
     refit, val_probs, report = _fit_blend(cfg, data, labels, fit, valid, unsure, pad)
     kept, kept_val, kept_report = _fit_blend(dataclasses.replace(cfg, linear_refit=False), data, labels, fit, valid, unsure, pad)
     assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
-    assert (refit.C, refit.char_ngrams) == (kept.C, kept.char_ngrams) == (report["C"], report["char_ngrams"])
+    nb = bool(len(kept.nb_ratio))
+    assert (refit.C, refit.char_ngrams, bool(len(refit.nb_ratio))) == (kept.C, kept.char_ngrams, nb) == \
+        (report["C"], report["char_ngrams"], report["nb"])
     # the refit is the chosen settings fitted on all 150 documents; the kept model saw the first 110 only
     again = fit_linear(_docs(data, np.arange(150), 500), labels, 2, 2, len(itos), [kept.C], 0, pad_id=pad,
-                       char_ngrams=kept.char_ngrams, itos=itos)
+                       char_ngrams=kept.char_ngrams, itos=itos, nb=nb)
+    np.testing.assert_array_equal(refit.nb_ratio, again.nb_ratio)
     np.testing.assert_array_equal(refit.coef, again.coef)
     assert refit.coef.shape != kept.coef.shape or not np.array_equal(refit.coef, kept.coef)
     # validation scores are the train-only fit's in both cases (the refit has seen those documents)

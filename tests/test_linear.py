@@ -306,7 +306,7 @@ def fitted():
 def test_settings_and_arrays_round_trip(fitted):
     model, probe = fitted
     assert model.settings() == {"vocab_size": 40, "ngrams": 3, "n_classes": 3, "pad_id": PAD, "C": model.C,
-                                "weight": 0.4, "char_ngrams": 0}
+                                "weight": 0.4, "char_ngrams": 0, "nb": False}
     assert set(model.arrays()) == {"idf", "coef", "intercept", "keys_2", "keys_3"}
     back = LinearModel.from_parts(model.settings(), model.arrays())
     np.testing.assert_array_equal(linear_proba(back, probe), linear_proba(model, probe))
@@ -440,3 +440,69 @@ def test_character_length_is_chosen_with_c_by_cross_validation():
     few = fit_linear(docs[28:32], y[28:32], 2, 1, len(itos), [4.0, 1.0], 0, pad_id=1, char_ngrams=[0, 4], itos=itos)
     assert (few.char_ngrams, few.C, few.selection["cv_accuracy"]) == (0, 4.0, {})
     assert "char_keys" not in few.arrays() and few.itos is None
+
+
+# --- Naive Bayes scaling (NBSVM) ------------------------------------------------------------------------------
+
+def test_nb_ratio_by_hand():
+    import scipy.sparse as sp
+
+    from nlp_pipeline.models.linear import nb_ratio
+
+    # columns: in both positives only / in the negative only / everywhere / in no document
+    x = sp.csr_matrix(np.array([[0.5, 0.0, 0.2, 0.0], [0.3, 0.0, 0.9, 0.0], [0.0, 0.7, 0.1, 0.0]], np.float32))
+    y = np.array([1, 1, 0])
+    p, q = np.array([3.0, 1.0, 3.0, 1.0]), np.array([1.0, 2.0, 2.0, 1.0])  # 1 + documents having it
+    expected = np.log(p / p.sum()) - np.log(q / q.sum())
+    np.testing.assert_allclose(nb_ratio(x, y), expected, rtol=1e-6)
+    assert nb_ratio(x, y)[0] > 0 > nb_ratio(x, y)[1]  # a positive word up, a negative word down
+
+
+def test_nb_scaled_model_is_a_logistic_regression_on_ratio_scaled_rows_and_round_trips(tmp_path):
+    from safetensors.numpy import load_file, save_file
+    from sklearn.preprocessing import normalize
+
+    from nlp_pipeline.models.linear import nb_ratio
+
+    docs, y = separable(48, 2, seed=1)
+    docs = [np.concatenate([d, [2 + 4 * (1 - c)]]) if i % 4 == 0 else d for i, (d, c) in enumerate(zip(docs, y))]
+    plain = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=40, c_grid=[2.0], seed=0)
+    model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=40, c_grid=[2.0], seed=0, nb=True)
+    x = features(plain, docs)  # the unscaled rows: same columns and idf
+    ratio = nb_ratio(x, y)
+    np.testing.assert_allclose(model.nb_ratio, ratio, rtol=1e-6)
+    scaled = normalize(x.multiply(ratio[None, :]).tocsr())
+    np.testing.assert_allclose(features(model, docs).toarray(), scaled.toarray(), atol=1e-6)
+    ref = LogisticRegression(C=2.0, max_iter=2000, random_state=0).fit(scaled, y)
+    np.testing.assert_allclose(linear_proba(model, docs), ref.predict_proba(scaled), atol=1e-4)
+    assert not np.allclose(linear_proba(model, docs), linear_proba(plain, docs), atol=1e-3)
+    assert model.settings()["nb"] is True and "nb_ratio" in model.arrays()
+    path = tmp_path / "linear.safetensors"
+    save_file(model.arrays(), str(path))
+    back = LinearModel.from_parts(model.settings(), load_file(str(path)))
+    np.testing.assert_array_equal(linear_proba(back, docs), linear_proba(model, docs))
+    with pytest.raises(KeyError):  # settings say nb, the arrays lack the ratios
+        LinearModel.from_parts(model.settings(), {k: v for k, v in model.arrays().items() if k != "nb_ratio"})
+
+
+def test_nb_is_chosen_with_c_by_cross_validation_from_each_folds_own_ratios(monkeypatch):
+    import nlp_pipeline.models.linear as linear
+
+    docs, y = separable(60, 2, seed=3)
+    seen = []
+    real = linear.nb_ratio
+    monkeypatch.setattr(linear, "nb_ratio", lambda x, labels, *a: seen.append(x.shape[0]) or real(x, labels, *a))
+    grid = [0.25, 4.0]
+    model = fit_linear(docs, y, n_classes=2, ngrams=1, vocab_size=40, c_grid=grid, seed=0, nb=[False, True])
+    by_nb = model.selection["cv_accuracy_by_nb"]
+    assert sorted(by_nb) == [False, True] and all(sorted(v) == grid for v in by_nb.values())
+    scaled = bool(len(model.nb_ratio))
+    best = max(max(v.values()) for v in by_nb.values())
+    assert by_nb[scaled][model.C] == best and model.selection["cv_accuracy"] == by_nb[scaled]
+    assert scaled == (max(by_nb[False].values()) < best)  # ties go to no scaling
+    # three folds' ratios from their fitting parts (40 of 60 documents each), and the final one from all 60 if chosen
+    assert seen[:3] == [40, 40, 40] and seen[3:] == ([60] if scaled else [])
+    # more than two classes: no scaling is tried
+    docs3, y3 = separable(60, 3, seed=3)
+    three = fit_linear(docs3, y3, n_classes=3, ngrams=1, vocab_size=40, c_grid=grid, seed=0, nb=[False, True])
+    assert "cv_accuracy_by_nb" not in three.selection and len(three.nb_ratio) == 0 and three.settings()["nb"] is False

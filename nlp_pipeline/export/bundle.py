@@ -46,9 +46,11 @@ from nlp_pipeline.artifacts import ClassifierResult, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
-FORMAT_VERSION = 3                   # bumped when the layout or a file's meaning changes; loaders refuse others
-READABLE_VERSIONS = (1, 2, 3)        # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all single-label)
+FORMAT_VERSION = 4                   # bumped when the layout or a file's meaning changes; loaders refuse others
+READABLE_VERSIONS = (1, 2, 3, 4)     # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all
+                                     # single-label); 3 = before NB scaling of the linear model
 SINGLE_LABEL_VERSION = 2             # what a single-label bundle (without character n-grams) is written as: older readers load it
+CHARS_VERSION = 3                    # a linear model with character n-grams, or a multi-label/regression target
 METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
 WEIGHTS_FILE = "model.safetensors"
 LINEAR_FILE = "linear.safetensors"
@@ -96,6 +98,17 @@ def _is_bundle_dir(path: Path) -> bool:
         return False
 
 
+def _format_version(result: ClassifierResult) -> int:
+    """The oldest format that holds the result, so older readers load what they can read right: an older reader
+    would silently ignore character n-grams (format 2) or NB scaling (format 3) and predict something else."""
+    linear = result.linear
+    if linear is not None and len(getattr(linear, "nb_ratio", ())):
+        return FORMAT_VERSION
+    if result.target_type != "class" or (linear is not None and getattr(linear, "char_ngrams", 0)):
+        return CHARS_VERSION
+    return SINGLE_LABEL_VERSION
+
+
 def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     """Write `result` as a bundle folder at out_dir and return its path.
 
@@ -127,8 +140,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     try:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
-        chars = result.linear is not None and getattr(result.linear, "char_ngrams", 0)  # format 2 readers would drop them
-        version = SINGLE_LABEL_VERSION if result.target_type == "class" and not chars else FORMAT_VERSION
+        version = _format_version(result)
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(version)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:

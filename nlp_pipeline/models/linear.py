@@ -14,8 +14,12 @@ appended: character 2..n-grams of each token padded with a space on both sides (
 analyzer, built from the vocabulary's strings, special xx* tokens left out), each hashed (crc32) into
 CHAR_BUCKETS buckets; buckets seen in at least `min_df` fitting documents get a column. Each block is TF-IDF and
 L2-normalised on its own, then both are scaled by 1/sqrt(2), so a row still has length 1.
-C, and with a list of character lengths (e.g. [0, 6]) whether to add that block, is chosen by stratified 3-fold
-cross-validation on the fitting documents only, so the classifier's validation set stays unseen until the blend weight is
+With nb (binary targets only) every column is then scaled by its Naive Bayes log-count ratio
+r = log((p / |p|_1) / (q / |q|_1)), p = 1 + the number of positive fitting documents that have the feature, q the
+same for negative ones (Wang & Manning 2012, "NBSVM"), and the row L2-normalised again.
+C, and with lists of character lengths (e.g. [0, 6]) and of nb (e.g. [False, True]) whether to add that block and
+that scaling, are chosen by stratified 3-fold cross-validation on the fitting documents only (the ratios of each
+fold from its fitting part), so the classifier's validation set stays unseen until the blend weight is
 chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
 
@@ -46,6 +50,7 @@ class LinearModel:
     char_ngrams: int = 0                    # longest character n-gram of the second block; 0 = no character block
     char_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted kept buckets (their columns follow the word block)
     itos: list[str] | None = None           # the vocabulary's strings (the character block's source); not in arrays()
+    nb_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (n_features,) NB scaling; empty = none
 
     def __post_init__(self) -> None:
         self._token_chars = None  # (vocab_size, len(char_keys)) counts, built from itos on first use
@@ -58,6 +63,7 @@ class LinearModel:
         self.__dict__.setdefault("char_ngrams", 0)
         self.__dict__.setdefault("char_keys", np.zeros(0, np.int64))
         self.__dict__.setdefault("itos", None)
+        self.__dict__.setdefault("nb_ratio", np.zeros(0, np.float32))
         self._token_chars = None
 
     @property
@@ -69,11 +75,14 @@ class LinearModel:
         out.update({f"keys_{n}": k for n, k in zip(range(2, self.ngrams + 1), self.keys)})
         if self.char_ngrams:
             out["char_keys"] = self.char_keys
+        if len(self.nb_ratio):
+            out["nb_ratio"] = self.nb_ratio
         return out
 
     def settings(self) -> dict:
         return {"vocab_size": self.vocab_size, "ngrams": self.ngrams, "n_classes": self.n_classes,
-                "pad_id": self.pad_id, "C": self.C, "weight": self.weight, "char_ngrams": self.char_ngrams}
+                "pad_id": self.pad_id, "C": self.C, "weight": self.weight, "char_ngrams": self.char_ngrams,
+                "nb": bool(len(self.nb_ratio))}
 
     @classmethod
     def from_parts(cls, settings: dict, arrays: dict[str, np.ndarray], itos: list[str] | None = None) -> "LinearModel":
@@ -81,6 +90,7 @@ class LinearModel:
         ngrams, char_ngrams = int(settings["ngrams"]), int(settings.get("char_ngrams", 0))
         if char_ngrams and itos is None:
             raise ValueError("the linear model has a character block: pass the vocabulary (itos)")
+        nb_ratio = np.asarray(arrays["nb_ratio"], np.float32) if settings.get("nb") else np.zeros(0, np.float32)
         return cls(vocab_size=int(settings["vocab_size"]), ngrams=ngrams,
                    keys=[np.asarray(arrays[f"keys_{n}"], np.int64) for n in range(2, ngrams + 1)],
                    idf=np.asarray(arrays["idf"], np.float32), coef=np.asarray(arrays["coef"], np.float32),
@@ -88,7 +98,7 @@ class LinearModel:
                    pad_id=int(settings.get("pad_id", -1)), C=float(settings.get("C", 1.0)),
                    weight=float(settings.get("weight", 0.0)), char_ngrams=char_ngrams,
                    char_keys=np.asarray(arrays.get("char_keys", np.zeros(0, np.int64)), np.int64),
-                   itos=list(itos) if itos is not None else None)
+                   itos=list(itos) if itos is not None else None, nb_ratio=nb_ratio)
 
 
 def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -206,10 +216,27 @@ def features(model: LinearModel, docs: list[np.ndarray]):
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
     n_word = model.n_word_features
-    words = _tfidf(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
-    if not model.char_ngrams:
-        return words
-    return _join_blocks(words, _char_block(model, terms, len(docs)))
+    x = _tfidf(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
+    if model.char_ngrams:
+        x = _join_blocks(x, _char_block(model, terms, len(docs)))
+    return _nb_scaled(x, model.nb_ratio) if len(model.nb_ratio) else x
+
+
+def nb_ratio(x, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """(n_features,) Naive Bayes log-count ratios of binary y (1 = positive) over the presence of each column:
+    log((p / |p|_1) / (q / |q|_1)) with p = alpha + positive documents having it, q the same for negatives."""
+    present = (x != 0).astype(np.float32)
+    y = np.asarray(y)
+    p = alpha + np.asarray(present[y == 1].sum(axis=0), np.float64).ravel()
+    q = alpha + np.asarray(present[y != 1].sum(axis=0), np.float64).ravel()
+    return (np.log(p / p.sum()) - np.log(q / q.sum())).astype(np.float32)
+
+
+def _nb_scaled(x, ratio: np.ndarray):
+    """Rows of x with every column times its ratio, L2-normalised again."""
+    from sklearn.preprocessing import normalize
+
+    return normalize(x.multiply(ratio[None, :]).tocsr(), norm="l2", copy=False)
 
 
 def _probabilities(scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -232,17 +259,20 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
 
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
                c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int | list[int] = 0,
-               itos: list[str] | None = None) -> LinearModel:
+               itos: list[str] | None = None, nb: bool | list[bool] = False) -> LinearModel:
     """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them.
-    char_ngrams > 0 adds the character block (itos: the vocabulary's strings). A list of lengths (0 = no block)
-    is tried too: the (length, C) pair with the best CV accuracy wins, ties going to the shorter length and then
-    the smaller C; without CV (a class with fewer than 3 documents, or one pair) the first length and C."""
+    char_ngrams > 0 adds the character block (itos: the vocabulary's strings); nb scales the features by their
+    Naive Bayes log-count ratios (two classes only: with more, nb is False). Lists of lengths (0 = no block) and
+    of nb are tried too: the (length, nb, C) triple with the best CV accuracy wins, ties going to the shorter
+    length, then to no scaling, then to the smaller C; without CV (a class with fewer than 3 documents, or one
+    triple) the first length, nb and C."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y, np.int64)
     lengths = [int(n) for n in ([char_ngrams] if isinstance(char_ngrams, (int, np.integer)) else char_ngrams)] or [0]
+    scalings = list(dict.fromkeys(bool(b) and n_classes == 2 for b in ([nb] if isinstance(nb, (bool, np.bool_)) else nb))) or [False]
     if any(lengths) and (itos is None or len(itos) != vocab_size):
         raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
     terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
@@ -274,24 +304,36 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         chars = _tfidf(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
         blocks[n] = (_join_blocks(words, chars), np.concatenate([word_idf, char_idf]), char_keys)
 
-    cv: dict[int, dict[float, float]] = {}
+    cv: dict[tuple[int, bool], dict[float, float]] = {}
     smallest = np.bincount(y, minlength=n_classes)
     smallest = smallest[smallest > 0].min() if len(y) else 0
     with threadpool_limits(limits=1, user_api="blas"):
-        if len(c_grid) * len(blocks) > 1 and smallest >= 3:
+        if len(c_grid) * len(blocks) * len(scalings) > 1 and smallest >= 3:
             folds = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
             for n, (x, _, _) in blocks.items():
-                cv[n] = {}
-                for c in c_grid:
-                    correct = 0
+                for scaled in scalings:
+                    parts = []
                     for fit, held in folds:
-                        m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x[fit], y[fit])
-                        correct += int((m.predict(x[held]) == y[held]).sum())
-                    cv[n][float(c)] = round(correct / len(y), 4)
-            n_best, best = max(((n, c) for n in cv for c in c_grid), key=lambda nc: (cv[nc[0]][float(nc[1])], -nc[0], -nc[1]))
+                        fitted, scored = x[fit], x[held]
+                        if scaled:  # each fold's ratios from its fitting part only
+                            r = nb_ratio(fitted, y[fit])
+                            fitted, scored = _nb_scaled(fitted, r), _nb_scaled(scored, r)
+                        parts.append((fitted, scored))
+                    cv[n, scaled] = {}
+                    for c in c_grid:
+                        correct = 0
+                        for (a, b), (fit, held) in zip(parts, folds):
+                            m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(a, y[fit])
+                            correct += int((m.predict(b) == y[held]).sum())
+                        cv[n, scaled][float(c)] = round(correct / len(y), 4)
+            (n_best, nb_best), best = max(((key, c) for key in cv for c in c_grid),
+                                          key=lambda kc: (cv[kc[0]][float(kc[1])], -kc[0][0], -kc[0][1], -kc[1]))
         else:
-            n_best, best = lengths[0], c_grid[0]
+            n_best, nb_best, best = lengths[0], scalings[0], c_grid[0]
         x, idf, char_keys = blocks[n_best]
+        ratio = nb_ratio(x, y) if nb_best else np.zeros(0, np.float32)
+        if nb_best:
+            x = _nb_scaled(x, ratio)
         m = LogisticRegression(C=best, max_iter=2000, random_state=seed).fit(x, y)
     n_features = x.shape[1]
     coef = np.ascontiguousarray(m.coef_, dtype=np.float32)  # sklearn's may be column-major; safetensors wants C order
@@ -303,12 +345,14 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         full_int = np.full(n_classes, -30.0, np.float32)
         full_coef[m.classes_], full_int[m.classes_] = coef, intercept
         coef, intercept = full_coef, full_int
-    selection = {"cv_accuracy": cv.get(n_best, {})}  # {C: accuracy} at the chosen character length
+    selection = {"cv_accuracy": cv.get((n_best, nb_best), {})}  # {C: accuracy} at the chosen length and scaling
     if len(blocks) > 1:
-        selection["cv_accuracy_by_chars"] = {n: v for n, v in cv.items()}
+        selection["cv_accuracy_by_chars"] = {n: cv[n, nb_best] for n in blocks if (n, nb_best) in cv}
+    if len(scalings) > 1:
+        selection["cv_accuracy_by_nb"] = {scaled: cv[n_best, scaled] for scaled in scalings if (n_best, scaled) in cv}
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
                        n_classes=n_classes, pad_id=pad_id, C=float(best), selection=selection,
-                       char_ngrams=n_best, char_keys=char_keys, itos=list(itos) if n_best else None)
+                       char_ngrams=n_best, char_keys=char_keys, itos=list(itos) if n_best else None, nb_ratio=ratio)
 
 
 def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:

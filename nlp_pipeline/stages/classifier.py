@@ -18,11 +18,12 @@ class for single-label targets, a plain random carve otherwise). The test split 
 Ensemble (members > 1): that many classifiers are trained the same way from the same LM with seeds seed,
 seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble); each selects its own epoch.
 Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
-train documents (C by 3-fold CV among them), and the reported and bundled probabilities are
-(1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation; metrics["blend"] keeps
-both parts' scores. Then (linear_refit) the linear model is refitted with the chosen C and character length on
-train + validation documents, the one place validation documents are trained on: the RNN's epochs and the weight
-were already chosen, and the reported validation scores are the train-only fit's. w = 0 is the RNN alone. The blend is fitted for single-label targets only.
+train documents (C, the character block and NB scaling by 3-fold CV among them), and the reported and bundled
+probabilities are (1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation
+(w = 0 is the RNN alone); metrics["blend"] keeps both parts' scores. Then (linear_refit) the linear model is
+refitted with the chosen settings on train + validation documents, the one place validation documents are
+trained on: the RNN's epochs and the weight were already chosen, and the reported validation scores are the
+train-only fit's. The blend is fitted for single-label targets only.
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
@@ -79,6 +80,7 @@ class ClassifierConfig:
     linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
     linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
     linear_chars: list[int] = field(default_factory=lambda: [0, 6])  # character n-gram blocks tried for that linear model, chosen with C by the same CV: 0 = none, n (3-6) = each token's character 2..n-grams
+    linear_nb: list[bool] = field(default_factory=lambda: [False, True])  # Naive Bayes log-count-ratio scaling of its features (NBSVM; two-class targets only) tried, chosen with C by the same CV
     linear_refit: bool = True           # once C, characters and the blend weight are chosen, refit that linear model on train + validation documents (as GridSearchCV's refit); validation scores stay those of the model fitted on train only
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
@@ -108,6 +110,8 @@ class ClassifierConfig:
         if not self.linear_chars or any(n != 0 and not 3 <= n <= 6 for n in self.linear_chars):
             raise ConfigError(f"classifier.linear_chars must list lengths that are 0 (no character n-grams) or 3 to 6, "
                               f"e.g. [0, 6]; got {self.linear_chars}")
+        if not self.linear_nb or any(not isinstance(b, bool) for b in self.linear_nb):
+            raise ConfigError(f"classifier.linear_nb must list true and/or false, e.g. [false, true]; got {self.linear_nb}")
         if not 1 <= self.members <= 10:
             raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
         if self.max_length < 1 or self.batch_size < 2:
@@ -301,27 +305,30 @@ def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.nda
 def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, train: np.ndarray, valid: np.ndarray,
                rnn_val: np.ndarray, pad: int):
     """Fit the linear model on the train documents, choose its blend weight on validation, and (linear_refit,
-    weight > 0) refit it with the chosen C and character length on train + validation.
+    weight > 0) refit it with the chosen C, character length and NB scaling on train + validation.
     Returns (LinearModel with .weight set, blended validation probabilities of the train-only fit, what the choice saw)."""
     from nlp_pipeline.models.linear import blend, choose_weight, fit_linear, linear_proba
 
     started = time.perf_counter()
     linear = fit_linear(_docs(data, train, cfg.max_length), labels[train], len(data.label_names), cfg.linear_ngrams,
                         len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad, char_ngrams=list(cfg.linear_chars),
-                        itos=list(data.vocab.itos))
+                        itos=list(data.vocab.itos), nb=list(cfg.linear_nb))
     linear_val = linear_proba(linear, _docs(data, valid, cfg.max_length))
     weight, scores = choose_weight(rnn_val, linear_val, labels[valid])
-    chosen = {"C": linear.C, "char_ngrams": linear.char_ngrams, "features": int(len(linear.idf)), "selection": linear.selection}
+    chosen = {"C": linear.C, "char_ngrams": linear.char_ngrams, "nb": bool(len(linear.nb_ratio)),
+              "features": int(len(linear.idf)), "selection": linear.selection}
     if cfg.linear_refit and weight > 0:  # the chosen settings, fitted on every labelled document the RNN saw
         both = np.concatenate([train, valid])
         linear = fit_linear(_docs(data, both, cfg.max_length), labels[both], len(data.label_names), cfg.linear_ngrams,
                             len(data.vocab), [chosen["C"]], cfg.seed, pad_id=pad, char_ngrams=chosen["char_ngrams"],
-                            itos=list(data.vocab.itos))
+                            itos=list(data.vocab.itos), nb=chosen["nb"])
     linear.weight = weight
-    report = {"weight": weight, "C": chosen["C"], "char_ngrams": chosen["char_ngrams"], "features": chosen["features"],
+    report = {"weight": weight, "C": chosen["C"], "char_ngrams": chosen["char_ngrams"], "nb": chosen["nb"],
+              "features": chosen["features"],
               "validation_accuracy": {"rnn": scores[0.0][0], "linear": scores[1.0][0], "blend": scores[weight][0]},
               "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": chosen["selection"]["cv_accuracy"],
               "cv_accuracy_by_chars": {str(n): v for n, v in chosen["selection"].get("cv_accuracy_by_chars", {}).items()},
+              "cv_accuracy_by_nb": {str(b).lower(): v for b, v in chosen["selection"].get("cv_accuracy_by_nb", {}).items()},
               "refit_documents": int(len(train) + len(valid)) if cfg.linear_refit and weight > 0 else 0,
               "seconds": round(time.perf_counter() - started, 1)}
     return linear, blend(rnn_val, linear_val, linear.weight), report
@@ -354,7 +361,7 @@ STAGE = Stage(
     name="classifier",
     version=4,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
                 # 3: targets.holdout (at most n - 1 of a label's n documents go to validation)
-                # 4: the blend's linear model refitted on train + validation (linear_refit)
+                # 4: the blend's linear model refitted on train + validation (linear_refit), NB scaling (linear_nb)
     config=ClassifierConfig,
     inputs={"data": "numericalization", "lm": "finetune_lm"},
     optional=("lm",),
