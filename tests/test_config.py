@@ -59,3 +59,5 @@ def test_unknown_section_and_bad_types():
         build(ToyConfig, {"enabled": "maybe"}, "toy")
     with pytest.raises(ConfigError, match=r"toy.methods must be a list, got 5; write it in brackets, e.g. \[5\]"):
         build(ToyConfig, {"methods": 5}, "toy")
+    with pytest.raises(ConfigError, match=r"toy.methods must be a list, got true; write it in brackets, e.g. \[true\]"):
+        build(ToyConfig, {"methods": True}, "toy")  # spelled as TOML spells it

@@ -77,7 +77,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}; write it in brackets, e.g. [{value!r}]")
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML writes it
+            raise ConfigError(f"{where} must be a list, got {shown}; write it in brackets, e.g. [{shown}]")
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
         items = [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
