@@ -2,7 +2,7 @@
 model compared on thousands of held-out predictions instead of one validation slice of a few hundred.
 
     python benchmarks/bench_blend_cv.py [--dataset mr] [--folds 5] [--members 1]
-        [--variants "linear_refit=false; defaults; linear_chars=[0] linear_refit=false"]
+        [--variants "linear_nb=[false] linear_refit=false; linear_nb=[false]; defaults"]
         [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
 Pretraining and fine-tuning as in bench_ulmfit.py (the pretrained LM comes from the same --cache-dir). The
@@ -89,7 +89,8 @@ def blended(cfg, data, fold: dict, fields: dict) -> tuple[np.ndarray, dict]:
     test = linear_proba(linear, _docs(data, fold["test"], cfg.max_length))
     y = labels[fold["test"]]
     right = blend(fold["rnn_test"], test, linear.weight).argmax(1) == y
-    return right, {"chars": linear.char_ngrams, "C": linear.C, "weight": linear.weight, "refit_documents": report["refit_documents"],
+    return right, {"chars": linear.char_ngrams, "nb": report["nb"], "C": linear.C, "weight": linear.weight,
+                   "refit_documents": report["refit_documents"],
                    "linear_accuracy": round(float((test.argmax(1) == y).mean()), 4), "blend_accuracy": round(float(right.mean()), 4)}
 
 
@@ -97,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--variants", default="linear_refit=false; defaults; linear_chars=[0] linear_refit=false",
+    parser.add_argument("--variants", default="linear_nb=[false] linear_refit=false; linear_nb=[false]; defaults; linear_chars=[0] linear_nb=[false] linear_refit=false",
                         help="blend settings compared, ';' between them: classifier fields as field=value separated "
                              "by spaces, or 'defaults'; the first is the reference")
     parser.add_argument("--members", type=int, default=1, help="classifier.members of the RNN")
