@@ -272,7 +272,8 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
 
     y = np.asarray(y, np.int64)
     lengths = [int(n) for n in ([char_ngrams] if isinstance(char_ngrams, (int, np.integer)) else char_ngrams)] or [0]
-    scalings = list(dict.fromkeys(bool(b) and n_classes == 2 for b in ([nb] if isinstance(nb, (bool, np.bool_)) else nb))) or [False]
+    nbs = [nb] if isinstance(nb, (bool, np.bool_)) else nb
+    scalings = list(dict.fromkeys(bool(b) and n_classes == 2 for b in nbs)) or [False]  # NB needs two classes
     if any(lengths) and (itos is None or len(itos) != vocab_size):
         raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
     terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
