@@ -120,7 +120,7 @@ def test_report_names_the_blend_and_its_parts(tmp_path):
     result = dataclasses.replace(result, metrics=dict(result.metrics, blend=dict(blend, char_ngrams=6, nb=True)))
     write_report(tmp_path, TEXTS, result)
     md = (tmp_path / "report.md").read_text()
-    assert "| the blend's TF-IDF n-gram linear model alone (+ character 2..6-grams) (+ NB scaling) | 0.7500 | - |" in md
+    assert "| the blend's TF-IDF n-gram linear model alone (+ character 2..6-grams, NB scaling) | 0.7500 | - |" in md
 
 
 def test_report_of_an_ensemble_lists_every_member(tmp_path):

@@ -101,10 +101,10 @@ def _is_bundle_dir(path: Path) -> bool:
 def _format_version(result: ClassifierResult) -> int:
     """The oldest format that holds the result, so older readers load what they can read right: an older reader
     would silently ignore character n-grams (format 2) or NB scaling (format 3) and predict something else."""
-    linear = result.linear
-    if linear is not None and len(getattr(linear, "nb_ratio", ())):
+    linear = result.linear  # a LinearModel unpickled from an older cache has both fields (its __setstate__)
+    if linear is not None and len(linear.nb_ratio):
         return FORMAT_VERSION
-    if result.target_type != "class" or (linear is not None and getattr(linear, "char_ngrams", 0)):
+    if result.target_type != "class" or (linear is not None and linear.char_ngrams):
         return CHARS_VERSION
     return SINGLE_LABEL_VERSION
 

@@ -326,8 +326,8 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     if blend and isinstance(parts, dict):
         rows.append(["the blend's RNN alone", parts.get("rnn"), None])
         chars = blend.get("char_ngrams") or 0  # chosen by the linear model's CV (older runs: absent)
-        extra = "".join(f" (+ {part})" for part in ([f"character 2..{chars}-grams"] if chars else [])
-                        + (["NB scaling"] if blend.get("nb") else []))
+        added = ([f"character 2..{chars}-grams"] if chars else []) + (["NB scaling"] if blend.get("nb") else [])
+        extra = f" (+ {', '.join(added)})" if added else ""
         rows.append([f"the blend's TF-IDF n-gram linear model alone{extra}", parts.get("linear"), None])
     baselines = [(key, label) for key, label in BASELINES[target_type] if isinstance((lsa_metrics or {}).get(key), dict)]
     for key, label in baselines:

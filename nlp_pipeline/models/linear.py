@@ -194,7 +194,7 @@ def _char_block(model: "LinearModel", terms, n_docs: int):
         full = _token_bucket_counts(model.itos, model.char_ngrams).tocsc()
         model._token_chars = full[:, model.char_keys].tocsr()
     counts = _doc_token_counts(terms, n_docs, model.vocab_size) @ model._token_chars
-    return _tfidf(_sublinear(counts), model.idf[model.n_word_features:])
+    return _unit_rows(_sublinear(counts), model.idf[model.n_word_features:])
 
 
 def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int):
@@ -205,10 +205,11 @@ def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int)
     return sp.csr_matrix((tf, (flat // n_features, flat % n_features)), shape=(n_docs, n_features))
 
 
-def _tfidf(tf, idf: np.ndarray):
+def _unit_rows(x, column_weights: np.ndarray):
+    """Rows of x with every column times its weight, L2-normalised: TF-IDF (tf, idf), NB scaling (x, ratios)."""
     from sklearn.preprocessing import normalize
 
-    return normalize(tf.multiply(idf[None, :]).tocsr(), norm="l2", copy=False)
+    return normalize(x.multiply(column_weights[None, :]).tocsr(), norm="l2", copy=False)
 
 
 def features(model: LinearModel, docs: list[np.ndarray]):
@@ -216,10 +217,10 @@ def features(model: LinearModel, docs: list[np.ndarray]):
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
     n_word = model.n_word_features
-    x = _tfidf(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
+    x = _unit_rows(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
     if model.char_ngrams:
         x = _join_blocks(x, _char_block(model, terms, len(docs)))
-    return _nb_scaled(x, model.nb_ratio) if len(model.nb_ratio) else x
+    return _unit_rows(x, model.nb_ratio) if len(model.nb_ratio) else x
 
 
 def nb_ratio(x, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -230,13 +231,6 @@ def nb_ratio(x, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     p = alpha + np.asarray(present[y == 1].sum(axis=0), np.float64).ravel()
     q = alpha + np.asarray(present[y != 1].sum(axis=0), np.float64).ravel()
     return (np.log(p / p.sum()) - np.log(q / q.sum())).astype(np.float32)
-
-
-def _nb_scaled(x, ratio: np.ndarray):
-    """Rows of x with every column times its ratio, L2-normalised again."""
-    from sklearn.preprocessing import normalize
-
-    return normalize(x.multiply(ratio[None, :]).tocsr(), norm="l2", copy=False)
 
 
 def _probabilities(scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -291,7 +285,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     df = np.bincount(tf.indices, minlength=n_word)
     word_idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
     word_idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
-    words = _tfidf(tf, word_idf)
+    words = _unit_rows(tf, word_idf)
     token_counts = _doc_token_counts(terms, len(docs), vocab_size) if any(lengths) else None
     blocks = {}  # length -> (features, idf, char_keys)
     for n in dict.fromkeys(lengths):
@@ -302,7 +296,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         char_df = np.bincount(bucket_counts.tocsr().indices, minlength=CHAR_BUCKETS)
         char_keys = np.flatnonzero(char_df >= min_df).astype(np.int64)
         char_idf = (np.log((1.0 + len(docs)) / (1.0 + char_df[char_keys])) + 1.0).astype(np.float32)
-        chars = _tfidf(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
+        chars = _unit_rows(_sublinear(bucket_counts.tocsc()[:, char_keys]), char_idf)
         blocks[n] = (_join_blocks(words, chars), np.concatenate([word_idf, char_idf]), char_keys)
 
     cv: dict[tuple[int, bool], dict[float, float]] = {}
@@ -318,7 +312,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
                         fitted, scored = x[fit], x[held]
                         if scaled:  # each fold's ratios from its fitting part only
                             r = nb_ratio(fitted, y[fit])
-                            fitted, scored = _nb_scaled(fitted, r), _nb_scaled(scored, r)
+                            fitted, scored = _unit_rows(fitted, r), _unit_rows(scored, r)
                         parts.append((fitted, scored))
                     cv[n, scaled] = {}
                     for c in c_grid:
@@ -334,7 +328,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
         x, idf, char_keys = blocks[n_best]
         ratio = nb_ratio(x, y) if nb_best else np.zeros(0, np.float32)
         if nb_best:
-            x = _nb_scaled(x, ratio)
+            x = _unit_rows(x, ratio)
         m = LogisticRegression(C=best, max_iter=2000, random_state=seed).fit(x, y)
     n_features = x.shape[1]
     coef = np.ascontiguousarray(m.coef_, dtype=np.float32)  # sklearn's may be column-major; safetensors wants C order

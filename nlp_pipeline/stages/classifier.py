@@ -315,21 +315,20 @@ def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, t
                         itos=list(data.vocab.itos), nb=list(cfg.linear_nb))
     linear_val = linear_proba(linear, _docs(data, valid, cfg.max_length))
     weight, scores = choose_weight(rnn_val, linear_val, labels[valid])
-    chosen = {"C": linear.C, "char_ngrams": linear.char_ngrams, "nb": bool(len(linear.nb_ratio)),
-              "features": int(len(linear.idf)), "selection": linear.selection}
-    if cfg.linear_refit and weight > 0:  # the chosen settings, fitted on every labelled document the RNN saw
+    fitted, refit = linear, cfg.linear_refit and weight > 0
+    if refit:  # the chosen settings, fitted on every labelled document the RNN saw
         both = np.concatenate([train, valid])
         linear = fit_linear(_docs(data, both, cfg.max_length), labels[both], len(data.label_names), cfg.linear_ngrams,
-                            len(data.vocab), [chosen["C"]], cfg.seed, pad_id=pad, char_ngrams=chosen["char_ngrams"],
-                            itos=list(data.vocab.itos), nb=chosen["nb"])
+                            len(data.vocab), [fitted.C], cfg.seed, pad_id=pad, char_ngrams=fitted.char_ngrams,
+                            itos=list(data.vocab.itos), nb=bool(len(fitted.nb_ratio)))
     linear.weight = weight
-    report = {"weight": weight, "C": chosen["C"], "char_ngrams": chosen["char_ngrams"], "nb": chosen["nb"],
-              "features": chosen["features"],
+    report = {"weight": weight, "C": fitted.C, "char_ngrams": fitted.char_ngrams, "nb": bool(len(fitted.nb_ratio)),
+              "features": int(len(fitted.idf)),
               "validation_accuracy": {"rnn": scores[0.0][0], "linear": scores[1.0][0], "blend": scores[weight][0]},
-              "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": chosen["selection"]["cv_accuracy"],
-              "cv_accuracy_by_chars": {str(n): v for n, v in chosen["selection"].get("cv_accuracy_by_chars", {}).items()},
-              "cv_accuracy_by_nb": {str(b).lower(): v for b, v in chosen["selection"].get("cv_accuracy_by_nb", {}).items()},
-              "refit_documents": int(len(train) + len(valid)) if cfg.linear_refit and weight > 0 else 0,
+              "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": fitted.selection["cv_accuracy"],
+              "cv_accuracy_by_chars": {str(n): v for n, v in fitted.selection.get("cv_accuracy_by_chars", {}).items()},
+              "cv_accuracy_by_nb": {str(b).lower(): v for b, v in fitted.selection.get("cv_accuracy_by_nb", {}).items()},
+              "refit_documents": int(len(train) + len(valid)) if refit else 0,
               "seconds": round(time.perf_counter() - started, 1)}
     return linear, blend(rnn_val, linear_val, linear.weight), report
 
