@@ -30,6 +30,7 @@ HF_HUB_OFFLINE=1 and a cached copy, keyed by name only).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -118,6 +119,7 @@ CARD_KEYS = {
     "label_field": "column holding the label",
     "files": "split -> file name or list of names, relative to the source folder",
     "sources": "where to find the data, tried in order",
+    "include": "instead of sources: other (unlabelled) cards whose documents this card concatenates, in order",
     "references": "published results: model, paper, metric, value, split, verified",
     "notes": "caveats such as contamination with other corpora",
 }
@@ -132,7 +134,7 @@ SOURCE_KEYS = {
     "text_field": "column holding the text, for this source",
     "label_field": "column holding the label, for this source",
     "files": "split -> file names, for this source",
-    "format": "the file's format when its name does not tell (jsonl, csv, tsv, parquet, text, wikidump)",
+    "format": "the file's format when its name does not tell (jsonl, csv, tsv, parquet, text, wikidump, wiki_summaries, wordnet, dictd)",
 }
 CARD_INFO_KEYS = ("name", "description", "task", "licence", "citation", "homepage", "references", "notes")
 
@@ -171,6 +173,10 @@ def _check_card(card: dict, path: Path) -> dict:
         raise ConfigError(f"corpus card {path} has target_type {card['target_type']!r}; use one of {', '.join(TARGET_TYPES)}")
     if card.setdefault("name", path.stem) != path.stem:
         raise ConfigError(f"corpus card {path} is named {card['name']!r}; the name must match the file name {path.stem!r}")
+    if "include" in card:
+        if "sources" in card or not isinstance(card["include"], list) or not card["include"]:
+            raise ConfigError(f"corpus card {path}: include must be a non-empty list of card names, and replaces [[sources]]")
+        return card
     if not card.get("sources"):
         raise ConfigError(f"corpus card {path} has no [[sources]]; add one, e.g. path = \"${{NLP_PIPELINE_DATA}}/{path.stem}\"")
     for i, src in enumerate(card["sources"]):
@@ -208,15 +214,21 @@ def list_cards() -> dict[str, dict]:
     out = {}
     for name in sorted(_card_paths()):
         card = read_card(name)
-        chosen, _ = _choose_card_source(card)
-        if chosen is None:
-            card["available"] = None
-        elif "hf" in chosen[0]:
-            card["available"] = f"hf:{chosen[0]['hf']} (needs network or a cached copy)"
-        else:
-            card["available"] = str(chosen[1])
+        card["available"] = card_location(name)
         out[name] = card
     return out
+
+
+def card_location(name: str) -> str | None:
+    """Where card `name`'s data would be read from now, or None (see list_cards)."""
+    card = read_card(name)
+    if "include" in card:
+        parts = [card_location(n) for n in card["include"]]
+        return None if None in parts else "; ".join(parts)
+    chosen, _ = _choose_card_source(card)
+    if chosen is None:
+        return None
+    return f"hf:{chosen[0]['hf']} (needs network or a cached copy)" if "hf" in chosen[0] else str(chosen[1])
 
 
 def _expand(value: str) -> str | None:
@@ -272,7 +284,7 @@ def _choose_card_source(card: dict) -> tuple[tuple[dict, Path | None] | None, li
 class _Part:
     """One unit to read: a table file, a text file, a wiki dump, one label-folder document, or a Hub split."""
 
-    kind: str                  # "table" | "text" | "wikidump" | "document" | "hub"
+    kind: str                  # "table" | "text" | "wikidump" | a PARAGRAPH_READERS format | "document" | "hub"
     split: str | None          # train/dev/test/unsup, or None: split later (single file, flat label folders)
     path: Path | None = None   # the file read (None for the Hub)
     rel: str = ""              # its name relative to the source root: part of the fingerprint
@@ -340,13 +352,13 @@ def _split_of(path: Path) -> str | None:
 
 
 def _file_part(path: Path, split: str | None, rel: str, fmt: str | None = None) -> _Part:
-    formats = ("jsonl", "csv", "tsv", "parquet", "text", "wikidump")
+    formats = ("jsonl", "csv", "tsv", "parquet", "text", "wikidump", *sources.PARAGRAPH_READERS)
     if fmt is not None and fmt not in formats:
         raise ConfigError(f"corpus card format {fmt!r} is not one of {', '.join(formats)}")
     kind = fmt or sources.file_format(path)
     if kind is None:
         raise DataError(f"{path}: unsupported file type; supported: {sources.SUPPORTED}")
-    if kind in ("text", "wikidump"):
+    if kind in ("text", "wikidump", *sources.PARAGRAPH_READERS):
         return _Part(kind, "unsup", path, rel, fmt=kind)
     return _Part("table", split, path, rel, fmt=kind)
 
@@ -370,7 +382,7 @@ def _plan_path(root: Path, files: dict | None, fmt: str | None = None) -> tuple[
     """(layout, parts, ignored files) for a local folder or file; `fmt` overrides the format a file name implies."""
     if root.is_file():
         part = _file_part(root, None, f"*.{fmt or sources.file_format(root)}", fmt)
-        layout = {"table": "single file", "text": "text file", "wikidump": "wiki dump"}[part.kind]
+        layout = {"table": "single file", "text": "text file", "wikidump": "wiki dump"}.get(part.kind, f"{part.kind} file")
         return layout, [part], []
     if files:
         parts = []
@@ -381,7 +393,7 @@ def _plan_path(root: Path, files: dict | None, fmt: str | None = None) -> tuple[
                 path = root / name
                 if not path.is_file():
                     raise MissingInputError(f"corpus file {path} does not exist; check the folder or the card's files")
-                parts.append(_file_part(path, split, name))
+                parts.append(_file_part(path, split, name, fmt))
         return "card files", parts, []
     data = _data_files(root)
     known = [p for p in data if sources.file_format(p)]
@@ -440,6 +452,8 @@ def _resolve_source(cfg: CorpusConfig) -> _Plan:
         return _Plan(cfg.source, "hub", cfg.source, [_Part("hub", None)], cfg.text_field, cfg.label_field, hub=hub)
     if kind == "card":
         card = read_card(cfg.source)
+        if "include" in card:
+            return _resolve_included(card, cfg)
         chosen, tried = _choose_card_source(card)
         if chosen is None:
             hints = [s.get("install_hint") for s in card["sources"] if s.get("install_hint")]
@@ -472,6 +486,29 @@ def _resolve_source(cfg: CorpusConfig) -> _Plan:
     layout, parts, ignored = _plan_path(root, None)
     name = sources.split_stem(root) if root.is_file() else root.name
     return _Plan(name, layout, str(root), parts, cfg.text_field, cfg.label_field, ignored=ignored)
+
+
+def _resolve_included(card: dict, cfg: CorpusConfig, seen: tuple[str, ...] = ()) -> _Plan:
+    """One plan reading every file of the cards a composite card includes, in order; each must be unlabelled
+    and local (a package or a path: a Hub source cannot be concatenated here)."""
+    if card["name"] in seen:
+        raise ConfigError(f"corpus card {card['name']} includes itself (through {' -> '.join(seen)}); fix its include list")
+    plan = _Plan(card["name"], "included cards", "", [], None, "", card=card)
+    locations, cards = [], []
+    for name in card["include"]:
+        sub_card = read_card(name)
+        sub = _resolve_source(dataclasses.replace(cfg, source=name)) if "include" not in sub_card else \
+            _resolve_included(sub_card, cfg, (*seen, card["name"]))
+        if sub.hub is not None or any(p.kind == "table" or p.kind == "document" for p in sub.parts):
+            raise ConfigError(f"corpus card {card['name']} includes {name}, which is not plain unlabelled text from a "
+                              f"local file; include only cards of text, wiki dumps, summaries, glosses or dictionaries")
+        plan.parts += [dataclasses.replace(p, rel=f"{name}/{p.rel}") for p in sub.parts]
+        plan.ignored += sub.ignored
+        locations.append(sub.location)
+        cards.append(_card_identity(sub))
+    plan.location = "; ".join(locations)
+    plan.card_source = {"included": cards}
+    return plan
 
 
 def _files_digest(parts: list[_Part]) -> dict:
@@ -662,6 +699,8 @@ def _read_rows(plan: _Plan, cfg: CorpusConfig) -> _Rows:
             lines, headings = sources.read_lines(part.path, cfg.encoding)
             rows.add(lines, None, "unsup")
             rows.headings += headings
+        elif part.kind in sources.PARAGRAPH_READERS:
+            rows.add(sources.PARAGRAPH_READERS[part.kind](part.path), None, "unsup")
         elif part.kind == "wikidump":
             paragraphs, stats = sources.read_wiki_dump(part.path)
             rows.add(paragraphs, None, "unsup")

