@@ -5,7 +5,7 @@
     nlp-pipeline cache ls|verify|gc        what the artifact store holds
     nlp-pipeline predict --model runs/NAME TEXT...   classify with a run's bundle
     nlp-pipeline lr-find                   learning-rate range test for the classifier or the LM
-    nlp-pipeline export vectors|projector  word vectors and TensorBoard projector files
+    nlp-pipeline export vectors|lm|projector  word vectors, a portable language model, TensorBoard projector files
 
 User mistakes print one line `error: ...` on stderr and exit 2 (usage) or 1 (data), never a traceback.
 Heavy libraries are imported inside commands so `--help` is instant.
@@ -395,7 +395,7 @@ def _classifier_documents(classifier, data, limit: int):
 
 @main.group(cls=_Group)
 def export():
-    """Write computed artifacts for other tools: word2vec-format vectors, TensorBoard projector folders."""
+    """Write computed artifacts for other tools: word2vec-format vectors, language models, TensorBoard projector folders."""
 
 
 @export.command("vectors")
@@ -415,6 +415,32 @@ def export_vectors(corpus_source, text_field, label_field, target_type, encoding
     vectors = _cached_artifact(configs, _store(cache_dir), f"embeddings:{source}")
     report = export_word_vectors(vectors, out, binary=fmt == "word2vec-binary", overwrite=overwrite)
     click.echo(f"{report['words']} x {report['dim']} {source} vectors written to {out} ({report['bytes'] / 1e6:.1f} MB)")
+
+
+@export.command("lm")
+@config_options
+@click.option("--source", type=click.Choice(["pretrain_lm", "finetune_lm"]), default="pretrain_lm", show_default=True,
+              help="The general language model (pretrain_lm) or the one fine-tuned on the corpus (finetune_lm).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="Precision of the stored weights (float16: half the size).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier exported language model at --out.")
+def export_lm(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, source,
+              out, dtype, overwrite):
+    """Write a computed language model as a portable folder (safetensors + vocab.json + config.json, no pickle).
+
+    Fine-tune from it in any later run with --set pretrain_lm.weights=OUT.
+    """
+    from nlp_pipeline.models.lm_file import save_lm_folder
+
+    configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
+    lm = _cached_artifact(configs, _store(cache_dir), source)
+    report = save_lm_folder(lm, out, dtype=dtype, overwrite=overwrite)
+    perplexity = lm.metrics.get("val_perplexity")
+    click.echo(f"{source}: {report['parameters']:,} parameters ({report['dtype']}), vocabulary {report['vocab_size']:,}"
+               + (f", validation perplexity {perplexity:.2f}" if isinstance(perplexity, (int, float)) else "")
+               + f" -> {out} ({report['bytes'] / 1e6:.1f} MB)")
+    click.echo(f"use it with: --set pretrain_lm.weights={out}")
 
 
 @export.command("projector")

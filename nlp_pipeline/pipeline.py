@@ -70,9 +70,11 @@ def load_config(
 def instances(configs: dict[str, Any]) -> list[Instance]:
     """Stage instances in data-flow order for the resolved configs.
 
-    The general corpus (pretrain_lm.corpus, unless "none") goes through its own corpus, tokenization and
+    pretrain_lm loads an exported LM when pretrain_lm.weights names one ("packaged" by default). Otherwise the
+    general corpus (pretrain_lm.corpus, unless "none") goes through its own corpus, tokenization and
     numericalization instances (ids ending in ":general"), with the target's tokenization and vocabulary
-    settings; embeddings get one instance per method ("embeddings:word2vec", ...).
+    settings, and pretrain_lm trains on it; those instances also exist when embeddings.general_corpus asks
+    for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...).
     """
     stage = STAGES
     target = [
@@ -80,13 +82,16 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
         Instance("numericalization", stage["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
     ]
-    general_source = configs["pretrain_lm"].corpus
+    pretrain = configs["pretrain_lm"]
+    emb = configs["embeddings"]
+    general_source = pretrain.corpus
+    trains_lm = not pretrain.loads_weights and general_source.lower() != "none"
     general: list[Instance] = []
-    if general_source.lower() != "none":
+    context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
+    if general_source.lower() != "none" and (trains_lm or emb.general_corpus):
         general_corpus = dataclasses.replace(
-            corpus.CorpusConfig(), source=general_source, max_documents=configs["pretrain_lm"].max_documents
+            corpus.CorpusConfig(), source=general_source, max_documents=pretrain.max_documents
         )
-        context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
         general = [
             Instance("corpus:general", stage["corpus"], general_corpus, {}, context),
             Instance("tokenization:general", stage["tokenization"], configs["tokenization"], {"corpus": "corpus:general"},
@@ -95,14 +100,13 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                      {"tokens": "tokenization:general"}, context),
         ]
     vectors = []
-    emb = configs["embeddings"]
     for method in emb.methods:
         inputs = {"tokens": "tokenization"}
         if emb.general_corpus and general:
             inputs["general"] = "tokenization:general"
         vectors.append(Instance(f"embeddings:{method}", stage["embeddings"], dataclasses.replace(emb, method=method), inputs))
     finetune_inputs = {"data": "numericalization"}
-    if general:
+    if trains_lm or pretrain.loads_weights:
         finetune_inputs["pretrained"] = "pretrain_lm"
     init = configs["finetune_lm"].init_vectors
     if init.lower() != "none":
@@ -111,8 +115,12 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                 f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
             )
         finetune_inputs["vectors"] = f"embeddings:{init}"
-    language = [Instance("pretrain_lm", stage["pretrain_lm"], configs["pretrain_lm"], {"data": "numericalization:general"},
-                         context)] if general else []
+    language = []
+    if pretrain.loads_weights:
+        language.append(Instance("pretrain_lm", stage["pretrain_lm"], pretrain, {},
+                                 f"pretrain_lm.weights = {pretrain.weights!r} ('none' trains one on pretrain_lm.corpus)"))
+    elif trains_lm:
+        language.append(Instance("pretrain_lm", stage["pretrain_lm"], pretrain, {"data": "numericalization:general"}, context))
     language += [
         Instance("finetune_lm", stage["finetune_lm"], configs["finetune_lm"], finetune_inputs),
         Instance("classifier", stage["classifier"], configs["classifier"], {"data": "numericalization", "lm": "finetune_lm"}),

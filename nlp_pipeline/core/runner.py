@@ -6,7 +6,8 @@
     execute(instances, store)  -> RunResult                          loads hits only where a miss needs them
 
 A miss runs under a per-key lock (concurrent runs compute it once), seeded from the config's `seed` field,
-and is saved atomically with its meta.json. An artifact that fails its signature or checksum is logged,
+inside a checkpoint scope of its key (core/checkpoints.py: a long stage resumes where an interrupted run
+stopped; --force starts over), and is saved atomically with its meta.json. An artifact that fails its signature or checksum is logged,
 removed and recomputed. Logs one line when a stage starts running or is a cache hit, one when it finishes.
 
 Several processes (torchrun) pass a `coordinator`: every process walks the same plan, and rank 0 takes every
@@ -28,6 +29,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+from nlp_pipeline.core import checkpoints
 from nlp_pipeline.core.errors import CacheError, ConfigError, NlpPipelineError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.core.store import ArtifactStore, CorruptArtifact
@@ -215,7 +217,11 @@ def execute(
         if isinstance(seed, int):
             seed_everything(seed)
         started = time.time()
-        artifact = inst.run(**inputs)
+        checkpoint = store.checkpoint_folder(inst.stage.name, entry.key)
+        if inst.id in forced:  # --force: start over, not from where an earlier attempt stopped
+            checkpoints.discard(checkpoint)
+        with checkpoints.scope(checkpoint):
+            artifact = inst.run(**inputs)
         seconds = time.time() - started
         summary = inst.stage.summary(artifact) if inst.stage.summary else {}
         meta = {
@@ -229,6 +235,7 @@ def execute(
             "summary": summary,
         }
         store.save(inst.stage.name, entry.key, artifact, meta)
+        checkpoints.discard(checkpoint)
         echo(f"{inst.id:<{width}}  done in {seconds:.1f}s")
         reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, status, seconds, summary)
         return artifact
@@ -260,7 +267,8 @@ def execute(
             seed = getattr(inst.config, "seed", None)
             if isinstance(seed, int):
                 seed_everything(seed)
-            inst.run(**inputs)
+            with checkpoints.scope(store.checkpoint_folder(name, key)):  # resumes as rank 0 does; never saves
+                inst.run(**inputs)
         with store.lock(name, key):  # rank 0 holds it until saved: a wait without the barrier's timeout
             pass
         coordinator.barrier()

@@ -29,7 +29,7 @@ class Stage:
     optional: tuple[str, ...] = ()              # inputs that may be absent (passed as None), e.g. no pretrained LM
     volatile: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()  # config fields left out of the key
                                                 # (or cfg -> such a tuple, when it depends on e.g. the method)
-    fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes)
+    fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes), or None
     describe: Callable[[Any], str] | None = field(default=None)  # cfg -> short text for the log line
     summary: Callable[[Any], dict] | None = field(default=None)   # artifact -> small JSON dict kept in meta.json
     collective: bool = False                    # trains data-parallel: in a multi-process run every process runs
@@ -46,8 +46,9 @@ class Stage:
             "config": config,
             "upstream": dict(sorted(upstream.items())),
         }
-        if self.fingerprint is not None:
-            payload["fingerprint"] = self.fingerprint(cfg)
+        material = self.fingerprint(cfg) if self.fingerprint is not None else None
+        if material is not None:  # None: nothing beyond the config identifies the output
+            payload["fingerprint"] = material
         return payload
 
     def key(self, cfg: Any, upstream: dict[str, str]) -> str:

@@ -100,6 +100,11 @@ class ArtifactStore:
     def folder(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def checkpoint_folder(self, stage: str, key: str) -> Path:
+        """Where a long computation of (stage, key) keeps its resumable state (core/checkpoints.py); a dot
+        folder, so listings, verify and gc never take it for an artifact."""
+        return self.root / stage / f".checkpoint-{key}"
+
     def ensure_writable(self) -> None:
         """Create the root if needed and prove it is writable, or raise a one-line CacheError."""
         try:

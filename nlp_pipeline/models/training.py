@@ -23,6 +23,7 @@ per process (averaged before each evaluation), so a classifier is not bit-identi
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from typing import Any, Callable
@@ -43,6 +44,7 @@ from nlp_pipeline.models.rnn import detach_state
 from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, mean_loss, score
 
 SCHEDULES = ("stlr", "one_cycle", "constant")
+log = logging.getLogger("nlp_pipeline")
 
 
 # --- learning rates, groups, schedules -------------------------------------------------------------------
@@ -253,11 +255,21 @@ def fit_language_model(
     phase: str = "train",
     max_steps: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
+    save_every: float = 300.0,
 ) -> list[dict[str, Any]]:
     """Train `model` for `epochs` passes over the documents `train_docs` (indexes into offsets); returns
     one history row per epoch. Each epoch shuffles document order, concatenates, lays the stream out in
     batch_size rows, and walks it with BPTT windows; the state is reset per epoch. One schedule cycle spans
     all epochs (or `max_steps`, which stops early: benchmarks).
+
+    Resuming: every `save_every` seconds (0 = every step) `save(progress)` receives this loop's position
+    (epoch, window, step, the rng state at the epoch's start, the recurrent state, the torch RNG state,
+    running sums, history); the caller adds the model and optimizer and keeps it. Given back as `resume`
+    (with the model and optimizer restored by the caller), the loop redraws that epoch's order and windows,
+    skips the windows done and continues to the same weights as an uninterrupted run. With several processes
+    it saves at epoch ends only (each process holds its own rows' recurrent state).
 
     Under torchrun, batch_size stays the global batch: process r trains on rows r, r + W, ... of the stream
     (DDP averages the gradients, each loss weighted by its share of rows, so a step is the step of all
@@ -274,10 +286,16 @@ def fit_language_model(
     total_steps = max(1, steps_per_epoch * epochs)
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)  # the schedule completes within the budget
-    history, step = [], 0
+    history, step = list(resume["history"]) if resume else [], resume["step"] if resume else 0
     params = trainable_parameters(model)
-    for epoch in range(epochs):
+    first_epoch = resume["epoch"] if resume else 0
+    last_save = time.perf_counter()
+    for epoch in range(first_epoch, epochs):
         model.train()
+        resuming = resume is not None and epoch == first_epoch
+        if resuming:
+            rng.bit_generator.state = resume["rng"]  # the state this epoch started from: same order, same windows
+        epoch_rng = rng.bit_generator.state
         rows = layout_stream(concat_documents(ids, offsets, rng.permutation(train_docs)), batch_size)
         lengths = bptt_lengths(rows.shape[1], bptt, rng if variable_bptt else None)
         share = 1.0
@@ -285,9 +303,21 @@ def fit_language_model(
             rows = shard(rows, rank, world)  # (B / W, N): the same stream and windows on every process
             share = rows.shape[0] * world / batch_size  # 1.0 when W divides batch_size
         state, loss_sum, token_count, started = None, 0.0, 0, time.perf_counter()
-        bar = tqdm(total=sum(lengths) * rows.shape[0], desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok",
-                   unit_scale=True, disable=None if main else True, leave=False)
-        for x, y in lm_windows(rows, lengths):
+        done_windows = 0
+        if resuming:
+            done_windows, loss_sum, token_count = resume["window"], resume["loss_sum"], resume["token_count"]
+            state = _to_device(resume["hidden"], device)
+            started -= resume.get("epoch_seconds", 0.0)
+            _set_rng_states(resume["torch_rng"])
+            if resume.get("scaler") is not None:
+                scaler.load_state_dict(resume["scaler"])
+        total_tokens = sum(lengths) * rows.shape[0]
+        bar = tqdm(total=total_tokens, initial=sum(lengths[:done_windows]) * rows.shape[0],
+                   desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok", unit_scale=True,
+                   disable=None if main else True, leave=False)
+        for window, (x, y) in enumerate(lm_windows(rows, lengths)):
+            if window < done_windows:
+                continue
             seq_len = x.shape[1]
             apply_lr(optimizer, schedule_factor(schedule, min(step, total_steps - 1), total_steps, warmup_fraction)
                      * seq_len / bptt)
@@ -311,10 +341,21 @@ def fit_language_model(
             token_count += yt.numel()
             step += 1
             bar.update(yt.numel())
+            if step % 20 == 0:
+                bar.set_postfix(ppl=f"{math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}", refresh=False)
             if on_step is not None:
                 on_step(step, value)
             if max_steps is not None and step >= max_steps:
                 break
+            if save is not None and world == 1 and time.perf_counter() - last_save >= save_every:
+                save({"epoch": epoch, "window": window + 1, "step": step, "rng": epoch_rng, "hidden": state,
+                      "loss_sum": loss_sum, "token_count": token_count, "history": history,
+                      "epoch_seconds": time.perf_counter() - started, "torch_rng": _get_rng_states(),
+                      "scaler": scaler.state_dict() if scaler.is_enabled() else None})
+                last_save = time.perf_counter()
+                if main:
+                    _log_progress(phase, epoch, epochs, sum(lengths[:window + 1]) * rows.shape[0], total_tokens,
+                                  loss_sum / max(token_count, 1), time.perf_counter() - started)
         bar.close()
         if world > 1:
             loss_sum, token_count = distributed.all_reduce_sum([loss_sum, token_count])
@@ -329,10 +370,51 @@ def fit_language_model(
             val_loss = evaluate_language_model(model, valid_rows, bptt, device, dtype)
             row.update(val_loss=round(val_loss, 4), val_perplexity=round(math.exp(min(val_loss, 50.0)), 2))
         history.append(row)
+        if main:
+            log.info("%s epoch %d/%d: train loss %.4f%s, %.0f tokens/s, %.0f s", phase, epoch + 1, epochs, row["train_loss"],
+                     f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "",
+                     row["tokens_per_second"], seconds)
         if max_steps is not None and step >= max_steps:
             break
+        if save is not None and epoch + 1 < epochs:  # the next epoch starts from here (any number of processes)
+            save({"epoch": epoch + 1, "window": 0, "step": step, "rng": rng.bit_generator.state, "hidden": None,
+                  "loss_sum": 0.0, "token_count": 0, "history": history, "epoch_seconds": 0.0,
+                  "torch_rng": _get_rng_states(), "scaler": scaler.state_dict() if scaler.is_enabled() else None})
+            last_save = time.perf_counter()
     distributed.release(net)
     return history
+
+
+def _log_progress(phase: str, epoch: int, epochs: int, done: int, total: int, loss: float, seconds: float) -> None:
+    """One log line at a checkpoint: how far, how fast, perplexity so far, time left in the epoch."""
+    rate = done / max(seconds, 1e-9)
+    left = (total - done) / max(rate, 1e-9)
+    log.info("%s epoch %d/%d: %d%% (%s of %s tokens), %.0f tokens/s, train perplexity %.1f, epoch ETA %s; checkpoint saved",
+             phase, epoch + 1, epochs, round(100 * done / max(total, 1)), f"{done:,}", f"{total:,}", rate,
+             math.exp(min(loss, 50.0)), time.strftime("%H:%M:%S", time.gmtime(left)))
+
+
+def _get_rng_states() -> dict[str, Any]:
+    """torch's CPU (and CUDA) generator states: dropout masks after a resume are the ones the run would have drawn."""
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    """A saved recurrent state (tensors in nested lists/tuples, or None) on `device`."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.to(device)
+    return type(state)(_to_device(s, device) for s in state)
 
 
 # --- classifier loop -----------------------------------------------------------------------------------

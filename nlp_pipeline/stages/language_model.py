@@ -1,6 +1,8 @@
 """pretrain_lm and finetune_lm: Numericalized texts -> LanguageModel (an AWD-LSTM or AWD-GRU).
 
-pretrain_lm trains from random weights on a general corpus (every document of every split). finetune_lm
+pretrain_lm either loads an exported LM folder (`weights`: "packaged", the general-English LM shipped in
+this package, or a path written by `nlp-pipeline export lm`; its files' sha256 is the cache key) or, with
+weights = "none", trains from random weights on a general corpus (every document of every split). finetune_lm
 adapts a pretrained LM to the target corpus (ULMFiT step 2): it reads ALL the target texts (train, dev,
 unsup, and test unless include_test_texts = false; labels are never read), maps the pretrained vocabulary
 onto the target one (shared tokens keep their rows; new tokens start at the mean embedding row and the mean
@@ -12,6 +14,10 @@ Both hold out `validation_fraction` of the documents (seeded) and report perplex
 Under torchrun both train data-parallel (models/distributed.py): batch_size stays the global number of rows,
 each process trains on its share of them; the artifact is the same kind, under the same key.
 
+Training is a long job that survives interruption: under the runner, the loop checkpoints every
+`checkpoint_minutes` (core/checkpoints.py) and a rerun of the same key resumes from the last checkpoint to
+the same weights as an uninterrupted run.
+
 Limits: the architecture of a fine-tuned LM is the pretrained one (the size fields of [finetune_lm] only
 apply when there is no pretrained LM); one device per process; variable BPTT follows AWD-LSTM (lengths
 N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
@@ -19,6 +25,7 @@ N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -27,10 +34,12 @@ from typing import Any
 import numpy as np
 
 from nlp_pipeline.artifacts import LanguageModel, Numericalized, WordVectors, split_code
+from nlp_pipeline.core import checkpoints
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 
 RNN_TYPES = ("lstm", "gru")
+log = logging.getLogger("nlp_pipeline")
 SCHEDULES = ("stlr", "one_cycle", "constant")
 VECTOR_MISMATCH = ("error", "project")
 
@@ -68,6 +77,7 @@ class LanguageModelConfig:
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
     device: str = "auto"                # "auto" (CUDA if present, else CPU), "cpu" or "cuda" (volatile)
     num_threads: int = 0                # CPU threads for torch; 0 = every usable core (volatile)
+    checkpoint_minutes: float = 5.0     # save the training state this often, to resume after an interruption; 0 = every step (volatile)
 
     def validate(self) -> None:
         _validate_common(self, "pretrain_lm")
@@ -75,8 +85,19 @@ class LanguageModelConfig:
 
 @dataclass(frozen=True)
 class PretrainLmConfig(LanguageModelConfig):
-    corpus: str = "enwiki_sample"       # general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
-    max_documents: int | None = None    # pretrain on a seeded sample of at most this many documents; none = all
+    weights: str = "none"               # "packaged" (the general-English LM shipped in the package), a folder from `export lm`, or "none" = train one on `corpus`
+    corpus: str = "enwiki_sample"       # with weights = "none": general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
+    max_documents: int | None = None    # with weights = "none": pretrain on a seeded sample of at most this many documents; none = all
+
+    def validate(self) -> None:
+        _validate_common(self, "pretrain_lm")
+        if not self.weights.strip():
+            raise ConfigError('pretrain_lm.weights is empty; use "packaged", a folder written by `nlp-pipeline export lm`, or "none"')
+
+    @property
+    def loads_weights(self) -> bool:
+        """True when this instance loads an exported LM instead of training one."""
+        return self.weights.lower() != "none"
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,8 @@ def _validate_common(cfg: PretrainLmConfig, section: str) -> None:
         value = getattr(cfg, name) * cfg.dropout_scale
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{section}.{name} x dropout_scale must be in [0, 1), got {value}")
+    if cfg.checkpoint_minutes < 0:
+        raise ConfigError(f"{section}.checkpoint_minutes must be >= 0 (0 = every step), got {cfg.checkpoint_minutes}")
     if cfg.epochs < 0 or cfg.learning_rate <= 0 or cfg.discriminative_factor <= 0:
         raise ConfigError(f"{section}: epochs must be >= 0, learning_rate and discriminative_factor > 0")
     if not 0.0 < cfg.validation_fraction < 1.0:
@@ -180,11 +203,26 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
     rng = np.random.default_rng(cfg.seed + 1)
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for phase, epochs, lr, n_trainable in phases:
-        if epochs <= 0:
+    resume = _load_checkpoint(model, optimizer, device)
+    first_phase = resume["phase"] if resume else 0
+    if resume:
+        history = list(resume["history"])
+        started -= resume["seconds"]
+        metrics["resumed_from_step"] = resume["progress"]["step"]
+        log.info("%s: resuming from the checkpoint at phase %d, epoch %d, step %d", section, first_phase + 1,
+                 resume["progress"]["epoch"] + 1, resume["progress"]["step"])
+    for index, (phase, epochs, lr, n_trainable) in enumerate(phases):
+        if epochs <= 0 or index < first_phase:
             continue
         set_trainable(groups, n_trainable)
         set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), cfg.discriminative_factor))
+        done_before = list(history)
+
+        def save(progress: dict[str, Any], index: int = index, done_before: list = done_before) -> None:
+            _save_checkpoint({"format": CHECKPOINT_FORMAT, "phase": index, "progress": progress, "history": done_before,
+                              "seconds": time.perf_counter() - started, "model": model.state_dict(),
+                              "optimizer": optimizer.state_dict()})
+
         history += fit_language_model(
             model, optimizer, ids, offsets, train_docs, valid_rows,
             epochs=epochs, batch_size=cfg.batch_size, bptt=cfg.bptt_length, variable_bptt=cfg.variable_bptt,
@@ -192,6 +230,8 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
             activation_regularization=cfg.activation_regularization,
             temporal_activation_regularization=cfg.temporal_activation_regularization,
             rng=rng, device=device, dtype=dtype, phase=phase,
+            resume=resume["progress"] if resume and index == first_phase else None,
+            save=save if checkpoints.active() else None, save_every=cfg.checkpoint_minutes * 60,
         )
     set_trainable(groups, len(groups))
     model.eval()
@@ -211,6 +251,48 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
     )
 
 
+CHECKPOINT_FORMAT = 1  # bump when the saved training state changes shape; an older checkpoint is then ignored
+
+
+def _save_checkpoint(state: dict[str, Any]) -> None:
+    """Serialise the training state (tensors, numbers, strings only) into the runner's checkpoint scope;
+    under torchrun only process 0 writes."""
+    import io
+
+    import torch
+
+    from nlp_pipeline.models import distributed
+
+    if distributed.rank() != 0:
+        return
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    checkpoints.save_bytes(buffer.getvalue())
+
+
+def _load_checkpoint(model: Any, optimizer: Any, device: Any) -> dict[str, Any] | None:
+    """The checkpoint of this run's scope, with the model and optimizer restored from it; None when there is
+    none. Loaded with weights_only=True (no code runs); one that does not fit is logged and ignored."""
+    import io
+
+    import torch
+
+    data = checkpoints.load_bytes()
+    if data is None:
+        return None
+    try:
+        state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format') if isinstance(state, dict) else '?'}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:  # unreadable, another format, other shapes: start over rather than fail
+        log.warning("ignoring a checkpoint that does not fit this run (%s: %s); training from the start",
+                    type(exc).__name__, str(exc).splitlines()[0][:160] if str(exc) else "")
+        return None
+    return state
+
+
 def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
     from nlp_pipeline.models.batching import pad_id
     from nlp_pipeline.models.heads import LanguageModelNet
@@ -221,11 +303,20 @@ def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
     return LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
 
 
-def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized) -> LanguageModel:
-    """Train an LM from scratch on every document of `data` (minus the held-out slice)."""
+def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = None) -> LanguageModel:
+    """The LM named by cfg.weights (loaded, nothing trained), or, with weights = "none", an LM trained from
+    scratch on every document of `data` (minus the held-out slice)."""
     from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import training_session
 
+    if cfg.loads_weights:
+        from nlp_pipeline.models.lm_file import load_lm_folder, resolve_lm_path
+
+        lm = load_lm_folder(resolve_lm_path(cfg.weights))
+        lm.metrics = dict(lm.metrics, loaded_from=cfg.weights)
+        return lm
+    if data is None:
+        raise ConfigError('pretrain_lm.weights = "none" needs a general corpus: set pretrain_lm.corpus to a card, path or hf:NAME')
     if len(data) < 2:
         raise DataError("pretrain_lm needs at least 2 documents (one is held out for perplexity)")
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
@@ -283,6 +374,7 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         model = _new_model(cfg, data)
         metrics["initialisation"] = "random"
     else:
+        _warn_tokenizer_mismatch(pretrained.tokenizer, data.tokenizer)
         state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
         weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
                                            pretrained.vocab.itos, itos)
@@ -306,6 +398,20 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
             emb.copy_(torch.from_numpy(new))
         metrics.update(vectors_method=vectors.method, vectors_rows_initialised=copied)
     return model, metrics
+
+
+TOKENIZER_KEYS = ("lang", "rules", "add_bos", "mark_whitespace", "max_token_length")  # settings that change tokens
+
+
+def _warn_tokenizer_mismatch(pretrained: dict, target: dict) -> None:
+    """Log a warning when the pretrained LM's texts were tokenized otherwise than the target's: shared tokens
+    then mean different things (e.g. 'The' against 'the'), and transfer suffers silently."""
+    differ = [k for k in TOKENIZER_KEYS if k in pretrained and k in target and pretrained[k] != target[k]]
+    if differ:
+        log.warning(
+            "the pretrained language model was tokenized with other %s (%s) than this corpus (%s); tokens it shares "
+            "may mean other things: use the LM's tokenization settings, or pretrain one with yours",
+            "/".join(differ), ", ".join(f"{k}={pretrained[k]!r}" for k in differ), ", ".join(f"{k}={target[k]!r}" for k in differ))
 
 
 def finetune_language_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
@@ -353,23 +459,47 @@ def range_test(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageM
 
 
 def summarize(lm: LanguageModel) -> dict:
-    return {key: lm.metrics.get(key) for key in ("val_perplexity", "train_tokens", "seconds", "initialisation")}
+    """A few numbers for meta.json and the run's metrics; a loaded LM's training time is not this run's."""
+    keys = ("val_perplexity", "train_tokens", "initialisation", "loaded_from") if "loaded_from" in lm.metrics else \
+        ("val_perplexity", "train_tokens", "seconds", "initialisation")
+    return {key: lm.metrics[key] for key in keys if key in lm.metrics}
 
 
 def _describe(cfg: PretrainLmConfig) -> str:
+    if isinstance(cfg, PretrainLmConfig) and cfg.loads_weights:
+        return f"weights={cfg.weights}"
     return (f"{cfg.rnn_type} {cfg.embedding_dim}/{cfg.hidden_dim}x{cfg.num_layers}, {cfg.epochs} epochs, "
             f"lr={cfg.learning_rate:g}, precision={cfg.precision}")
 
 
-VOLATILE = ("device", "num_threads")  # and the number of torchrun processes, which no config field holds
+VOLATILE = ("device", "num_threads", "checkpoint_minutes")  # and the number of torchrun processes, which no config field holds
+
+
+def _pretrain_volatile(cfg: PretrainLmConfig) -> tuple[str, ...]:
+    """Loading weights: no field can change the output, not even where the folder is (its files' sha256 is
+    the key, so a moved folder stays cached). Training: `weights` cannot apply."""
+    if cfg.loads_weights:
+        return tuple(cfg.__dataclass_fields__)
+    return (*VOLATILE, "weights")
+
+
+def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
+    """The exported LM's files (sha256), when weights names one; nothing more when training."""
+    if not cfg.loads_weights:
+        return None
+    from nlp_pipeline.models.lm_file import lm_folder_fingerprint, resolve_lm_path
+
+    return lm_folder_fingerprint(resolve_lm_path(cfg.weights))
 
 PRETRAIN_STAGE = Stage(
     name="pretrain_lm",
     version=1,
     config=PretrainLmConfig,
     inputs={"data": "numericalization"},
+    optional=("data",),
     run=pretrain_language_model,
-    volatile=VOLATILE,
+    volatile=_pretrain_volatile,
+    fingerprint=_pretrain_fingerprint,
     collective=True,
     describe=_describe,
     summary=summarize,
