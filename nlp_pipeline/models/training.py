@@ -552,6 +552,10 @@ def fit_classifier(
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(row)
+            if distributed.rank() == 0:  # a line per epoch, also where no progress bar draws (a log file)
+                log.info("classifier stage %d/%d epoch %d/%d: train loss %.4f, validation %s %.4f, loss %.4f, %.0f s",
+                         stage_index + 1, len(stages), epoch + 1, epochs, row["train_loss"], primary, val_score, val_loss,
+                         row["seconds"])
             if (val_score, -val_loss) > (best[0], -best[1]):
                 best = (val_score, val_loss)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -75,7 +75,7 @@ class ClassifierConfig:
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
     validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
     validation_fraction: float = 0.1    # share of train carved for validation (of each label, for single-label targets)
-    patience: int = 0                   # stop a stage after this many epochs without a better validation score; 0 = never
+    patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
     blend_linear: bool = True           # (single-label targets) also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
     linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
     linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
