@@ -248,6 +248,20 @@ def test_max_documents_keeps_a_deterministic_stratified_sample(tiny_corpus_dir):
     assert load(tiny_corpus_dir, max_documents=4).texts == corpus.texts
 
 
+def test_max_labelled_keeps_few_labels_and_turns_the_rest_into_unlabelled_text(tmp_path):
+    folder = tmp_path / "few"
+    write_jsonl(folder / "train.jsonl", [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(10)])
+    write_jsonl(folder / "dev.jsonl", [{"text": f"d{i}", "label": "ab"[i % 2]} for i in range(4)])
+    write_jsonl(folder / "test.jsonl", [{"text": f"s{i}", "label": "ab"[i % 2]} for i in range(4)])
+    corpus = load(folder, max_labelled=4)
+    assert corpus.split_sizes() == {"train": 4, "test": 4, "unsup": 10}  # 6 train + 4 dev now unlabelled text
+    assert corpus.info["label_counts"]["train"] == {"a": 2, "b": 2}      # stratified by label
+    assert corpus.info["max_labelled"] == {"kept": 4, "unlabelled_now": 10}
+    assert len(corpus.texts) == 18 and load(folder, max_labelled=4).texts == corpus.texts
+    with pytest.raises(ConfigError, match="max_labelled is 1"):
+        CorpusConfig(source=str(folder), max_labelled=1).validate()
+
+
 def test_pure_helpers_worked_examples():
     assert stratified_split(["a", "b", "a", "b", "a", "b"], 0.34, 0) == [0, 5]
     assert stratified_split(["a", "b"], 0.5, 0) == []  # a label with one document stays in train

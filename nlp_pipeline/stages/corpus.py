@@ -79,6 +79,7 @@ class CorpusConfig:
     dev_size: float = 0.0            # share of train moved to dev (of each label for class targets) when the source has no dev split (0 = none: later stages carve their own)
     seed: int = 0                    # seed of those splits and of the max_documents sample
     max_documents: int | None = None  # keep a seeded sample of at most this many documents, stratified by split (and label, for class targets) (quick runs); None = all
+    max_labelled: int | None = None  # keep the labels of a seeded sample (stratified by label) of at most this many train documents; the other train and all dev documents become unlabelled text (few-label experiments); None = all
     target_type: str | None = None   # what a label is: "class", "multi_label" (a set of names) or "regression" (a number); None = the card's, else "class"
     label_separator: str = ","       # multi_label: a text cell is split on this ("a,b" -> {a, b}); list cells are taken as they are
 
@@ -95,6 +96,8 @@ class CorpusConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"corpus.{name} is {value}; it must be a fraction in [0, 1), e.g. 0.1")
+        if self.max_labelled is not None and self.max_labelled < 2:
+            raise ConfigError(f"corpus.max_labelled is {self.max_labelled}; give at least 2 labelled documents, or none for all")
         if self.max_documents is not None and self.max_documents < 1:
             raise ConfigError(f"corpus.max_documents is {self.max_documents}; give a positive number, or none for all documents")
         if self.target_type is not None and self.target_type not in TARGET_TYPES:
@@ -868,6 +871,11 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         labels = [labels[i] for i in keep]
         splits = [splits[i] for i in keep]
 
+    if cfg.max_labelled is not None:
+        labels, splits = _keep_labelled(labels, splits, cfg.max_labelled, cfg.seed, target_type)
+        info["max_labelled"] = {"kept": sum(1 for lab, sp in zip(labels, splits) if sp == "train" and lab is not None),
+                                "unlabelled_now": splits.count("unsup")}
+
     info["target_type"] = target_type
     scored = [s for s in SPLITS if s in splits and s != "unsup"]
     if target_type == "regression":
@@ -889,6 +897,23 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         name=plan.name,
         info=info,
     )
+
+
+def _keep_labelled(labels: list, splits: list[str], limit: int, seed: int, target_type: str) -> tuple[list, list[str]]:
+    """Few labels: a seeded sample of at most `limit` labelled train documents keeps its labels (stratified by
+    label for class targets); the other labelled train and dev documents move to unsup without their label,
+    as text for the language model. Test is untouched.
+
+    _keep_labelled(['a', 'b', 'a', 'b'], ['train'] * 4, 2, 0, 'class') -> one 'a' and one 'b' kept in train.
+    """
+    train = [i for i, (lab, sp) in enumerate(zip(labels, splits)) if sp == "train" and lab is not None]
+    groups = [labels[i] if target_type == "class" else "" for i in train]
+    kept = {train[j] for j in sample_documents(groups, limit, seed)} if len(train) > limit else set(train)
+    labels, splits = list(labels), list(splits)
+    for i, (lab, sp) in enumerate(zip(labels, splits)):
+        if lab is not None and ((sp == "train" and i not in kept) or sp == "dev"):
+            labels[i], splits[i] = None, "unsup"
+    return labels, splits
 
 
 def _names_in(labels: list, splits: list[str], split: str, target_type: str) -> set[str]:
