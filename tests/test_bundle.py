@@ -16,8 +16,9 @@ from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
 from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
-    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, _sha256, chunked, format_prediction,
+    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, chunked, format_prediction,
     save_bundle, snippet,
 )
 
@@ -70,7 +71,7 @@ def _rewrite(folder: Path, name: str, data: bytes) -> None:
     """Replace a file and record its new checksum, so only the content problem itself is left."""
     (folder / name).write_bytes(data)
     config = json.loads((folder / CONFIG_FILE).read_text())
-    config["files"][name] = _sha256(folder / name)
+    config["files"][name] = file_sha256(folder / name)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
 
 

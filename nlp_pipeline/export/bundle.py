@@ -31,7 +31,6 @@ character n-grams is format 3 too: a format 2 reader would silently drop them.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ import numpy as np
 from nlp_pipeline import __version__
 from nlp_pipeline.artifacts import ClassifierResult, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.hashing import file_sha256
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
 FORMAT_VERSION = 4                   # bumped when the layout or a file's meaning changes; loaders refuse others
@@ -63,14 +63,6 @@ EXPORT_HINT = "nlp-pipeline run --name NAME (writes runs/NAME/model/)"
 
 
 # --- writing ---------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -158,7 +150,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
             "linear": result.linear.settings() if result.linear is not None else None,
             "metrics": {split: {k: v for k, v in result.metrics[split].items() if k in METRIC_KEYS}
                         for split in ("validation", "test") if isinstance(result.metrics.get(split), dict)},
-            "files": {name: _sha256(tmp / name) for name in checked},
+            "files": {name: file_sha256(tmp / name) for name in checked},
         }
         _write_json(tmp / CONFIG_FILE, config)  # last: a folder with config.json is complete
         if out_dir.exists():
@@ -226,7 +218,7 @@ def _check_files(folder: Path, expected: Any, names: Sequence[str] = CHECKED_FIL
         path = folder / name
         if not path.is_file():
             raise MissingInputError(f"bundle {folder} has no {name}; the bundle is incomplete: re-export it with {EXPORT_HINT}")
-        if expected.get(name) != _sha256(path):
+        if expected.get(name) != file_sha256(path):
             raise DataError(f"bundle file {path} is corrupted (its sha256 differs from config.json's); "
                             f"re-export the bundle with {EXPORT_HINT}")
 

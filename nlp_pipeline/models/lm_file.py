@@ -14,7 +14,6 @@ config.json's, or with shapes that do not fit the architecture is refused with a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import numpy as np
 
 from nlp_pipeline.artifacts import LanguageModel, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.hashing import file_sha256
 
 FORMAT = "nlp-pipeline-language-model"
 FORMAT_VERSION = 1
@@ -58,14 +58,6 @@ def resolve_lm_path(value: str) -> Path:
                                     f"or set pretrain_lm.weights = \"none\" to pretrain one on pretrain_lm.corpus")
         return folder
     return Path(value).expanduser()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_safe(value: Any) -> Any:
@@ -126,7 +118,7 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
             "tokenizer": _json_safe(dict(lm.tokenizer)),
             "metrics": _json_safe(dict(lm.metrics)),
             "history": _json_safe(list(lm.history)),
-            "files": {name: _sha256(tmp / name) for name in FILES},
+            "files": {name: file_sha256(tmp / name) for name in FILES},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         for p in tmp.iterdir():
@@ -185,7 +177,7 @@ def lm_folder_fingerprint(path: str | Path) -> dict:
     folder = Path(path).expanduser()
     config = _read_config(folder)
     _check_files(folder, config)
-    return {"format_version": FORMAT_VERSION, "sha256": {**config["files"], CONFIG_FILE: _sha256(folder / CONFIG_FILE)}}
+    return {"format_version": FORMAT_VERSION, "sha256": {**config["files"], CONFIG_FILE: file_sha256(folder / CONFIG_FILE)}}
 
 
 def _check_files(folder: Path, config: dict) -> None:
@@ -193,7 +185,7 @@ def _check_files(folder: Path, config: dict) -> None:
         path = folder / name
         if not path.is_file():
             raise MissingInputError(f"{folder} has no {name}; the language model folder is incomplete: export it again")
-        if _sha256(path) != config["files"][name]:
+        if file_sha256(path) != config["files"][name]:
             raise DataError(f"{path} does not match the sha256 in {CONFIG_FILE} (corrupted or edited); export it again")
 
 
