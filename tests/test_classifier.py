@@ -80,7 +80,7 @@ def test_classifier_end_to_end_on_pang_lee(pang_lee, tmp_path):
 
 
 def test_classifier_uses_a_language_model_and_checks_its_vocabulary(pang_lee):
-    lm = pretrain_language_model(PretrainLmConfig(**{**TINY, "batch_size": 8}, bptt_length=10, epochs=1), pang_lee)
+    lm = pretrain_language_model(PretrainLmConfig(**{**TINY, "batch_size": 8}, bptt_length=10, epochs=1, weights="none"), pang_lee)
     cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2])
     result = train_classifier(cfg, pang_lee, lm)
     assert result.metrics["initialisation"] == "language model"

@@ -171,7 +171,7 @@ def test_export_vectors_and_projector(corpus_dir, tmp_path):
     assert len(metadata) == len(rows) + 1 and metadata[0] == "word\tfrequency"
 
 
-TINY_LM = ["--set", "embeddings.methods=[]", "--set", "pretrain_lm.corpus=none",
+TINY_LM = ["--set", "embeddings.methods=[]", "--set", "pretrain_lm.weights=none", "--set", "pretrain_lm.corpus=none",
            "--set", "finetune_lm.embedding_dim=8", "--set", "finetune_lm.hidden_dim=12", "--set", "finetune_lm.num_layers=1",
            "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5", "--set", "finetune_lm.epochs=1",
            "--set", "finetune_lm.frozen_epochs=0", "--set", "classifier.batch_size=4",

@@ -246,7 +246,7 @@ POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", 
             "brilliant fun", "wonderful and warm", "great fun for all"]
 NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
             "boring mess", "dull and cold", "terrible waste of time"]
-CLI_SETTINGS = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.corpus=none",
+CLI_SETTINGS = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none", "pretrain_lm.corpus=none",
                 "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12", "finetune_lm.num_layers=1",
                 "finetune_lm.batch_size=2", "finetune_lm.bptt_length=5", "finetune_lm.epochs=1", "finetune_lm.frozen_epochs=0",
                 "finetune_lm.precision=float32", "classifier.batch_size=4", "classifier.stage_epochs=[1, 1]",

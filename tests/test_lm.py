@@ -54,7 +54,7 @@ def lee() -> Numericalized:
 
 @pytest.fixture(scope="module")
 def pretrained(lee) -> LanguageModel:
-    cfg = PretrainLmConfig(**LEE, epochs=3, learning_rate=2e-2, dropout_scale=0.2, seed=0)
+    cfg = PretrainLmConfig(**LEE, epochs=3, learning_rate=2e-2, dropout_scale=0.2, seed=0, weights="none")
     return pretrain_language_model(cfg, lee)
 
 
@@ -136,7 +136,7 @@ def test_finetune_from_scratch_with_word_vectors():
 
 def test_gru_language_model_trains():
     docs = [["one", "two", "three", "four", "five"]] * 40
-    cfg = PretrainLmConfig(**{**TINY, "rnn_type": "gru"}, epochs=2, learning_rate=1e-2)
+    cfg = PretrainLmConfig(**{**TINY, "rnn_type": "gru"}, epochs=2, learning_rate=1e-2, weights="none")
     lm = pretrain_language_model(cfg, numericalize_docs(docs))
     assert lm.arch["rnn_type"] == "gru"
     assert lm.history[-1]["train_loss"] < lm.history[0]["train_loss"]
@@ -148,7 +148,7 @@ def test_bad_inputs_raise_one_line_errors():
     with pytest.raises(ConfigError, match="dropout_scale"):
         FinetuneLmConfig(input_dropout=0.5, dropout_scale=2.0).validate()
     with pytest.raises(DataError, match="batch_size"):
-        pretrain_language_model(PretrainLmConfig(**TINY, epochs=1), numericalize_docs([["a", "b"]] * 3))
+        pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none"), numericalize_docs([["a", "b"]] * 3))
 
 
 def test_split_documents_is_seeded_and_disjoint():
@@ -169,7 +169,7 @@ def test_stage_objects():
 
 def test_same_seed_same_model():
     docs = [["one", "two", "three", "four", "five", "six"]] * 30
-    cfg = PretrainLmConfig(**TINY, epochs=1, learning_rate=1e-2)
+    cfg = PretrainLmConfig(**TINY, epochs=1, learning_rate=1e-2, weights="none")
     threads, rng_state = torch.get_num_threads(), torch.random.get_rng_state()
     a = pretrain_language_model(cfg, numericalize_docs(docs))
     assert torch.get_num_threads() == threads  # the stage ran on 1 thread and gave the caller's setting back

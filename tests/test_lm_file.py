@@ -144,3 +144,18 @@ def test_export_lm_then_finetune_from_it(corpus_dir, tmp_path):  # noqa: F811 (f
     again = runner.invoke(main, ["export", "lm", "--corpus", str(corpus_dir), *FAST, *sets, "--set", "pretrain_lm.weights=none",
                                  "--set", f"pretrain_lm.corpus={general}", "--out", str(out)], env=env)
     assert again.exit_code != 0 and "already exists; pass --overwrite" in again.output
+
+
+def test_the_packaged_language_model_is_small_loads_and_matches_the_default_tokenizer():
+    from nlp_pipeline.models.lm_file import resolve_lm_path
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, settings_of
+
+    folder = resolve_lm_path("packaged")
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 40e6  # the limit for the repository
+    lm = load_lm_folder(folder)
+    assert lm.arch["rnn_type"] == "lstm" and len(lm.vocab) == lm.arch["vocab_size"] == 20000
+    assert lm.metrics["val_perplexity"] < 100 and lm.metrics["train_tokens"] > 3_000_000
+    expected = settings_of(TokenizationConfig())
+    assert {k: lm.tokenizer[k] for k in expected} == expected  # default runs tokenize as its texts were
+    ids = {inst.id: inst for inst in pipeline.instances(pipeline.load_config())}
+    assert ids["pretrain_lm"].inputs == {} and "corpus:general" not in ids  # the default fine-tunes it

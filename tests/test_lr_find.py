@@ -176,7 +176,7 @@ def test_cli_lr_find_through_the_pipeline(tmp_path):
     rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 != 3))
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 == 3))
-    sets = ["tokenization.workers=1", "numericalization.min_freq=1", "pretrain_lm.corpus=none", "embeddings.methods=[]",
+    sets = ["tokenization.workers=1", "numericalization.min_freq=1", "pretrain_lm.weights=none", "pretrain_lm.corpus=none", "embeddings.methods=[]",
             "finetune_lm.init_vectors=none", "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12",
             "finetune_lm.num_layers=1", "finetune_lm.batch_size=2", "finetune_lm.bptt_length=4", "finetune_lm.epochs=1",
             "finetune_lm.num_threads=1", "classifier.batch_size=4", "classifier.num_threads=1"]

@@ -121,9 +121,13 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
             "files": {name: file_sha256(tmp / name) for name in FILES},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
         for p in tmp.iterdir():
+            os.chmod(p, 0o666 & ~umask)  # as any file the user writes (mkdtemp and safetensors use 0600/0700)
             with open(p, "rb") as handle:
                 os.fsync(handle.fileno())
+        os.chmod(tmp, 0o777 & ~umask)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.rename(tmp, out_dir)

@@ -1019,8 +1019,10 @@ def summarize(corpus: Corpus) -> dict:
 
 
 def _volatile(cfg: CorpusConfig) -> tuple[str, ...]:
-    """A path source is left out of the key: the fingerprint covers the contents, so a moved folder stays cached."""
-    return ("source",) if _source_kind(cfg.source) == "path" else ()
+    """A path source is left out of the key: the fingerprint covers the contents, so a moved folder stays cached.
+    max_labelled at none changes nothing, and is left out so that adding it kept every corpus key."""
+    out = ("source",) if _source_kind(cfg.source) == "path" else ()
+    return out + (("max_labelled",) if cfg.max_labelled is None else ())
 
 
 STAGE = Stage(

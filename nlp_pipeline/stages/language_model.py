@@ -85,7 +85,7 @@ class LanguageModelConfig:
 
 @dataclass(frozen=True)
 class PretrainLmConfig(LanguageModelConfig):
-    weights: str = "none"               # "packaged" (the general-English LM shipped in the package), a folder from `export lm`, or "none" = train one on `corpus`
+    weights: str = "packaged"           # "packaged" (the general-English LM shipped in the package), a folder from `export lm`, or "none" = train one on `corpus`
     corpus: str = "enwiki_sample"       # with weights = "none": general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
     max_documents: int | None = None    # with weights = "none": pretrain on a seeded sample of at most this many documents; none = all
 
