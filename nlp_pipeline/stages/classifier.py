@@ -353,7 +353,9 @@ def summarize(result: ClassifierResult) -> dict:
     out = {f"val_{primary}": result.metrics.get("validation", {}).get(primary), f"test_{primary}": test.get(primary)}
     if result.target_type != "regression":
         out["test_macro_f1"] = test.get("macro_f1")
-    return dict(out, blend_weight=(result.metrics.get("blend") or {}).get("weight"), seconds=result.metrics.get("seconds"))
+    blend = result.metrics.get("blend") or {}
+    parts = {f"{part}_test_accuracy": value for part, value in (blend.get("test_accuracy") or {}).items() if part != "blend"}
+    return dict(out, blend_weight=blend.get("weight"), **parts, seconds=result.metrics.get("seconds"))
 
 
 STAGE = Stage(
