@@ -39,9 +39,9 @@ from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 
 RNN_TYPES = ("lstm", "gru")
-log = logging.getLogger("nlp_pipeline")
 SCHEDULES = ("stlr", "one_cycle", "constant")
 VECTOR_MISMATCH = ("error", "project")
+log = logging.getLogger("nlp_pipeline")
 
 
 @dataclass(frozen=True)
@@ -490,6 +490,7 @@ def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
     from nlp_pipeline.models.lm_file import lm_folder_fingerprint, resolve_lm_path
 
     return lm_folder_fingerprint(resolve_lm_path(cfg.weights))
+
 
 PRETRAIN_STAGE = Stage(
     name="pretrain_lm",
