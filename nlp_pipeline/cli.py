@@ -419,8 +419,10 @@ def export_vectors(corpus_source, text_field, label_field, target_type, encoding
 
 @export.command("lm")
 @config_options
-@click.option("--source", type=click.Choice(["pretrain_lm", "finetune_lm"]), default="pretrain_lm", show_default=True,
-              help="The general language model (pretrain_lm) or the one fine-tuned on the corpus (finetune_lm).")
+@click.option("--source", type=click.Choice(["pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward"]),
+              default="pretrain_lm", show_default=True,
+              help="The general language model (pretrain_lm) or the one fine-tuned on the corpus (finetune_lm); "
+                   "':backward' names the backward one (with --set classifier.direction=backward or both).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="Precision of the stored weights (float16: half the size).")
@@ -440,7 +442,8 @@ def export_lm(corpus_source, text_field, label_field, target_type, encoding, con
     click.echo(f"{source}: {report['parameters']:,} parameters ({report['dtype']}), vocabulary {report['vocab_size']:,}"
                + (f", validation perplexity {perplexity:.2f}" if isinstance(perplexity, (int, float)) else "")
                + f" -> {out} ({report['bytes'] / 1e6:.1f} MB)")
-    click.echo(f"use it with: --set pretrain_lm.weights={out}")
+    field = "backward_weights" if lm.arch.get("backward") else "weights"
+    click.echo(f"use it with: --set pretrain_lm.{field}={out}")
 
 
 @export.command("projector")

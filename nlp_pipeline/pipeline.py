@@ -75,6 +75,9 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     numericalization instances (ids ending in ":general"), with the target's tokenization and vocabulary
     settings, and pretrain_lm trains on it; those instances also exist when embeddings.general_corpus asks
     for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...).
+    classifier.direction = "backward" or "both" adds (or, for "backward", only builds) the backward chain
+    "pretrain_lm:backward" -> "finetune_lm:backward" (weights from pretrain_lm.backward_weights), which the
+    classifier reads as its input "lm_backward".
     """
     stage = STAGES
     target = [
@@ -82,10 +85,17 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
         Instance("numericalization", stage["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
     ]
-    pretrain = configs["pretrain_lm"]
+    pretrain, finetune, classify = configs["pretrain_lm"], configs["finetune_lm"], configs["classifier"]
+    for section, cfg in (("pretrain_lm", pretrain), ("finetune_lm", finetune)):
+        if cfg.backward:
+            raise ConfigError(f"{section}.backward is set by the pipeline, not by hand; for a backward language model "
+                              f"set classifier.direction = \"backward\" (or \"both\" for a forward + backward ensemble)")
+    chains = [pretrain] if classify.direction != "backward" else []
+    if classify.direction != "forward":
+        chains.append(_backward_chain(pretrain))
     emb = configs["embeddings"]
     general_source = pretrain.corpus
-    trains_lm = not pretrain.loads_weights and general_source.lower() != "none"
+    trains_lm = any(not p.loads_weights for p in chains) and general_source.lower() != "none"
     general: list[Instance] = []
     context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
     if general_source.lower() != "none" and (trains_lm or emb.general_corpus):
@@ -105,27 +115,45 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         if emb.general_corpus and general:
             inputs["general"] = "tokenization:general"
         vectors.append(Instance(f"embeddings:{method}", stage["embeddings"], dataclasses.replace(emb, method=method), inputs))
-    finetune_inputs = {"data": "numericalization"}
-    if trains_lm or pretrain.loads_weights:
-        finetune_inputs["pretrained"] = "pretrain_lm"
-    init = configs["finetune_lm"].init_vectors
-    if init.lower() != "none":
-        if init not in emb.methods:
-            raise ConfigError(
-                f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
-            )
-        finetune_inputs["vectors"] = f"embeddings:{init}"
+    init = finetune.init_vectors
+    if init.lower() != "none" and init not in emb.methods:
+        raise ConfigError(
+            f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
+        )
     language = []
-    if pretrain.loads_weights:
-        language.append(Instance("pretrain_lm", stage["pretrain_lm"], pretrain, {},
-                                 f"pretrain_lm.weights = {pretrain.weights!r} ('none' trains one on pretrain_lm.corpus)"))
-    elif trains_lm:
-        language.append(Instance("pretrain_lm", stage["pretrain_lm"], pretrain, {"data": "numericalization:general"}, context))
-    language += [
-        Instance("finetune_lm", stage["finetune_lm"], configs["finetune_lm"], finetune_inputs),
-        Instance("classifier", stage["classifier"], configs["classifier"], {"data": "numericalization", "lm": "finetune_lm"}),
-    ]
+    classifier_inputs = {"data": "numericalization"}
+    for chain in chains:
+        suffix = ":backward" if chain.backward else ""
+        weights_field = "backward_weights" if chain.backward else "weights"
+        finetune_inputs = {"data": "numericalization"}
+        if chain.loads_weights:
+            language.append(Instance(f"pretrain_lm{suffix}", stage["pretrain_lm"], chain, {},
+                                     f"pretrain_lm.{weights_field} = {chain.weights!r} ('none' trains one on pretrain_lm.corpus)"))
+            finetune_inputs["pretrained"] = f"pretrain_lm{suffix}"
+        elif general_source.lower() != "none":
+            language.append(Instance(f"pretrain_lm{suffix}", stage["pretrain_lm"], chain, {"data": "numericalization:general"},
+                                     context))
+            finetune_inputs["pretrained"] = f"pretrain_lm{suffix}"
+        if init.lower() != "none":
+            finetune_inputs["vectors"] = f"embeddings:{init}"
+        language.append(Instance(f"finetune_lm{suffix}", stage["finetune_lm"],
+                                 dataclasses.replace(finetune, backward=chain.backward), finetune_inputs))
+        classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
+    language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+
+
+def _backward_chain(pretrain: Any) -> Any:
+    """The pretrain_lm config of the backward chain: backward, weights from backward_weights ("auto" follows
+    weights when that is "packaged" or "none"; an exported forward LM has no backward twin to follow)."""
+    weights = pretrain.backward_weights
+    if weights.lower() == "auto":
+        if pretrain.weights.lower() not in ("packaged", "none"):
+            raise ConfigError(f"pretrain_lm.weights = {pretrain.weights!r} is a forward language model; a backward classifier "
+                              f"also needs pretrain_lm.backward_weights: a backward LM folder (export lm --source "
+                              f"pretrain_lm:backward), \"packaged\" or \"none\"")
+        weights = pretrain.weights.lower()
+    return dataclasses.replace(pretrain, backward=True, weights=weights)
 
 
 def show(configs: dict[str, Any], store: ArtifactStore) -> list[PlanEntry]:

@@ -18,7 +18,7 @@ from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
-    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, chunked, format_prediction,
+    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, NB_VERSION, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, chunked, format_prediction,
     save_bundle, snippet,
 )
 
@@ -427,7 +427,7 @@ def test_a_linear_model_with_nb_scaling_round_trips_as_format_4(tmp_path):
     assert len(result.linear.nb_ratio) == len(result.linear.idf)
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["format_version"] == FORMAT_VERSION == 4 and config["linear"]["nb"] is True
+    assert config["format_version"] == NB_VERSION == 4 and config["linear"]["nb"] is True
     loaded = Classifier.load(folder, num_threads=1)
     np.testing.assert_array_equal(loaded.linear.nb_ratio, result.linear.nb_ratio)
     texts = ["a wonderful film", "dull and boring", "superbly moving", ""]

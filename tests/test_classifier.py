@@ -300,3 +300,37 @@ def test_multi_label_and_regression_learn_real_trec6_questions():
     values = np.array([15.0 if row["label"] == "NUM" else 5.0 for row in rows], np.float32)
     regression = train_classifier(cfg, _as_target(data, values, ["num_score"], "regression"))
     assert regression.metrics["test"]["r2"] > 0.5, regression.metrics["test"]  # the mean predictor scores 0
+
+
+def test_both_directions_train_a_forward_and_a_backward_member_from_their_own_lms(pang_lee):
+    lm_cfg = PretrainLmConfig(**{**TINY, "batch_size": 8}, bptt_length=10, epochs=1, weights="none")
+    forward_lm = pretrain_language_model(lm_cfg, pang_lee)
+    backward_lm = pretrain_language_model(dataclasses.replace(lm_cfg, backward=True), pang_lee)
+    assert backward_lm.arch["backward"] is True and "backward" not in forward_lm.arch
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2, blend_linear=False)
+    forward = train_classifier(cfg, pang_lee, forward_lm)
+    both = train_classifier(dataclasses.replace(cfg, direction="both"), pang_lee, forward_lm, backward_lm)
+    assert both.arch["backward_members"] == [False, True]
+    assert [row["direction"] for row in both.metrics["members"]] == ["forward", "backward"]
+    assert set(both.metrics["directions"]) == {"forward", "backward", "both"}
+    # the forward member is the forward classifier; the backward one starts from the backward LM's encoder
+    first = {k[len("members.0."):]: v for k, v in both.state_dict.items() if k.startswith("members.0.")}
+    assert all(np.allclose(first[k], forward.state_dict[k], atol=1e-6) for k in forward.state_dict)
+    assert both.metrics["directions"]["forward"] == forward.metrics["validation"]["accuracy"]
+    model = load_classifier(both)
+    docs = [np.asarray(pang_lee.doc_ids(i)) for i in both.test_indexes]
+    each = [classify_ids(member, docs, both) for member in model.members]
+    np.testing.assert_allclose(both.test_probabilities, (each[0] + each[1]) / 2, atol=1e-6)
+    # a backward classifier from a forward LM (or the other way round) is refused
+    with pytest.raises(DataError, match="backward classifier was given a forward language model"):
+        train_classifier(dataclasses.replace(cfg, direction="backward"), pang_lee, None, forward_lm)
+    with pytest.raises(ConfigError, match="direction"):
+        ClassifierConfig(direction="sideways").validate()
+
+
+def test_direction_forward_keeps_the_keys_it_had_before_the_field_existed():
+    cfg = ClassifierConfig()
+    payload = STAGE.key_payload(cfg, {"data": "d", "lm": "l"})
+    assert "direction" not in payload["config"]
+    both = STAGE.key_payload(dataclasses.replace(cfg, direction="both"), {"data": "d", "lm": "l", "lm_backward": "b"})
+    assert both["config"]["direction"] == "both"

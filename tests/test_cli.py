@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -273,3 +274,27 @@ def test_the_target_type_choices_are_the_artifacts():
 
     option = next(o for o in main.commands["run"].params if o.name == "target_type")
     assert tuple(option.type.choices) == TARGET_TYPES
+
+
+def test_both_directions_end_to_end_the_bundle_predicts_like_the_run(corpus_dir, tmp_path):
+    """classifier.direction = both without pretraining: two fine-tuned LMs, one classifier of each direction,
+    a report, and a bundle whose predictions are the run's test probabilities."""
+    args = ["--corpus", str(corpus_dir), *FAST, *TINY_LM, "--set", "classifier.direction=both",
+            "--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]
+    ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    assert "finetune_lm:backward" in ran.stderr
+    run_dir = tmp_path / "runs" / "tiny"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"finetune_lm", "finetune_lm:backward", "classifier"} <= set(metrics)
+    assert json.loads((run_dir / "model" / "config.json").read_text())["format_version"] == 5
+    from nlp_pipeline.export.bundle import Classifier
+    from nlp_pipeline.core.store import ArtifactStore
+
+    result = ArtifactStore(tmp_path / "cache").load("classifier", metrics["classifier"]["key"])
+    texts = [json.loads(line)["text"] for line in (corpus_dir / "test.jsonl").read_text().splitlines()]
+    probs = Classifier.load(run_dir / "model", num_threads=1).predict_proba(texts)
+    np.testing.assert_allclose(probs, result.test_probabilities, atol=1e-5)
+    exported = _invoke(["export", "lm", *args, "--source", "finetune_lm:backward", "--out", str(tmp_path / "bwd")], tmp_path)
+    assert exported.exit_code == 0, exported.output
+    assert "--set pretrain_lm.backward_weights=" in exported.stdout

@@ -159,3 +159,47 @@ def test_the_packaged_language_model_is_small_loads_and_matches_the_default_toke
     assert {k: lm.tokenizer[k] for k in expected} == expected  # default runs tokenize as its texts were
     ids = {inst.id: inst for inst in pipeline.instances(pipeline.load_config())}
     assert ids["pretrain_lm"].inputs == {} and "corpus:general" not in ids  # the default fine-tunes it
+
+
+def test_a_backward_lm_travels_with_its_direction_and_is_refused_where_a_forward_one_belongs(lm, tmp_path):
+    rng = np.random.default_rng(0)
+    data = numericalize_docs([list(rng.choice(WORDS, size=12)) for _ in range(30)])
+    backward = pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none", backward=True), data)
+    save_lm_folder(backward, tmp_path / "bwd")
+    save_lm_folder(lm, tmp_path / "fwd")
+    assert json.loads((tmp_path / "bwd" / CONFIG_FILE).read_text())["arch"]["backward"] is True
+    assert "backward" not in json.loads((tmp_path / "fwd" / CONFIG_FILE).read_text())["arch"]  # forward files unchanged
+    assert load_lm_folder(tmp_path / "bwd").arch["backward"] is True
+    both = PretrainLmConfig(weights=str(tmp_path / "fwd"), backward=True)
+    with pytest.raises(ConfigError, match="is a forward language model, but this chain reads texts backward"):
+        pretrain_language_model(both)
+    # the same folder as forward and as backward weights gives two keys
+    forward_key = PRETRAIN_STAGE.key(PretrainLmConfig(weights=str(tmp_path / "fwd")), {})
+    assert PRETRAIN_STAGE.key(both, {}) != forward_key
+
+
+def test_classifier_direction_builds_the_backward_chain_and_backward_cannot_be_set_by_hand(tmp_path, lm):
+    save_lm_folder(lm, tmp_path / "lm")
+    sets = [f"pretrain_lm.weights={tmp_path / 'lm'}", f"pretrain_lm.backward_weights={tmp_path / 'lm'}", "embeddings.methods=[]"]
+    forward = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=sets))}
+    both = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=[*sets, "classifier.direction=both"]))}
+    assert "finetune_lm:backward" not in forward
+    assert both["finetune_lm:backward"].inputs["pretrained"] == "pretrain_lm:backward"
+    assert both["pretrain_lm:backward"].config.backward and both["finetune_lm:backward"].config.backward
+    assert both["classifier"].inputs == {"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm:backward"}
+    backward = {i.id for i in pipeline.instances(pipeline.load_config(sets=[*sets, "classifier.direction=backward"]))}
+    assert "finetune_lm" not in backward and "finetune_lm:backward" in backward
+    for section in ("pretrain_lm", "finetune_lm"):
+        with pytest.raises(ConfigError, match=f"{section}.backward is set by the pipeline.*classifier.direction"):
+            pipeline.instances(pipeline.load_config(sets=[*sets, f"{section}.backward=true"]))
+
+
+def test_backward_weights_auto_follows_packaged_or_none_but_not_a_folder(tmp_path, lm):
+    save_lm_folder(lm, tmp_path / "lm")
+    none = pipeline.load_config(sets=["pretrain_lm.weights=none", "classifier.direction=both", "embeddings.methods=[]"])
+    ids = {i.id: i for i in pipeline.instances(none)}
+    assert ids["pretrain_lm:backward"].config.weights == "none"
+    assert ids["pretrain_lm:backward"].inputs == {"data": "numericalization:general"}
+    folder = pipeline.load_config(sets=[f"pretrain_lm.weights={tmp_path / 'lm'}", "classifier.direction=both"])
+    with pytest.raises(ConfigError, match="also needs pretrain_lm.backward_weights"):
+        pipeline.instances(folder)

@@ -183,6 +183,39 @@ def test_classifier_output_does_not_depend_on_padding():
     assert len(model.layer_groups()) == 5  # embedding, 3 layers, head
 
 
+def test_a_backward_classifier_reads_the_reversed_document_and_ignores_padding():
+    from nlp_pipeline.models.heads import reverse_padded
+
+    ids = torch.tensor([[2, 7], [5, 1], [6, 1]])  # (T=3, B=2); the second document is one id then pads
+    assert reverse_padded(ids, torch.tensor([3, 1])).tolist() == [[6, 7], [5, 1], [2, 1]]
+    torch.manual_seed(0)
+    forward = ClassifierNet(tiny_encoder(), num_classes=3).eval()
+    backward = ClassifierNet(forward.encoder, num_classes=3, backward=True).eval()
+    backward.head.load_state_dict(forward.head.state_dict())
+    doc = torch.tensor([[2], [5], [6]])
+    padded = torch.cat([doc, torch.full((4, 1), 1)])
+    # the backward net on a document answers as the forward net on the document flipped by hand
+    assert torch.allclose(backward(padded, torch.tensor([3])), forward(doc.flip(0), torch.tensor([3])), atol=1e-6)
+    vectors = [net.document_vectors(doc, torch.tensor([3])) for net in (forward, backward)]
+    assert (vectors[0] - vectors[1]).abs().max() > 1e-5  # (equal inputs would give equal vectors, to the last bit)
+    assert backward.arch()["backward"] is True and "backward" not in forward.arch()
+
+
+def test_an_ensemble_of_both_directions_rebuilds_from_its_arch():
+    from nlp_pipeline.models.heads import ClassifierEnsemble, build_classifier
+
+    torch.manual_seed(0)
+    pair = ClassifierEnsemble([ClassifierNet(tiny_encoder(), 2), ClassifierNet(tiny_encoder(), 2, backward=True)])
+    arch = pair.arch()
+    assert arch["backward_members"] == [False, True] and "backward" not in arch
+    rebuilt = build_classifier(arch)
+    assert [m.backward for m in rebuilt.members] == [False, True]
+    rebuilt.load_state_dict(pair.state_dict())
+    rebuilt.eval(), pair.eval()
+    ids, lengths = torch.tensor([[2, 3], [5, 4], [6, 1]]), torch.tensor([3, 2])
+    assert torch.allclose(rebuilt.predict(ids, lengths), pair.predict(ids, lengths), atol=1e-6)
+
+
 # --- batching ---------------------------------------------------------------------------------------------
 def test_stream_layout_and_windows_are_exact():
     rows = batching.layout_stream(np.arange(20), 2)
@@ -210,6 +243,13 @@ def test_variable_bptt_lengths_cover_the_stream():
 def test_concat_documents_in_given_order():
     out = batching.concat_documents(np.array([5, 6, 7, 8]), np.array([0, 1, 4]), np.array([1, 0]))
     assert out.tolist() == [6, 7, 8, 5] and out.dtype == np.int64
+
+
+def test_reverse_documents_flips_each_document_in_place():
+    out = batching.reverse_documents(np.array([5, 6, 7, 8, 9]), np.array([0, 1, 4, 4, 5]))  # one empty document
+    assert out.tolist() == [5, 8, 7, 6, 9]
+    ids, offsets = np.arange(100), np.array([0, 3, 40, 41, 100])
+    assert np.array_equal(batching.reverse_documents(batching.reverse_documents(ids, offsets), offsets), ids)
 
 
 def test_pad_batch_pads_at_the_end_and_truncates():

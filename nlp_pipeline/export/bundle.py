@@ -46,9 +46,10 @@ from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
-FORMAT_VERSION = 4                   # bumped when the layout or a file's meaning changes; loaders refuse others
-READABLE_VERSIONS = (1, 2, 3, 4)     # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all
-                                     # single-label); 3 = before NB scaling of the linear model
+FORMAT_VERSION = 5                   # bumped when the layout or a file's meaning changes; loaders refuse others
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all
+                                     # single-label); 3 = before NB scaling of the linear model; 4 = before backward members
+NB_VERSION = 4                       # a linear model with NB scaling (and forward RNN members only)
 SINGLE_LABEL_VERSION = 2             # what a single-label bundle (without character n-grams) is written as: older readers load it
 CHARS_VERSION = 3                    # a linear model with character n-grams, or a multi-label/regression target
 METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
@@ -92,10 +93,13 @@ def _is_bundle_dir(path: Path) -> bool:
 
 def _format_version(result: ClassifierResult) -> int:
     """The oldest format that holds the result, so older readers load what they can read right: an older reader
-    would silently ignore character n-grams (format 2) or NB scaling (format 3) and predict something else."""
+    would silently ignore character n-grams (format 2), NB scaling (format 3) or backward members (format 4) and
+    predict something else."""
     linear = result.linear  # a LinearModel unpickled from an older cache has both fields (its __setstate__)
+    if result.arch.get("backward") or any(result.arch.get("backward_members", ())):
+        return FORMAT_VERSION  # an older reader would feed the backward net its text left to right
     if linear is not None and len(linear.nb_ratio):
-        return FORMAT_VERSION
+        return NB_VERSION
     if result.target_type != "class" or (linear is not None and linear.char_ngrams):
         return CHARS_VERSION
     return SINGLE_LABEL_VERSION

@@ -41,7 +41,8 @@ CONFUSION_FILE = "confusion_matrix.png"
 SCATTER_FILE = "predicted_vs_true.png"
 CURVES_FILE = "training_curves.png"
 WRONG_FILE = "most_wrong.jsonl"
-REPORT_ARTIFACTS = ("corpus", "lsa", "pretrain_lm", "finetune_lm", "classifier")  # instance ids a run report reads
+LM_IDS = ("pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward")
+REPORT_ARTIFACTS = ("corpus", "lsa", *LM_IDS, "classifier")  # instance ids a run report reads
 HEADLINE = {  # target type -> the scores table's columns: (key in targets.score(...), column name)
     "class": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
     "multi_label": (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("subset_accuracy", "subset accuracy"),
@@ -340,7 +341,8 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     details = [f"validation {primary_name(target_type)} {_cell(validation.get(primary))} "
                f"({validation.get('source', 'validation set')})"]
     for row in classifier.metrics.get("members") or ([selected] if selected else []):
-        member = f"member {row['member']}'s " if "member" in row else ""
+        way = f" ({row['direction']})" if "direction" in row else ""
+        member = f"member {row['member']}{way}'s " if "member" in row else ""
         details.append(f"{member}best epoch: stage {row.get('stage')} epoch {row.get('epoch')}")
     for key, label in (("initialisation", "encoder from"), ("train_documents", "training documents"),
                        ("seconds", "training seconds"), ("device", "device"), ("precision", "precision")):
@@ -383,14 +385,21 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
         lines.append("No language model in this run (the classifier's encoder started from random weights).")
     lines += ["", "### Classifier epochs", ""]
     members = any("member" in r for r in classifier.history)
-    if members:
+    directions = classifier.metrics.get("directions")
+    if members and directions:
+        scores = ", ".join(f"{way} {_cell(directions.get(way))}" for way in ("forward", "backward", "both"))
+        lines += [f"An ensemble of {classifier.arch.get('members')} classifiers, forward and backward (each from its own "
+                  f"language model; ULMFiT's bidirectional ensemble); the curves show the first, the table all. Each "
+                  f"member keeps its best epoch. Validation {primary_name(target_type)} of the RNN part: {scores}.", ""]
+    elif members:
         lines += [f"An ensemble of {classifier.arch.get('members')} classifiers (seeds seed, seed + 1, ...); the "
                   "curves show the first, the table all. Each member keeps its best epoch.", ""]
     column = "val_" + primary
+    way = (lambda r: [f"{r.get('member')} ({r['direction']})" if "direction" in r else r.get("member")])
     lines += _table((["member"] if members else []) +
                     ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss",
                      f"val {primary_name(target_type)}", "seconds"],
-                    [([r.get("member")] if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
+                    [(way(r) if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
                       f"{r['learning_rate']:g}" if isinstance(r.get("learning_rate"), (int, float)) else None,
                       r.get("train_loss"), r.get("val_loss"), r.get(column), _seconds(r.get("seconds"))]
                      for r in classifier.history])
@@ -457,12 +466,12 @@ def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier
 
 def write_run_report(run_dir: str | Path, artifacts: dict[str, Any]) -> list[Path]:
     """write_report from a run's artifacts by instance id (RunResult.artifacts of a run that kept
-    REPORT_ARTIFACTS): "classifier" is required; "corpus", "pretrain_lm", "finetune_lm", "lsa" are used when there."""
+    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS) and "lsa" are used when there."""
     classifier = artifacts.get("classifier")
     if classifier is None:
         raise MissingInputError("the report needs the classifier artifact; run the pipeline through the classifier stage")
     corpus = artifacts.get("corpus")
     lsa = artifacts.get("lsa")
-    models = {name: artifacts[name] for name in ("pretrain_lm", "finetune_lm") if artifacts.get(name) is not None}
+    models = {name: artifacts[name] for name in LM_IDS if artifacts.get(name) is not None}
     return write_report(run_dir, list(corpus.texts) if corpus is not None else None, classifier, models,
                         dict(lsa.metrics) if lsa is not None else None)

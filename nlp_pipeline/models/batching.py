@@ -6,6 +6,8 @@
 - Classifier: "sortish" batches (fastai's SortishSampler idea): a shuffled order is cut into chunks of
   `chunk_batches` batches, each chunk sorted by length, so a batch holds documents of similar length (little
   padding) while batch composition still changes every epoch. Padding goes at the END of each document.
+- Backward (ULMFiT's backward LM): reverse_documents flips every document before the stream is cut; the
+  classifier's nets flip their padded batches themselves (models/heads.reverse_padded).
 Limits: the stream drops the last len % batch_size tokens; documents longer than max_length are truncated
 to their first max_length tokens (fine for sentences and paragraphs; long reviews lose their ends).
 - Several processes (models/distributed.py): every process builds the same stream or batches (same seed)
@@ -42,6 +44,18 @@ def concat_documents(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) ->
     # index of every output token: its document's start plus its position inside the document
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return ids[np.repeat(starts, lengths) + within].astype(np.int64)
+
+
+def reverse_documents(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Every document's ids in reverse order, documents in place (what a backward language model reads).
+
+    reverse_documents(np.array([5, 6, 7, 8]), np.array([0, 1, 4])) -> array([5, 8, 7, 6])
+    """
+    ids, offsets = np.asarray(ids), np.asarray(offsets)
+    lengths = np.diff(offsets)
+    starts = np.repeat(offsets[:-1], lengths)
+    within = np.arange(len(ids)) - starts            # position of each id inside its document
+    return ids[starts + np.repeat(lengths, lengths) - 1 - within]
 
 
 def layout_stream(stream: np.ndarray, batch_size: int) -> np.ndarray:

@@ -11,7 +11,8 @@
   (artifacts.TARGET_TYPES) sets the loss and what `predict` returns: softmax probabilities and cross-entropy
   (class), per-label sigmoid probabilities and binary cross-entropy (multi_label), or one value and squared
   error on the target standardised by the training mean and std, returned in the target's units (regression).
-- ClassifierEnsemble: several ClassifierNets whose predictions (probabilities or values) are averaged.
+  A backward ClassifierNet (its encoder from a backward LM) flips each document's real tokens before encoding.
+- ClassifierEnsemble: several ClassifierNets (forward, backward or both) whose predictions are averaged.
 Limits: full softmax only (no sampled/adaptive softmax); one regression target per model.
 """
 
@@ -154,6 +155,17 @@ class LanguageModelNet(nn.Module):
         return {**encoder_arch(self.encoder), "tie_weights": self.tie_weights}
 
 
+def reverse_padded(ids: Tensor, lengths: Tensor) -> Tensor:
+    """Each column's first `length` ids in reverse order, padding left at the end: ids (T, B), lengths (B,).
+
+    [[1, 4], [2, 0], [3, 0]] with lengths [3, 1] (0 = pad) -> [[3, 4], [2, 0], [1, 0]]
+    """
+    steps = torch.arange(ids.shape[0], device=ids.device)[:, None]  # (T, 1)
+    source = lengths[None, :].to(ids.device) - 1 - steps             # (T, B): where step t reads from
+    inside = source >= 0
+    return torch.where(inside, ids.gather(0, source.clamp(min=0)), ids)
+
+
 def concat_pool(outputs: Tensor, lengths: Tensor) -> Tensor:
     """[output at the last real step, max over real steps, mean over real steps] of each sequence.
 
@@ -192,7 +204,7 @@ class ClassifierNet(nn.Module):
 
     def __init__(self, encoder: AwdEncoder, num_classes: int, head_hidden_dim: int = 50,
                  head_dropouts: tuple[float, float] = (0.4, 0.1), target_type: str = "class",
-                 target_scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5):
+                 target_scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5, backward: bool = False):
         super().__init__()
         if target_type not in TARGET_TYPES:
             raise ValueError(f"target_type must be one of {TARGET_TYPES}, got {target_type!r}")
@@ -204,10 +216,16 @@ class ClassifierNet(nn.Module):
         self.target_type = target_type
         self.target_mean, self.target_std = float(target_scale[0]), float(target_scale[1])
         self.threshold = float(threshold)  # multi-label: a label is predicted at p >= this (chosen on validation)
+        self.backward = bool(backward)  # reads each document right to left (an encoder from a backward LM)
+
+    def _encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        if self.backward:
+            ids = reverse_padded(ids, lengths)
+        outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
+        return outputs
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
-        return self.head(outputs, lengths)  # (B, C)
+        return self.head(self._encode(ids, lengths), lengths)  # (B, C)
 
     def transform(self, logits: Tensor) -> Tensor:
         """Logits (B, C) -> class probabilities, per-label probabilities, or values in the target's units."""
@@ -244,8 +262,7 @@ class ClassifierNet(nn.Module):
 
     def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """The concat-pooled encoder output the head classifies: (B, 3E)."""
-        outputs, _ = self.encoder(ids)  # (T, B, E)
-        return concat_pool(outputs, lengths)  # (B, 3E)
+        return concat_pool(self._encode(ids, lengths), lengths)  # (B, 3E)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[[embedding], [layer 0], ..., [layer n-1], [head]] (fastai's classifier split)."""
@@ -258,13 +275,15 @@ class ClassifierNet(nn.Module):
             arch.update(target_mean=self.target_mean, target_std=self.target_std)
         if self.target_type == "multi_label":
             arch["threshold"] = self.threshold
+        if self.backward:
+            arch["backward"] = True
         return arch
 
 
 class ClassifierEnsemble(nn.Module):
-    """n ClassifierNets trained apart (seeds seed, seed + 1, ...) that answer together: predict returns the mean
-    of the members' predictions (probabilities or values). Document vectors and `encoder` are the first
-    member's. Its state_dict names are "members.<i>.<ClassifierNet name>". It has no forward (the members' logits
+    """n ClassifierNets trained apart (seeds seed, seed + 1, ...; forward, backward or both directions) that answer
+    together: predict returns the mean of the members' predictions (probabilities or values). Document vectors
+    and `encoder` are the first member's. Its state_dict names are "members.<i>.<ClassifierNet name>". It has no forward (the members' logits
     do not average into one meaningful set): call predict."""
 
     def __init__(self, members: list[ClassifierNet]):
@@ -295,7 +314,11 @@ class ClassifierEnsemble(nn.Module):
         return self.members[0].document_vectors(ids, lengths)
 
     def arch(self) -> dict[str, Any]:
-        return {**self.members[0].arch(), "members": len(self.members)}
+        arch = {**self.members[0].arch(), "members": len(self.members)}
+        arch.pop("backward", None)
+        if any(m.backward for m in self.members):
+            arch["backward_members"] = [m.backward for m in self.members]
+        return arch
 
 
 def embedding_weight(state: dict[str, Any]) -> Any:
@@ -318,10 +341,13 @@ def build_classifier(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.
                      head_dropouts: tuple[float, float] = (0.0, 0.0)) -> ClassifierNet | ClassifierEnsemble:
     """Rebuild a ClassifierNet (or a ClassifierEnsemble when arch["members"] > 1) from `arch` (their arch());
     load weights separately."""
-    def one() -> ClassifierNet:
+    def one(backward: bool) -> ClassifierNet:
         return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts,
                              arch.get("target_type", "class"), (arch.get("target_mean", 0.0), arch.get("target_std", 1.0)),
-                             arch.get("threshold", 0.5))
+                             arch.get("threshold", 0.5), backward)
 
     members = int(arch.get("members", 1))
-    return ClassifierEnsemble([one() for _ in range(members)]) if members > 1 else one()
+    backward = list(arch.get("backward_members", [bool(arch.get("backward", False))] * members))
+    if len(backward) != members:
+        raise ValueError(f"arch lists {len(backward)} member directions for {members} members")
+    return ClassifierEnsemble([one(b) for b in backward]) if members > 1 else one(backward[0])

@@ -7,7 +7,8 @@
 Takes a LanguageModel artifact (an AWD-LSTM/GRU with tied or untied decoder); writes the weights in
 safetensors (float16 by default: half the bytes, about 3 decimal digits kept; float32 on request), the
 vocabulary as a JSON list, and config.json holding the architecture, the tokenizer settings, the training
-metrics and each file's sha256. The tied decoder weight is stored once (it is the embedding).
+metrics and each file's sha256 (arch.backward = true marks an LM that reads texts right to left). The tied
+decoder weight is stored once (it is the embedding).
 Limits: one format version (1); a folder of another version, with a file whose sha256 differs from
 config.json's, or with shapes that do not fit the architecture is refused with a one-line DataError.
 """
@@ -36,26 +37,31 @@ CONFIG_FILE = "config.json"
 FILES = (WEIGHTS_FILE, VOCAB_FILE)            # checksummed in config.json
 ARCH_FIELDS = {"vocab_size": int, "embedding_dim": int, "hidden_dim": int, "num_layers": int, "rnn_type": str,
                "pad_id": int, "tie_weights": bool}
+OPTIONAL_ARCH_FIELDS = {"backward": bool}     # written only when true
 MAX_DIM = 1 << 16                             # larger sizes are not a model this package trains: a damaged file
 MAX_VOCAB = 1 << 22
 
 
 PACKAGED = "packaged"                        # pretrain_lm.weights value naming the LM shipped in this package
 PACKAGED_DIR = ("pretrained", "general_en")   # its folder inside the nlp_pipeline package
+PACKAGED_BACKWARD_DIR = ("pretrained", "general_en_backward")  # the backward one (classifier.direction = backward/both)
 
 
-def resolve_lm_path(value: str) -> Path:
-    """The folder a pretrain_lm.weights value names: "packaged" -> the package's own LM, else the path itself.
+def resolve_lm_path(value: str, backward: bool = False) -> Path:
+    """The folder a pretrain_lm.weights value names: "packaged" -> the package's own LM (its backward one with
+    backward=True), else the path itself.
 
     resolve_lm_path("~/lms/x") -> Path('/home/me/lms/x'); a missing packaged LM is a MissingInputError.
     """
     if value == PACKAGED:
         from importlib import resources
 
-        folder = Path(str(resources.files("nlp_pipeline").joinpath(*PACKAGED_DIR)))
+        folder = Path(str(resources.files("nlp_pipeline").joinpath(*(PACKAGED_BACKWARD_DIR if backward else PACKAGED_DIR))))
         if not (folder / CONFIG_FILE).is_file():
-            raise MissingInputError(f"this installation has no packaged language model ({folder}); reinstall nlp-pipeline, "
-                                    f"or set pretrain_lm.weights = \"none\" to pretrain one on pretrain_lm.corpus")
+            which = "backward " if backward else ""
+            field = "backward_weights" if backward else "weights"
+            raise MissingInputError(f"this installation has no packaged {which}language model ({folder}); reinstall "
+                                    f"nlp-pipeline, or set pretrain_lm.{field} = \"none\" to pretrain one on pretrain_lm.corpus")
         return folder
     return Path(value).expanduser()
 
@@ -113,7 +119,8 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "arch": {k: lm.arch[k] for k in ARCH_FIELDS if k in lm.arch},
+            "arch": {**{k: lm.arch[k] for k in ARCH_FIELDS if k in lm.arch},
+                     **{k: lm.arch[k] for k in OPTIONAL_ARCH_FIELDS if lm.arch.get(k)}},
             "dtype": dtype,
             "tokenizer": _json_safe(dict(lm.tokenizer)),
             "metrics": _json_safe(dict(lm.metrics)),
@@ -165,6 +172,9 @@ def _read_config(folder: Path) -> dict:
         value = arch.get(name)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise DataError(f"{path}: arch.{name} must be a {kind.__name__}, got {value!r}; export the language model again")
+    for name, kind in OPTIONAL_ARCH_FIELDS.items():
+        if name in arch and not isinstance(arch[name], kind):
+            raise DataError(f"{path}: arch.{name} must be a {kind.__name__}, got {arch[name]!r}; export the language model again")
     if arch["rnn_type"] not in ("lstm", "gru"):
         raise DataError(f"{path}: arch.rnn_type must be lstm or gru, got {arch['rnn_type']!r}")
     for name in ("embedding_dim", "hidden_dim", "num_layers"):

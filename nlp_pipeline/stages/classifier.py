@@ -17,6 +17,9 @@ when it has one (validation_split = "auto"), else a seeded `validation_fraction`
 class for single-label targets, a plain random carve otherwise). The test split is predicted once, at the end, to report.
 Ensemble (members > 1): that many classifiers are trained the same way from the same LM with seeds seed,
 seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble); each selects its own epoch.
+Direction (ULMFiT's bidirectional ensemble): "backward" trains on the encoder of a backward LM (lm_backward) and
+reads each document right to left; "both" trains `members` classifiers of each direction, each from its own LM,
+and averages all of them; metrics["directions"] keeps the validation score of each direction alone and of both.
 Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
 train documents (C, the character block and NB scaling by 3-fold CV among them), and the reported and bundled
 probabilities are (1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation
@@ -45,6 +48,7 @@ from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, holdout, score  # noqa: F401 (classification_metrics: re-exported)
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
+DIRECTIONS = {"forward": (False,), "backward": (True,), "both": (False, True)}  # direction -> backward flag of each chain
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class ClassifierConfig:
     linear_nb: list[bool] = field(default_factory=lambda: [False, True])  # Naive Bayes log-count-ratio scaling of its features (NBSVM; two-class targets only) tried, chosen with C by the same CV
     linear_refit: bool = True           # once C, characters and the blend weight are chosen, refit that linear model on train + validation documents (as GridSearchCV's refit); validation scores stay those of the model fitted on train only
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
+    direction: str = "forward"          # "forward", "backward" (from a backward LM: texts read right to left) or "both": members classifiers of each direction, averaged (ULMFiT's ensemble; twice the LM fine-tuning and classifier time)
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
     device: str = "auto"                # "auto", "cpu" or "cuda" (volatile)
@@ -112,6 +117,8 @@ class ClassifierConfig:
                               f"e.g. [0, 6]; got {self.linear_chars}")
         if not self.linear_nb or any(not isinstance(b, bool) for b in self.linear_nb):
             raise ConfigError(f"classifier.linear_nb must list true and/or false, e.g. [false, true]; got {self.linear_nb}")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"classifier.direction must be one of {list(DIRECTIONS)}, got {self.direction!r}")
         if not 1 <= self.members <= 10:
             raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
         if self.max_length < 1 or self.batch_size < 2:
@@ -171,11 +178,12 @@ def _target_scale(data: Numericalized) -> tuple[float, float]:
     return (float(values.mean()) if len(values) else 0.0), (std if std > 0 else 1.0)
 
 
-def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> tuple[Any, str]:
+def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None,
+                           backward: bool = False) -> tuple[Any, str]:
     """(the ClassifierNet this stage starts training from, its initialisation: "random" or "language model").
 
-    The encoder is the fine-tuned LM's (its vocabulary must be the data's) or random with cfg's sizes; dropouts
-    are cfg's times dropout_scale. The model is on the CPU; its random weights come from torch's generator, so
+    The encoder is the fine-tuned LM's (its vocabulary must be the data's; it must read texts the way `backward`
+    says) or random with cfg's sizes; dropouts are cfg's times dropout_scale. The model is on the CPU; its random weights come from torch's generator, so
     seed it first (the stage and range_test build inside training_session(..., cfg.seed)).
     """
     import torch
@@ -189,6 +197,9 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
             f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier data's "
             f"({len(data.vocab)}); fine-tune the LM on the same numericalization the classifier reads"
         )
+    if lm is not None and bool(lm.arch.get("backward", False)) != backward:
+        raise DataError(f"a {'backward' if backward else 'forward'} classifier was given a "
+                        f"{'backward' if lm.arch.get('backward') else 'forward'} language model")
     dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
     head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
     if lm is None:
@@ -204,11 +215,31 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
         initialisation = "language model"
     outputs = 1 if data.target_type == "regression" else len(data.label_names)
     return ClassifierNet(encoder, outputs, cfg.head_hidden_dim, head_dropouts, data.target_type,
-                         _target_scale(data)), initialisation
+                         _target_scale(data), backward=backward), initialisation
 
 
-def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None) -> ClassifierResult:
-    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once."""
+def _member_plan(cfg: ClassifierConfig, lm: LanguageModel | None,
+                 lm_backward: LanguageModel | None) -> list[tuple[LanguageModel | None, bool, dict[str, Any]]]:
+    """(LM, backward, history tag) of every member, direction by direction: cfg.members of each."""
+    plan = []
+    for backward in DIRECTIONS[cfg.direction]:
+        for _ in range(cfg.members):
+            plan.append((lm_backward if backward else lm, backward))
+    if cfg.direction == "forward" and lm_backward is not None:
+        raise ConfigError("the classifier was given a backward language model but classifier.direction = \"forward\"")
+    tags = []
+    for index, (_, backward) in enumerate(plan):
+        tag: dict[str, Any] = {"member": index + 1} if len(plan) > 1 else {}
+        if cfg.direction == "both":
+            tag["direction"] = "backward" if backward else "forward"
+        tags.append(tag)
+    return [(m, b, t) for (m, b), t in zip(plan, tags)]
+
+
+def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None,
+                     lm_backward: LanguageModel | None = None) -> ClassifierResult:
+    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once.
+    lm is the forward fine-tuned LM, lm_backward the backward one (classifier.direction = backward or both)."""
     from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import resolve_precision, training_session
     from nlp_pipeline.models.training import fit_classifier, predict_classifier_sharded, state_dict_to_numpy
@@ -234,10 +265,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         dtype = resolve_precision(device, cfg.precision)
         ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
         nets, history, selected = [], [], []
-        for member in range(cfg.members):
+        plan = _member_plan(cfg, lm, lm_backward)
+        for member, (member_lm, backward, tag) in enumerate(plan):
             if member:  # member 0 draws from the session's seeding, as a single classifier does
                 torch.manual_seed(cfg.seed + member)
-            model, initialisation = build_classifier_model(cfg, data, lm)
+            model, initialisation = build_classifier_model(cfg, data, member_lm, backward)
             model.to(device)
             rows, best_state, best_row = fit_classifier(
                 model, ids, offsets, labels, train, valid, stages=_stages(cfg, len(model.layer_groups())),
@@ -245,11 +277,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
-                progress_label=f"classifier {member + 1}/{cfg.members}" if cfg.members > 1 else "classifier",
+                progress_label=(f"classifier {member + 1}/{len(plan)}" if len(plan) > 1 else "classifier")
+                + (" backward" if backward else ""),
             )
             model.load_state_dict(best_state)
             nets.append(model)
-            tag = {"member": member + 1} if cfg.members > 1 else {}
             history += [dict(r, **tag) for r in rows]
             selected.append(dict(best_row, **tag))
         model = ClassifierEnsemble(nets) if len(nets) > 1 else nets[0]
@@ -265,8 +297,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         if target == "multi_label":  # the (ensemble's) decision threshold: the best micro-F1 on validation
             model.threshold = best_threshold(labels[valid], val_probs)
         metrics: dict[str, Any] = {"selected": best_row, "initialisation": initialisation, "train_documents": int(len(train))}
-        if cfg.members > 1:  # each member's best epoch; metrics["selected"] is the first's
+        if len(plan) > 1:  # each member's best epoch; metrics["selected"] is the first's
             metrics["members"] = selected
+        if len(plan) > 1 and cfg.direction == "both":  # what each direction scores alone, and the two together
+            metrics["directions"] = _direction_scores(plan, nets, predict_classifier_sharded, ids, offsets, valid, pad,
+                                                      cfg, device, dtype, target, labels, names, val_probs)
         linear = None
         if cfg.blend_linear and target == "class" and len(np.unique(labels[train])) >= 2:  # two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
@@ -295,6 +330,22 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             test_indexes=test.astype(np.int64), test_labels=np.array(labels[test]), test_probabilities=test_probs,
             linear=linear, target_type=target,
         )
+
+
+def _direction_scores(plan, nets, predict, ids, offsets, valid, pad, cfg, device, dtype, target, labels, names,
+                      both_probs) -> dict[str, Any]:
+    """Validation scores of the forward members alone, the backward members alone, and all of them (the RNN
+    part, before any blend): what the direction = "both" default was decided on."""
+    from nlp_pipeline.models.heads import ClassifierEnsemble
+
+    out = {}
+    for way, flag in (("forward", False), ("backward", True)):
+        part = [net for net, (_, backward, _) in zip(nets, plan) if backward == flag]
+        model = ClassifierEnsemble(part) if len(part) > 1 else part[0]
+        probs = predict(model, ids, offsets, valid, pad, cfg.max_length, cfg.batch_size, device, dtype)
+        out[way] = score(target, labels[valid], probs, names, nets[0].threshold)[PRIMARY[target]]
+    out["both"] = score(target, labels[valid], both_probs, names, nets[0].threshold)[PRIMARY[target]]
+    return out
 
 
 def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.ndarray]:
@@ -364,10 +415,12 @@ STAGE = Stage(
                 # 3: targets.holdout (at most n - 1 of a label's n documents go to validation)
                 # 4: the blend's linear model refitted on train + validation (linear_refit), NB scaling (linear_nb)
     config=ClassifierConfig,
-    inputs={"data": "numericalization", "lm": "finetune_lm"},
-    optional=("lm",),
+    inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"},
+    optional=("lm", "lm_backward"),
     run=train_classifier,
-    volatile=("device", "num_threads"),  # and the number of torchrun processes, which no config field holds
+    volatile=lambda cfg: ("device", "num_threads") + (("direction",) if cfg.direction == "forward" else ()),
+    # device and threads cannot change the result, nor the number of torchrun processes, which no field holds;
+    # direction = "forward" is left out so that keys stay those of before the field existed
     collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),

@@ -10,6 +10,8 @@ decoder bias), trains the tied embedding/decoder alone for `frozen_epochs`, then
 discriminative learning rates (lr / discriminative_factor ** depth). Without a pretrained LM it trains the
 target LM from scratch (the "no pretraining" ablation), optionally starting its embedding from word vectors.
 Both hold out `validation_fraction` of the documents (seeded) and report perplexity on them every epoch.
+With `backward` (set by the pipeline for classifier.direction = "backward" or "both") every document is read
+right to left; the artifact's arch says backward = true, and a backward chain refuses a forward LM.
 
 Under torchrun both train data-parallel (models/distributed.py): batch_size stays the global number of rows,
 each process trains on its share of them; the artifact is the same kind, under the same key.
@@ -78,6 +80,7 @@ class LanguageModelConfig:
     device: str = "auto"                # "auto" (CUDA if present, else CPU), "cpu" or "cuda" (volatile)
     num_threads: int = 0                # CPU threads for torch; 0 = every usable core (volatile)
     checkpoint_minutes: float = 5.0     # save the training state this often, to resume after an interruption; 0 = every step (volatile)
+    backward: bool = False              # read every text right to left (set by the pipeline for the backward chain of classifier.direction; an error if set by hand)
 
     def validate(self) -> None:
         _validate_common(self, "pretrain_lm")
@@ -86,13 +89,15 @@ class LanguageModelConfig:
 @dataclass(frozen=True)
 class PretrainLmConfig(LanguageModelConfig):
     weights: str = "packaged"           # "packaged" (the general-English LM shipped in the package), a folder from `export lm`, or "none" = train one on `corpus`
+    backward_weights: str = "auto"      # the same for the backward LM that classifier.direction = "backward" or "both" needs; "auto" = as weights ("packaged" or "none")
     corpus: str = "enwiki_sample"       # with weights = "none": general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
     max_documents: int | None = None    # with weights = "none": pretrain on a seeded sample of at most this many documents; none = all
 
     def validate(self) -> None:
         _validate_common(self, "pretrain_lm")
-        if not self.weights.strip():
-            raise ConfigError('pretrain_lm.weights is empty; use "packaged", a folder written by `nlp-pipeline export lm`, or "none"')
+        for name in ("weights", "backward_weights"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f'pretrain_lm.{name} is empty; use "packaged", a folder written by `nlp-pipeline export lm`, or "none"')
 
     @property
     def loads_weights(self) -> bool:
@@ -184,6 +189,10 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
 
     dtype = resolve_precision(device, cfg.precision)
     ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
+    if cfg.backward:
+        from nlp_pipeline.models.batching import reverse_documents
+
+        ids = reverse_documents(ids, offsets)
     train_pos, valid_pos = split_documents(len(docs), cfg.validation_fraction, cfg.seed)
     train_docs, valid_docs = docs[train_pos], docs[valid_pos]
     n_train_tokens = int((offsets[train_docs + 1] - offsets[train_docs]).sum())
@@ -246,7 +255,8 @@ def _train(cfg: PretrainLmConfig, data: Numericalized, docs: np.ndarray, model: 
     if processes > 1:
         metrics["processes"] = processes
     return LanguageModel(
-        arch=model.arch(), state_dict=state_dict_to_numpy(model.cpu()), vocab=data.vocab,
+        arch=dict(model.arch(), **({"backward": True} if cfg.backward else {})), state_dict=state_dict_to_numpy(model.cpu()),
+        vocab=data.vocab,
         tokenizer=dict(data.tokenizer), history=history, metrics=metrics,
     )
 
@@ -312,7 +322,11 @@ def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = 
     if cfg.loads_weights:
         from nlp_pipeline.models.lm_file import load_lm_folder, resolve_lm_path
 
-        lm = load_lm_folder(resolve_lm_path(cfg.weights))
+        lm = load_lm_folder(resolve_lm_path(cfg.weights, cfg.backward))
+        if is_backward(lm) != cfg.backward:
+            raise ConfigError(f"pretrain_lm.weights = {cfg.weights!r} is a {direction(is_backward(lm))} language model, but "
+                              f"this chain reads texts {direction(cfg.backward)}; give a {direction(cfg.backward)} LM, or "
+                              f"set classifier.direction to match")
         lm.metrics = dict(lm.metrics, loaded_from=cfg.weights)
         return lm
     if data is None:
@@ -374,6 +388,9 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         model = _new_model(cfg, data)
         metrics["initialisation"] = "random"
     else:
+        if is_backward(pretrained) != cfg.backward:
+            raise ConfigError(f"the pretrained language model reads texts {direction(is_backward(pretrained))} but "
+                              f"finetune_lm reads them {direction(cfg.backward)}; both must go the same way")
         _warn_tokenizer_mismatch(pretrained.tokenizer, data.tokenizer)
         state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
         weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
@@ -465,14 +482,29 @@ def summarize(lm: LanguageModel) -> dict:
     return {key: lm.metrics[key] for key in keys if key in lm.metrics}
 
 
+def is_backward(lm: LanguageModel) -> bool:
+    """True for a language model trained on texts read right to left."""
+    return bool(lm.arch.get("backward", False))
+
+
+def direction(backward: bool) -> str:
+    return "backward" if backward else "forward"
+
+
 def _describe(cfg: PretrainLmConfig) -> str:
+    way = ", backward" if cfg.backward else ""
     if isinstance(cfg, PretrainLmConfig) and cfg.loads_weights:
-        return f"weights={cfg.weights}"
+        return f"weights={cfg.weights}{way}"
     return (f"{cfg.rnn_type} {cfg.embedding_dim}/{cfg.hidden_dim}x{cfg.num_layers}, {cfg.epochs} epochs, "
-            f"lr={cfg.learning_rate:g}, precision={cfg.precision}")
+            f"lr={cfg.learning_rate:g}, precision={cfg.precision}{way}")
 
 
 VOLATILE = ("device", "num_threads", "checkpoint_minutes")  # and the number of torchrun processes, which no config field holds
+
+
+def _volatile(cfg: LanguageModelConfig) -> tuple[str, ...]:
+    """VOLATILE, and `backward` while it is false (forward keys stay those of before the field existed)."""
+    return VOLATILE if cfg.backward else (*VOLATILE, "backward")
 
 
 def _pretrain_volatile(cfg: PretrainLmConfig) -> tuple[str, ...]:
@@ -480,7 +512,7 @@ def _pretrain_volatile(cfg: PretrainLmConfig) -> tuple[str, ...]:
     the key, so a moved folder stays cached). Training: `weights` cannot apply."""
     if cfg.loads_weights:
         return tuple(cfg.__dataclass_fields__)
-    return (*VOLATILE, "weights")
+    return (*_volatile(cfg), "weights", "backward_weights")
 
 
 def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
@@ -489,7 +521,8 @@ def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
         return None
     from nlp_pipeline.models.lm_file import lm_folder_fingerprint, resolve_lm_path
 
-    return lm_folder_fingerprint(resolve_lm_path(cfg.weights))
+    found = lm_folder_fingerprint(resolve_lm_path(cfg.weights, cfg.backward))
+    return dict(found, backward=True) if cfg.backward else found
 
 
 PRETRAIN_STAGE = Stage(
@@ -513,7 +546,7 @@ FINETUNE_STAGE = Stage(
     inputs={"data": "numericalization", "pretrained": "pretrain_lm", "vectors": "embeddings"},
     optional=("pretrained", "vectors"),
     run=finetune_language_model,
-    volatile=VOLATILE,
+    volatile=_volatile,
     collective=True,
     describe=_describe,
     summary=summarize,
