@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Exactly this torch: a CPU build lies on disk on our machines; any other spec pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup setup-dev general-corpus packaged-lm run test bench clean
+.PHONY: setup setup-dev general-corpus packaged-lm packaged-lm-backward run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ LM_SETS := --set pretrain_lm.weights=none --set pretrain_lm.corpus=general_en --
 packaged-lm: general-corpus
 	$(BIN)/nlp-pipeline run --until pretrain_lm --name general_en_lm $(LM_SETS)
 	$(BIN)/nlp-pipeline export lm $(LM_SETS) --out nlp_pipeline/pretrained/general_en --overwrite
+
+# The same, read right to left: the backward LM of classifier.direction = "both" (nlp_pipeline/pretrained/general_en_backward).
+packaged-lm-backward: general-corpus
+	$(BIN)/nlp-pipeline run --until pretrain_lm:backward --name general_en_lm_backward $(LM_SETS) --set classifier.direction=backward
+	$(BIN)/nlp-pipeline export lm $(LM_SETS) --set classifier.direction=backward --source pretrain_lm:backward \
+	    --out nlp_pipeline/pretrained/general_en_backward --overwrite
 
 run: setup
 	$(BIN)/nlp-pipeline run $(ARGS)

@@ -45,11 +45,11 @@ TARGETS = {"trec6": (0.95, None), "mr": (0.82, None), "sst2": (0.87, None)}  # b
 
 
 # --- data through our stages -------------------------------------------------------------------------------
-def corpus_of(names: tuple[str, ...], limit: int | None):
+def corpus_of(names: tuple[str, ...], limit: int | None, max_labelled: int | None = None):
     from nlp_pipeline.artifacts import Corpus
     from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
 
-    parts = [load_corpus(CorpusConfig(source=name, max_documents=limit)) for name in names]
+    parts = [load_corpus(CorpusConfig(source=name, max_documents=limit, max_labelled=max_labelled)) for name in names]
     if len(parts) == 1:
         return parts[0]
     texts = [t for p in parts for t in p.texts]
@@ -80,10 +80,13 @@ def configs(scale: str, overrides: list[str]):
     from nlp_pipeline.stages.classifier import ClassifierConfig
     from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
 
-    cfgs = {"pretrain_lm": PretrainLmConfig(), "finetune_lm": FinetuneLmConfig(), "classifier": ClassifierConfig()}
+    from nlp_pipeline.stages.corpus import CorpusConfig
+
+    cfgs = {"corpus": CorpusConfig(), "pretrain_lm": PretrainLmConfig(), "finetune_lm": FinetuneLmConfig(),
+            "classifier": ClassifierConfig()}
     if scale == "tiny":
         small = dict(embedding_dim=32, hidden_dim=64, num_layers=2)
-        cfgs = {"pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], **small, epochs=1),
+        cfgs = {"corpus": cfgs["corpus"], "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], **small, epochs=1),
                 "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], **small, epochs=1),
                 "classifier": dataclasses.replace(cfgs["classifier"], **small, stage_epochs=[1, 1],
                                                   stage_learning_rates=[2e-2, 5e-3])}
@@ -141,14 +144,21 @@ def word_vectors(tokens, dim: int, seed: int):
                        counts=np.array([model.wv.get_vecattr(k, "count") for k in keys], np.int64), method="word2vec")
 
 
-def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours") -> dict:
+def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrained_backward=None) -> dict:
+    """finetune_lm (each direction classifier.direction asks for) then the classifier, as the pipeline chains them."""
     from nlp_pipeline.stages.classifier import train_classifier
     from nlp_pipeline.stages.language_model import finetune_language_model
 
     started = time.perf_counter()
-    lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained, vectors)
+    direction = cfgs["classifier"].direction
+    lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained, vectors) if direction != "backward" else None
+    lm_backward = None
+    if direction != "forward":
+        backward_cfg = dataclasses.replace(cfgs["finetune_lm"], backward=True)
+        lm_backward = finetune_language_model(backward_cfg, data, pretrained_backward if pretrained is not None else None, vectors)
     lm_seconds = time.perf_counter() - started
-    result = train_classifier(cfgs["classifier"], data, lm)
+    result = train_classifier(cfgs["classifier"], data, lm, lm_backward)
+    lm = lm or lm_backward
     total = time.perf_counter() - started
     test = result.metrics.get("test") or {}
     print(f"{label}: test accuracy {test.get('accuracy')}, validation accuracy "
@@ -161,6 +171,8 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours") -> dict:
         "selected_epoch": result.metrics["selected"], "_validation_indexes": result.validation_indexes,
         "blend": result.metrics.get("blend"),  # the linear partner: its weight, and RNN / linear / blend accuracies
         "members": result.metrics.get("members"),  # an ensemble's members: each one's selected epoch and its scores
+        "directions": result.metrics.get("directions"),  # direction = both: validation score of each direction alone and together
+        "backward_finetune_val_perplexity": lm_backward.metrics.get("val_perplexity") if lm_backward is not None else None,
     }
 
 
@@ -363,6 +375,8 @@ def throughput(general, size_list: list[tuple[int, int, int]], steps: int, round
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--general", default=",".join(GENERAL),
+                        help="corpus cards pretrain_lm trains on with --set pretrain_lm.weights=none (comma list)")
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-fastai", action="store_true")
@@ -390,7 +404,7 @@ def main() -> None:
         return
 
     cfgs = configs(args.scale, args.set)
-    cfgs = {k: dataclasses.replace(v, num_threads=threads) for k, v in cfgs.items()}
+    cfgs = {k: dataclasses.replace(v, num_threads=threads) if hasattr(v, "num_threads") else v for k, v in cfgs.items()}
     limit = 300 if args.scale == "tiny" else None
     ablations = list(ABLATIONS) if args.ablations == "all" else [a for a in args.ablations.split(",") if a]
     unknown = sorted(set(ablations) - set(ABLATIONS))
@@ -404,7 +418,7 @@ def main() -> None:
 
     general = None
     if not args.skip_throughput or not cfgs["pretrain_lm"].loads_weights:
-        general_corpus = corpus_of(GENERAL, limit)
+        general_corpus = corpus_of(tuple(c for c in args.general.split(",") if c), limit)
         _, general = numericalized(general_corpus, min_freq=3, max_vocab=30000)
         payload["general_corpus"] = {"documents": len(general), "tokens": int(len(general.ids)), "vocab": len(general.vocab)}
 
@@ -433,18 +447,25 @@ def main() -> None:
     if not args.throughput_only:
         pre_started = time.perf_counter()
         pretrained, hit = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
+        pretrained_backward = None
+        if cfgs["classifier"].direction != "forward":
+            from nlp_pipeline.pipeline import backward_chain
+
+            pretrained_backward, _ = pretrained_lm(backward_chain(cfgs["pretrain_lm"]), general, Path(args.cache_dir))
+            payload["pretrain_backward"] = {"metrics": pretrained_backward.metrics, "history": pretrained_backward.history}
         pretrain_minutes = round((time.perf_counter() - pre_started) / 60, 2)
         payload["pretrain"] = {"cache_hit": hit, "minutes_this_run": pretrain_minutes, "metrics": pretrained.metrics,
                                "history": pretrained.history}
         results: dict = {}
         rows = []
         for name in [d for d in args.datasets.split(",") if d]:
-            corpus = corpus_of((name,), limit)
+            corpus = corpus_of((name,), limit, cfgs["corpus"].max_labelled)
             tokens, data = numericalized(corpus, min_freq=2, max_vocab=30000)
             if args.no_test:
                 data = without_test_labels(data)
-            entry: dict = {"documents": corpus.split_sizes(), "vocab": len(data.vocab)}
-            ours = run_ours(cfgs, data, pretrained)
+            entry: dict = {"documents": corpus.split_sizes(), "vocab": len(data.vocab),
+                           "labelled_train": int(len(data.indices("train", labelled=True)))}
+            ours = run_ours(cfgs, data, pretrained, pretrained_backward=pretrained_backward)
             validation = ours.pop("_validation_indexes")
             entry["ours"] = ours
             checkpoint(results, name, entry)
@@ -456,11 +477,15 @@ def main() -> None:
                 in_time = target[1] is None or ours["minutes"] + pretrain_cost <= target[1]
                 verdict = f">= {target[0]:.0%}" + (f" in <= {target[1]} min" if target[1] else "") + (
                     ": met" if ours["test_accuracy"] >= target[0] and in_time else ": NOT met")
-            members = cfgs["classifier"].members
-            label = "ours (ULMFiT, pretrained" + (f", {members} RNN classifiers averaged)" if members > 1 else ")")
+            members, direction = cfgs["classifier"].members, cfgs["classifier"].direction
+            label = ("ours (ULMFiT, pretrained" + (f", {members} RNN classifiers averaged" if members > 1 else "")
+                     + (f", {direction} LM{'s' if direction == 'both' else ''}" if direction != "forward" else "") + ")")
             rows.append([name, label, ours["test_accuracy"], ours["test_macro_f1"], ours["val_accuracy"],
                          ours["minutes"], round(ours["minutes"] + pretrain_cost, 1), verdict])
             rows += component_rows(name, "ours", ours)
+            for way, value in (ours.get("directions") or {}).items():
+                rows.append([name, f"ours: RNN part, {way} only" if way != "both" else "ours: RNN part, both directions",
+                             "-", "-", value, "-", "-", "-"])
             for ablation in ablations:
                 if ablation == "no_pretraining":
                     out = run_ours(cfgs, data, None, label=ablation)

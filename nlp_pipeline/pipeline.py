@@ -92,7 +92,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                               f"set classifier.direction = \"backward\" (or \"both\" for a forward + backward ensemble)")
     chains = [pretrain] if classify.direction != "backward" else []
     if classify.direction != "forward":
-        chains.append(_backward_chain(pretrain))
+        chains.append(backward_chain(pretrain))
     emb = configs["embeddings"]
     general_source = pretrain.corpus
     trains_lm = any(not p.loads_weights for p in chains) and general_source.lower() != "none"
@@ -143,7 +143,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
 
 
-def _backward_chain(pretrain: Any) -> Any:
+def backward_chain(pretrain: Any) -> Any:
     """The pretrain_lm config of the backward chain: backward, weights from backward_weights ("auto" follows
     weights when that is "packaged" or "none"; an exported forward LM has no backward twin to follow)."""
     weights = pretrain.backward_weights
