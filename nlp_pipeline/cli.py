@@ -246,8 +246,11 @@ def cache_verify(cache_dir, remove):
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Artifacts named in <runs-dir>/*/keys.json are kept.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def cache_gc(cache_dir, runs_dir, dry_run):
-    """Remove artifacts no run refers to, and leftovers of killed runs."""
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep the checkpoints of interrupted training (a rerun of the same run resumes from them).")
+def cache_gc(cache_dir, runs_dir, dry_run, keep_checkpoints):
+    """Remove artifacts no run refers to, and leftovers of killed runs (temporary folders and, unless
+    --keep-checkpoints, the checkpoints of interrupted training; never those of training in progress)."""
     store = _store(cache_dir)
     keep = set()
     for keys_file in Path(runs_dir).glob("*/keys.json"):
@@ -260,7 +263,9 @@ def cache_gc(cache_dir, runs_dir, dry_run):
                 store.remove(stage, key)
             removed += 1
     temporaries = 0 if dry_run else store.clean_temporaries()
-    click.echo(f"{removed} artifacts {'to remove' if dry_run else 'removed'}, {temporaries} temporary folders cleaned")
+    checkpoints, size = (0, 0) if dry_run or keep_checkpoints else store.clean_checkpoints()
+    click.echo(f"{removed} artifacts {'to remove' if dry_run else 'removed'}, {temporaries} temporary folders cleaned"
+               + (f", {checkpoints} checkpoints of interrupted training removed ({size / 1e6:.1f} MB)" if checkpoints else ""))
 
 
 @main.command()

@@ -130,8 +130,14 @@ def test_cache_ls_verify_gc(corpus_dir, tmp_path):
     assert verified.exit_code == 1 and "CORRUPT  lsa" in verified.stdout
     gc = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "runs")], tmp_path)
     assert gc.exit_code == 0 and "0 artifacts removed" in gc.stdout
+    checkpoint = tmp_path / "cache" / "lsa" / f".checkpoint-{'c' * 64}"
+    checkpoint.mkdir()
+    (checkpoint / "state.bin").write_bytes(b"x" * 2_000_000)
+    kept = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "runs"), "--keep-checkpoints"], tmp_path)
+    assert kept.exit_code == 0 and checkpoint.is_dir() and "checkpoints" not in kept.stdout
     gc_all = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs")], tmp_path)
     assert "3 artifacts removed" in gc_all.stdout
+    assert "1 checkpoints of interrupted training removed (2.0 MB)" in gc_all.stdout and not checkpoint.exists()
     assert not list((tmp_path / "cache").rglob("meta.json"))
 
 

@@ -118,3 +118,17 @@ def test_default_cache_dir_honours_environment(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NLP_PIPELINE_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
+
+
+def test_checkpoints_of_interrupted_training_are_cleaned_unless_training_is_running(tmp_path):
+    store = ArtifactStore(tmp_path)
+    for key in ("a" * 64, "b" * 64):
+        folder = store.checkpoint_folder("pretrain_lm", key)
+        folder.mkdir(parents=True)
+        (folder / "state.bin").write_bytes(b"x" * 1000)
+    with store.lock("pretrain_lm", "b" * 64):  # b is being trained: its checkpoint stays
+        assert store.clean_checkpoints() == (1, 1000)
+    assert not store.checkpoint_folder("pretrain_lm", "a" * 64).exists()
+    assert store.checkpoint_folder("pretrain_lm", "b" * 64).is_dir()
+    assert store.clean_checkpoints() == (1, 1000)  # the lock is free again
+    assert not any(p.name.startswith((".checkpoint-", ".trash-")) for p in (tmp_path / "pretrain_lm").iterdir())

@@ -250,6 +250,39 @@ class ArtifactStore:
                         removed += 1
         return removed
 
+    def clean_checkpoints(self) -> tuple[int, int]:
+        """Remove `.checkpoint-*` folders (the resumable state of interrupted training) that no running process
+        holds; returns (how many, bytes). A computation in progress holds its key's lock, so its checkpoint stays."""
+        removed, size = 0, 0
+        if not self.root.is_dir():
+            return 0, 0
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for folder in sorted(stage_dir.glob(".checkpoint-*")):
+                key = folder.name[len(".checkpoint-"):]
+                handle = self._try_lock(stage_dir.name, key)
+                if handle is None:
+                    continue  # being trained right now
+                with handle:
+                    bytes_ = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                    trash = stage_dir / f".trash-{key[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
+                    os.rename(folder, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                    removed, size = removed + 1, size + bytes_
+        return removed, size
+
+    def _try_lock(self, stage: str, key: str) -> Any:
+        """(stage, key)'s lock taken without waiting, as an open file (closing it releases the lock); None when
+        another process holds it."""
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(exist_ok=True)
+        handle = open(lock_dir / f"{stage}-{key[:32]}.lock", "a")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return None
+        return handle
+
     @contextlib.contextmanager
     def lock(self, stage: str, key: str) -> Iterator[None]:
         """Hold an exclusive inter-process lock on (stage, key) while it is computed and saved."""
