@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "nlp-pipeline-bench"))
     parser.add_argument("--set", action="append", default=[], help="override a config field: section.field=value")
     parser.add_argument("--out", default="classifier-schedule", help="results file name (without extension)")
+    parser.add_argument("--max-labelled", type=int, default=None,
+                        help="few labels: keep this many labelled train documents (corpus.max_labelled) and score on "
+                             "the train documents whose labels were dropped (at most 3,000) instead of a fold")
     args = parser.parse_args()
 
     from sklearn.model_selection import StratifiedKFold
@@ -74,6 +77,10 @@ def main() -> None:
     for name in [d for d in args.datasets.split(",") if d]:
         _, data = numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)
         data = without_test_labels(data)
+        few = None
+        if args.max_labelled:
+            _, few = numericalized(corpus_of((name,), None, args.max_labelled), min_freq=2, max_vocab=30000)
+            assert list(few.vocab.itos) == list(data.vocab.itos)  # same texts, same order: only labels differ
         lm_started = time.perf_counter()
         lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained)
         entry: dict = {"finetune_minutes": round((time.perf_counter() - lm_started) / 60, 2),
@@ -81,12 +88,21 @@ def main() -> None:
         labels = np.asarray(data.labels)
         train = data.indices("train", labelled=True)
         folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=123).split(train, labels[train]))[:args.max_folds]
+        if few is not None:  # one "fold": the train documents that lost their labels, scored with the labels they had
+            kept = set(few.indices("train", labelled=True).tolist())
+            dropped = np.array([i for i in train if i not in kept])
+            dropped = np.sort(np.random.default_rng(0).permutation(dropped)[:3000])
+            folds = [(None, np.searchsorted(train, dropped))]
+            entry["labelled_train"] = len(kept)
         rights: dict[str, list[np.ndarray]] = {s: [] for s in settings}
         for s, fields in settings.items():
             runs = []
             for k, (_, held) in enumerate(folds):
                 run_started = time.perf_counter()
-                data_k = fold_data(data, train[held])
+                data_k = fold_data(few if few is not None else data, train[held])
+                if few is not None:  # the pseudo-test documents carry their true labels, every other label as `few` has it
+                    data_k = dataclasses.replace(data_k, labels=np.where(np.isin(np.arange(len(labels)), train[held]),
+                                                                         labels, np.asarray(data_k.labels)))
                 result = train_classifier(dataclasses.replace(base, **fields), data_k, lm)
                 right = result.test_probabilities.argmax(1) == labels[result.test_indexes]
                 rights[s].append(right)

@@ -169,8 +169,8 @@ def test_validation_uses_the_dev_split_when_present():
 
 
 def test_stage_object():
-    assert STAGE.name == "classifier" and STAGE.optional == ("lm",)
-    assert STAGE.inputs == {"data": "numericalization", "lm": "finetune_lm"}
+    assert STAGE.name == "classifier" and STAGE.optional == ("lm", "lm_backward")
+    assert STAGE.inputs == {"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"}
     base = STAGE.key(ClassifierConfig(), {"data": "d", "lm": "l"})
     assert STAGE.key(ClassifierConfig(stage_learning_rates=[1e-2, 1e-2, 1e-2, 1e-2]), {"data": "d", "lm": "l"}) != base
 
@@ -334,3 +334,17 @@ def test_direction_forward_keeps_the_keys_it_had_before_the_field_existed():
     assert "direction" not in payload["config"]
     both = STAGE.key_payload(dataclasses.replace(cfg, direction="both"), {"data": "d", "lm": "l", "lm_backward": "b"})
     assert both["config"]["direction"] == "both"
+
+
+def test_a_small_labelled_set_trains_in_smaller_batches(pang_lee):
+    from nlp_pipeline.stages.classifier import train_batch_size
+
+    cfg = ClassifierConfig()
+    assert [train_batch_size(cfg, n) for n in (10, 90, 900, 1024, 5000)] == [8, 8, 56, 64, 64]
+    assert train_batch_size(dataclasses.replace(cfg, min_batches_per_epoch=0), 90) == 64
+    assert train_batch_size(cfg, 10, processes=8) == 16  # two documents for each process
+    with pytest.raises(ConfigError, match="min_batches_per_epoch"):
+        ClassifierConfig(min_batches_per_epoch=-1).validate()
+    small = ClassifierConfig(**{**TINY, "batch_size": 64}, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
+    result = train_classifier(small, pang_lee)  # 120 train documents: 8 per batch, 15 steps instead of 2
+    assert result.metrics["batch_size"] == 8 and result.metrics["train_documents"] == 120

@@ -66,6 +66,7 @@ class ClassifierConfig:
     dropout_scale: float = 0.5          # multiplies every dropout above (fastai's drop_mult; ULMFiT classifiers use 0.5)
     head_hidden_dim: int = 50           # units of the head's hidden layer
     batch_size: int = 64                # documents per batch
+    min_batches_per_epoch: int = 16     # a small labelled set trains in smaller batches (down to 8 documents) so that an epoch still takes this many optimizer steps; 0 = always batch_size
     max_length: int = 500               # documents are cut to their first max_length tokens
     gradual_unfreezing: bool = True     # stage i trains the top i+1 layer groups, the last stage all; false = all groups always
     stage_epochs: list[int] = field(default_factory=lambda: [1, 1, 1, 12])                # epochs of each stage (the best epoch is kept)
@@ -121,8 +122,22 @@ class ClassifierConfig:
             raise ConfigError(f"classifier.direction must be one of {list(DIRECTIONS)}, got {self.direction!r}")
         if not 1 <= self.members <= 10:
             raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
+        if self.min_batches_per_epoch < 0:
+            raise ConfigError(f"classifier.min_batches_per_epoch must be >= 0, got {self.min_batches_per_epoch}")
         if self.max_length < 1 or self.batch_size < 2:
             raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
+
+
+def train_batch_size(cfg: ClassifierConfig, n_train: int, processes: int = 1) -> int:
+    """The batch size training uses: batch_size, or less for a train set smaller than batch_size x
+    min_batches_per_epoch, so that few labels still get optimizer steps (90 documents: 8 per batch, 12 steps
+    an epoch instead of 2); never below 8 documents, nor below 2 per process.
+
+    train_batch_size(ClassifierConfig(), 90) -> 8; (..., 900) -> 56; (..., 5000) -> 64
+    """
+    if cfg.min_batches_per_epoch <= 0:
+        return cfg.batch_size
+    return min(cfg.batch_size, max(8, 2 * processes, n_train // cfg.min_batches_per_epoch))
 
 
 def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]]:
@@ -266,6 +281,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         ids, offsets = np.asarray(data.ids), np.asarray(data.offsets)
         nets, history, selected = [], [], []
         plan = _member_plan(cfg, lm, lm_backward)
+        batch_size = train_batch_size(cfg, len(train), processes)
         for member, (member_lm, backward, tag) in enumerate(plan):
             if member:  # member 0 draws from the session's seeding, as a single classifier does
                 torch.manual_seed(cfg.seed + member)
@@ -273,7 +289,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             model.to(device)
             rows, best_state, best_row = fit_classifier(
                 model, ids, offsets, labels, train, valid, stages=_stages(cfg, len(model.layer_groups())),
-                discriminative_factor=cfg.discriminative_factor, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                discriminative_factor=cfg.discriminative_factor, batch_size=batch_size, max_length=cfg.max_length,
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
@@ -296,7 +312,8 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         val_probs = predict(valid)
         if target == "multi_label":  # the (ensemble's) decision threshold: the best micro-F1 on validation
             model.threshold = best_threshold(labels[valid], val_probs)
-        metrics: dict[str, Any] = {"selected": best_row, "initialisation": initialisation, "train_documents": int(len(train))}
+        metrics: dict[str, Any] = {"selected": best_row, "initialisation": initialisation, "train_documents": int(len(train)),
+                                   "batch_size": batch_size}
         if len(plan) > 1:  # each member's best epoch; metrics["selected"] is the first's
             metrics["members"] = selected
         if len(plan) > 1 and cfg.direction == "both":  # what each direction scores alone, and the two together
