@@ -1,7 +1,7 @@
 """RNN classifier settings (stage epochs, learning rates, dropout, ...) compared across datasets by replaying the
 classifier's protocol inside each train split: no test label is read.
 
-    python benchmarks/bench_classifier_schedule.py [--datasets trec6,mr] [--folds 5] [--max-folds 1]
+    python benchmarks/bench_classifier_schedule.py [--datasets trec6,mr] [--folds 5] [--max-folds 1] [--max-labelled N]
         [--variants "defaults; stage_learning_rates=[0.02,0.01,0.005,0.001] stage_epochs=[1,1,1,6]"]
         [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
@@ -14,6 +14,8 @@ trained as the stage trains it (it carves its own validation slice from the rest
 blend_linear off, so the RNN alone is scored) and scored on the fold. Reported per dataset: fold accuracy, the
 paired difference from the first entry with its standard error (per-document differences), the selected epoch
 and minutes; and the mean difference over datasets. Writes benchmarks/results/classifier-schedule.json (+ .md).
+With --max-labelled N (few labels), the classifier keeps N labelled train documents (corpus.max_labelled) and
+is scored, instead of on a fold, on up to 3,000 of the train documents whose labels were dropped.
 """
 
 from __future__ import annotations
