@@ -210,12 +210,17 @@ class LanguageModel:
     artifact needs no torch.
     """
 
-    arch: dict[str, Any]                 # vocab_size, embedding_dim, hidden_dim, num_layers, rnn_type, pad_id, tie_weights
+    arch: dict[str, Any]                 # vocab_size, embedding_dim, hidden_dim, num_layers, rnn_type, pad_id, tie_weights (+ backward: true)
     state_dict: dict[str, np.ndarray]    # parameter name -> float32 array (the tied decoder weight appears under both names)
     vocab: Vocab                         # token of each embedding row / decoder output
     tokenizer: dict[str, Any] = field(default_factory=dict)      # tokenization settings of the training texts
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: phase, train_loss, val_loss, val_perplexity, seconds, tokens_per_second
     metrics: dict[str, Any] = field(default_factory=dict)        # val perplexity, tokens seen, vocabulary overlap, vector init, ...
+
+    @property
+    def direction(self) -> str:
+        """"backward" for an LM trained on texts read right to left (arch["backward"]), else "forward"."""
+        return "backward" if self.arch.get("backward") else "forward"
 
 
 @dataclass

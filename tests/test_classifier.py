@@ -328,12 +328,10 @@ def test_both_directions_train_a_forward_and_a_backward_member_from_their_own_lm
         ClassifierConfig(direction="sideways").validate()
 
 
-def test_direction_forward_keeps_the_keys_it_had_before_the_field_existed():
+def test_direction_is_part_of_the_key():
     cfg = ClassifierConfig()
-    payload = STAGE.key_payload(cfg, {"data": "d", "lm": "l"})
-    assert "direction" not in payload["config"]
-    both = STAGE.key_payload(dataclasses.replace(cfg, direction="both"), {"data": "d", "lm": "l", "lm_backward": "b"})
-    assert both["config"]["direction"] == "both"
+    forward = STAGE.key(cfg, {"data": "d", "lm": "l"})
+    assert STAGE.key(dataclasses.replace(cfg, direction="backward"), {"data": "d", "lm_backward": "l"}) != forward
 
 
 def test_a_small_labelled_set_trains_in_smaller_batches(pang_lee):

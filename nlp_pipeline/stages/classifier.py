@@ -212,9 +212,8 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
             f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier data's "
             f"({len(data.vocab)}); fine-tune the LM on the same numericalization the classifier reads"
         )
-    if lm is not None and bool(lm.arch.get("backward", False)) != backward:
-        raise DataError(f"a {'backward' if backward else 'forward'} classifier was given a "
-                        f"{'backward' if lm.arch.get('backward') else 'forward'} language model")
+    if lm is not None and lm.direction != ("backward" if backward else "forward"):
+        raise DataError(f"a {'backward' if backward else 'forward'} classifier was given a {lm.direction} language model")
     dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
     head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
     if lm is None:
@@ -236,19 +235,16 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
 def _member_plan(cfg: ClassifierConfig, lm: LanguageModel | None,
                  lm_backward: LanguageModel | None) -> list[tuple[LanguageModel | None, bool, dict[str, Any]]]:
     """(LM, backward, history tag) of every member, direction by direction: cfg.members of each."""
-    plan = []
-    for backward in DIRECTIONS[cfg.direction]:
-        for _ in range(cfg.members):
-            plan.append((lm_backward if backward else lm, backward))
     if cfg.direction == "forward" and lm_backward is not None:
         raise ConfigError("the classifier was given a backward language model but classifier.direction = \"forward\"")
-    tags = []
-    for index, (_, backward) in enumerate(plan):
-        tag: dict[str, Any] = {"member": index + 1} if len(plan) > 1 else {}
+    flags = [backward for backward in DIRECTIONS[cfg.direction] for _ in range(cfg.members)]
+    plan = []
+    for index, backward in enumerate(flags):
+        tag: dict[str, Any] = {"member": index + 1} if len(flags) > 1 else {}
         if cfg.direction == "both":
             tag["direction"] = "backward" if backward else "forward"
-        tags.append(tag)
-    return [(m, b, t) for (m, b), t in zip(plan, tags)]
+        plan.append((lm_backward if backward else lm, backward, tag))
+    return plan
 
 
 def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None,
@@ -316,9 +312,14 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                                    "batch_size": batch_size}
         if len(plan) > 1:  # each member's best epoch; metrics["selected"] is the first's
             metrics["members"] = selected
-        if len(plan) > 1 and cfg.direction == "both":  # what each direction scores alone, and the two together
-            metrics["directions"] = _direction_scores(plan, nets, predict_classifier_sharded, ids, offsets, valid, pad,
-                                                      cfg, device, dtype, target, labels, names, val_probs)
+        if cfg.direction == "both":  # each direction alone and both together, on validation (the RNN part)
+            metrics["directions"] = {}
+            for way, flag in (("forward", False), ("backward", True)):
+                part = [net for net, (_, backward, _) in zip(nets, plan) if backward == flag]
+                alone = ClassifierEnsemble(part) if len(part) > 1 else part[0]
+                probs = predict_classifier_sharded(alone, ids, offsets, valid, pad, cfg.max_length, cfg.batch_size, device, dtype)
+                metrics["directions"][way] = scored(valid, probs)[PRIMARY[target]]
+            metrics["directions"]["both"] = scored(valid, val_probs)[PRIMARY[target]]
         linear = None
         if cfg.blend_linear and target == "class" and len(np.unique(labels[train])) >= 2:  # two classes to fit
             linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
@@ -347,22 +348,6 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             test_indexes=test.astype(np.int64), test_labels=np.array(labels[test]), test_probabilities=test_probs,
             linear=linear, target_type=target,
         )
-
-
-def _direction_scores(plan, nets, predict, ids, offsets, valid, pad, cfg, device, dtype, target, labels, names,
-                      both_probs) -> dict[str, Any]:
-    """Validation scores of the forward members alone, the backward members alone, and all of them (the RNN
-    part, before any blend): what the direction = "both" default was decided on."""
-    from nlp_pipeline.models.heads import ClassifierEnsemble
-
-    out = {}
-    for way, flag in (("forward", False), ("backward", True)):
-        part = [net for net, (_, backward, _) in zip(nets, plan) if backward == flag]
-        model = ClassifierEnsemble(part) if len(part) > 1 else part[0]
-        probs = predict(model, ids, offsets, valid, pad, cfg.max_length, cfg.batch_size, device, dtype)
-        out[way] = score(target, labels[valid], probs, names, nets[0].threshold)[PRIMARY[target]]
-    out["both"] = score(target, labels[valid], both_probs, names, nets[0].threshold)[PRIMARY[target]]
-    return out
 
 
 def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.ndarray]:
@@ -435,9 +420,7 @@ STAGE = Stage(
     inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"},
     optional=("lm", "lm_backward"),
     run=train_classifier,
-    volatile=lambda cfg: ("device", "num_threads") + (("direction",) if cfg.direction == "forward" else ()),
-    # device and threads cannot change the result, nor the number of torchrun processes, which no field holds;
-    # direction = "forward" is left out so that keys stay those of before the field existed
+    volatile=("device", "num_threads"),  # and the number of torchrun processes, which no config field holds
     collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),

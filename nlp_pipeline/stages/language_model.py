@@ -323,10 +323,11 @@ def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = 
         from nlp_pipeline.models.lm_file import load_lm_folder, resolve_lm_path
 
         lm = load_lm_folder(resolve_lm_path(cfg.weights, cfg.backward))
-        if is_backward(lm) != cfg.backward:
-            raise ConfigError(f"pretrain_lm.weights = {cfg.weights!r} is a {direction(is_backward(lm))} language model, but "
-                              f"this chain reads texts {direction(cfg.backward)}; give a {direction(cfg.backward)} LM, or "
-                              f"set classifier.direction to match")
+        wanted = "backward" if cfg.backward else "forward"
+        if lm.direction != wanted:
+            field = "backward_weights" if cfg.backward else "weights"
+            raise ConfigError(f"pretrain_lm.{field} = {cfg.weights!r} is a {lm.direction} language model, but this chain "
+                              f"reads texts {wanted}; give a {wanted} LM there, or set classifier.direction to match")
         lm.metrics = dict(lm.metrics, loaded_from=cfg.weights)
         return lm
     if data is None:
@@ -388,9 +389,9 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         model = _new_model(cfg, data)
         metrics["initialisation"] = "random"
     else:
-        if is_backward(pretrained) != cfg.backward:
-            raise ConfigError(f"the pretrained language model reads texts {direction(is_backward(pretrained))} but "
-                              f"finetune_lm reads them {direction(cfg.backward)}; both must go the same way")
+        if pretrained.direction != ("backward" if cfg.backward else "forward"):
+            raise ConfigError(f"the pretrained language model reads texts {pretrained.direction} but finetune_lm reads "
+                              f"them {'backward' if cfg.backward else 'forward'}; both must go the same way")
         _warn_tokenizer_mismatch(pretrained.tokenizer, data.tokenizer)
         state = {k: np.asarray(v) for k, v in pretrained.state_dict.items()}
         weight, bias, shared = match_vocab(state["encoder.embedding.weight"], state["decoder.bias"],
@@ -480,15 +481,6 @@ def summarize(lm: LanguageModel) -> dict:
     keys = ("val_perplexity", "train_tokens", "initialisation", "loaded_from") if "loaded_from" in lm.metrics else \
         ("val_perplexity", "train_tokens", "seconds", "initialisation")
     return {key: lm.metrics[key] for key in keys if key in lm.metrics}
-
-
-def is_backward(lm: LanguageModel) -> bool:
-    """True for a language model trained on texts read right to left."""
-    return bool(lm.arch.get("backward", False))
-
-
-def direction(backward: bool) -> str:
-    return "backward" if backward else "forward"
 
 
 def _describe(cfg: PretrainLmConfig) -> str:
