@@ -19,6 +19,10 @@ Differences from fastai (text.core): xxup/xxmaj are decided per spaCy token, not
 an all-caps token needs two capitals ("L'" gets xxmaj, not xxup); fix_html does not turn 'camp;' into 'c&'
 or '...' into ' …', and maps 'quot;' to '"'; replace_space is not needed (tokens never hold spaces).
 
+Not a rule but applied before every rule: `replace_surrogates`. A lone surrogate (U+D800-U+DFFF: half an emoji
+from a JSON escape such as "\\ud83d", or an undecodable byte that Python smuggled into a command-line argument)
+is no character and cannot be written as UTF-8; the tokenizer, corpus loading and predict turn each into U+FFFD.
+
 Limits: the case rules only see cased scripts; mixed-case words ('iPhone') lose their case to `lowercase`
 with no marker; `detokenize` is for display, it restores case and repetitions but guesses the spacing.
 No spaCy here: the stage owns the tokenizer, this module stays importable anywhere.
@@ -37,6 +41,24 @@ TK_REP, TK_WREP, TK_UP, TK_MAJ, TK_SPACE = "xxrep", "xxwrep", "xxup", "xxmaj", "
 # Every token the rules or the pipeline may insert, in the order numericalization gives them ids (xxunk = 0).
 SPECIAL_TOKENS = (UNK, PAD, BOS, EOS, FIELD, TK_REP, TK_WREP, TK_UP, TK_MAJ, TK_SPACE)
 _SPECIAL_SET = frozenset(SPECIAL_TOKENS)
+
+
+# --- text that is not text -------------------------------------------------------------------------------
+
+REPLACEMENT = "\ufffd"
+_RE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> tuple[str, int]:
+    """(text with each lone surrogate replaced by U+FFFD, how many were replaced).
+
+    replace_surrogates('caf\\udce9 \\ud83d!') -> ('caf\ufffd \ufffd!', 2); a text without any is returned as is.
+    A str built from valid UTF-8 or JSON holding a real emoji never contains one: only broken escapes,
+    surrogateescape-decoded bytes and the like do. ASCII texts are passed through without a scan.
+    """
+    if text.isascii() or not _RE_SURROGATE.search(text):
+        return text, 0
+    return _RE_SURROGATE.subn(REPLACEMENT, text)
 
 
 # --- text rules -------------------------------------------------------------------------------------------

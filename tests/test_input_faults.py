@@ -7,12 +7,18 @@ bundle whose config.json or safetensors header was edited or holds absurd values
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from nlp_pipeline.core.errors import DataError
 from nlp_pipeline.stages import corpus_sources
+from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
+
+
+def load(source, **kwargs):
+    return load_corpus(CorpusConfig(source=str(source), **kwargs))
 
 
 def one_line(error) -> str:
@@ -106,3 +112,40 @@ def test_real_csv_files_with_multi_line_fields_still_read(name):
     table = corpus_sources.read_table(path)
     lenient = list(csv.reader(io.StringIO(corpus_sources.read_text(path, "utf-8"), newline="")))
     assert table.rows == len([r for r in lenient[1:] if r]) > 0
+
+
+# --- finding 5: lone surrogates -----------------------------------------------------------------------------
+
+def test_lone_surrogates_in_json_lines_become_replacement_characters_with_a_warning(tmp_path, caplog):
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
+
+    folder = tmp_path / "tweets"
+    folder.mkdir()
+    # json.dumps would escape them the same way: "\ud83d" is valid JSON, but not a character UTF-8 can hold
+    (folder / "train.jsonl").write_text('{"text": "half an emoji \\ud83d here", "label": "a"}\n'
+                                        '{"text": "fine", "label": "a"}\n{"text": "also fine", "label": "a"}\n'
+                                        '{"text": "broken label", "label": "b\\udc00"}\n', encoding="utf-8")
+    (folder / "test.jsonl").write_text('{"text": "x", "label": "a"}\n{"text": "y", "label": "b\\ufffd"}\n',
+                                       encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        corpus = load(folder)
+    assert corpus.texts[0] == "half an emoji \ufffd here"
+    assert corpus.label_names == ["a", "b\ufffd"]
+    assert "lone surrogate" in caplog.text and "U+FFFD" in caplog.text
+    tokens = tokenize(TokenizationConfig(workers=1), corpus)  # crashed with UnicodeEncodeError
+    assert len(tokens) == len(corpus)
+
+
+def test_the_tokenizer_replaces_lone_surrogates_so_a_cached_corpus_holding_them_tokenizes():
+    from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize_texts
+
+    cfg = TokenizationConfig(workers=1)
+    assert tokenize_texts(cfg, ["a \ud83d b", "\udcff"]) == tokenize_texts(cfg, ["a \ufffd b", "\ufffd"])
+
+
+def test_replace_surrogates_rule():
+    from nlp_pipeline.rules import replace_surrogates
+
+    assert replace_surrogates("caf\udce9 \ud83d\ude00!") == ("caf\ufffd \ufffd\ufffd!", 3)
+    assert replace_surrogates("plain") == ("plain", 0)
+    assert replace_surrogates("😀 é") == ("😀 é", 0)

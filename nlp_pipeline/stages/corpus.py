@@ -19,6 +19,8 @@ label cell holds (artifacts.TARGET_TYPES gives the arrays):
     is, a text cell split on `label_separator` ("a, b" -> {a, b}); an empty list is the empty set;
   - "regression": one finite number per text (3, 2.5, "2.5"); label_names is [the label column's name].
 An empty or missing cell (None, "", a NaN number) means unlabelled for every type; the text "nan" is no target.
+A lone surrogate in a text or label (a broken JSON escape such as "\\ud83d": half a character, which no encoding
+can write) becomes U+FFFD, in every format, with one warning.
 
 Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
@@ -49,6 +51,7 @@ from nlp_pipeline.artifacts import SPLITS, TARGET_TYPES, UNLABELLED, Corpus
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.rules import replace_surrogates
 from nlp_pipeline.stages import corpus_sources as sources
 
 log = logging.getLogger("nlp_pipeline")
@@ -791,6 +794,16 @@ def _file_entries(plan: _Plan) -> list[dict] | dict:
     return _files_digest(files)
 
 
+def _label_without_surrogates(label: Any) -> tuple[Any, int]:
+    """A parsed class or multi-label label with lone surrogates replaced (see rules.replace_surrogates)."""
+    if isinstance(label, str):
+        return replace_surrogates(label)
+    if isinstance(label, tuple):
+        cleaned = [replace_surrogates(name) for name in label]
+        return tuple(sorted({name for name, _ in cleaned})), sum(n for _, n in cleaned)
+    return label, 0
+
+
 def load_corpus(cfg: CorpusConfig) -> Corpus:
     """Read the source named by `cfg` into a Corpus (see the module docstring); DataError on unusable data."""
     plan = _resolve(cfg)
@@ -815,8 +828,13 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
     texts, labels, splits = [], [], []
     moved: Counter = Counter()
     dropped: Counter = Counter()
+    replaced: Counter = Counter()  # texts / labels that held lone surrogates
     for text, label, split in zip(rows.texts, rows.labels, rows.splits):
-        text = (text or "").strip()
+        text, n = replace_surrogates((text or "").strip())
+        replaced["texts"] += n > 0
+        if label is not None and label is not _MARKED and not isinstance(label, float):
+            label, n = _label_without_surrogates(label)
+            replaced["labels"] += n > 0
         if not text:
             dropped[split or UNSPLIT] += 1
             continue
@@ -827,6 +845,10 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         texts.append(text)
         labels.append(label)
         splits.append(split)
+    if +replaced:
+        info["replaced_surrogates"] = dict(replaced)
+        log.warning("corpus %s: %d text(s) and %d label(s) held lone surrogates (broken escapes such as \\ud83d, "
+                    "half a character); each became U+FFFD", plan.name, replaced["texts"], replaced["labels"])
     info["dropped"] = {"empty_text": dict(sorted(dropped.items()))}
     if rows.headings:
         info["dropped"]["headings"] = rows.headings

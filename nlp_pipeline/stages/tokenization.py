@@ -1,8 +1,9 @@
 """tokenization: Corpus -> Tokens (distinct token strings + one flat int32 array of their ids + offsets).
 
-Each text goes through the chosen text rules (nlp_pipeline.rules: fix_html, replace_rep, ...), then spaCy's
-rule-based tokenizer for `lang` (spacy.blank: no model, no download; the special tokens xxbos, xxmaj, ...
-are never split), then the token rules (xxup/xxmaj marking, lowercase), whitespace and length handling,
+Each text has its lone surrogates replaced by U+FFFD (rules.replace_surrogates: spaCy cannot encode them), then
+goes through the chosen text rules (nlp_pipeline.rules: fix_html, replace_rep, ...), spaCy's rule-based
+tokenizer for `lang` (spacy.blank: no model, no download; the special tokens xxbos, xxmaj, ... are never
+split), then the token rules (xxup/xxmaj marking, lowercase), whitespace and length handling,
 and gets xxbos in front. Ids index `Tokens.types`, the distinct tokens in first-seen order; labels, splits
 and target_type are copied from the corpus; `Tokens.settings` is the config minus workers/chunk_size, so
 predict rebuilds the same tokenizer with TokenizationConfig(**settings) and calls tokenize_texts.
@@ -37,7 +38,8 @@ import numpy as np
 from nlp_pipeline.artifacts import Corpus, Tokens, documents_of
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.rules import BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, token_transform
+from nlp_pipeline.rules import (BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, replace_surrogates,
+                                 token_transform)
 
 VOLATILE = ("workers", "chunk_size")  # cannot change the output: left out of the cache key and of Tokens.settings
 
@@ -129,7 +131,7 @@ class _ChunkTokenizer:
     def __call__(self, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
         """texts -> (types in first-seen order, (n_tokens,) int32 ids into types, (n_texts,) int64 lengths)."""
         tokenizer, text_rules, orth = self.tokenizer, self.text_rules, self.orth
-        arrays = [tokenizer(text_rules(text)).to_array(orth) for text in texts]
+        arrays = [tokenizer(text_rules(replace_surrogates(text)[0])).to_array(orth) for text in texts]
         in_lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         hashes = np.concatenate(arrays) if arrays else np.zeros(0, np.uint64)
 
