@@ -7,6 +7,7 @@ bundle whose config.json or safetensors header was edited or holds absurd values
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -149,3 +150,37 @@ def test_replace_surrogates_rule():
     assert replace_surrogates("caf\udce9 \ud83d\ude00!") == ("caf\ufffd \ufffd\ufffd!", 3)
     assert replace_surrogates("plain") == ("plain", 0)
     assert replace_surrogates("😀 é") == ("😀 é", 0)
+
+
+# --- finding 13: mixed label spellings, test texts also in train --------------------------------------------
+
+def test_labels_spelled_as_numbers_and_as_text_are_merged_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rows = [{"text": "one", "label": 1}, {"text": "two", "label": "1"}, {"text": "three", "label": 1.0},
+            {"text": "four", "label": 2}, {"text": "five", "label": 2}]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (folder / "test.jsonl").write_text(json.dumps({"text": "six", "label": 2}) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        corpus = load(folder)
+    assert corpus.label_names == ["1", "2"]
+    warnings = [r.getMessage() for r in caplog.records if "spelled" in r.getMessage()]
+    assert len(warnings) == 1 and '1, "1", 1.0' in warnings[0] and "'2'" not in warnings[0], warnings
+
+
+def test_test_texts_also_in_train_give_one_warning_with_the_count(tmp_path, caplog):
+    folder = tmp_path / "leaky"
+    folder.mkdir()
+    train = [{"text": t, "label": lab} for t, lab in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "y")]]
+    test = [{"text": t, "label": lab} for t, lab in [("a", "x"), (" b ", "y"), ("e", "x")]]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        corpus = load(folder)
+    assert corpus.info["test_texts_in_train"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "also in train" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 3 test texts" in warnings[0], caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        load(folder / "train.jsonl")  # a carved test split holds no duplicate here: no warning
+    assert "also in train" not in caplog.text

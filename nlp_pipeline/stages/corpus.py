@@ -20,7 +20,8 @@ label cell holds (artifacts.TARGET_TYPES gives the arrays):
   - "regression": one finite number per text (3, 2.5, "2.5"); label_names is [the label column's name].
 An empty or missing cell (None, "", a NaN number) means unlabelled for every type; the text "nan" is no target.
 A lone surrogate in a text or label (a broken JSON escape such as "\\ud83d": half a character, which no encoding
-can write) becomes U+FFFD, in every format, with one warning.
+can write) becomes U+FFFD, in every format, with one warning. Warnings, not errors: class labels spelled both as
+numbers and as text (1, "1" and 1.0 read as the one label "1"), and test texts that also appear in train.
 
 Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import os
@@ -629,6 +631,7 @@ class _Rows:
     headings: int = 0                                         # WikiText heading lines skipped
     wiki: dict[str, int] = field(default_factory=dict)        # pages / redirects read from a wiki dump
     hub_ignored: list[str] = field(default_factory=list)
+    spellings: dict[str, dict[str, str]] = field(default_factory=dict)  # class label -> {cell type: first cell as JSON}
 
     def add(self, texts: list, labels: list | None, split: str | None) -> None:
         self.texts += texts
@@ -657,15 +660,27 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
         feature = getattr(feature, "feature", feature)  # a Hub Sequence(ClassLabel): its items' ClassLabel
         class_names = getattr(feature, "names", None)   # a Hub ClassLabel: ids -> names
         labels = []
+        spell = plan.target_type == "class" and class_names is None  # Hub ids are no spelling of their names
         for row, value in enumerate(get(label_field), 1):
             try:
-                labels.append(_parse_label(value, plan, class_names))
+                label = _parse_label(value, plan, class_names)
             except DataError as exc:
                 raise DataError(f"{where} row {row}: {exc}") from None
+            labels.append(label)
+            if spell and isinstance(label, str):
+                rows.spellings.setdefault(label, {}).setdefault(type(value).__name__, _as_json(value))
         rows.labelled_sources += 1
         if label_field not in rows.label_fields:
             rows.label_fields.append(label_field)
     rows.add(texts, labels, split)
+
+
+def _as_json(value: Any) -> str:
+    """A cell as it would be written in JSON, for messages: 1 -> '1', '1' -> '"1"', 1.0 -> '1.0'."""
+    try:
+        return json.dumps(value.strip() if isinstance(value, str) else value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _read_rows(plan: _Plan, cfg: CorpusConfig) -> _Rows:
@@ -804,6 +819,18 @@ def _label_without_surrogates(label: Any) -> tuple[Any, int]:
     return label, 0
 
 
+def _warn_label_spellings(name: str, spellings: dict[str, dict[str, str]]) -> None:
+    """One warning naming the class labels written both as numbers and as text (1, "1", 1.0), which read as one."""
+    mixed = {label: kinds for label, kinds in spellings.items() if len(kinds) > 1}
+    if not mixed:
+        return
+    shown = "; ".join(f"{label!r} from {', '.join(kinds.values())}" for label, kinds in list(mixed.items())[:5])
+    shown = replace_surrogates(shown)[0]  # a label may still hold one here: the log cannot write it
+    more = f" and {len(mixed) - 5} more" if len(mixed) > 5 else ""
+    log.warning("corpus %s: %d label(s) spelled both as numbers and as text are read as one label each: %s%s; "
+                "if they mean different classes, fix the label column", name, len(mixed), shown, more)
+
+
 def load_corpus(cfg: CorpusConfig) -> Corpus:
     """Read the source named by `cfg` into a Corpus (see the module docstring); DataError on unusable data."""
     plan = _resolve(cfg)
@@ -849,6 +876,8 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         info["replaced_surrogates"] = dict(replaced)
         log.warning("corpus %s: %d text(s) and %d label(s) held lone surrogates (broken escapes such as \\ud83d, "
                     "half a character); each became U+FFFD", plan.name, replaced["texts"], replaced["labels"])
+    if rows.spellings:
+        _warn_label_spellings(plan.name, rows.spellings)
     info["dropped"] = {"empty_text": dict(sorted(dropped.items()))}
     if rows.headings:
         info["dropped"]["headings"] = rows.headings
@@ -910,6 +939,10 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
     info["split_sizes"] = {s: splits.count(s) for s in SPLITS if s in splits}
     train_texts = {t for t, s in zip(texts, splits) if s == "train"}
     info["test_texts_in_train"] = sum(1 for t, s in zip(texts, splits) if s == "test" and t in train_texts)
+    if info["test_texts_in_train"]:
+        log.warning("corpus %s: %d of %d test texts also in train (identical once trimmed); test scores may be "
+                    "optimistic: remove the duplicates from one split if they are not meant", plan.name,
+                    info["test_texts_in_train"], splits.count("test"))
     return Corpus(
         labels=_label_array(labels, label_names, target_type),
         splits=np.array([SPLITS.index(s) for s in splits], dtype=np.int8),
