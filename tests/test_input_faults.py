@@ -164,7 +164,7 @@ def test_labels_spelled_as_numbers_and_as_text_are_merged_with_a_warning(tmp_pat
     with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
         corpus = load(folder)
     assert corpus.label_names == ["1", "2"]
-    warnings = [r.getMessage() for r in caplog.records if "spelled" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "cells of different types" in r.getMessage()]
     assert len(warnings) == 1 and '1, "1", 1.0' in warnings[0] and "'2'" not in warnings[0], warnings
 
 

@@ -21,7 +21,7 @@ label cell holds (artifacts.TARGET_TYPES gives the arrays):
 An empty or missing cell (None, "", a NaN number) means unlabelled for every type; the text "nan" is no target.
 A lone surrogate in a text or label (a broken JSON escape such as "\\ud83d": half a character, which no encoding
 can write) becomes U+FFFD, in every format, with one warning. Warnings, not errors: class labels spelled both as
-numbers and as text (1, "1" and 1.0 read as the one label "1"), and test texts that also appear in train.
+numbers and as text (1, "1" and 1.0 all read as the label "1"), and test texts that also appear in train.
 
 Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
@@ -820,14 +820,14 @@ def _label_without_surrogates(label: Any) -> tuple[Any, int]:
 
 
 def _warn_label_spellings(name: str, spellings: dict[str, dict[str, str]]) -> None:
-    """One warning naming the class labels written both as numbers and as text (1, "1", 1.0), which read as one."""
+    """One warning naming the class labels written in cells of different types (1, "1", 1.0), which read as one."""
     mixed = {label: kinds for label, kinds in spellings.items() if len(kinds) > 1}
     if not mixed:
         return
     shown = "; ".join(f"{label!r} from {', '.join(kinds.values())}" for label, kinds in list(mixed.items())[:5])
     shown = replace_surrogates(shown)[0]  # a label may still hold one here: the log cannot write it
     more = f" and {len(mixed) - 5} more" if len(mixed) > 5 else ""
-    log.warning("corpus %s: %d label(s) spelled both as numbers and as text are read as one label each: %s%s; "
+    log.warning("corpus %s: %d label(s) written in cells of different types are read as one label each: %s%s; "
                 "if they mean different classes, fix the label column", name, len(mixed), shown, more)
 
 
