@@ -106,56 +106,43 @@ def main(verbose: bool) -> None:
 @config_options
 @click.option("--until", default=None, metavar="STAGE", help="Stop after this stage (and what it needs).")
 @click.option("--force", multiple=True, metavar="STAGE", help="Recompute this stage even if cached (repeatable).")
-@click.option("--name", default=None, help="Run folder name under --runs-dir [default: the corpus name].")
+@click.option("--name", default=None,
+              help="Run folder name under --runs-dir: letters, digits, '.', '_', '-' [default: the corpus name].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
-              help="Where runs/<name>/ (metrics.json, config.toml, keys.json) is written.")
+              help="Where runs/<name>/ is written (metrics.json, config.toml, keys.json, model/, report.md, run.json), "
+                   "as one unit: a failed or killed run leaves the previous folder as it was.")
 def run(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, until, force, name, runs_dir):
     """Run the pipeline; cached stages are skipped, changed ones recomputed. Under torchrun the training
     stages run data-parallel and process 0 alone writes the cache and the run folder."""
     import time
 
-    from nlp_pipeline import pipeline
+    from nlp_pipeline import pipeline, run_folder
     from nlp_pipeline.models import distributed
 
     started = time.time()
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
+    # before any stage runs: a bad --name or an unusable --runs-dir is one line, and dead runs' leftovers go
+    target = run_folder.prepare(runs_dir, name if name is not None else pipeline.run_name(configs))
     store = _store(cache_dir)
-    target = Path(runs_dir) / (name or pipeline.run_name(configs))
-    previous_keys = _read_keys(target)
     coordinator = distributed.coordinator()  # None unless launched by torchrun with several processes
     result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True),
                           coordinator=coordinator)
     if coordinator is not None and coordinator.rank != 0:
         distributed.shutdown()  # waits for process 0's run folder
         return
-    run_dir = pipeline.write_run(target, configs, result)
-    if "classifier" in result.keys():
-        _write_bundle_and_report(run_dir, configs, store, until, refresh=previous_keys != result.keys())
+
+    def report_artifacts() -> dict:
+        """What the bundle and report.md are made from (loaded again, quietly: the run above printed each stage)."""
+        from nlp_pipeline.export.report import REPORT_ARTIFACTS
+
+        return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None,
+                            coordinator=None).artifacts
+
+    run_dir = pipeline.write_run(target, configs, result, report_artifacts=report_artifacts,
+                                 echo=lambda line: click.echo(line, err=True))
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")
     distributed.shutdown()
-
-
-def _read_keys(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "keys.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_bundle_and_report(run_dir: Path, configs, store, until, refresh: bool) -> None:
-    """runs/<name>/model/ (the predict bundle) and report.md with its plots. Skipped when the run folder already
-    holds both for the same keys, so a cached re-run loads no model weights."""
-    from nlp_pipeline import pipeline
-    from nlp_pipeline.export.bundle import save_bundle
-    from nlp_pipeline.export.report import REPORT_ARTIFACTS, write_run_report
-
-    if not refresh and (run_dir / "report.md").is_file() and (run_dir / "model" / "config.json").is_file():
-        return
-    kept = pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None, coordinator=None)
-    save_bundle(kept.artifacts["classifier"], run_dir / "model")
-    write_run_report(run_dir, kept.artifacts)
-    click.echo(f"report and predict bundle written to {run_dir}", err=True)
 
 
 def _summary_table(result) -> str:

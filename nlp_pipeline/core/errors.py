@@ -33,3 +33,10 @@ class CacheError(NlpPipelineError, OSError):
     """The artifact store cannot be read or written (permissions, disk, corruption that cannot be repaired)."""
 
     exit_code = 1
+
+
+class OutputError(NlpPipelineError, OSError):
+    """A folder the command writes (a run folder, --runs-dir) cannot be written: permissions, a read-only or full
+    disk, a file in the way."""
+
+    exit_code = 1

@@ -41,6 +41,7 @@ CONFUSION_FILE = "confusion_matrix.png"
 SCATTER_FILE = "predicted_vs_true.png"
 CURVES_FILE = "training_curves.png"
 WRONG_FILE = "most_wrong.jsonl"
+REPORT_FILES = (REPORT_FILE, CONFUSION_FILE, SCATTER_FILE, CURVES_FILE, WRONG_FILE)  # every file write_report may write
 LM_IDS = ("pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward")
 REPORT_ARTIFACTS = ("corpus", "lsa", *LM_IDS, "classifier")  # instance ids a run report reads
 HEADLINE = {  # target type -> the scores table's columns: (key in targets.score(...), column name)
@@ -464,9 +465,10 @@ def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier
     return [report, *figures, curves, wrong_path]
 
 
-def write_run_report(run_dir: str | Path, artifacts: dict[str, Any]) -> list[Path]:
+def write_run_report(run_dir: str | Path, artifacts: dict[str, Any], title: str | None = None) -> list[Path]:
     """write_report from a run's artifacts by instance id (RunResult.artifacts of a run that kept
-    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS) and "lsa" are used when there."""
+    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS) and "lsa" are used when there.
+    title: the report's heading (default: run_dir's name; pass the run's name when writing into a staging folder)."""
     classifier = artifacts.get("classifier")
     if classifier is None:
         raise MissingInputError("the report needs the classifier artifact; run the pipeline through the classifier stage")
@@ -474,4 +476,4 @@ def write_run_report(run_dir: str | Path, artifacts: dict[str, Any]) -> list[Pat
     lsa = artifacts.get("lsa")
     models = {name: artifacts[name] for name in LM_IDS if artifacts.get(name) is not None}
     return write_report(run_dir, list(corpus.texts) if corpus is not None else None, classifier, models,
-                        dict(lsa.metrics) if lsa is not None else None)
+                        dict(lsa.metrics) if lsa is not None else None, title)

@@ -1,0 +1,390 @@
+"""The run folder under faults: a failed or killed write leaves the previous folder whole and a rerun repairs it,
+run names are one plain folder name, an unusable --runs-dir is refused before any stage runs, leftovers of dead
+processes are cleaned and never carried into a new folder."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nlp_pipeline.cli import main
+from test_cli import FAST, TINY_LM, corpus_dir  # noqa: F401  (corpus_dir is a fixture)
+
+STRICT = ["--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
+
+
+def _invoke(args, tmp_path):
+    return CliRunner().invoke(main, args, env={"NLP_PIPELINE_CACHE": str(tmp_path / "cache")})
+
+
+def _error_line(result) -> str:
+    """The one `error: ...` line of a failed command (and no traceback)."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def _test_texts(corpus_dir: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in (corpus_dir / "test.jsonl").read_text().splitlines()]
+
+
+def _serves(run_dir: Path, cache: Path, corpus_dir: Path) -> None:
+    """predict --model run_dir answers with the classifier that keys.json and metrics.json name."""
+    from nlp_pipeline.core.store import ArtifactStore
+    from nlp_pipeline.export.bundle import Classifier
+
+    keys = json.loads((run_dir / "keys.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert keys["classifier"] == metrics["classifier"]["key"]
+    result = ArtifactStore(cache).load("classifier", keys["classifier"])
+    probs = Classifier.load(run_dir, num_threads=1).predict_proba(_test_texts(corpus_dir))
+    np.testing.assert_allclose(probs, result.test_probabilities, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_bundle_that_does_not_fit_leaves_the_previous_run_and_the_rerun_serves_the_new_model(corpus_dir, tmp_path,
+                                                                                                monkeypatch):
+    """Finding 1 + 6: the disk fills while the second run (another seed) writes its bundle. One line naming the
+    run folder, exit 1, the first run's folder untouched; the rerun then writes the new model, not a stale one."""
+    import safetensors.numpy
+
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    args = ["run", "--corpus", str(corpus_dir), *FAST, *TINY_LM, *STRICT, "--runs-dir", str(runs)]
+    first = _invoke(args, tmp_path)
+    assert first.exit_code == 0, first.output
+    run_dir = runs / "tiny"
+    before = _snapshot(run_dir)
+
+    real_save = safetensors.numpy.save_file
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", disk_full)
+    second = _invoke([*args, "--set", "classifier.seed=1"], tmp_path)
+    assert second.exit_code == 1, second.output
+    line = _error_line(second)
+    assert str(run_dir) in line and "No space left on device" in line, line
+    assert _snapshot(run_dir) == before                      # the first run's folder, byte for byte
+    assert _hidden(runs) == []                               # nothing half-written left beside or inside it
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", real_save)
+    third = _invoke([*args, "--set", "classifier.seed=1"], tmp_path)
+    assert third.exit_code == 0, third.output
+    assert "report and predict bundle written" in third.stderr
+    assert 'seed = 1' in (run_dir / "config.toml").read_text().split("[classifier]")[1]
+    _serves(run_dir, cache, corpus_dir)
+    assert _hidden(runs) == []
+
+
+# --- write_run itself: every failure before the swap leaves the previous folder whole --------------------------
+
+@pytest.fixture(scope="module")
+def two_models():
+    """Two tiny trained classifiers (seeds 0 and 1) and their corpus, ~2 s."""
+    from test_bundle import make_tiny_result
+
+    first, corpus = make_tiny_result(linear_nb=[False])
+    second, _ = make_tiny_result(linear_nb=[False], seed=1)
+    return first, second, corpus
+
+
+def _run_result(classifier_key: str):
+    from nlp_pipeline.core.runner import RunResult, StageReport
+
+    reports = [StageReport("corpus", "corpus", "c" * 64, "hit", 0.0),
+               StageReport("classifier", "classifier", classifier_key, "ran", 1.0, {"test_accuracy": 0.5})]
+    return RunResult(reports, {})
+
+
+def _configs(seed: int):
+    from nlp_pipeline import pipeline
+
+    return pipeline.load_config(sets=[f"classifier.seed={seed}"])
+
+
+def _write(run_dir, seed, model, corpus, key, calls=None):
+    from nlp_pipeline import pipeline
+
+    def artifacts():
+        if calls is not None:
+            calls.append(key)
+        return {"classifier": model, "corpus": corpus}
+
+    return pipeline.write_run(run_dir, _configs(seed), _run_result(key), report_artifacts=artifacts)
+
+
+def _bundle_weights(run_dir: Path) -> bytes:
+    return (run_dir / "model" / "model.safetensors").read_bytes()
+
+
+def _raise_keyboard_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _raise_disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("target, failure", [
+    ("nlp_pipeline.export.bundle.save_bundle", _raise_disk_full),
+    ("nlp_pipeline.export.bundle.save_bundle", _raise_keyboard_interrupt),
+    ("nlp_pipeline.export.report.write_run_report", _raise_disk_full),
+    ("nlp_pipeline.export.report.write_run_report", _raise_keyboard_interrupt),
+])
+def test_a_failed_write_keeps_the_previous_folder_whole_and_the_rerun_completes_it(two_models, tmp_path, monkeypatch,
+                                                                                   target, failure):
+    from nlp_pipeline.core.errors import OutputError
+
+    first, second, corpus = two_models
+    run_dir = tmp_path / "runs" / "tiny"
+    _write(run_dir, 0, first, corpus, "a" * 64)
+    (run_dir / "notes.txt").write_text("the user's own notes")
+    before = _snapshot(run_dir)
+    with monkeypatch.context() as patched:
+        patched.setattr(target, failure)
+        with pytest.raises((OutputError, KeyboardInterrupt)) as raised:
+            _write(run_dir, 1, second, corpus, "b" * 64)
+    if raised.type is OutputError:
+        assert str(run_dir) in str(raised.value) and "No space left on device" in str(raised.value)
+    assert _snapshot(run_dir) == before and _hidden(tmp_path) == []
+    calls = []
+    _write(run_dir, 1, second, corpus, "b" * 64, calls)    # the rerun: same keys as the failed write
+    assert calls == ["b" * 64]                              # not skipped: the bundle and report are written
+    assert json.loads((run_dir / "keys.json").read_text())["classifier"] == "b" * 64
+    assert _bundle_weights(run_dir) != before["model/model.safetensors"]
+    assert (run_dir / "notes.txt").read_text() == "the user's own notes"
+    assert _hidden(tmp_path) == []
+
+
+def test_the_same_keys_reuse_the_bundle_and_other_keys_replace_it(two_models, tmp_path):
+    first, second, corpus = two_models
+    run_dir = tmp_path / "runs" / "tiny"
+    calls = []
+    _write(run_dir, 0, first, corpus, "a" * 64, calls)
+    weights = _bundle_weights(run_dir)
+    assert (run_dir / "report.md").read_text().splitlines()[0] == "# Run report: tiny"  # not the staging folder's name
+    _write(run_dir, 0, first, corpus, "a" * 64, calls)
+    assert calls == ["a" * 64] and _bundle_weights(run_dir) == weights  # a cached rerun loads no model
+    _write(run_dir, 1, second, corpus, "b" * 64, calls)
+    assert calls == ["a" * 64, "b" * 64] and _bundle_weights(run_dir) != weights
+
+
+def test_a_folder_without_the_completion_record_is_rewritten(two_models, tmp_path):
+    """A folder an earlier version left (keys.json written before a bundle that never came) is not trusted."""
+    first, second, corpus = two_models
+    run_dir = tmp_path / "runs" / "tiny"
+    _write(run_dir, 0, first, corpus, "a" * 64)
+    stale = _bundle_weights(run_dir)
+    (run_dir / "run.json").unlink()
+    keys = json.loads((run_dir / "keys.json").read_text())
+    (run_dir / "keys.json").write_text(json.dumps(dict(keys, classifier="b" * 64)))  # what the old order left
+    calls = []
+    _write(run_dir, 1, second, corpus, "b" * 64, calls)
+    assert calls == ["b" * 64] and _bundle_weights(run_dir) != stale
+
+
+def test_a_run_that_stops_before_the_classifier_drops_the_old_model(two_models, tmp_path):
+    """The folder describes one run: no bundle or report of another configuration stays beside its metrics."""
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.core.runner import RunResult, StageReport
+
+    first, _, corpus = two_models
+    run_dir = tmp_path / "runs" / "tiny"
+    _write(run_dir, 0, first, corpus, "a" * 64)
+    (run_dir / "plot.png").write_bytes(b"the user's plot")
+    until_corpus = RunResult([StageReport("corpus", "corpus", "c" * 64, "hit", 0.0)], {})
+    pipeline.write_run(run_dir, _configs(0), until_corpus, report_artifacts=lambda: pytest.fail("nothing to report"))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "keys.json", "metrics.json", "plot.png", "run.json"]
+
+
+# --- run names ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../escape", "ABSOLUTE", ".hidden", "", "bell\x07", "tab\tname",
+                                  "back\\slash", "x" * 200])
+def test_run_names_are_one_plain_folder_name(corpus_dir, tmp_path, name):
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    (work / "notes.txt").write_text("the user's file")
+    result = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(work / "runs"), "--until", "corpus", *FAST,
+                      "--name", name], tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "--name" in _error_line(result)
+    assert sorted(p.name for p in work.rglob("*")) == ["notes.txt", "runs"]   # nothing moved, nothing written
+    assert "running" not in result.stderr and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_default_name_is_always_a_valid_one():
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.run_folder import check_name
+
+    for source in ("trec6", "/data/.hidden/", "hf:..", "..", "/", "~/my corpus.csv", "hf:org/set"):
+        configs = pipeline.load_config(overrides={"corpus": {"source": source}})
+        assert check_name(pipeline.run_name(configs)) == pipeline.run_name(configs)
+
+
+# --- an unusable --runs-dir: refused up front --------------------------------------------------------------------
+
+def _refuse_writes(monkeypatch, folder: Path, code: int) -> None:
+    """Writes anywhere under `folder` fail with OSError(code), as on a read-only, full or forbidden disk."""
+    import builtins
+    import io
+
+    folder = str(folder)
+
+    def under(path) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.path.abspath(os.fspath(path)).startswith(folder)
+
+    def refuse(path):
+        raise OSError(code, os.strerror(code), os.fspath(path)) if code not in (errno.EACCES, errno.EPERM) else \
+            PermissionError(code, os.strerror(code), os.fspath(path))
+
+    real_open, real_os_open, real_mkdir, real_rename = builtins.open, os.open, os.mkdir, os.rename
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if under(file) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if under(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def fake_rename(src, dst, *args, **kwargs):
+        if under(src) or under(dst):
+            refuse(dst)
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    monkeypatch.setattr(os, "rename", fake_rename)
+
+
+@pytest.mark.parametrize("code, phrase", [(errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system"),
+                                          (errno.ENOSPC, "No space left on device")])
+def test_an_unwritable_runs_dir_is_one_line_before_any_stage_runs(corpus_dir, tmp_path, monkeypatch, code, phrase):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _refuse_writes(monkeypatch, runs, code)
+    result = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(runs), "--until", "corpus", *FAST], tmp_path)
+    assert result.exit_code == 1, result.output
+    line = _error_line(result)
+    assert str(runs) in line and phrase in line and "--runs-dir" in line, line
+    assert "running" not in result.stderr                               # refused before the first stage
+    assert list(runs.iterdir()) == []
+
+
+def test_a_runs_dir_under_a_file_is_one_line_before_any_stage_runs(corpus_dir, tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    runs = tmp_path / "blocker" / "runs"
+    result = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(runs), "--until", "corpus", *FAST], tmp_path)
+    assert result.exit_code == 1, result.output
+    line = _error_line(result)
+    assert str(tmp_path / "blocker") in line and "--runs-dir" in line, line
+    assert "running" not in result.stderr
+
+
+def test_a_run_folder_that_is_not_one_is_refused(corpus_dir, tmp_path):
+    """--name pointing at a folder of other files (or a file) is refused, not swapped away."""
+    runs = tmp_path / "runs"
+    (runs / "mine").mkdir(parents=True)
+    (runs / "mine" / "thesis.tex").write_text("months of work")
+    (runs / "afile").write_text("a file")
+    for name in ("mine", "afile"):
+        result = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(runs), "--until", "corpus", *FAST,
+                          "--name", name], tmp_path)
+        assert result.exit_code == 2, result.output
+        assert str(runs / name) in _error_line(result) and "--name" in _error_line(result)
+    assert (runs / "mine" / "thesis.tex").read_text() == "months of work" and (runs / "afile").read_text() == "a file"
+
+
+# --- leftovers ---------------------------------------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_leftovers_of_dead_runs_are_cleaned_and_hidden_files_never_carried(two_models, tmp_path):
+    import socket
+
+    from nlp_pipeline import run_folder
+
+    first, _, corpus = two_models
+    runs = tmp_path / "runs"
+    run_dir = runs / "tiny"
+    _write(run_dir, 0, first, corpus, "a" * 64)
+    host = run_folder.host_tag()
+    dead, alive = _dead_pid(), os.getpid()
+    stale = [runs / f".tiny.staging.{dead}@{host}.x1y2", runs / f".other.old.{dead}@{host}.abcd",
+             runs / f".runs.probe.{dead}@{host}.zz"]
+    kept = [runs / f".tiny.staging.{alive}@{host}.q1", runs / f".tiny.staging.{dead}@another-host.q2",
+            runs / ".my-own-hidden-folder"]
+    for path in stale[:2] + kept:
+        path.mkdir()
+        (path / "metrics.json").write_text("{}")
+    stale[2].write_text("")
+    restorable = runs / f".lost.old.{dead}@{host}.r2d2"            # killed between moving it aside and the swap
+    restorable.mkdir()
+    (restorable / "keys.json").write_text("{}")
+    legacy = [run_dir / ".model-abc123", run_dir / ".report.md-k9", run_dir / ".training_curves-x1.png"]  # old code's
+    legacy[0].mkdir()
+    for path in legacy[1:]:
+        path.write_bytes(b"half")
+    assert socket.gethostname()  # host_tag is derived from it
+
+    run_folder.prepare(runs, "tiny")
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert (runs / "lost" / "keys.json").is_file() and not restorable.exists()
+    _write(run_dir, 0, first, corpus, "a" * 64)
+    assert _hidden(run_dir) == []                                          # the old code's temporaries are gone
+
+
+def test_a_killed_run_leaves_nothing_a_rerun_trusts(corpus_dir, tmp_path):
+    """SIGKILL while the run folder is staged: the previous folder stays, the rerun cleans the staging folder."""
+    runs = tmp_path / "runs"
+    env = dict(os.environ, NLP_PIPELINE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "nlp_pipeline.cli", "run", "--corpus", str(corpus_dir), "--runs-dir", str(runs),
+               "--until", "corpus", *FAST]
+    assert subprocess.run(command, env=env, capture_output=True, timeout=300).returncode == 0
+    before = _snapshot(runs / "tiny")
+    killer = ("import os, signal, sys, runpy\n"
+              "import nlp_pipeline.run_folder as rf\n"
+              "def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "rf._swap = die\n"
+              "sys.argv = ['nlp-pipeline', *sys.argv[1:]]\n"
+              "runpy.run_module('nlp_pipeline.cli', run_name='__main__')\n")
+    killed = subprocess.run([sys.executable, "-c", killer, *command[3:], "--set", "corpus.seed=5"], env=env,
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert _snapshot(runs / "tiny") == before and len(_hidden(runs)) == 1     # its staging folder, and only that
+    again = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    assert again.returncode == 0 and _hidden(runs) == []
