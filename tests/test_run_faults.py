@@ -388,3 +388,120 @@ def test_a_killed_run_leaves_nothing_a_rerun_trusts(corpus_dir, tmp_path):
     assert _snapshot(runs / "tiny") == before and len(_hidden(runs)) == 1     # its staging folder, and only that
     again = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert again.returncode == 0 and _hidden(runs) == []
+
+
+# --- progress where no bar draws -----------------------------------------------------------------------------------
+
+def _stderr_to_a_file(monkeypatch):
+    """stderr is a file, not a terminal (a run logged with 2> run.log), with the CLI's log handler on it. Called in
+    the test itself: pytest sets its own sys.stderr again between fixtures and the test."""
+    import io
+    import logging
+
+    from nlp_pipeline import cli
+
+    stream = io.StringIO()
+    logger = logging.getLogger("nlp_pipeline")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "level", logger.level)
+    monkeypatch.setattr(sys, "stderr", stream)
+    cli._setup_logging(False)
+    return stream
+
+
+def _tiny_data(n_docs: int = 24, length: int = 12):
+    rng = np.random.default_rng(0)
+    lengths = np.full(n_docs, length)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(2, 20, size=int(offsets[-1]))
+    labels = np.arange(n_docs) % 2
+    return ids, offsets, labels
+
+
+def _tiny_encoder():
+    import torch
+
+    from nlp_pipeline.models.rnn import AwdEncoder, Dropouts
+
+    torch.manual_seed(0)
+    return AwdEncoder(vocab_size=20, embedding_dim=8, hidden_dim=12, num_layers=2, rnn_type="lstm", pad_id=1,
+                      dropouts=Dropouts(0.1, 0.1, 0.1, 0.1))
+
+
+def _fit_classifier(label: str = "classifier"):
+    import torch
+
+    from nlp_pipeline.models import training
+    from nlp_pipeline.models.heads import ClassifierNet
+
+    ids, offsets, labels = _tiny_data()
+    model = ClassifierNet(_tiny_encoder(), num_classes=2, head_hidden_dim=6)
+    training.fit_classifier(
+        model, ids, offsets, labels, np.arange(16), np.arange(16, 24), stages=[(1, 2, 0.01), (3, 1, 0.005)],
+        discriminative_factor=2.6, batch_size=4, max_length=50, pad_id=1, schedule="stlr", warmup_fraction=0.1,
+        weight_decay=0.01, betas=(0.7, 0.99), clip=0.4, patience=0, rng=np.random.default_rng(0),
+        device=torch.device("cpu"), progress_label=label)
+
+
+def _fit_language_model():
+    import torch
+
+    from nlp_pipeline.models import training
+    from nlp_pipeline.models.heads import LanguageModelNet
+
+    ids, offsets, _ = _tiny_data()
+    model = LanguageModelNet(_tiny_encoder(), output_dropout=0.1)
+    optimizer = training.make_optimizer([list(model.parameters())], [0.01], 0.01, (0.7, 0.99))
+    valid = ids[:40].reshape(2, 20)
+    training.fit_language_model(
+        model, optimizer, ids, offsets, np.arange(20), valid, epochs=2, batch_size=2, bptt=5, variable_bptt=False,
+        schedule="stlr", warmup_fraction=0.1, clip=0.4, activation_regularization=0.0,
+        temporal_activation_regularization=0.0, rng=np.random.default_rng(0), device=torch.device("cpu"),
+        phase="finetune")
+
+
+def _lines(stream, prefix: str) -> list[str]:
+    return [line for line in stream.getvalue().splitlines() if line.startswith(prefix)]
+
+
+def test_training_writes_a_line_per_epoch_with_eta_where_no_bar_draws(monkeypatch):
+    """Finding 11: a run logged to a file shows each epoch of the classifier and of the LM: the stage, epoch i/n,
+    train loss, the validation score (perplexity), seconds and the time left; and, inside a long epoch, how far."""
+    import re
+
+    from nlp_pipeline.models import training
+
+    stderr_log = _stderr_to_a_file(monkeypatch)
+
+    _fit_classifier("classifier 2/3")
+    epochs = _lines(stderr_log, "classifier 2/3 stage")
+    assert [line.split(":")[0] for line in epochs if "ETA" in line and "%" not in line] == [
+        "classifier 2/3 stage 1/2 epoch 1/2", "classifier 2/3 stage 1/2 epoch 2/2", "classifier 2/3 stage 2/2 epoch 1/1"]
+    pattern = r"train loss [\d.]+, validation accuracy [\d.]+, loss [\d.]+, \d+ s, ETA \d+:\d\d:\d\d$"
+    assert all(re.search(pattern, line) for line in epochs), epochs
+    assert epochs[-1].endswith("ETA 0:00:00")
+
+    _fit_language_model()
+    lm = _lines(stderr_log, "finetune epoch")
+    assert len(lm) == 2 and all(re.search(r"train loss [\d.]+, validation perplexity [\d.]+, .*\d+ s, ETA \d+:\d\d:\d\d$",
+                                          line) for line in lm), lm
+
+    monkeypatch.setattr(training, "PROGRESS_EVERY", 0.0)       # a line inside the epoch whenever one is due
+    _fit_classifier("again")
+    inside = [line for line in _lines(stderr_log, "again stage") if "%" in line]
+    assert inside and all(re.search(r"\d+% \(\d+ of \d+ batches\), [\d.]+ batches/s, epoch ETA \d+:\d\d:\d\d", line)
+                          for line in inside), inside
+    _fit_language_model()
+    assert any(re.search(r"finetune epoch \d/2: \d+% \([\d,]+ of [\d,]+ tokens\)", line) for line in stderr_log.getvalue().splitlines())
+
+
+def test_on_a_terminal_the_bar_draws_and_the_epoch_lines_stay(monkeypatch):
+    from nlp_pipeline.models import training
+
+    stderr_log = _stderr_to_a_file(monkeypatch)
+    monkeypatch.setattr(stderr_log, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(training, "PROGRESS_EVERY", 0.0)
+    _fit_classifier()
+    lines = _lines(stderr_log, "classifier stage")
+    assert len([line for line in lines if ", ETA" in line]) == 3 and not [line for line in lines if "batches)" in line]
+    assert "batch/s" in stderr_log.getvalue()                    # tqdm's bar

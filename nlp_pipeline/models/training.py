@@ -11,6 +11,10 @@ gradual unfreezing, LR schedules, vocabulary matching, and the two training loop
 - LM loop: stream batches with (variable) BPTT, the recurrent state carried over (detached) and reset at
   every epoch, LR scaled by seq_len / bptt, AR/TAR, a held-out stream evaluated each epoch.
 - Classifier loop: gradual unfreezing stages, sortish batches, model selection on a validation set.
+- Progress (TrainingProgress, both loops): a bar per epoch on a terminal; everywhere one log line per epoch (what,
+  epoch i/n, train loss, validation score or perplexity, seconds, ETA of the loop's remaining epochs at the mean
+  epoch time so far); where no bar draws (stderr is a file or a pipe) also a line at most every PROGRESS_EVERY
+  seconds inside an epoch (how far, how fast, the epoch's ETA). Process 0 alone reports.
 - Data parallel (under torchrun, models/distributed.py): both loops wrap the model in DistributedDataParallel
   and keep the global batch: each process takes a shard of the rows of every LM batch / of every classifier
   batch (the same batches, steps, LRs and unfreezing everywhere); losses are weighted so the averaged
@@ -25,6 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
 import time
 from typing import Any, Callable
 
@@ -44,6 +49,7 @@ from nlp_pipeline.models.rnn import detach_state
 from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, mean_loss, score
 
 SCHEDULES = ("stlr", "one_cycle", "constant")
+PROGRESS_EVERY = 60.0  # seconds between progress lines inside an epoch where no bar draws (stderr is not a terminal)
 log = logging.getLogger("nlp_pipeline")
 
 
@@ -207,6 +213,83 @@ def project_vectors(vectors: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
     return project_vectors(projected, dim, seed) if projected.shape[1] < dim else projected
 
 
+# --- progress -----------------------------------------------------------------------------------------
+class TrainingProgress:
+    """How one training loop reports (see the module notes): start_epoch(what, total, unit) at an epoch's start;
+    advance(n, running) as work is done, or iterate(items, running) around a batch loop (running: a short text such
+    as "train loss 0.53", or a function giving it, shown with the next line); line(note) for a line now (a
+    checkpoint); end_epoch(summary, seconds) for the epoch's line with the loop's ETA. `epochs`: how many epochs
+    the loop runs at most (the ETA's horizon); enabled=False (processes other than 0) is silent."""
+
+    def __init__(self, epochs: int, enabled: bool = True):
+        self.epochs, self.enabled = max(int(epochs), 1), enabled
+        self.terminal = enabled and bool(getattr(sys.stderr, "isatty", lambda: False)())  # where tqdm draws
+        self.finished, self.seconds = 0, 0.0
+        self.bar: Any = None
+        self.what, self.total, self.done, self.unit, self.running = "", 0, 0, "", None
+        self.started = self.first_done = self.last_line = 0.0
+
+    def start_epoch(self, what: str, total: int, unit: str, done: int = 0) -> None:
+        self.what, self.total, self.done, self.unit, self.running = what, int(total), int(done), unit, None
+        self.started = self.last_line = time.perf_counter()
+        self.first_done = self.done
+        if self.terminal:
+            self.bar = tqdm(total=self.total, initial=self.done, desc=what, unit="tok" if unit == "tokens" else "batch",
+                            unit_scale=unit == "tokens", leave=False)
+
+    def advance(self, n: int, running: str | Callable[[], str | None] | None = None) -> None:
+        self.done += int(n)
+        if running is not None:
+            self.running = running
+        if self.bar is not None:
+            self.bar.update(int(n))
+            if running is not None and (not callable(running) or self.done % 20 == 0):
+                self.bar.set_postfix_str(self._running() or "", refresh=False)
+        elif self.enabled and time.perf_counter() - self.last_line >= PROGRESS_EVERY:
+            self.line()
+
+    def iterate(self, items: Any, running: Callable[[], str | None] | None = None) -> Any:
+        """The items, one advance(1, running) after each has been worked on (also after a `continue`)."""
+        for item in items:
+            yield item
+            self.advance(1, running)
+
+    def _running(self) -> str | None:
+        return self.running() if callable(self.running) else self.running
+
+    def line(self, note: str = "") -> None:
+        """One line now: how far into the epoch, how fast, the epoch's ETA, the running value, `note`."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        rate = (self.done - self.first_done) / max(now - self.started, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        running = self._running()
+        parts = [f"{round(100 * self.done / max(self.total, 1))}% ({self.done:,} of {self.total:,} {self.unit})",
+                 f"{rate:.1f} {self.unit}/s" if rate < 100 else f"{rate:.0f} {self.unit}/s", f"epoch ETA {_clock(left)}",
+                 *([running] if running else []), *([note] if note else [])]
+        log.info("%s: %s", self.what, ", ".join(parts))
+        self.last_line = now
+
+    def end_epoch(self, summary: str, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.finished += 1
+        self.seconds += float(seconds)
+        left = max(self.epochs - self.finished, 0) * self.seconds / self.finished
+        if self.enabled:
+            log.info("%s: %s, %.0f s, ETA %s", self.what, summary, seconds, _clock(left))
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss ("?" when not known yet)."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 # --- language model loop ------------------------------------------------------------------------------
 def evaluate_language_model(model: LanguageModelNet, rows: np.ndarray, bptt: int, device: torch.device,
                             dtype: torch.dtype | None = None) -> float:
@@ -290,6 +373,7 @@ def fit_language_model(
     params = trainable_parameters(model)
     first_epoch = resume["epoch"] if resume else 0
     last_save = time.perf_counter()
+    progress = TrainingProgress(epochs - first_epoch, enabled=main)
     for epoch in range(first_epoch, epochs):
         model.train()
         resuming = resume is not None and epoch == first_epoch
@@ -312,9 +396,8 @@ def fit_language_model(
             if resume.get("scaler") is not None:
                 scaler.load_state_dict(resume["scaler"])
         total_tokens = sum(lengths) * rows.shape[0]
-        bar = tqdm(total=total_tokens, initial=sum(lengths[:done_windows]) * rows.shape[0],
-                   desc=f"{phase} epoch {epoch + 1}/{epochs}", unit="tok", unit_scale=True,
-                   disable=None if main else True, leave=False)
+        progress.start_epoch(f"{phase} epoch {epoch + 1}/{epochs}", total_tokens, "tokens",
+                             done=sum(lengths[:done_windows]) * rows.shape[0])
         for window, (x, y) in enumerate(lm_windows(rows, lengths)):
             if window < done_windows:
                 continue
@@ -340,9 +423,8 @@ def fit_language_model(
             loss_sum += value * yt.numel()
             token_count += yt.numel()
             step += 1
-            bar.update(yt.numel())
-            if step % 20 == 0:
-                bar.set_postfix(ppl=f"{math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}", refresh=False)
+            running = f"train perplexity {math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}" if step % 20 == 0 else None
+            progress.advance(yt.numel(), running)
             if on_step is not None:
                 on_step(step, value)
             if max_steps is not None and step >= max_steps:
@@ -353,10 +435,7 @@ def fit_language_model(
                       "epoch_seconds": time.perf_counter() - started, "torch_rng": _get_rng_states(),
                       "scaler": scaler.state_dict() if scaler.is_enabled() else None})
                 last_save = time.perf_counter()
-                if main:
-                    _log_progress(phase, epoch, epochs, sum(lengths[:window + 1]) * rows.shape[0], total_tokens,
-                                  loss_sum / max(token_count, 1), time.perf_counter() - started)
-        bar.close()
+                progress.line("checkpoint saved")
         if world > 1:
             loss_sum, token_count = distributed.all_reduce_sum([loss_sum, token_count])
             token_count = int(token_count)
@@ -370,10 +449,9 @@ def fit_language_model(
             val_loss = evaluate_language_model(model, valid_rows, bptt, device, dtype)
             row.update(val_loss=round(val_loss, 4), val_perplexity=round(math.exp(min(val_loss, 50.0)), 2))
         history.append(row)
-        if main:
-            log.info("%s epoch %d/%d: train loss %.4f%s, %.0f tokens/s, %.0f s", phase, epoch + 1, epochs, row["train_loss"],
-                     f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "",
-                     row["tokens_per_second"], seconds)
+        progress.end_epoch(f"train loss {row['train_loss']:.4f}"
+                           + (f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "")
+                           + f", {row['tokens_per_second']:.0f} tokens/s", seconds)
         if max_steps is not None and step >= max_steps:
             break
         if save is not None and epoch + 1 < epochs:  # the next epoch starts from here (any number of processes)
@@ -383,15 +461,6 @@ def fit_language_model(
             last_save = time.perf_counter()
     distributed.release(net)
     return history
-
-
-def _log_progress(phase: str, epoch: int, epochs: int, done: int, total: int, loss: float, seconds: float) -> None:
-    """One log line at a checkpoint: how far, how fast, perplexity so far, time left in the epoch."""
-    rate = done / max(seconds, 1e-9)
-    left = (total - done) / max(rate, 1e-9)
-    log.info("%s epoch %d/%d: %d%% (%s of %s tokens), %.0f tokens/s, train perplexity %.1f, epoch ETA %s; checkpoint saved",
-             phase, epoch + 1, epochs, round(100 * done / max(total, 1)), f"{done:,}", f"{total:,}", rate,
-             math.exp(min(loss, 50.0)), time.strftime("%H:%M:%S", time.gmtime(left)))
 
 
 def _get_rng_states() -> dict[str, Any]:
@@ -481,7 +550,7 @@ def fit_classifier(
     type). After every epoch the validation set is scored; the best state (the target type's primary metric,
     targets.PRIMARY, e.g. accuracy, then lower loss) is kept and returned with its history row, whose
     "val_<primary>" column holds the metric. `patience` > 0 stops a
-    stage after that many epochs without improvement (0 = never). `progress_label` starts each progress bar's name.
+    stage after that many epochs without improvement (0 = never). `progress_label` starts each progress line.
 
     Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
     its shard of each (documents r, r + W, ... of the length-sorted batch), a batch being skipped everywhere
@@ -502,6 +571,7 @@ def fit_classifier(
     best: tuple[float, float] = (-float("inf"), float("inf"))
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_row: dict[str, Any] = {}
+    progress = TrainingProgress(sum(epochs for _, epochs, _ in stages), enabled=rank == 0)
     for stage_index, (n_trainable, epochs, lr) in enumerate(stages):
         set_trainable(groups, n_trainable)
         set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), discriminative_factor))
@@ -513,8 +583,9 @@ def fit_classifier(
             model.train()
             started, loss_sum, seen = time.perf_counter(), 0.0, 0
             batches = sortish_batches(lengths, batch_size, rng)
-            for batch in tqdm(batches, desc=f"{progress_label} stage {stage_index + 1} epoch {epoch + 1}",
-                              disable=None if rank == 0 else True, leave=False):
+            progress.start_epoch(f"{progress_label} stage {stage_index + 1}/{len(stages)} epoch {epoch + 1}/{epochs}",
+                                 len(batches), "batches")
+            for batch in progress.iterate(batches, lambda: f"train loss {loss_sum / seen:.4f}" if seen else None):
                 docs = train_docs[batch]
                 if world > 1:
                     if len(docs) < 2 * world:  # a shard of fewer than 2 documents: skipped on every process
@@ -552,10 +623,8 @@ def fit_classifier(
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(row)
-            if distributed.rank() == 0:  # a line per epoch, also where no progress bar draws (a log file)
-                log.info("classifier stage %d/%d epoch %d/%d: train loss %.4f, validation %s %.4f, loss %.4f, %.0f s",
-                         stage_index + 1, len(stages), epoch + 1, epochs, row["train_loss"], primary, val_score, val_loss,
-                         row["seconds"])
+            progress.end_epoch(f"train loss {row['train_loss']:.4f}, validation {primary} {val_score:.4f}, "
+                               f"loss {val_loss:.4f}", row["seconds"])
             if (val_score, -val_loss) > (best[0], -best[1]):
                 best = (val_score, val_loss)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
