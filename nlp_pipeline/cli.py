@@ -269,27 +269,28 @@ def predict(model_path, texts, text_file, as_json, batch_size):
     """Classify TEXT arguments, the lines of --file, or stdin: prints label, probability and the text.
 
     A multi-label model prints its labels (p at or above its threshold, chosen on validation) joined by '|';
-    a regression model prints the value."""
+    a regression model prints the value. Every input gets one row, in input order; stdin is answered line by
+    line as it arrives.
+
+    An empty or whitespace-only text is not classified: its row is blank (empty fields; nulls with --json) and
+    a warning on stderr names its line. Bytes that are not UTF-8 (and lone surrogates in arguments) become
+    U+FFFD, the text is classified so, and a warning names the line or argument. Only blank input is an
+    error."""
     import itertools
 
-    from nlp_pipeline.core.errors import ConfigError, DataError
-    from nlp_pipeline.export.bundle import Classifier, chunked, format_prediction, read_lines
+    from nlp_pipeline.core.errors import ConfigError
+    from nlp_pipeline.export.bundle import Classifier, LineReader, argument_inputs, file_inputs, predict_rows
 
     classifier = Classifier.load(model_path)
     if texts or text_file:
-        source = itertools.chain(texts, read_lines(text_file) if text_file else ())
+        inputs = itertools.chain(argument_inputs(texts), file_inputs(text_file) if text_file else ())
     else:
-        stdin = click.get_text_stream("stdin")
-        if stdin.isatty():
+        if click.get_text_stream("stdin").isatty():
             raise ConfigError("no texts: pass TEXT arguments, --file FILE, or pipe texts on stdin")
-        source = (line.rstrip("\r\n") for line in stdin)
-    count = 0
-    for chunk in chunked(source, 1024):
-        for text, prediction in zip(chunk, classifier.predict(chunk, batch_size)):
-            click.echo(format_prediction(text, prediction, as_json))
-        count += len(chunk)
-    if not count:
-        raise DataError("no texts to classify: the input was empty")
+        inputs = LineReader(click.get_binary_stream("stdin"), "stdin")
+    for row in predict_rows(classifier, inputs, batch_size, as_json,
+                            warn=lambda message: click.echo(f"warning: {message}", err=True)):
+        click.echo(row)
 
 
 def _upstream_artifacts(configs, store, instance_id: str) -> dict:

@@ -18,7 +18,7 @@ from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
-    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, NB_VERSION, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, chunked, format_prediction,
+    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, NB_VERSION, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, batches, format_prediction,
     save_bundle, snippet,
 )
 
@@ -301,8 +301,8 @@ def test_cli_predict_arguments_file_stdin_and_json(bundle_dir, classifier, tmp_p
     texts = tmp_path / "texts.txt"
     texts.write_text("i loved it\r\n\ndull and cold\n", encoding="utf-8")
     from_file = _predict(["--model", str(bundle_dir), "--file", str(texts)])
-    assert from_file.exit_code == 0 and len(from_file.output.splitlines()) == 3  # the blank line is kept
-    assert from_file.output.splitlines()[0] == lines[0] and from_file.output.splitlines()[2] == lines[1]
+    assert from_file.exit_code == 0 and len(from_file.stdout.splitlines()) == 3  # the blank line is kept, not classified
+    assert from_file.stdout.splitlines() == [lines[0], "\t\t", lines[1]] and "line 2: empty" in from_file.stderr
 
     piped = _predict(["--model", str(bundle_dir), "--json"], input="i loved it\nЭто ужасный фильм\n")
     rows = [json.loads(line) for line in piped.output.splitlines()]
@@ -334,7 +334,7 @@ def test_predict_as_a_real_subprocess(bundle_dir, classifier):
 def test_small_helpers():
     assert snippet("a\tb\nc") == "a b c"
     assert snippet("x" * 100, 10) == "x" * 9 + "…"
-    assert list(chunked(["a", "b", "c"], 2)) == [["a", "b"], ["c"]]
+    assert list(batches(["a", "b", "c"], 2)) == [["a", "b"], ["c"]]
 
 
 def make_target_result(target_type: str) -> ClassifierResult:

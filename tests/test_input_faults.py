@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from nlp_pipeline.cli import main
 from nlp_pipeline.core.errors import DataError
 from nlp_pipeline.stages import corpus_sources
 from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
@@ -184,3 +189,106 @@ def test_test_texts_also_in_train_give_one_warning_with_the_count(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
         load(folder / "train.jsonl")  # a carved test split holds no duplicate here: no warning
     assert "also in train" not in caplog.text
+
+
+# --- findings 5, 6 and 13: what `predict` and the Python API are given --------------------------------------
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    from test_bundle import make_tiny_result
+
+    from nlp_pipeline.export.bundle import save_bundle
+
+    return save_bundle(make_tiny_result(linear_nb=[False])[0], tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="module")
+def classifier(bundle_dir):
+    from nlp_pipeline.export.bundle import Classifier
+
+    return Classifier.load(bundle_dir, num_threads=1)
+
+
+def _predict(args, **kwargs):
+    return CliRunner().invoke(main, ["predict", *args], catch_exceptions=False, **kwargs)
+
+
+def _rows(output: str) -> list[list[str]]:
+    return [line.split("\t") for line in output.splitlines()]
+
+
+def test_the_python_api_replaces_lone_surrogates(classifier):
+    assert classifier.predict("a \ud83d film") == classifier.predict("a \ufffd film")
+    np.testing.assert_array_equal(classifier.predict_proba(["\udcff", "ok"]), classifier.predict_proba(["\ufffd", "ok"]))
+
+
+def test_predict_arguments_with_undecodable_bytes_are_answered_with_a_warning(bundle_dir, classifier):
+    # Python hands a command-line byte that is not UTF-8 over as a lone surrogate: b"caf\xe9" -> "caf\udce9"
+    result = _predict(["--model", str(bundle_dir), "i loved it", "caf\udce9 film"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert [r[2] for r in rows] == ["i loved it", "caf\ufffd film"]
+    assert rows[1][0] == classifier.predict("caf\ufffd film")["label"]
+    assert result.stderr.count("\n") == 1 and "argument 2" in result.stderr and "U+FFFD" in result.stderr
+
+
+def test_predict_stdin_with_invalid_utf8_answers_every_line_and_names_the_bad_one(bundle_dir, classifier):
+    result = _predict(["--model", str(bundle_dir)], input=b"i loved it\nbad \xff\xfe byte\ndull and cold\n")
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert [r[2] for r in rows] == ["i loved it", "bad \ufffd\ufffd byte", "dull and cold"]
+    assert [r[0] for r in rows] == [p["label"] for p in classifier.predict(["i loved it", "bad \ufffd\ufffd byte",
+                                                                           "dull and cold"])]
+    assert result.stderr.count("\n") == 1 and "stdin line 2" in result.stderr and "U+FFFD" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_predict_file_names_the_right_line_of_a_bad_byte(bundle_dir, tmp_path):
+    lines = [f"line number {i} was fine" for i in range(1, 1201)]
+    data = "\n".join(lines).encode() + b"\n"
+    bad = data.index(b"line number 1100 ") + 4
+    path = tmp_path / "texts.txt"
+    path.write_bytes(data[:bad] + b"\xe9" + data[bad + 1:])  # 'line\xe9number 1100': line 1100 (the old reader said 988)
+    result = _predict(["--model", str(bundle_dir), "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1200 and "line\ufffdnumber 1100" in result.stdout.splitlines()[1099]
+    assert result.stderr.count("\n") == 1 and f"{path} line 1100:" in result.stderr
+
+
+def test_predict_leaves_empty_lines_unclassified_and_says_so(bundle_dir):
+    result = _predict(["--model", str(bundle_dir)], input="i loved it\n\n \t \ndull and cold\n")
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert len(rows) == 4 and rows[1] == rows[2] == ["", "", ""] and rows[0][0] in ("neg", "pos")
+    assert result.stderr.count("\n") == 1 and "stdin lines 2, 3" in result.stderr and "empty" in result.stderr
+    as_json = _predict(["--model", str(bundle_dir), "--json"], input="\ni hated it\n")
+    first, second = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert first == {"text": "", "label": None, "probabilities": None} and second["label"] in ("neg", "pos")
+    only_empty = _predict(["--model", str(bundle_dir), "", "  "])
+    assert only_empty.exit_code == 1 and only_empty.stderr.startswith("error: no texts to classify")
+    assert only_empty.stderr.count("\n") == 1
+    helped = _predict(["--help"])
+    assert "empty" in helped.stdout and "U+FFFD" in helped.stdout
+
+
+def test_predict_answers_each_stdin_line_as_it_arrives(bundle_dir):
+    """A real process reading a pipe: each line's answer comes before the next line is written, so a bad or
+    slow line later on never holds back (or loses) the answers before it."""
+    import select
+
+    process = subprocess.Popen([sys.executable, "-m", "nlp_pipeline.cli", "predict", "--model", str(bundle_dir)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        answers = []
+        for text in (b"i loved it", b"bad \xff byte", b"dull and cold"):
+            process.stdin.write(text + b"\n")
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], 60)
+            assert ready, f"no answer to {text!r} while the input stays open"
+            answers.append(process.stdout.readline().decode("utf-8"))
+        process.stdin.close()
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+    assert [a.split("\t")[2].strip() for a in answers] == ["i loved it", "bad \ufffd byte", "dull and cold"]
+    assert "stdin line 2" in process.stderr.read().decode()

@@ -22,6 +22,10 @@ vocab.encode -> cut to max_length -> length-sorted padded batches -> the net in 
 torch.inference_mode -> softmax (sigmoid per label; the value for regression) -> input order -> blended
 with the linear model's probabilities (same ids). One text and a batch go through the same function, so they
 give the same probabilities (up to float rounding of the batched RNN kernel, < 1e-6).
+Input: any string gets an answer (an empty one: the model's answer for [xxbos]; lone surrogates read as U+FFFD).
+`nlp-pipeline predict` (predict_rows) reads its lines as bytes: an invalid UTF-8 byte becomes U+FFFD with a
+warning naming the line, an empty or whitespace-only line is left unclassified (a blank row) with a warning,
+and stdin is answered line by line as it arrives (LineReader).
 Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
 rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
 single-label bundle is written as, so older readers load it), 3 = multi-label or regression; any other format
@@ -31,12 +35,17 @@ character n-grams is format 3 too: a format 2 reader would silently drop them.)
 
 from __future__ import annotations
 
+import codecs
+import collections
+import io
 import json
 import os
+import select
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -44,6 +53,7 @@ from nlp_pipeline import __version__
 from nlp_pipeline.artifacts import ClassifierResult, Vocab
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
+from nlp_pipeline.rules import replace_surrogates
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
 FORMAT_VERSION = 5                   # bumped when the layout or a file's meaning changes; loaders refuse others
@@ -389,7 +399,11 @@ class Classifier:
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> dict[str, Any] | list[dict[str, Any]]:
         """Per text {"label": name, "probabilities": {name: p, ...}}; for a multi-label bundle {"labels": [names
         at p >= the model's threshold, chosen on validation], "probabilities": {...}}; for a regression bundle
-        {"value": x}. One dict for a string, a list for a list."""
+        {"value": x}. One dict for a string, a list for a list.
+
+        Any string gets an answer: an empty or whitespace-only text is the document [xxbos], so its answer is what
+        the model says when it sees no words (the command line leaves such lines unclassified instead); a lone
+        surrogate ('\\ud83d', half a character) is read as U+FFFD, like the corpus stage reads it."""
         single, items = _as_texts(texts)
         threshold = getattr(self.model, "threshold", 0.5)
         outputs = self._outputs(items, batch_size)
@@ -430,31 +444,168 @@ def _as_texts(texts: str | Iterable[str]) -> tuple[bool, list[str]]:
 
 # --- helpers for the command line ------------------------------------------------------------------------
 
-def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]:
-    """The lines of a text file without their line ends (blank lines kept, so outputs line up with inputs)."""
+class PredictInput(NamedTuple):
+    """One text given to `nlp-pipeline predict`, and where it came from (for warnings)."""
+
+    text: str          # as classified: bytes that are not UTF-8 and lone surrogates replaced by U+FFFD
+    source: str        # "argument", "stdin" or the --file path
+    number: int        # argument or line number, from 1
+    replaced: bool     # something was replaced by U+FFFD
+
+
+def argument_inputs(texts: Iterable[str]) -> Iterator[PredictInput]:
+    """Command-line TEXT arguments. Python hands over a byte that is not UTF-8 as a lone surrogate ('caf\\udce9');
+    it becomes U+FFFD like everywhere else."""
+    for number, text in enumerate(texts, start=1):
+        text, replaced = replace_surrogates(text)
+        yield PredictInput(text, "argument", number, replaced > 0)
+
+
+class LineReader:
+    """The lines of a binary stream (a file or a pipe) as PredictInputs, read as they arrive.
+
+    Lines end at \\n (a \\r before it is dropped, as is a UTF-8 byte-order mark starting the first line); a line
+    that is not valid UTF-8 is decoded with U+FFFD for each bad byte and marked `replaced`. `ready()` says
+    whether the next line can be had without waiting (it is read already, or a pipe has input waiting), so a
+    caller can answer what it holds before blocking. Memory: the current line and one read of 64 KiB.
+    """
+
+    def __init__(self, stream: Any, source: str):
+        self.source = source
+        self._stream = stream
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._partial = bytearray()
+        self._eof = False
+        self._number = 0
+        try:
+            self._fd = stream.fileno()
+            self._pipe = not stat.S_ISREG(os.fstat(self._fd).st_mode)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # BytesIO and other in-memory streams
+            self._fd, self._pipe = None, False
+
+    def _read(self) -> None:
+        data = os.read(self._fd, 1 << 16) if self._fd is not None else self._stream.read(1 << 16)
+        if not data:
+            self._eof = True
+            if self._partial:
+                self._lines.append(bytes(self._partial))
+                self._partial.clear()
+            return
+        self._partial += data
+        if b"\n" in data:  # only new data can complete a line: a long line is not rescanned on every read
+            *complete, rest = self._partial.split(b"\n")
+            self._lines.extend(complete)
+            self._partial = bytearray(rest)
+
+    def __iter__(self) -> Iterator[PredictInput]:
+        while True:
+            while self._lines:
+                yield self._decode(self._lines.popleft())
+            if self._eof:
+                return
+            self._read()
+
+    def _decode(self, raw: bytes) -> PredictInput:
+        self._number += 1
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if self._number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            return PredictInput(raw.decode("utf-8"), self.source, self._number, False)
+        except UnicodeDecodeError:
+            return PredictInput(raw.decode("utf-8", errors="replace"), self.source, self._number, True)
+
+    def ready(self) -> bool:
+        if self._lines or self._eof or not self._pipe:
+            return True
+        try:
+            return bool(select.select([self._fd], [], [], 0)[0])
+        except (OSError, ValueError):  # select does not take this kind of stream here
+            return True
+
+
+def file_inputs(path: str | Path) -> Iterator[PredictInput]:
+    """The lines of a text file (blank lines kept, so outputs line up with inputs), numbered from 1."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"no text file at {path}; pass a file with one text per line")
-    number = 0
     try:
-        with open(path, encoding=encoding, newline="") as handle:
-            for number, line in enumerate(handle, start=1):
-                yield line.rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} near line {number + 1} is not valid {exc.encoding} ({exc.reason}); "
-                        f"convert the file to UTF-8") from None
+        with open(path, "rb") as handle:
+            yield from LineReader(handle, str(path))
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror or exc}); pass a readable text file") from None
 
 
-def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """chunked(['a', 'b', 'c'], 2) -> ['a', 'b'], ['c']"""
-    chunk: list[str] = []
-    for item in items:
+def batches(inputs: Iterable[PredictInput], size: int, ready: Callable[[], bool] = lambda: True
+            ) -> Iterator[list[PredictInput]]:
+    """Lists of at most `size` inputs; a list is also handed out early when `ready()` says the next input would
+    have to be waited for, so a pipe is answered line by line while a file goes in full batches."""
+    chunk: list[PredictInput] = []
+    for item in inputs:
         chunk.append(item)
-        if len(chunk) == size:
+        if len(chunk) >= size or not ready():
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def blank_prediction(target_type: str) -> dict[str, Any]:
+    """The prediction of a text that is not classified (empty or whitespace only): every field None."""
+    if target_type == "regression":
+        return {"value": None}
+    return {"labels" if target_type == "multi_label" else "label": None, "probabilities": None}
+
+
+def where(items: Sequence[PredictInput], limit: int = 10) -> str:
+    """'argument 2', 'stdin lines 2, 3', 'a.txt line 7; stdin lines 1, 4 and 3 more': where inputs came from."""
+    groups: dict[str, list[int]] = {}
+    for item in items:
+        groups.setdefault(item.source, []).append(item.number)
+    parts, shown = [], 0
+    for source, numbers in groups.items():
+        kept = numbers[: max(0, limit - shown)]
+        shown += len(kept)
+        if not kept:
+            continue
+        noun = "argument" if source == "argument" else f"{source} line"
+        parts.append(f"{noun}{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))}")
+    more = len(items) - shown
+    return "; ".join(parts) + (f" and {more} more" if more else "")
+
+
+def predict_rows(classifier: "Classifier", inputs: Iterable[PredictInput], batch_size: int, as_json: bool,
+                 warn: Callable[[str], None]) -> Iterator[str]:
+    """The output rows of `nlp-pipeline predict`, one per input in input order, each batch as soon as it is
+    classified (a LineReader's lines as soon as no more are waiting). An empty or whitespace-only text is not classified (a blank row: empty fields, JSON nulls);
+    after the last row, `warn` gets one line naming the inputs left blank and one naming those that held bytes
+    that are not UTF-8 (or lone surrogates), classified with U+FFFD in their place. No input at all, or only
+    blank ones, is a DataError."""
+    blank = blank_prediction(classifier.target_type)
+    empty: list[PredictInput] = []
+    replaced: list[PredictInput] = []
+    classified = 0
+    for chunk in batches(inputs, max(batch_size, 1) * 16, getattr(inputs, "ready", lambda: True)):
+        texts = [item.text for item in chunk if item.text.strip()]
+        answers = iter(classifier.predict(texts, batch_size) if texts else [])
+        classified += len(texts)
+        for item in chunk:
+            if item.replaced:
+                replaced.append(item)
+            if item.text.strip():
+                yield format_prediction(item.text, next(answers), as_json)
+            else:
+                empty.append(item)
+                yield format_prediction(item.text, blank, as_json)
+    if not classified:
+        got = f"only empty or whitespace-only texts ({where(empty)})" if empty else "the input was empty"
+        raise DataError(f"no texts to classify: {got}; pass TEXT arguments, --file FILE, or pipe texts on stdin")
+    if replaced:
+        warn(f"{where(replaced)}: bytes that are not UTF-8 (or lone surrogates) were replaced by U+FFFD, "
+             f"and the text classified so")
+    if empty:
+        warn(f"{where(empty)}: empty or whitespace-only, not classified (blank rows)")
 
 
 def snippet(text: str, width: int = 60) -> str:
@@ -466,14 +617,18 @@ def snippet(text: str, width: int = 60) -> str:
 def format_prediction(text: str, prediction: dict[str, Any], as_json: bool) -> str:
     """A TSV line `label<TAB>probability<TAB>snippet`; multi-label: `a|b<TAB>lowest chosen probability<TAB>snippet`
     (the highest probability when no label is chosen); regression: `value<TAB>snippet`. With as_json, a JSON
-    line with the full text and the prediction (probabilities rounded to 6 decimals)."""
+    line with the full text and the prediction (probabilities rounded to 6 decimals). A text that was not
+    classified (blank_prediction: every field None) gives empty fields, or nulls in JSON."""
     if as_json:
         out = {"text": text, **prediction}
-        if "probabilities" in prediction:
+        if prediction.get("probabilities") is not None:
             out["probabilities"] = {name: round(p, 6) for name, p in prediction["probabilities"].items()}
         return json.dumps(out, ensure_ascii=False)
     if "value" in prediction:
-        return f"{prediction['value']:.6g}\t{snippet(text)}"
+        value = prediction["value"]
+        return f"{'' if value is None else format(value, '.6g')}\t{snippet(text)}"
+    if prediction.get("probabilities") is None:  # a text that was not classified (blank_prediction)
+        return f"\t\t{snippet(text)}"
     if "labels" in prediction:
         chosen = prediction["labels"]
         lowest = min((prediction["probabilities"][n] for n in chosen), default=max(prediction["probabilities"].values()))
