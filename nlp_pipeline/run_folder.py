@@ -81,7 +81,12 @@ def prepare(runs_dir: str | Path, name: str) -> Path:
     if runs_dir.is_dir():
         clean_stale(runs_dir)
     target = runs_dir / name
-    if os.path.lexists(target) and not is_run_folder(target):
+    try:
+        unusable = os.path.lexists(target) and not is_run_folder(target)
+    except OSError as exc:
+        raise OutputError(f"cannot read the run folder {target}: {exc.strerror or exc}; fix its permissions or pass "
+                          f"another --name") from None
+    if unusable:
         what = "a link" if target.is_symlink() else "a file" if not target.is_dir() else "a folder of other files"
         raise ConfigError(f"{target} is {what}, not a run folder, and a run replaces its folder whole; "
                           f"pass another --name (or --runs-dir)")
@@ -142,7 +147,7 @@ def clean_stale(runs_dir: Path) -> list[Path]:
                 _remove(entry)
             continue
         legacy = LEGACY_OLD.fullmatch(entry.name)
-        if legacy and entry.is_dir() and not _alive(int(legacy["pid"])):
+        if legacy and NAME_PATTERN.fullmatch(legacy["label"]) and entry.is_dir() and not _alive(int(legacy["pid"])):
             done.append(entry)
             if not os.path.lexists(runs_dir / legacy["label"]):
                 _rename_quietly(entry, runs_dir / legacy["label"])

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -505,3 +506,28 @@ def test_on_a_terminal_the_bar_draws_and_the_epoch_lines_stay(monkeypatch):
     lines = _lines(stderr_log, "classifier stage")
     assert len([line for line in lines if ", ETA" in line]) == 3 and not [line for line in lines if "batches)" in line]
     assert "batch/s" in stderr_log.getvalue()                    # tqdm's bar
+
+
+def test_an_earlier_versions_leftovers_are_cleaned_when_they_hold_nothing_of_the_users(tmp_path):
+    from nlp_pipeline import run_folder
+
+    runs = tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    (runs / "tiny" / "keys.json").write_text("{}")
+    dead = _dead_pid()
+    old_aside, lost = runs / f".tiny-old-{dead}", runs / f".lost-old-{dead}"   # its swap, killed in between
+    for folder in (old_aside, lost):
+        folder.mkdir()
+        (folder / "keys.json").write_text("{}")
+    stale, recent, users = runs / ".tiny-ab12cd34", runs / ".tiny-zz99yy88", runs / ".tiny-qq11ww22"  # its staging
+    for folder in (stale, recent, users):
+        folder.mkdir()
+        (folder / "metrics.json").write_text("{}")
+    (users / "thesis.tex").write_text("moved there before the kill")
+    two_hours_ago = time.time() - 7200
+    for folder in (stale, users):
+        os.utime(folder, (two_hours_ago, two_hours_ago))
+
+    run_folder.prepare(runs, "tiny")
+    assert not old_aside.exists() and (runs / "lost" / "keys.json").is_file() and not lost.exists()
+    assert not stale.exists() and recent.exists() and (users / "thesis.tex").exists()
