@@ -81,6 +81,12 @@ def prepare(runs_dir: str | Path, name: str) -> Path:
     if runs_dir.is_dir():
         clean_stale(runs_dir)
     target = runs_dir / name
+    check_target(target)
+    return target
+
+
+def check_target(target: Path) -> None:
+    """Nothing, when target is absent or a run folder; else a ConfigError (a run would replace it whole)."""
     try:
         unusable = os.path.lexists(target) and not is_run_folder(target)
     except OSError as exc:
@@ -90,7 +96,6 @@ def prepare(runs_dir: str | Path, name: str) -> Path:
         what = "a link" if target.is_symlink() else "a file" if not target.is_dir() else "a folder of other files"
         raise ConfigError(f"{target} is {what}, not a run folder, and a run replaces its folder whole; "
                           f"pass another --name (or --runs-dir)")
-    return target
 
 
 def is_run_folder(path: Path) -> bool:
@@ -167,15 +172,17 @@ def clean_stale(runs_dir: Path) -> list[Path]:
 
 def replace(target: Path, fill: Callable[[Path, Path | None], None], owned: Collection[str]) -> Path:
     """Build the new run folder with fill(staging, previous) beside `target`, carry the user's files over, and swap
-    it into place (see the module notes). Returns target."""
+    it into place (see the module notes). Returns target. A target that is not a run folder is refused
+    (check_target), never swapped away."""
     target = Path(target)
+    check_target(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = _make_temporary_folder(target.parent, target.name)
     except OSError as exc:
         raise _run_folder_error(target, exc) from None
-    previous = target if is_run_folder(target) else None
     try:
+        previous = target if is_run_folder(target) else None
         fill(staging, previous)
         if previous is not None:
             for entry in previous.iterdir():

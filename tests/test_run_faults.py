@@ -531,3 +531,14 @@ def test_an_earlier_versions_leftovers_are_cleaned_when_they_hold_nothing_of_the
     run_folder.prepare(runs, "tiny")
     assert not old_aside.exists() and (runs / "lost" / "keys.json").is_file() and not lost.exists()
     assert not stale.exists() and recent.exists() and (users / "thesis.tex").exists()
+
+
+def test_write_run_from_python_refuses_to_replace_what_is_not_a_run_folder(two_models, tmp_path):
+    from nlp_pipeline.core.errors import ConfigError
+
+    first, _, corpus = two_models
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny").write_text("a file of the user's")
+    with pytest.raises(ConfigError, match="not a run folder"):
+        _write(tmp_path / "runs" / "tiny", 0, first, corpus, "a" * 64)
+    assert (tmp_path / "runs" / "tiny").read_text() == "a file of the user's" and _hidden(tmp_path) == []
