@@ -19,7 +19,7 @@ from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
     CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, NB_VERSION, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, batches, format_prediction,
-    save_bundle, snippet,
+    save_bundle, seal_config, snippet,
 )
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
@@ -68,11 +68,11 @@ def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
 
 
 def _rewrite(folder: Path, name: str, data: bytes) -> None:
-    """Replace a file and record its new checksum, so only the content problem itself is left."""
+    """Replace a file and record its new checksum (and config.json's), so only the content problem itself is left."""
     (folder / name).write_bytes(data)
     config = json.loads((folder / CONFIG_FILE).read_text())
     config["files"][name] = file_sha256(folder / name)
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / CONFIG_FILE).write_text(json.dumps(seal_config(config)))
 
 
 # --- saving ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_corrupted_weights_are_refused(bundle_dir, tmp_path):
     with pytest.raises(DataError, match="is corrupted"):
         Classifier.load(copy)
     _rewrite(copy, WEIGHTS_FILE, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")  # checksum fine, content not
-    with pytest.raises(DataError, match="cannot be read"):
+    with pytest.raises(DataError, match="not a valid safetensors file"):
         Classifier.load(copy)
 
 
@@ -241,11 +241,12 @@ def test_linear_part_is_used_checked_and_optional(tiny, bundle_dir, tmp_path):
     (copy / LINEAR_FILE).write_bytes(data[:-8])
     with pytest.raises(DataError, match="linear.safetensors is corrupted"):
         Classifier.load(copy)
-    # a format-1 bundle (before the blend) has no linear file and no "linear" entry: it still loads, RNN alone
+    # a format-1 bundle (before the blend, and before config checksums) has no linear file and no "linear" entry:
+    # it still loads, RNN alone
     (copy / LINEAR_FILE).unlink()
     config = json.loads((copy / CONFIG_FILE).read_text())
     config.update(format_version=1, linear=None)
-    del config["files"][LINEAR_FILE]
+    del config["files"][LINEAR_FILE], config["config_sha256"]
     (copy / CONFIG_FILE).write_text(json.dumps(config))
     old = Classifier.load(copy, num_threads=1)
     assert old.linear is None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +294,143 @@ def test_predict_answers_each_stdin_line_as_it_arrives(bundle_dir):
         process.kill()
     assert [a.split("\t")[2].strip() for a in answers] == ["i loved it", "bad \ufffd byte", "dull and cold"]
     assert "stdin line 2" in process.stderr.read().decode()
+
+
+# --- finding 8: a bundle whose config.json or safetensors header was edited ---------------------------------
+
+def _bundle_copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+
+
+def _write_config(folder: Path, config: dict, seal: bool = True) -> None:
+    """config.json as given, with its checksum made to match (when the bundle module has one), so what is left
+    to catch is the value itself."""
+    from nlp_pipeline.export import bundle
+
+    if seal and hasattr(bundle, "seal_config"):
+        config = bundle.seal_config(config)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def _set(config: dict, field: str, value) -> dict:
+    *parents, last = field.split(".", 1)
+    target = config
+    for key in parents:
+        target = target[key]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return config
+
+
+_DELETE = object()
+
+
+def _load(folder: Path):
+    from nlp_pipeline.export.bundle import Classifier
+
+    return Classifier.load(folder, num_threads=1)
+
+
+def test_a_hand_edited_config_json_is_refused_by_its_checksum(bundle_dir, tmp_path):
+    copy = _bundle_copy(bundle_dir, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    _write_config(copy, dict(config), seal=False)  # the same values, laid out differently: still loads
+    assert _load(copy).max_length == 500
+    _write_config(copy, dict(config, max_length=1), seal=False)  # every prediction would be the same
+    with pytest.raises(DataError) as error:
+        _load(copy)
+    assert "config.json" in one_line(error) and "checksum" in str(error.value) and "re-export" in str(error.value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_length", 0), ("max_length", "100"), ("max_length", 10 ** 12), ("max_length", True), ("max_length", _DELETE),
+    ("linear.weight", 5), ("linear.weight", -0.5), ("linear.weight", float("nan")), ("linear.C", "strong"),
+    ("linear.ngrams", 0), ("linear.char_ngrams", -1), ("linear.nb", "yes"), ("linear.vocab_size", 10 ** 9),
+    ("linear.n_classes", 7), ("linear.pad_id", "x"), ("linear", "on"),
+    ("arch.members", 100000), ("arch.members", 2), ("arch.members", 0), ("arch.embedding_dim", 10 ** 9),
+    ("arch.embedding_dim", 9), ("arch.hidden_dim", -1), ("arch.num_layers", 0),
+    ("arch.num_layers", 3), ("arch.num_layers", 2.5), ("arch.head_hidden_dim", 10 ** 8), ("arch.rnn_type", "transformer"),
+    ("arch.pad_id", 10 ** 6), ("arch.vocab_size", "33"), ("arch.target_type", "ranking"), ("arch.threshold", 2),
+    ("arch.target_std", 0.0), ("arch.backward", "no"), ("arch.backward_members", [True, False]), ("arch", []),
+    ("label_names", "neg,pos"), ("label_names", ["neg", "neg"]), ("label_names", ["neg", 3]), ("label_names", ["neg"]),
+    ("format_version", True), ("files", []), ("files.vocab.json", 42), ("metrics", "great"),
+])
+def test_each_config_value_out_of_its_range_is_one_line_naming_it(bundle_dir, tmp_path, field, value):
+    copy = _bundle_copy(bundle_dir, tmp_path)
+    config = _set(json.loads((copy / "config.json").read_text()), field, value)
+    _write_config(copy, config)
+    started = time.time()
+    with pytest.raises(DataError) as error:
+        _load(copy)
+    message = one_line(error)
+    assert time.time() - started < 10  # refused before building anything of the size it claims
+    assert field.split(".")[-1] in message or field in message, message
+    assert "re-export" in message, message
+
+
+def test_tokenizer_and_vocab_values_are_checked_too(bundle_dir, tmp_path):
+    copy = _bundle_copy(bundle_dir, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    from nlp_pipeline.core.hashing import file_sha256
+
+    def rewrite(name: str, payload) -> None:
+        (copy / name).write_text(json.dumps(payload), encoding="utf-8")
+        config["files"][name] = file_sha256(copy / name)
+        _write_config(copy, config)
+
+    tokenizer = json.loads((copy / "tokenizer.json").read_text())
+    rewrite("tokenizer.json", dict(tokenizer, max_token_length=-3))
+    with pytest.raises(DataError, match="tokenizer.json") as error:
+        _load(copy)
+    one_line(error)
+    rewrite("tokenizer.json", tokenizer)
+    vocab = json.loads((copy / "vocab.json").read_text())
+    rewrite("vocab.json", dict(vocab, itos=[*vocab["itos"][:-1], 7]))
+    with pytest.raises(DataError, match="vocab.json") as error:
+        _load(copy)
+    one_line(error)
+    rewrite("vocab.json", dict(vocab, itos=[*vocab["itos"][:-1], vocab["itos"][3]]))
+    with pytest.raises(DataError, match="vocab.json"):
+        _load(copy)
+
+
+def _safetensors(header: dict, body: bytes, claimed_length: int | None = None) -> bytes:
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw) if claimed_length is None else claimed_length) + raw + body
+
+
+@pytest.mark.parametrize("header, claimed", [
+    ({"encoder.embedding.weight": {"dtype": "F32", "shape": [2 ** 40, 2 ** 20], "data_offsets": [0, 16]}}, None),
+    ({"encoder.embedding.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 2 ** 50]}}, None),
+    ({"encoder.embedding.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, 2 ** 62),
+    ({"encoder.embedding.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, 10 ** 6),
+    ({"encoder.embedding.weight": {"dtype": "Q99", "shape": [2, 2], "data_offsets": [0, 16]}}, None),
+    ({"encoder.embedding.weight": {"dtype": "F32", "shape": [-2, -2], "data_offsets": [0, 16]}}, None),
+])
+def test_a_safetensors_header_claiming_absurd_sizes_is_refused_in_one_line(bundle_dir, tmp_path, header, claimed):
+    from nlp_pipeline.core.hashing import file_sha256
+
+    copy = _bundle_copy(bundle_dir, tmp_path)
+    (copy / "model.safetensors").write_bytes(_safetensors(header, b"\0" * 16, claimed))
+    config = json.loads((copy / "config.json").read_text())
+    config["files"]["model.safetensors"] = file_sha256(copy / "model.safetensors")
+    _write_config(copy, config)
+    with pytest.raises(DataError) as error:
+        _load(copy)
+    assert "model.safetensors" in one_line(error) and "re-export" in str(error.value)
+
+
+def test_a_bundle_written_before_config_checksums_still_loads_and_is_still_validated(bundle_dir, tmp_path):
+    copy = _bundle_copy(bundle_dir, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config.pop("config_sha256", None)
+    _write_config(copy, config, seal=False)
+    assert _load(copy).predict("i loved it")["label"] in ("neg", "pos")
+    _write_config(copy, dict(config, linear=dict(config["linear"], weight=5)), seal=False)
+    with pytest.raises(DataError, match="linear.weight"):
+        _load(copy)

@@ -13,7 +13,8 @@ A bundle folder holds four or five files, all readable without running code:
     model.safetensors   the classifier's weights (safetensors: a JSON header + raw little-endian arrays)
     linear.safetensors  the blended TF-IDF n-gram logistic regression (idf, coef, intercept, n-gram keys), if any
     config.json         format and package versions, arch, label_names, max_length, the linear model's settings
-                        and blend weight, sha256 of the other files
+                        and blend weight, sha256 of the other files, and config_sha256: the sha256 of its own
+                        values (config_checksum), so a hand-edited max_length or blend weight is refused
     vocab.json          the vocabulary (token of each embedding row), specials first
     tokenizer.json      the complete tokenization settings (TokenizationConfig fields minus volatile ones)
 
@@ -30,16 +31,22 @@ Limits: documents keep their first max_length tokens; the bundle needs nlp-pipel
 rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
 single-label bundle is written as, so older readers load it), 3 = multi-label or regression; any other format
 version is refused with the command that re-exports it. (A single-label bundle whose linear model has
-character n-grams is format 3 too: a format 2 reader would silently drop them.)
+character n-grams is format 3 too: a format 2 reader would silently drop them.) config_sha256 needs no new
+format: older readers ignore it, and a bundle written before it, without one, loads with its values validated.
+Loading checks every config.json field's type and range and the weights' safetensors header against the file
+and the arch before anything is built (see Classifier.load), so no value allocates more than the weights hold.
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import hashlib
 import io
 import json
+import math
 import os
+import re
 import select
 import shutil
 import stat
@@ -69,6 +76,13 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKED_FILES = (WEIGHTS_FILE, VOCAB_FILE, TOKENIZER_FILE)  # their sha256 is recorded in config.json
+CONFIG_CHECKSUM = "config_sha256"   # config.json's own checksum (config_checksum); bundles written before it lack it
+MAX_LENGTH = 1_000_000               # what config.json may hold: larger values are no bundle this package wrote
+MAX_VOCAB = 10_000_000
+MAX_DIM = 1 << 16                    # embedding, hidden and head widths
+MAX_LAYERS = 32
+MAX_MEMBERS = 64
+MAX_HEADER = 100_000_000             # bytes of a safetensors header (safetensors' own limit)
 RUN_MODEL_DIR = "model"              # runs/<name>/model/ is where `nlp-pipeline run` writes the bundle
 EXPORT_HINT = "nlp-pipeline run --name NAME (writes runs/NAME/model/)"
 
@@ -166,7 +180,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
                         for split in ("validation", "test") if isinstance(result.metrics.get(split), dict)},
             "files": {name: file_sha256(tmp / name) for name in checked},
         }
-        _write_json(tmp / CONFIG_FILE, config)  # last: a folder with config.json is complete
+        _write_json(tmp / CONFIG_FILE, seal_config(config))  # last: a folder with config.json is complete
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}-old-{os.getpid()}"
             os.rename(out_dir, old)
@@ -210,19 +224,244 @@ def _read_json(folder: Path, name: str) -> Any:
         raise DataError(f"bundle file {path} is not valid JSON ({exc}); re-export the bundle with {EXPORT_HINT}") from None
 
 
+def config_checksum(config: dict[str, Any]) -> str:
+    """sha256 of config.json's values without its own checksum: of their JSON with sorted keys, ASCII escapes and
+    no spaces, so the file's layout does not matter but any changed value does."""
+    body = {key: value for key, value in config.items() if key != CONFIG_CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def seal_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with its checksum (CONFIG_CHECKSUM) set, as save_bundle writes it."""
+    return {**{key: value for key, value in config.items() if key != CONFIG_CHECKSUM}, CONFIG_CHECKSUM: config_checksum(config)}
+
+
+class _ConfigCheck:
+    """Type and range checks of config.json's fields; each failure is a one-line DataError naming the field, its
+    value and what is valid."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def fail(self, field: str, value: Any, valid: str) -> DataError:
+        try:
+            shown = json.dumps(value, ensure_ascii=True)
+        except (TypeError, ValueError):
+            shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:59] + "…"
+        return DataError(f"bundle {self.folder}: {CONFIG_FILE} field {field} is {shown}; valid: {valid}; "
+                         f"re-export the bundle with {EXPORT_HINT}")
+
+    def table(self, parent: dict, key: str, field: str, optional: bool = False) -> dict | None:
+        value = parent.get(key)
+        if value is None and optional:
+            return None
+        if key not in parent:
+            raise DataError(f"{self.folder / CONFIG_FILE} has no {field!r} field; re-export the bundle with {EXPORT_HINT}")
+        if not isinstance(value, dict):
+            raise self.fail(field, value, "a JSON object" + (" or null" if optional else ""))
+        return value
+
+    def integer(self, parent: dict, key: str, field: str, low: int, high: int, default: int | None = None) -> int:
+        if key not in parent and default is not None:
+            return default
+        if key not in parent:
+            raise DataError(f"{self.folder / CONFIG_FILE} has no {field!r} field; re-export the bundle with {EXPORT_HINT}")
+        value = parent[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(field, value, f"{low}" if low == high else f"an integer from {low} to {high}")
+        return value
+
+    def number(self, parent: dict, key: str, field: str, low: float, high: float, default: float,
+               above: bool = False) -> float:
+        value = parent.get(key, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not (low < value if above else low <= value) or value > high:
+            bound = "above" if above else "from"
+            raise self.fail(field, value, f"a finite number {bound} {low:g}" + ("" if math.isinf(high) else f" to {high:g}"))
+        return float(value)
+
+    def flag(self, parent: dict, key: str, field: str) -> bool:
+        value = parent.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(field, value, "true or false")
+        return value
+
+    def choice(self, parent: dict, key: str, field: str, choices: Sequence[str], default: str | None = None) -> str:
+        value = parent.get(key, default)
+        if value not in choices or not isinstance(value, str):
+            raise self.fail(field, value, " or ".join(repr(c) for c in choices))
+        return value
+
+
 def _check_config(folder: Path, config: Any) -> None:
+    """Refuse a config.json that is not a readable bundle's: another format or version, a changed value (its
+    checksum; bundles written before checksums have none and are only validated), or any field of the wrong
+    type or out of range. Sizes are bounded here (and checked against the weights' header later), so nothing
+    is allocated from a value that was never trained."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{folder / CONFIG_FILE} is not an nlp-pipeline classifier bundle (format {FORMAT!r} expected)")
+    check = _ConfigCheck(folder)
     version = config.get("format_version")
+    if isinstance(version, bool):
+        raise check.fail("format_version", version, f"an integer, one of {', '.join(map(str, READABLE_VERSIONS))}")
     if version not in READABLE_VERSIONS:
         made_by = config.get("nlp_pipeline_version", "?")
         raise DataError(
             f"bundle made by nlp-pipeline {made_by} (format {version}); this is {__version__} (format {FORMAT_VERSION}): "
             f"re-export it with nlp-pipeline {__version__}: {EXPORT_HINT}, or load it with nlp-pipeline {made_by}"
         )
+    if CONFIG_CHECKSUM in config and config[CONFIG_CHECKSUM] != config_checksum(config):
+        raise DataError(f"bundle {folder}: {CONFIG_FILE} was changed after export (its checksum {CONFIG_CHECKSUM} no "
+                        f"longer matches its values); re-export the bundle with {EXPORT_HINT}")
     for key in ("arch", "label_names", "max_length", "files"):
         if key not in config:
             raise DataError(f"{folder / CONFIG_FILE} has no {key!r} field; re-export the bundle with {EXPORT_HINT}")
+    check.integer(config, "max_length", "max_length", 1, MAX_LENGTH)
+    arch = check.table(config, "arch", "arch")
+    vocab_size = check.integer(arch, "vocab_size", "arch.vocab_size", 1, MAX_VOCAB)
+    for key in ("embedding_dim", "hidden_dim", "head_hidden_dim"):
+        check.integer(arch, key, f"arch.{key}", 1, MAX_DIM)
+    check.integer(arch, "num_layers", "arch.num_layers", 1, MAX_LAYERS)
+    check.choice(arch, "rnn_type", "arch.rnn_type", ("lstm", "gru"))
+    check.integer(arch, "pad_id", "arch.pad_id", 0, vocab_size - 1)
+    target_type = check.choice(arch, "target_type", "arch.target_type", ("class", "multi_label", "regression"), "class")
+    regression = target_type == "regression"
+    num_classes = check.integer(arch, "num_classes", "arch.num_classes", 1 if regression else 2, 1 if regression else MAX_VOCAB)
+    check.number(arch, "threshold", "arch.threshold", 0.0, 1.0, 0.5)
+    check.number(arch, "target_mean", "arch.target_mean", -math.inf, math.inf, 0.0)
+    check.number(arch, "target_std", "arch.target_std", 0.0, math.inf, 1.0, above=True)
+    check.flag(arch, "backward", "arch.backward")
+    members = check.integer(arch, "members", "arch.members", 1, MAX_MEMBERS, default=1)
+    directions = arch.get("backward_members")
+    if directions is not None and (not isinstance(directions, list) or len(directions) != members
+                                   or not all(isinstance(d, bool) for d in directions)):
+        raise check.fail("arch.backward_members", directions, f"a list of {members} true/false (one per member)")
+    labels = config["label_names"]
+    if (not isinstance(labels, list) or len(labels) != num_classes or len(set(map(str, labels))) != len(labels)
+            or not all(isinstance(name, str) and name for name in labels)):
+        raise check.fail("label_names", labels, f"a list of {num_classes} distinct non-empty names, one per output "
+                                                f"(arch.num_classes)")
+    linear = check.table(config, "linear", "linear", optional=True)
+    if linear is not None:
+        check.integer(linear, "vocab_size", "linear.vocab_size", vocab_size, vocab_size)
+        check.integer(linear, "n_classes", "linear.n_classes", num_classes, num_classes)
+        check.integer(linear, "ngrams", "linear.ngrams", 1, 3)
+        char_ngrams = check.integer(linear, "char_ngrams", "linear.char_ngrams", 0, 6, default=0)
+        if char_ngrams in (1, 2):
+            raise check.fail("linear.char_ngrams", char_ngrams, "0 (none) or 3 to 6")
+        check.integer(linear, "pad_id", "linear.pad_id", -1, vocab_size - 1, default=-1)
+        check.number(linear, "C", "linear.C", 0.0, math.inf, 1.0, above=True)
+        check.number(linear, "weight", "linear.weight", 0.0, 1.0, 0.0)
+        check.flag(linear, "nb", "linear.nb")
+    files = check.table(config, "files", "files")
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise check.fail(f"files.{name}", digest, "a sha256 as 64 hexadecimal digits")
+    check.table(config, "metrics", "metrics", optional=True)
+    if not isinstance(config.get("nlp_pipeline_version", ""), str):
+        raise check.fail("nlp_pipeline_version", config["nlp_pipeline_version"], "a version string")
+
+
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file's header declares, checked against the file before anything is
+    allocated: a header length within the file (and at most MAX_HEADER bytes), known dtypes, non-negative
+    dimensions, and data offsets that lie in the file and hold exactly shape x dtype bytes. DataError otherwise."""
+    def refuse(what: str) -> DataError:
+        return DataError(f"bundle weights {path} are not a valid safetensors file ({what}); re-export the bundle "
+                         f"with {EXPORT_HINT}")
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise refuse(f"{size} bytes, shorter than the 8-byte header length")
+            length = int.from_bytes(prefix, "little")
+            if length > min(size - 8, MAX_HEADER):
+                raise refuse(f"its header claims {length:,} bytes in a file of {size:,}")
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except OSError as exc:
+        raise refuse(exc.strerror or str(exc)) from None
+    except (UnicodeDecodeError, ValueError):
+        raise refuse("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise refuse("its header is not a JSON object")
+    data_bytes = size - 8 - length
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shown = str(name)[:60]
+        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPE_BYTES:
+            raise refuse(f"tensor {shown} has no known dtype")
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise refuse(f"tensor {shown} has shape {str(shape)[:60]}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            raise refuse(f"tensor {shown} claims bytes {str(offsets)[:60]} of the {data_bytes:,} the file holds")
+        if math.prod(shape) * _DTYPE_BYTES[entry["dtype"]] != offsets[1] - offsets[0]:
+            raise refuse(f"tensor {shown} of shape {shape} does not fill its {offsets[1] - offsets[0]:,} bytes")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+# In-place initialisers that change values, never shapes: skipped on shape-only (meta) tensors, where some of them
+# (normal_) would otherwise import torch's compiler stack, a second or two, to compute nothing.
+_VALUE_INITIALISERS = frozenset({"normal_", "uniform_", "zero_", "zeros_", "ones_", "fill_", "constant_", "copy_",
+                                 "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
+                                 "trunc_normal_", "orthogonal_"})
+
+
+def _state_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the classifier `arch` builds, computed on torch's meta device: no memory is
+    allocated whatever sizes arch holds, and initialisers are skipped (shapes are all that is kept)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from nlp_pipeline.models.heads import build_classifier
+
+    class ShapesOnly(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            target = args[0] if args else kwargs.get("tensor")
+            if (getattr(func, "__name__", "") in _VALUE_INITIALISERS and isinstance(target, torch.Tensor)
+                    and target.is_meta):
+                return target
+            return func(*args, **kwargs)
+
+    with torch.device("meta"), ShapesOnly():
+        return {name: tuple(t.shape) for name, t in build_classifier(arch).state_dict().items()}
+
+
+def _check_arch_against_weights(folder: Path, arch: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+    """config.json's arch must describe exactly the tensors of model.safetensors: its members count, then every
+    tensor shape of the net the arch builds (_state_shapes: shapes only, no memory)."""
+    check = _ConfigCheck(folder)
+    members = len({name.split(".")[1] for name in shapes if name.startswith("members.")}) or 1
+    if arch.get("members", 1) != members:
+        raise check.fail("arch.members", arch.get("members", 1), f"{members}, the members {WEIGHTS_FILE} holds")
+    try:
+        expected = _state_shapes(arch)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"bundle {folder}: config.json's arch does not build a classifier ({reason}); "
+                        f"re-export the bundle with {EXPORT_HINT}") from None
+    if expected != shapes:
+        name = next((n for n in sorted(expected.keys() | shapes.keys()) if expected.get(n) != shapes.get(n)))
+        dims = ", ".join(f"{key} {arch.get(key)}" for key in ("vocab_size", "embedding_dim", "hidden_dim",
+                                                               "num_layers", "rnn_type", "head_hidden_dim", "num_classes"))
+        raise DataError(f"bundle {folder}: config.json's arch ({dims}) does not fit {WEIGHTS_FILE}: tensor {name} is "
+                        f"{shapes.get(name, 'missing')} there but {expected.get(name, 'not part of that net')} by the "
+                        f"arch; re-export the bundle with {EXPORT_HINT}")
 
 
 def _check_files(folder: Path, expected: Any, names: Sequence[str] = CHECKED_FILES) -> None:
@@ -235,6 +474,26 @@ def _check_files(folder: Path, expected: Any, names: Sequence[str] = CHECKED_FIL
         if expected.get(name) != file_sha256(path):
             raise DataError(f"bundle file {path} is corrupted (its sha256 differs from config.json's); "
                             f"re-export the bundle with {EXPORT_HINT}")
+
+
+def _read_vocab(folder: Path) -> Vocab:
+    """vocab.json as a Vocab: distinct token strings (at most MAX_VOCAB), holding its unknown token and xxpad."""
+    data = _read_json(folder, VOCAB_FILE)
+    itos = data.get("itos") if isinstance(data, dict) else None
+    unk = data.get("unk_token", "xxunk") if isinstance(data, dict) else None
+    if (not isinstance(itos, list) or not 0 < len(itos) <= MAX_VOCAB or not all(isinstance(t, str) for t in itos)
+            or not isinstance(unk, str)):
+        raise DataError(f"bundle {folder}: {VOCAB_FILE} does not hold a list of token strings ('itos') and an "
+                        f"'unk_token'; re-export the bundle with {EXPORT_HINT}")
+    if len(set(itos)) != len(itos):
+        twice = next(token for token, n in collections.Counter(itos).items() if n > 1)
+        raise DataError(f"bundle {folder}: {VOCAB_FILE} lists the token {twice[:40]!r} twice; re-export the bundle "
+                        f"with {EXPORT_HINT}")
+    vocab = Vocab(itos, unk)
+    for needed in (vocab.unk_token, "xxpad"):
+        if needed not in vocab.stoi:
+            raise DataError(f"bundle {folder}: the vocabulary has no {needed!r} token; re-export it with {EXPORT_HINT}")
+    return vocab
 
 
 def _read_weights(path: Path, as_numpy: bool = False) -> dict[str, Any]:
@@ -278,8 +537,11 @@ class Classifier:
         device "cpu" (default), "cuda" or "auto"; num_threads 0 = every usable core; precision "float32"
         (default, exact), "bfloat16" or "auto" (bfloat16 matmuls where the hardware does them natively).
         Every problem is a one-line MissingInputError / DataError: missing folder or file, a file whose sha256
-        differs from config.json's, unreadable safetensors, JSON that does not parse, another format version,
-        or a vocabulary that does not fit the embedding ("LM/vocab mismatch").
+        differs from config.json's, a config.json changed after export (its own checksum), a config, vocabulary
+        or tokenizer value of the wrong type or out of range (named with its valid range), a safetensors header
+        whose sizes do not fit its file, JSON that does not parse, another format version, an arch that does not
+        describe the weights, or a vocabulary that does not fit the embedding ("LM/vocab mismatch"). All of it
+        is checked before the net is built, so no size in config.json allocates anything the weights do not hold.
         """
         from nlp_pipeline.models.device import choose_device, resolve_precision
         from nlp_pipeline.models.heads import build_classifier, embedding_weight
@@ -289,23 +551,24 @@ class Classifier:
         _check_config(folder, config)
         linear_settings = config.get("linear")
         _check_files(folder, config["files"], CHECKED_FILES + ((LINEAR_FILE,) if linear_settings else ()))
-        vocab_json = _read_json(folder, VOCAB_FILE)
+        vocab = _read_vocab(folder)
         tokenizer = _read_json(folder, TOKENIZER_FILE)
-        if not isinstance(vocab_json, dict) or not isinstance(vocab_json.get("itos"), list) or not isinstance(tokenizer, dict):
-            raise DataError(f"bundle {folder}: {VOCAB_FILE} or {TOKENIZER_FILE} does not have the expected fields; re-export it")
-        vocab = Vocab(list(vocab_json["itos"]), vocab_json.get("unk_token", "xxunk"))
-        for needed in (vocab.unk_token, "xxpad"):
-            if needed not in vocab.stoi:
-                raise DataError(f"bundle {folder}: the vocabulary has no {needed!r} token; re-export it with {EXPORT_HINT}")
-        state = _read_weights(folder / WEIGHTS_FILE)
+        try:
+            if not isinstance(tokenizer, dict):
+                raise ConfigError("it is not a JSON object")
+            tokenizer = full_tokenizer_settings(tokenizer)
+        except (ConfigError, DataError) as exc:
+            raise DataError(f"bundle {folder}: {TOKENIZER_FILE} does not hold usable tokenizer settings ({exc}); "
+                            f"re-export the bundle with {EXPORT_HINT}") from None
         arch, labels = dict(config["arch"]), list(config["label_names"])
-        embedding = embedding_weight(state)
-        rows = None if embedding is None else int(embedding.shape[0])
-        if rows != len(vocab) or arch.get("vocab_size") != len(vocab):
+        shapes = safetensors_shapes(folder / WEIGHTS_FILE)
+        embedding = embedding_weight(shapes)  # its shape, here
+        rows = None if embedding is None or len(embedding) != 2 else embedding[0]
+        if rows != len(vocab) or arch["vocab_size"] != len(vocab):
             raise DataError(f"LM/vocab mismatch in bundle {folder}: {VOCAB_FILE} has {len(vocab)} tokens, the embedding "
-                            f"{rows} rows, config.json says vocab_size {arch.get('vocab_size')}; re-export it with {EXPORT_HINT}")
-        if arch.get("num_classes") != len(labels):
-            raise DataError(f"bundle {folder}: {len(labels)} label names for {arch.get('num_classes')} outputs; re-export it")
+                            f"{rows} rows, config.json says vocab_size {arch['vocab_size']}; re-export it with {EXPORT_HINT}")
+        _check_arch_against_weights(folder, arch, shapes)  # before building: the arch's sizes are the weights' now
+        state = _read_weights(folder / WEIGHTS_FILE)
         try:
             model = build_classifier(arch)
             model.load_state_dict(state)
@@ -316,6 +579,7 @@ class Classifier:
         if linear_settings:
             from nlp_pipeline.models.linear import LinearModel
 
+            safetensors_shapes(folder / LINEAR_FILE)  # sizes checked against the file before reading it
             try:
                 linear = LinearModel.from_parts(linear_settings, _read_weights(folder / LINEAR_FILE, as_numpy=True),
                                                 vocab.itos)
@@ -327,8 +591,8 @@ class Classifier:
                                 f"re-export it with {EXPORT_HINT}")
         torch_device = choose_device(device, num_threads)
         dtype = resolve_precision(torch_device, precision)
-        return cls(model.to(torch_device), vocab, labels, config["max_length"], full_tokenizer_settings(tokenizer),
-                   torch_device, dtype, folder, config, linear)
+        return cls(model.to(torch_device), vocab, labels, config["max_length"], tokenizer, torch_device, dtype, folder,
+                   config, linear)
 
     @classmethod
     def from_result(cls, result: ClassifierResult, device: str = "cpu", num_threads: int = 0,
