@@ -132,11 +132,12 @@ def run(corpus_source, text_field, label_field, target_type, encoding, config_fi
         return
 
     def report_artifacts() -> dict:
-        """What the bundle and report.md are made from (loaded again, quietly: the run above printed each stage)."""
+        """What the bundle and report.md are made from. The run above verified every hit: only a refusal (or a
+        recompute) of what the report loads prints here."""
         from nlp_pipeline.export.report import REPORT_ARTIFACTS
 
-        return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: None,
-                            coordinator=None).artifacts
+        return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: click.echo(line, err=True),
+                            coordinator=None, quiet_hits=True).artifacts
 
     run_dir = pipeline.write_run(target, configs, result, report_artifacts=report_artifacts,
                                  echo=lambda line: click.echo(line, err=True))
@@ -192,18 +193,35 @@ def cache():
 @cache.command("ls")
 @cache_option
 def cache_ls(cache_dir):
-    """List cached artifacts: stage, key, size, when saved, which instance."""
+    """List cached artifacts: stage, key, size, when saved, which instance (unverified: see `cache verify`)."""
     store = _store(cache_dir)
     total = 0
     for stage, key, folder in store.entries():
-        size = sum(p.stat().st_size for p in folder.iterdir())
+        size = _folder_bytes(folder)
         total += size
         try:
             meta = store.read_meta(stage, key)
         except (OSError, ValueError):
-            meta = {}
-        click.echo(f"{stage:<18} {key[:12]}  {size / 1e6:9.2f} MB  {meta.get('saved_at', '?'):<24} {meta.get('instance', '')}")
+            meta = None
+        if not isinstance(meta, dict):  # unreadable, or not what the store writes: `cache verify` says more
+            meta = {"saved_at": "?", "instance": "(meta.json unreadable)"}
+        click.echo(f"{stage:<18} {key[:12]}  {size / 1e6:9.2f} MB  {str(meta.get('saved_at', '?')):<24} "
+                   f"{meta.get('instance', '')}")
     click.echo(f"{total / 1e6:.2f} MB in {store.root}")
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Size of the files in a folder; what vanishes or cannot be read meanwhile counts 0."""
+    total = 0
+    try:
+        for p in folder.iterdir():
+            try:
+                total += p.lstat().st_size
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return total
 
 
 @cache.command("verify")
@@ -228,6 +246,26 @@ def cache_verify(cache_dir, remove):
         raise SystemExit(1)
 
 
+def _kept_keys(runs_dir: Path) -> tuple[set[str], int]:
+    """The cache keys named by <runs_dir>/*/keys.json, and how many runs named them. A keys.json that is not a JSON
+    object of key strings stops gc with a one-line error: skipping it would delete that run's artifacts."""
+    from nlp_pipeline.core.errors import DataError
+
+    keep: set[str] = set()
+    files = sorted(f for f in runs_dir.glob("*/keys.json") if not f.parent.name.startswith(".")) if runs_dir.is_dir() else []
+    for keys_file in files:
+        try:
+            keys = json.loads(keys_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{keys_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); fix or delete "
+                            "that run folder, then run `cache gc` again") from None
+        if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+            raise DataError(f"{keys_file} is not a JSON object of stage keys; fix or delete that run folder, then "
+                            "run `cache gc` again")
+        keep.update(keys.values())
+    return keep, len(files)
+
+
 @cache.command("gc")
 @cache_option
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
@@ -235,13 +273,23 @@ def cache_verify(cache_dir, remove):
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep the checkpoints of interrupted training (a rerun of the same run resumes from them).")
-def cache_gc(cache_dir, runs_dir, dry_run, keep_checkpoints):
-    """Remove artifacts no run refers to, and leftovers of killed runs (temporary folders and, unless
-    --keep-checkpoints, the checkpoints of interrupted training; never those of training in progress)."""
+@click.option("--allow-no-runs", is_flag=True,
+              help="Proceed although --runs-dir does not exist or holds no run: then no artifact is referenced and "
+                   "every one is removed. Without this flag gc refuses, since a wrong --runs-dir would empty the cache.")
+def cache_gc(cache_dir, runs_dir, dry_run, keep_checkpoints, allow_no_runs):
+    """Remove artifacts no run refers to, and leftovers of killed runs (temporary save folders and files no
+    running process holds, unused lock files and, unless --keep-checkpoints, the checkpoints of interrupted
+    training; never those of training in progress). Refuses when --runs-dir holds no run, unless --allow-no-runs."""
+    from nlp_pipeline.core.errors import ConfigError
+
     store = _store(cache_dir)
-    keep = set()
-    for keys_file in Path(runs_dir).glob("*/keys.json"):
-        keep.update(json.loads(keys_file.read_text(encoding="utf-8")).values())
+    keep, runs = _kept_keys(Path(runs_dir))
+    if not runs and not allow_no_runs:
+        state = "does not exist" if not Path(runs_dir).exists() else "holds no run (no */keys.json)"
+        raise ConfigError(f"--runs-dir {runs_dir} {state}, so every cached artifact would be removed; pass the "
+                          "--runs-dir of your runs, or --allow-no-runs to remove them all")
+    if not dry_run and store.root.exists():
+        store.ensure_writable()  # a read-only or foreign cache: one line before anything is touched
     removed = 0
     for stage, key, _ in list(store.entries()):
         if key not in keep:
@@ -249,9 +297,14 @@ def cache_gc(cache_dir, runs_dir, dry_run, keep_checkpoints):
             if not dry_run:
                 store.remove(stage, key)
             removed += 1
-    temporaries = 0 if dry_run else store.clean_temporaries()
-    checkpoints, size = (0, 0) if dry_run or keep_checkpoints else store.clean_checkpoints()
-    click.echo(f"{removed} artifacts {'to remove' if dry_run else 'removed'}, {temporaries} temporary folders cleaned"
+    if dry_run:
+        click.echo(f"{removed} artifacts to remove")
+        return
+    temporaries = store.clean_temporaries()
+    checkpoints, size = (0, 0) if keep_checkpoints else store.clean_checkpoints()
+    locks = store.clean_locks()
+    click.echo(f"{removed} artifacts removed, {temporaries} temporary folders and files cleaned, {locks} unused lock "
+               "files removed"
                + (f", {checkpoints} checkpoints of interrupted training removed ({size / 1e6:.1f} MB)" if checkpoints else ""))
 
 

@@ -171,14 +171,17 @@ def run(
     keep: Iterable[str] = (),
     echo: Callable[[str], None] | None = None,
     coordinator: Any = "auto",
+    quiet_hits: bool = False,
 ) -> RunResult:
     """Plan and execute the pipeline. coordinator "auto": under torchrun, join the process group and run as
-    one of its processes (models.distributed.coordinator()); None: this process alone."""
+    one of its processes (models.distributed.coordinator()); None: this process alone. quiet_hits: echo no
+    cache-hit lines (refusals, recomputes and waits still print)."""
     if isinstance(coordinator, str):
         from nlp_pipeline.models import distributed
 
         coordinator = distributed.coordinator()
-    return execute(instances(configs), store, until=until, force=force, keep=keep, echo=echo, coordinator=coordinator)
+    return execute(instances(configs), store, until=until, force=force, keep=keep, echo=echo, coordinator=coordinator,
+                   quiet_hits=quiet_hits)
 
 
 def run_name(configs: dict[str, Any]) -> str:

@@ -135,7 +135,9 @@ def test_cache_ls_verify_gc(corpus_dir, tmp_path):
     (checkpoint / "state.bin").write_bytes(b"x" * 2_000_000)
     kept = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "runs"), "--keep-checkpoints"], tmp_path)
     assert kept.exit_code == 0 and checkpoint.is_dir() and "checkpoints" not in kept.stdout
-    gc_all = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs")], tmp_path)
+    refused = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs")], tmp_path)  # a wrong --runs-dir
+    assert refused.exit_code == 2 and "--allow-no-runs" in refused.stderr and len(list((tmp_path / "cache").rglob("meta.json"))) == 3
+    gc_all = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs"), "--allow-no-runs"], tmp_path)
     assert "3 artifacts removed" in gc_all.stdout
     assert "1 checkpoints of interrupted training removed (2.0 MB)" in gc_all.stdout and not checkpoint.exists()
     assert not list((tmp_path / "cache").rglob("meta.json"))

@@ -7,8 +7,11 @@
 
 A miss runs under a per-key lock (concurrent runs compute it once), seeded from the config's `seed` field,
 inside a checkpoint scope of its key (core/checkpoints.py: a long stage resumes where an interrupted run
-stopped; --force starts over), and is saved atomically with its meta.json. An artifact that fails its signature or checksum is logged,
-removed and recomputed. Logs one line when a stage starts running or is a cache hit, one when it finishes.
+stopped; --force starts over), and is saved atomically with its meta.json. A hit is reported only once verified:
+its signed meta.json is checked (the files' sha256 too when it is loaded); an artifact that fails either check is
+logged as refused, removed and recomputed. Logs one line when a stage starts running or is a verified cache hit,
+one when it finishes, one when it waits for another process's lock on the same key and one when that process
+computed it; `quiet_hits` mutes only the cache-hit lines (refusals and recomputes always print).
 
 Several processes (torchrun) pass a `coordinator`: every process walks the same plan, and rank 0 takes every
 decision (hit, corrupt, computed meanwhile) and `agree()`s it to the others, so all take the same path.
@@ -169,14 +172,17 @@ def execute(
     keep: Iterable[str] = (),
     echo: Callable[[str], None] | None = None,
     coordinator: Coordinator | None = None,
+    quiet_hits: bool = False,
 ) -> RunResult:
     """Run what is missing; `force` (stage names or ids) recomputes even on a hit; `keep` ids are loaded into
     RunResult.artifacts even when they are hits. Returns one StageReport per selected instance.
+    `quiet_hits`: do not echo verified cache hits (every other line still prints).
     With a `coordinator` (several processes), every process must call execute() with the same arguments."""
     echo = echo or log.info
     main = coordinator is None or coordinator.rank == 0
     if not main:
         echo = _silent
+    echo_hit = _silent if quiet_hits else echo
     entries = select(plan(instances, store), until)
     if coordinator is not None:  # rank 0's view of the cache, so that every process takes the same path
         for entry, hit in zip(entries, coordinator.agree([e.hit for e in entries])):
@@ -189,22 +195,57 @@ def execute(
     store.ensure_writable()
     by_id = {e.instance.id: e for e in entries}
     forced = {e.instance.id for e in entries if e.instance.id in force or e.instance.stage.name in force}
+    for name in sorted({e.instance.stage.name for e in entries if not e.hit or e.instance.id in forced}):
+        store.ensure_writable(name)  # a stage folder that is a file or not writable: one line before anything runs
     artifacts: dict[str, Any] = {}
     reports: dict[str, StageReport] = {}
     width = max(len(e.instance.id) for e in entries) if entries else 10
+
+    def refuse(entry: PlanEntry, problem: str) -> None:
+        """A cached artifact failed its check: say so (always), forget it, and let it be recomputed."""
+        inst = entry.instance
+        echo(f"{inst.id:<{width}}  cached artifact refused ({problem}); recomputing  {entry.key[:12]}")
+        if main:
+            store.remove(inst.stage.name, entry.key)
+        entry.hit = False
+        refused.add(inst.id)
+
+    def locked(entry: PlanEntry):
+        """The key's lock; says so when another process holds it (the wait may be long)."""
+        inst = entry.instance
+        return store.lock(inst.stage.name, entry.key, on_wait=lambda: echo(
+            f"{inst.id:<{width}}  waiting for another process computing {inst.stage.name} {entry.key[:12]}..."))
+
+    def computed_meanwhile(entry: PlanEntry) -> tuple[Any, dict] | None:
+        """Under the key's lock: the artifact another process saved after this one planned (loaded and verified,
+        with its signed summary), or None (a refused one is removed and reported)."""
+        inst = entry.instance
+        if not store.exists(inst.stage.name, entry.key):
+            return None
+        try:
+            artifact = store.load(inst.stage.name, entry.key)
+            summary = store.read_signed_meta(inst.stage.name, entry.key).get("summary", {}) or {}
+        except CorruptArtifact as exc:
+            refuse(entry, str(exc))
+            return None
+        if (inst.stage.name, entry.key) in saved_here:  # another instance of this run with the same key
+            echo_hit(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
+        else:
+            echo(f"{inst.id:<{width}}  computed by another process  {entry.key[:12]}")
+        return artifact, summary
 
     def run_one(entry: PlanEntry, status: str) -> Any:
         if coordinator is not None:
             return run_one_shared(entry, status)
         inst = entry.instance
-        with store.lock(inst.stage.name, entry.key):
-            if status == "ran" and inst.id not in forced and store.exists(inst.stage.name, entry.key):
-                try:  # another process computed it while we waited for the lock
-                    artifact = store.load(inst.stage.name, entry.key)
-                    reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
-                    return artifact
-                except CorruptArtifact:
-                    store.remove(inst.stage.name, entry.key)
+        with locked(entry):
+            if status == "ran" and inst.id not in forced:
+                found = computed_meanwhile(entry)
+                if found is not None:
+                    reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, found[1])
+                    return found[0]
+                if inst.id in refused:
+                    status = "recomputed"
             return compute(entry, status)
 
     def compute(entry: PlanEntry, status: str) -> Any:
@@ -235,6 +276,7 @@ def execute(
             "summary": summary,
         }
         store.save(inst.stage.name, entry.key, artifact, meta)
+        saved_here.add((inst.stage.name, entry.key))
         checkpoints.discard(checkpoint)
         echo(f"{inst.id:<{width}}  done in {seconds:.1f}s")
         reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, status, seconds, summary)
@@ -245,16 +287,15 @@ def execute(
         inst = entry.instance
         name, key = inst.stage.name, entry.key
         if main:
-            with store.lock(name, key):
-                artifact = None
-                if status == "ran" and inst.id not in forced and store.exists(name, key):
-                    try:  # another run computed it while we waited for the lock
-                        artifact = store.load(name, key)
-                    except CorruptArtifact:
-                        store.remove(name, key)
-                if coordinator.agree(artifact is not None):
-                    reports[inst.id] = StageReport(inst.id, name, key, "hit", 0.0, _summary_of(entry, store))
-                    return artifact
+            with locked(entry):
+                found = None
+                if status == "ran" and inst.id not in forced:  # another run computed it while we waited for the lock
+                    found = computed_meanwhile(entry)
+                    if found is None and inst.id in refused:
+                        status = "recomputed"
+                if coordinator.agree(found is not None):
+                    reports[inst.id] = StageReport(inst.id, name, key, "hit", 0.0, found[1])
+                    return found[0]
                 artifact = compute(entry, status)
             coordinator.barrier()  # saved: the other processes may load it
             return artifact
@@ -291,7 +332,7 @@ def execute(
             return artifacts[instance_id]
         entry = by_id[instance_id]
         inst = entry.instance
-        status = "ran"
+        status = "recomputed" if instance_id in refused else "ran"
         if entry.hit and instance_id not in forced:
             problem = None
             try:
@@ -305,26 +346,47 @@ def execute(
                     artifacts[instance_id] = load_shared(entry)
             if problem is None:
                 return artifacts[instance_id]
-            echo(f"{inst.id:<{width}}  cached artifact refused ({problem}); recomputing")
-            if main:
-                store.remove(inst.stage.name, entry.key)
-            entry.hit, status = False, "recomputed"
+            refuse(entry, problem)
+            status = "recomputed"
         artifacts[instance_id] = run_one(entry, status)
         return artifacts[instance_id]
 
+    def signed_summary(entry: PlanEntry) -> dict | None:
+        """A hit that is not loaded, verified by its signed meta.json: its summary; None (reported and removed)
+        if the check fails. Every process takes rank 0's answer."""
+        problem, summary = None, {}
+        if main:
+            try:
+                summary = store.read_signed_meta(entry.instance.stage.name, entry.key).get("summary", {}) or {}
+            except CorruptArtifact as exc:
+                problem = str(exc)
+        if coordinator is not None:
+            problem = coordinator.agree(problem)
+            if problem is None and not main:
+                summary = _summary_of(entry, store)
+        if problem is not None:
+            refuse(entry, problem)
+            return None
+        return summary
+
+    refused: set[str] = set()
+    saved_here: set[tuple[str, str]] = set()
     keep = set(keep)
     for entry in entries:
         inst = entry.instance
         if entry.hit and inst.id not in forced and inst.id not in keep:
-            if inst.id not in reports:
-                echo(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
-                reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
-            continue
+            if inst.id in reports:
+                continue
+            summary = signed_summary(entry)
+            if summary is not None:
+                echo_hit(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
+                reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, summary)
+                continue
         if inst.id not in artifacts:
             was_hit = entry.hit and inst.id not in forced
             materialize(inst.id)
             if was_hit and inst.id not in reports:
-                echo(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
+                echo_hit(f"{inst.id:<{width}}  cache hit  {entry.key[:12]}")
                 reports[inst.id] = StageReport(inst.id, inst.stage.name, entry.key, "hit", 0.0, _summary_of(entry, store))
     ordered = [reports[e.instance.id] for e in entries if e.instance.id in reports]
     return RunResult(ordered, artifacts)
