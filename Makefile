@@ -33,18 +33,19 @@ general-corpus: $(VENV)/.installed
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base dict-gcide >/dev/null; \
 	else echo "general-corpus: install the Debian packages wordnet-base and dict-gcide (sudo apt-get install wordnet-base dict-gcide)"; fi
 
-# Reproduces the language model shipped in nlp_pipeline/pretrained/general_en (about 45 min on 2 CPU cores).
-LM_SETS := --set pretrain_lm.weights=none --set pretrain_lm.corpus=general_en --set numericalization.max_vocab=20000 \
+# Reproduces the language model shipped in nlp_pipeline/pretrained/english (card wiki_articles: WikiText-2's
+# validation file under $$NLP_PIPELINE_DATA/wikitext2 + gensim's Wikipedia sample; about 15 min on 2 CPU cores).
+LM_SETS := --set pretrain_lm.weights=none --set pretrain_lm.corpus=wiki_articles --set numericalization.max_vocab=20000 \
            --set pretrain_lm.epochs=2
-packaged-lm: general-corpus
-	$(BIN)/nlp-pipeline run --until pretrain_lm --name general_en_lm $(LM_SETS)
-	$(BIN)/nlp-pipeline export lm $(LM_SETS) --out nlp_pipeline/pretrained/general_en --overwrite
+packaged-lm: $(VENV)/.installed
+	$(BIN)/nlp-pipeline run --until pretrain_lm --name packaged_lm $(LM_SETS)
+	$(BIN)/nlp-pipeline export lm $(LM_SETS) --out nlp_pipeline/pretrained/english --overwrite
 
-# The same, read right to left: the backward LM of classifier.direction = "both" (nlp_pipeline/pretrained/general_en_backward).
-packaged-lm-backward: general-corpus
-	$(BIN)/nlp-pipeline run --until pretrain_lm:backward --name general_en_lm_backward $(LM_SETS) --set classifier.direction=backward
+# The same, read right to left: the backward LM of classifier.direction = "both" (nlp_pipeline/pretrained/english_backward).
+packaged-lm-backward: $(VENV)/.installed
+	$(BIN)/nlp-pipeline run --until pretrain_lm:backward --name packaged_lm_backward $(LM_SETS) --set classifier.direction=backward
 	$(BIN)/nlp-pipeline export lm $(LM_SETS) --set classifier.direction=backward --source pretrain_lm:backward \
-	    --out nlp_pipeline/pretrained/general_en_backward --overwrite
+	    --out nlp_pipeline/pretrained/english_backward --overwrite
 
 run: setup
 	$(BIN)/nlp-pipeline run $(ARGS)

@@ -153,8 +153,8 @@ def test_the_packaged_language_model_is_small_loads_and_matches_the_default_toke
     folder = resolve_lm_path("packaged")
     assert sum(p.stat().st_size for p in folder.iterdir()) < 40e6  # the limit for the repository
     lm = load_lm_folder(folder)
-    assert lm.arch["rnn_type"] == "lstm" and len(lm.vocab) == lm.arch["vocab_size"] == 20000
-    assert lm.metrics["val_perplexity"] < 100 and lm.metrics["train_tokens"] > 3_000_000
+    assert lm.arch["rnn_type"] == "lstm" and len(lm.vocab) == lm.arch["vocab_size"] <= 20000
+    assert lm.metrics["val_perplexity"] < 200 and lm.metrics["train_tokens"] > 500_000  # decision 0007
     expected = settings_of(TokenizationConfig())
     assert {k: lm.tokenizer[k] for k in expected} == expected  # default runs tokenize as its texts were
     ids = {inst.id: inst for inst in pipeline.instances(pipeline.load_config())}

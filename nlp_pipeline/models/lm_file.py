@@ -43,8 +43,8 @@ MAX_VOCAB = 1 << 22
 
 
 PACKAGED = "packaged"                        # pretrain_lm.weights value naming the LM shipped in this package
-PACKAGED_DIR = ("pretrained", "general_en")   # its folder inside the nlp_pipeline package
-PACKAGED_BACKWARD_DIR = ("pretrained", "general_en_backward")  # the backward one (classifier.direction = backward/both)
+PACKAGED_DIR = ("pretrained", "english")      # its folder inside the nlp_pipeline package
+PACKAGED_BACKWARD_DIR = ("pretrained", "english_backward")  # the backward one (classifier.direction = backward/both)
 
 
 def resolve_lm_path(value: str, backward: bool = False) -> Path:
