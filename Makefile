@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Exactly this torch: a CPU build lies on disk on our machines; any other spec pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup setup-dev general-corpus packaged-lm packaged-lm-backward run test bench clean
+.PHONY: setup setup-dev general-corpus packaged-lm packaged-lm-backward run test test-faults bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ run: setup
 test: setup-dev general-corpus
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
+
+# The fault suite of issue 17 with its long versions (SIGKILL trials, concurrent runs, full disks, tampering, hostile
+# input; about half an hour on 2 cores; `make test` runs its short versions). Writes benchmarks/results/faults.json;
+# FAULTS_SEED=N repeats a run's random trials, FAULTS_KILL_TRIALS=N sets how many kills (default 30).
+test-faults: setup-dev
+	FAULTS_RESULTS=benchmarks/results/faults.json FAULTS_COMMAND="make test-faults" \
+	    $(BIN)/python -m pytest tests/faults -m "" $(ARGS)
 
 bench: setup-dev
 	# fastai asks for torchvision; pinning torch in the same call keeps the CPU build (else pip swaps in a CUDA torch)
