@@ -139,7 +139,7 @@ def run(corpus_source, text_field, label_field, target_type, encoding, config_fi
         return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: click.echo(line, err=True),
                             coordinator=None, quiet_hits=True).artifacts
 
-    run_dir = pipeline.write_run(target, configs, result, report_artifacts=report_artifacts,
+    run_dir = run_folder.write_run(target, configs, result, report_artifacts=report_artifacts,
                                  echo=lambda line: click.echo(line, err=True))
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")

@@ -3,7 +3,6 @@
     configs = load_config(sets=["lsa.n_components=50"])   # defaults <- preset <- --config file <- --set
     instances(configs)                                     # [Instance(...), ...] corpus -> ... -> lsa
     run(configs, store, until="lsa")                       # RunResult with one StageReport per instance
-    write_run(Path("runs/trec6"), configs, result, report_artifacts)   # the run folder, one unit (run_folder.py)
 
 Nothing here computes anything itself: stages do the work, core.runner does the caching.
 """
@@ -32,7 +31,6 @@ STAGES = {
 }
 SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
 PRESETS = ("quick",)
-RUN_RECORD = "run.json"  # runs/<name>/run.json: who wrote the folder, and from which artifacts its model/ is
 
 
 def default_layers() -> list[dict]:
@@ -217,69 +215,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise ConfigError(f"cannot write {value!r} to TOML")
-
-
-def write_run(run_dir: str | Path, configs: dict[str, Any], result: RunResult,
-              report_artifacts: Callable[[], dict[str, Any]] | None = None,
-              echo: Callable[[str], None] | None = None) -> Path:
-    """Write runs/<name>/ as one unit (run_folder.replace: staged beside it, swapped in whole): metrics.json,
-    config.toml, and, when the run reached the classifier and report_artifacts is given, the predict bundle
-    model/ and report.md with its plots; then run.json and keys.json.
-
-    report_artifacts() returns the artifacts of export.report.REPORT_ARTIFACTS by instance id; it is called only
-    when the current folder's run.json does not record the same artifacts for its model/ and report (so a cached
-    rerun loads no model weights), and the bundle and report it had are linked over instead. A run that stops
-    before the classifier leaves no model/ or report of an earlier run behind. run.json: the version that wrote
-    the folder, when, and "model_keys" (the artifacts model/ and report.md were made from, or null).
-    """
-    from nlp_pipeline import __version__, run_folder
-    from nlp_pipeline.export import bundle, report
-
-    run_dir = Path(run_dir)
-    model_dir = bundle.RUN_MODEL_DIR
-    keys = result.keys()
-    model_keys = ({i: keys[i] for i in report.REPORT_ARTIFACTS if i in keys}
-                  if "classifier" in keys and report_artifacts is not None else None)
-    metrics = {
-        r.id: {"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3), "key": r.key, **r.summary}
-        for r in result.reports
-    }
-    written = []
-
-    def fill(staging: Path, previous: Path | None) -> None:
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        (staging / "config.toml").write_text(to_toml(config_layer.to_dict(configs)), encoding="utf-8")
-        if model_keys is not None:
-            if previous is not None and _model_keys(previous) == model_keys:
-                for name in (model_dir, *report.REPORT_FILES):
-                    if os.path.lexists(previous / name):
-                        run_folder.carry(previous / name, staging / name)
-            else:
-                artifacts = report_artifacts()
-                bundle.save_bundle(artifacts["classifier"], staging / model_dir)
-                report.write_run_report(staging, artifacts, title=run_dir.name)
-                written.append(True)
-        record = {"name": run_dir.name, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "nlp_pipeline_version": __version__, "model_keys": model_keys}
-        (staging / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (staging / "keys.json").write_text(json.dumps(keys, indent=2) + "\n", encoding="utf-8")
-
-    owned = {*run_folder.RUN_FILES, RUN_RECORD, model_dir, *report.REPORT_FILES}
-    run_folder.replace(run_dir, fill, owned)
-    if written and echo is not None:
-        echo(f"report and predict bundle written to {run_dir}")
-    return run_dir
-
-
-def _model_keys(run_dir: Path) -> dict | None:
-    """The artifacts a run folder's model/ and report.md were made from, per its run.json, when both are there."""
-    from nlp_pipeline.export.bundle import CONFIG_FILE, RUN_MODEL_DIR
-    from nlp_pipeline.export.report import REPORT_FILE
-
-    if not ((run_dir / RUN_MODEL_DIR / CONFIG_FILE).is_file() and (run_dir / REPORT_FILE).is_file()):
-        return None
-    try:
-        record = json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record.get("model_keys") if isinstance(record, dict) else None

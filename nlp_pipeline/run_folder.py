@@ -2,6 +2,7 @@
 
     target = prepare(Path("runs"), "trec6")      # -> runs/trec6; the name and --runs-dir checked, leftovers cleaned
     replace(target, fill, owned={"metrics.json", ...})   # fill(staging, previous) writes the new contents
+    write_run(target, configs, result, report_artifacts) # the pipeline's run folder through replace()
 
 - A run name is one plain folder name matching NAME_PATTERN ([A-Za-z0-9][A-Za-z0-9._-]*, at most NAME_MAX
   characters): no '.', '..', separator, leading dot or control character. Anything else is a ConfigError (--name).
@@ -30,6 +31,7 @@ rename wins; POSIX only for the liveness check (elsewhere no leftover is ever re
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
@@ -37,13 +39,17 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Collection
+from typing import TYPE_CHECKING, Any, Callable, Collection
 
 from nlp_pipeline.core.errors import ConfigError, NlpPipelineError, OutputError
+
+if TYPE_CHECKING:
+    from nlp_pipeline.core.runner import RunResult
 
 NAME_MAX = 100
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RUN_FILES = ("metrics.json", "config.toml", "keys.json")  # a folder holding one of these is a run folder
+RUN_RECORD = "run.json"  # runs/<name>/run.json: who wrote the folder, and from which artifacts its model/ is
 TEMPORARY = re.compile(r"\.(?P<label>.+)\.(?P<kind>staging|old|probe)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
 LEGACY_OLD = re.compile(r"\.(?P<label>.+)-old-(?P<pid>\d+)")
 LEGACY_STAGING = re.compile(r"\.(?P<label>.+)-[a-z0-9_]{8}")
@@ -304,3 +310,71 @@ def _run_folder_error(target: Path, exc: OSError) -> OutputError:
     hint = HINTS.get(exc.errno, "pass another --runs-dir")
     return OutputError(f"could not write the run folder {target}: {_reason(exc)}; {hint} (the previous {target.name} "
                        f"folder, if any, is unchanged)")
+
+
+def write_run(run_dir: str | Path, configs: dict[str, Any], result: "RunResult",
+              report_artifacts: Callable[[], dict[str, Any]] | None = None,
+              echo: Callable[[str], None] | None = None) -> Path:
+    """Write runs/<name>/ as one unit (replace(): staged beside it, swapped in whole): metrics.json,
+    config.toml, and, when the run reached the classifier and report_artifacts is given, the predict bundle
+    model/ and report.md with its plots; then run.json and keys.json.
+
+    report_artifacts() returns the artifacts of export.report.REPORT_ARTIFACTS by instance id; it is called only
+    when the current folder's run.json does not record the same artifacts for its model/ and report (so a cached
+    rerun loads no model weights), and the bundle and report it had are linked over instead. A run that stops
+    before the classifier leaves no model/ or report of an earlier run behind. run.json: the version that wrote
+    the folder, when, and "model_keys" (the artifacts model/ and report.md were made from, or null).
+    """
+    from nlp_pipeline import __version__
+    from nlp_pipeline.core import config as config_layer
+    from nlp_pipeline.export import bundle, report
+    from nlp_pipeline.pipeline import to_toml
+
+    run_dir = Path(run_dir)
+    model_dir = bundle.RUN_MODEL_DIR
+    keys = result.keys()
+    model_keys = ({i: keys[i] for i in report.REPORT_ARTIFACTS if i in keys}
+                  if "classifier" in keys and report_artifacts is not None else None)
+    metrics = {
+        r.id: {"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3), "key": r.key, **r.summary}
+        for r in result.reports
+    }
+    written = []
+
+    def fill(staging: Path, previous: Path | None) -> None:
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        (staging / "config.toml").write_text(to_toml(config_layer.to_dict(configs)), encoding="utf-8")
+        if model_keys is not None:
+            if previous is not None and _model_keys(previous) == model_keys:
+                for name in (model_dir, *report.REPORT_FILES):
+                    if os.path.lexists(previous / name):
+                        carry(previous / name, staging / name)
+            else:
+                artifacts = report_artifacts()
+                bundle.save_bundle(artifacts["classifier"], staging / model_dir)
+                report.write_run_report(staging, artifacts, title=run_dir.name)
+                written.append(True)
+        record = {"name": run_dir.name, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "nlp_pipeline_version": __version__, "model_keys": model_keys}
+        (staging / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (staging / "keys.json").write_text(json.dumps(keys, indent=2) + "\n", encoding="utf-8")
+
+    owned = {*RUN_FILES, RUN_RECORD, model_dir, *report.REPORT_FILES}
+    replace(run_dir, fill, owned)
+    if written and echo is not None:
+        echo(f"report and predict bundle written to {run_dir}")
+    return run_dir
+
+
+def _model_keys(run_dir: Path) -> dict | None:
+    """The artifacts a run folder's model/ and report.md were made from, per its run.json, when both are there."""
+    from nlp_pipeline.export.bundle import CONFIG_FILE, RUN_MODEL_DIR
+    from nlp_pipeline.export.report import REPORT_FILE
+
+    if not ((run_dir / RUN_MODEL_DIR / CONFIG_FILE).is_file() and (run_dir / REPORT_FILE).is_file()):
+        return None
+    try:
+        record = json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("model_keys") if isinstance(record, dict) else None

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from nlp_pipeline import run_folder
 from nlp_pipeline.cli import main
 from test_cli import FAST, TINY_LM, corpus_dir  # noqa: F401  (corpus_dir is a fixture)
 
@@ -131,7 +132,7 @@ def _write(run_dir, seed, model, corpus, key, calls=None):
             calls.append(key)
         return {"classifier": model, "corpus": corpus}
 
-    return pipeline.write_run(run_dir, _configs(seed), _run_result(key), report_artifacts=artifacts)
+    return run_folder.write_run(run_dir, _configs(seed), _run_result(key), report_artifacts=artifacts)
 
 
 def _bundle_weights(run_dir: Path) -> bytes:
@@ -214,7 +215,7 @@ def test_a_run_that_stops_before_the_classifier_drops_the_old_model(two_models, 
     _write(run_dir, 0, first, corpus, "a" * 64)
     (run_dir / "plot.png").write_bytes(b"the user's plot")
     until_corpus = RunResult([StageReport("corpus", "corpus", "c" * 64, "hit", 0.0)], {})
-    pipeline.write_run(run_dir, _configs(0), until_corpus, report_artifacts=lambda: pytest.fail("nothing to report"))
+    run_folder.write_run(run_dir, _configs(0), until_corpus, report_artifacts=lambda: pytest.fail("nothing to report"))
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "keys.json", "metrics.json", "plot.png", "run.json"]
 
 
