@@ -39,15 +39,18 @@ def _recovers(ref, cache: Path, runs: Path, workdir: Path) -> None:
 # --- disk full during a save -------------------------------------------------------------------------------------
 
 def test_file_size_limit_during_a_cache_save(reference, workdir):
-    """The language model's .npy (the largest cache file) cannot be written: the save stops part-way."""
-    cache, runs = workdir / "cache", workdir / "runs"
+    """The language model's .npy (the largest cache file) cannot be written: the save stops part-way. (The
+    cache holds what comes before the language model, so the test spends its time where the fault is.)"""
+    cache = faultkit.copy_cache(reference.cache, workdir / "cache", keep=("corpus", "tokenization", "numericalization",
+                                                                         "lsa"))
+    runs = workdir / "runs"
     largest = max(size for path, size in reference.sizes.items() if path.startswith("cache/"))
     done = faultkit.cli(faultkit.run_args(reference.corpus, runs), cache, cwd=workdir,
                         preexec_fn=faultkit.set_file_size_limit(largest - 1))
     line = faultkit.error_line(done)
     assert str(cache) in line and ("File too large" in line or "free space" in line), line
     saved = faultkit.artifact_keys(cache)
-    assert "classifier" not in saved and not (runs / "tiny").exists()
+    assert "finetune_lm" not in saved and "classifier" not in saved and not (runs / "tiny").exists()
     assert [p for p in faultkit.cache_leftovers(cache) if ".tmp-" in p or ".trash-" in p] == []  # no half save
     assert faultkit.verified_clean(cache) == []
     _recovers(reference, cache, runs, workdir)
@@ -91,6 +94,7 @@ def tmpfs(workdir):
         faultkit.umount(point)
 
 
+@pytest.mark.slow
 def test_full_disk_under_the_cache(reference, workdir, tmpfs):
     """The cache lies on a disk with room for about half of the run's artifacts."""
     mount, remount = tmpfs
@@ -172,8 +176,7 @@ def test_read_only_cache(reference, workdir):
     line = faultkit.error_line(done)
     assert str(cache) in line and "not writable" in line, line
     assert _no_stage_ran(done) and not runs.exists()
-    assert list(cache.iterdir()) == []
-    _recovers(reference, cache, runs, workdir)
+    assert list(cache.iterdir()) == []  # nothing was written, so nothing half-written
 
 
 @pytest.mark.parametrize("how", ["mode_0555", "owned_by_another_user"])
@@ -232,8 +235,7 @@ def test_stage_folder_that_is_a_file(reference, workdir):
     line = faultkit.error_line(done)
     assert str(cache / "lsa") in line, line
     assert _no_stage_ran(done) and faultkit.artifact_keys(cache) == {}
-    (cache / "lsa").unlink()
-    _recovers(reference, cache, runs, workdir)
+    assert (cache / "lsa").read_text(encoding="utf-8") == "in the way"
 
 
 def test_read_only_runs_folder(reference, workdir):

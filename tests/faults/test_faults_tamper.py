@@ -114,19 +114,21 @@ def test_planted_pickle_with_recomputed_sha256_never_runs(reference, workdir, me
 
 
 def test_planted_pickle_behind_a_symlink_never_runs(reference, workdir):
-    cache, runs = faultkit.fresh_copy(reference, workdir, with_runs=False)
+    """artifact.pkl a symlink to a payload elsewhere, the signed meta.json kept (its sha256 is the payload's
+    only if followed); numericalization is missing, so the run loads tokenization."""
+    cache, runs = faultkit.fresh_copy(reference, workdir)
     marker = workdir / "EXECUTED"
     elsewhere = workdir / "payload.pkl"
     elsewhere.write_bytes(payload_bytes(marker))
-    folder = _folder(cache, "classifier", reference.keys["classifier"])
+    folder = _folder(cache, "tokenization", reference.keys["tokenization"])
     (folder / "artifact.pkl").unlink()
     (folder / "artifact.pkl").symlink_to(elsewhere)
-    _reseal_files(folder)
-    done = _commands(reference, cache, runs, workdir)   # no run folder: the report phase loads the classifier
+    shutil.rmtree(_folder(cache, "numericalization", reference.keys["numericalization"]))
+    done = _commands(reference, cache, runs, workdir)
     assert not marker.exists(), "the planted pickle ran"
     assert all("Traceback" not in d.stderr for d in done.values())
-    assert done["verify"].returncode == 1 and "CORRUPT  classifier" in done["verify"].stdout
-    assert done["run"].returncode == 0 and _recomputed(done["run"], "classifier"), done["run"].describe()
+    assert done["verify"].returncode == 1 and "CORRUPT  tokenization" in done["verify"].stdout
+    assert done["run"].returncode == 0 and _recomputed(done["run"], "tokenization"), done["run"].describe()
     assert faultkit.matches_reference(reference, runs / "tiny", "A") == []
 
 
@@ -165,7 +167,7 @@ def test_forged_signature_under_a_planted_secret_never_runs(reference, workdir, 
 
 # --- a lost or replaced secret ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change", ["deleted", "replaced"])
+@pytest.mark.parametrize("change", [pytest.param("deleted", marks=pytest.mark.slow), "replaced"])
 def test_lost_or_replaced_secret_recomputes_everything_and_says_so(reference, workdir, change):
     """Finding 3: every stage printed `cache hit` without verifying, metrics.json held no metrics and the report
     phase recomputed the chain with its log muted. Now every artifact is refused (said once), recomputed once,
@@ -198,7 +200,7 @@ def _flip(path: Path, offset_from_end: int = 100) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("stage", ["finetune_lm", "classifier"])
+@pytest.mark.parametrize("stage", [pytest.param("finetune_lm", marks=pytest.mark.slow), "classifier"])
 def test_flipped_byte_in_a_npy_is_refused_and_recomputed(reference, workdir, stage):
     """One bit of a weight in the memory-mapped .npy file. No run folder, and for finetune_lm no classifier, so
     the run must load the damaged artifact; the bundle it writes is the clean run's, bit for bit."""
@@ -218,7 +220,8 @@ def test_flipped_byte_in_a_npy_is_refused_and_recomputed(reference, workdir, sta
     assert faultkit.verified_clean(cache) == []
 
 
-@pytest.mark.parametrize("content", ["truncated", "[]", "null", "garbage", "huge", "empty"])
+@pytest.mark.parametrize("content", ["truncated", "[]", *(pytest.param(c, marks=pytest.mark.slow)
+                                                          for c in ("null", "garbage", "huge", "empty"))])
 def test_damaged_meta_json(reference, workdir, content):
     cache, runs = faultkit.fresh_copy(reference, workdir)
     meta = _folder(cache, "tokenization", reference.keys["tokenization"]) / "meta.json"
