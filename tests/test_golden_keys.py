@@ -15,7 +15,7 @@ GOLDEN = {
     "numericalization": "7a4a47b2d58b3545b5dc821ae575d0bf5159a478c01e24e685cadc3cf4460aaf",
     "embeddings": "290c85916bbc7c452823df428682af67918fb19aa559bac511b7e9643e72c1ca",
     "lsa": "9f16c9aaf01719090155f9b84c11ee521118468327ae6e21c595835437258aee",
-    "pretrain_lm": "f497c5012b8d6aa4cbec4c78cbe6058ea89474448daabcc378b70f22a649aa40",
+    "pretrain_lm": "f6b4ae3635dad18736a63d48bf5f614cba5ec0b98f62b521b24eb28b0cb84a6c",
     "finetune_lm": "5fd048499f929a975098cbe3f72d8ab98b57f310384199de9bec1b23921b0d8a",
     "classifier": "57ecd19673fa9b271fa719972d2b5140d11d262003250b51e01f26baefec78da",
 }
