@@ -36,6 +36,25 @@ def _recovers(ref, cache: Path, runs: Path, workdir: Path) -> None:
     assert faultkit.cache_leftovers(cache) == []
 
 
+# The run folder's bundle does not fit: checked in two parts, so that the known failure of the message (an xfail)
+# hides nothing of what the folder and the rerun must be.
+RUN_FOLDER_PARTS = ["state", pytest.param("one_line", marks=pytest.mark.xfail(strict=True, reason=(
+    "issue 17 finding 6 (a bundle that does not fit): safetensors raises SafetensorError, not OSError, when the "
+    "disk is full or the file too large, so write_run's one-line OutputError is never raised: a traceback, exit 1 "
+    "(the previous run folder stays whole and the rerun completes: the 'state' part)")))]
+
+
+def _run_folder_fault(done: faultkit.Done, part: str, runs: Path) -> bool:
+    """The one_line part: the error line names the run folder and the cause (returns False: nothing more to
+    check). The state part: the run failed, nothing else is asked of its output (returns True)."""
+    if part == "one_line":
+        line = faultkit.error_line(done)
+        assert str(runs / "tiny") in line and any(s in line for s in ("File too large", "No space left", "free some space")), line
+        return False
+    assert done.returncode not in (0, -9), done.describe()
+    return True
+
+
 # --- disk full during a save -------------------------------------------------------------------------------------
 
 def test_file_size_limit_during_a_cache_save(reference, workdir):
@@ -56,7 +75,8 @@ def test_file_size_limit_during_a_cache_save(reference, workdir):
     _recovers(reference, cache, runs, workdir)
 
 
-def test_file_size_limit_while_writing_the_run_folder(reference, workdir):
+@pytest.mark.parametrize("part", RUN_FOLDER_PARTS)
+def test_file_size_limit_while_writing_the_run_folder(reference, workdir, part):
     """Every artifact is cached; the bundle or a plot does not fit: the previous run folder (config B) stays
     exactly as it was and the rerun writes A's model, not B's."""
     cache, runs = faultkit.fresh_copy(reference, workdir, with_runs=False)
@@ -65,8 +85,8 @@ def test_file_size_limit_while_writing_the_run_folder(reference, workdir):
     largest_cache = max(size for path, size in reference.sizes.items() if path.startswith("cache/"))
     done = faultkit.cli(faultkit.run_args(reference.corpus, runs), cache, cwd=workdir,
                         preexec_fn=faultkit.set_file_size_limit(largest_cache + 1))
-    line = faultkit.error_line(done)
-    assert str(runs / "tiny") in line and ("File too large" in line or "free some space" in line), line
+    if not _run_folder_fault(done, part, runs):
+        return
     assert faultkit.snapshot(runs / "tiny") == before
     assert faultkit.hidden_entries(runs) == []
     _recovers(reference, cache, runs, workdir)
@@ -141,15 +161,16 @@ def _fill(disk: Path) -> None:
         os.close(fd)
 
 
-def test_full_disk_under_the_runs_folder(reference, workdir, tmpfs):
+@pytest.mark.parametrize("part", RUN_FOLDER_PARTS)
+def test_full_disk_under_the_runs_folder(reference, workdir, tmpfs, part):
     """Every artifact is cached; the runs folder's disk has room for little more than one plot."""
     mount, remount = tmpfs
     cache, _ = faultkit.fresh_copy(reference, workdir, with_runs=False)
     disk = mount(64 << 10, "runsdisk")
     runs = disk / "runs"
     done = faultkit.cli(faultkit.run_args(reference.corpus, runs), cache, cwd=workdir)
-    line = faultkit.error_line(done)
-    assert str(runs / "tiny") in line and ("No space left on device" in line or "free some space" in line), line
+    if not _run_folder_fault(done, part, runs):
+        return
     assert not (runs / "tiny").exists() and faultkit.hidden_entries(runs) == []
     remount(disk, 64 << 20)
     _recovers(reference, cache, runs, workdir)

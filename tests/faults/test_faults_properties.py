@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from nlp_pipeline import rules  # noqa: E402
@@ -36,14 +36,22 @@ FEW, MANY = 40, 1500  # examples per property: default suite, slow suite
 LONG = 200            # longest generated run in the default suite (the slow suite goes to 20,000)
 
 
-def both(few: int = FEW, many: int = MANY, **strategies):
-    """Two tests of one property: `few` examples in the default suite and `many` marked slow."""
+def both(few: int = FEW, many: int = MANY, examples: tuple[dict, ...] = (), xfail: str | None = None, **strategies):
+    """Two tests of one property: `few` examples in the default suite and `many` marked slow; `examples` are
+    always tried first; `xfail` marks both as a known failure (strict: they fail once it is fixed)."""
     def make(fn):
         common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                                             HealthCheck.data_too_large])
-        fast = settings(max_examples=few, **common)(given(**strategies)(fn))
-        slow = pytest.mark.slow(settings(max_examples=many, **common)(given(**strategies)(fn)))
-        return fast, slow
+        tests = []
+        for count in (few, many):
+            test = given(**strategies)(fn)
+            for kwargs in examples:
+                test = example(**kwargs)(test)
+            test = settings(max_examples=count, **common)(test)
+            if xfail:
+                test = pytest.mark.xfail(strict=True, reason=xfail)(test)
+            tests.append(test)
+        return tests[0], pytest.mark.slow(tests[1])
     return make
 
 
@@ -276,7 +284,11 @@ def _detokenized_text_stays_the_size_of_the_text(check, text):
 
 
 test_detokenized_text_stays_the_size_of_the_text, test_detokenized_text_stays_the_size_of_the_text_many = both(
-    text=st.one_of(HOSTILE, st.sampled_from(["a film xxrep 97531 x here", "xxwrep 50607 the", "ok xxrep 989898 !"]))
+    text=st.one_of(HOSTILE, st.sampled_from(["a film xxrep 97531 x here", "xxwrep 50607 the", "ok xxrep 989898 !"])),
+    examples=(dict(text="a film xxrep 97531 x here"),),
+    xfail="issue 17, not among its findings (hostile input like finding 5): a text holding the words 'xxrep N c' "
+          "makes rules.detokenize build N characters ('xxrep 98989898989 a' -> MemoryError, about 99 GB without "
+          "a limit); detokenize shows tokens in exports (projector classifier-docs) and numericalization.decode",
 )(_detokenized_text_stays_the_size_of_the_text)
 
 
