@@ -55,7 +55,7 @@ test: setup-dev general-corpus
 	$(BIN)/python -m pytest $(ARGS)
 
 # The fault suite of issue 17 with its long versions (SIGKILL trials, concurrent runs, full disks, tampering, hostile
-# input; about half an hour on 2 cores; `make test` runs its short versions). Writes benchmarks/results/faults.json;
+# input; about a quarter of an hour on 2 cores; `make test` runs its short versions). Writes benchmarks/results/faults.json;
 # FAULTS_SEED=N repeats a run's random trials, FAULTS_KILL_TRIALS=N sets how many kills (default 30).
 test-faults: setup-dev
 	FAULTS_RESULTS=benchmarks/results/faults.json FAULTS_COMMAND="make test-faults" \
