@@ -271,6 +271,9 @@ _NO_SPACE_BEFORE = frozenset(",.!?;:%)]}…") | {"n't", "'s", "'re", "'ve", "'m"
 _NO_SPACE_AFTER = frozenset("([{$#") | {"``"}
 
 
+MAX_REPEAT = 100  # detokenize expands xxrep/xxwrep counts up to this; larger ones are kept as text (display only)
+
+
 def detokenize(tokens: Iterable[str]) -> str:
     """Tokens back to readable text for display: re-applies xxmaj, xxup, xxrep and xxwrep, hides xxbos/xxeos/xxpad.
 
@@ -279,7 +282,8 @@ def detokenize(tokens: Iterable[str]) -> str:
     Spacing is a guess (no space before , . ! ? ) n't 's and the like, none after ( [ $ #): text that was
     tokenized loses its original spacing and its mixed case ('iPhone' stays 'iphone'), so this is an inverse
     for reading, not an exact one. A marker without a following token is kept as it is; a case marker before
-    another special token is dropped ('xxmaj xxunk' -> 'xxunk').
+    another special token is dropped ('xxmaj xxunk' -> 'xxunk'). A repeat count above MAX_REPEAT is kept as written
+    ('xxrep 98989898989 a' stays so): a text can spell a marker itself, and its output must stay the size of its input.
     """
     tokens = list(tokens)
     words: list[str] = []
@@ -295,7 +299,7 @@ def detokenize(tokens: Iterable[str]) -> str:
                 continue
             words.append(following.upper() if token == TK_UP else following[:1].upper() + following[1:])
             i += 2
-        elif token in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():
+        elif token in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit() and int(tokens[i + 1]) <= MAX_REPEAT:
             count, unit = int(tokens[i + 1]), tokens[i + 2]
             if token == TK_REP:
                 words.append(unit * count)

@@ -136,7 +136,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     bundle. An existing out_dir is replaced only if it is empty or an earlier bundle; any other folder or a
     file there is a ConfigError (nothing of the user's is deleted).
     """
-    from safetensors.numpy import save_file
+    from nlp_pipeline.models.lm_file import write_safetensors
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or _is_bundle_dir(out_dir))):
@@ -161,10 +161,10 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
         version = _format_version(result)
-        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": str(version)})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": FORMAT, "format_version": str(version)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:
-            save_file({k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()}, tmp / LINEAR_FILE)
+            write_safetensors(tmp / LINEAR_FILE, {k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()})
             checked.append(LINEAR_FILE)
         _write_json(tmp / VOCAB_FILE, {"itos": list(result.vocab.itos), "unk_token": result.vocab.unk_token})
         _write_json(tmp / TOKENIZER_FILE, tokenizer)

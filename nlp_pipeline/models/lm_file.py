@@ -47,6 +47,16 @@ PACKAGED_DIR = ("pretrained", "english")      # its folder inside the nlp_pipeli
 PACKAGED_BACKWARD_DIR = ("pretrained", "english_backward")  # the backward one (classifier.direction = backward/both)
 
 
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as a safetensors file at path, serialized in memory and written by Python, so a full disk or
+    a file-size limit is an OSError like any other write (safetensors' own writer raises its own error type)."""
+    from safetensors.numpy import save
+
+    data = save(tensors, metadata=metadata)
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
 def resolve_lm_path(value: str, backward: bool = False) -> Path:
     """The folder a pretrain_lm.weights value names: "packaged" -> the package's own LM (its backward one with
     backward=True), else the path itself.
@@ -86,8 +96,6 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
     is an LM folder or empty; anything else is a ConfigError (nothing of the user's is deleted).
     Returns {"out_dir", "bytes", "parameters", "vocab_size", "dtype"}.
     """
-    from safetensors.numpy import save_file
-
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"LM export dtype must be float16 or float32, got {dtype!r}")
     out_dir = Path(out_dir)
@@ -113,7 +121,7 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         # one metadata entry: safetensors orders several at random, and the file's bytes must not change between exports
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
         (tmp / VOCAB_FILE).write_text(json.dumps({"itos": list(lm.vocab.itos), "unk_token": lm.vocab.unk_token},
                                                  ensure_ascii=False), encoding="utf-8")
         config = {

@@ -36,12 +36,8 @@ def _recovers(ref, cache: Path, runs: Path, workdir: Path) -> None:
     assert faultkit.cache_leftovers(cache) == []
 
 
-# The run folder's bundle does not fit: checked in two parts, so that the known failure of the message (an xfail)
-# hides nothing of what the folder and the rerun must be.
-RUN_FOLDER_PARTS = ["state", pytest.param("one_line", marks=pytest.mark.xfail(strict=True, reason=(
-    "issue 17 finding 6 (a bundle that does not fit): safetensors raises SafetensorError, not OSError, when the "
-    "disk is full or the file too large, so write_run's one-line OutputError is never raised: a traceback, exit 1 "
-    "(the previous run folder stays whole and the rerun completes: the 'state' part)")))]
+# The run folder's bundle does not fit: checked in two parts, the folder and the rerun, and the one-line message.
+RUN_FOLDER_PARTS = ["state", "one_line"]
 
 
 def _run_folder_fault(done: faultkit.Done, part: str, runs: Path) -> bool:

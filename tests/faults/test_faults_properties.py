@@ -286,9 +286,6 @@ def _detokenized_text_stays_the_size_of_the_text(check, text):
 test_detokenized_text_stays_the_size_of_the_text, test_detokenized_text_stays_the_size_of_the_text_many = both(
     text=st.one_of(HOSTILE, st.sampled_from(["a film xxrep 97531 x here", "xxwrep 50607 the", "ok xxrep 989898 !"])),
     examples=(dict(text="a film xxrep 97531 x here"),),
-    xfail="issue 17, not among its findings (hostile input like finding 5): a text holding the words 'xxrep N c' "
-          "makes rules.detokenize build N characters ('xxrep 98989898989 a' -> MemoryError, about 99 GB without "
-          "a limit); detokenize shows tokens in exports (projector classifier-docs) and numericalization.decode",
 )(_detokenized_text_stays_the_size_of_the_text)
 
 
