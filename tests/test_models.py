@@ -3,6 +3,8 @@ the fused decoder loss against F.cross_entropy, pooling, batching layouts, group
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -373,3 +375,35 @@ def test_precision_resolution():
     with pytest.raises(ConfigError):
         device.resolve_precision(cpu, "float8")
     assert not device.grad_scaler(cpu, torch.bfloat16).is_enabled()
+
+
+def test_training_warns_when_other_processes_keep_its_cores_busy(monkeypatch, caplog):
+    """Issue 17 finding 12: torch threads stall on a core another process holds; the run says so (the thread
+    count itself is not changed: results differ with it)."""
+    import logging
+
+    from nlp_pipeline.models import device as device_module
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    readings = iter([(0.0, 0.0), (1.0 * ticks * 0.25, 0.0)])  # one other core busy for the whole sample, we idle
+    monkeypatch.setattr(device_module, "usable_cpu_count", lambda: 2)
+    monkeypatch.setattr(device_module, "_cpu_jiffies", lambda: next(readings))
+    monkeypatch.setattr(device_module.time, "sleep", lambda s: None)
+    monotonic = iter([10.0, 10.25])
+    monkeypatch.setattr(device_module.time, "monotonic", lambda: next(monotonic))
+    assert device_module.free_cpu_count() == 1
+
+    readings = iter([(0.0, 0.0), (1.0 * ticks * 0.25, 0.0)])
+    monotonic = iter([10.0, 10.25])
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        with device_module.training_session("cpu", 0):
+            assert torch.get_num_threads() == 2  # every usable core still: results must not depend on the load
+    assert "keep 1 of the 2 cores" in caplog.text and "num_threads = 1" in caplog.text
+
+    readings = iter([(0.0, 0.0), (0.1 * ticks * 0.25, 0.0)])  # a tenth of a core: no warning
+    monotonic = iter([10.0, 10.25])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nlp_pipeline"):
+        with device_module.training_session("cpu", 0):
+            pass
+    assert "cores torch uses busy" not in caplog.text

@@ -12,7 +12,9 @@ Limits: one device per process; multi-GPU (DistributedDataParallel) is not wired
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from typing import Any, Iterator
 
 import torch
@@ -29,6 +31,53 @@ def usable_cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _cpu_jiffies() -> tuple[float, float] | None:
+    """(busy jiffies of the whole machine, jiffies of this process) from /proc, or None where /proc is missing."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()[1:]
+        with open("/proc/self/stat", "rb") as f:
+            own = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    values = [float(v) for v in fields[:8]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    return sum(values) - idle, float(own[11]) + float(own[12])  # utime + stime of this process
+
+
+def free_cpu_count(sample_seconds: float = 0.25) -> int:
+    """Usable cores not kept busy by other processes, sampled over sample_seconds (at least 1).
+
+    free_cpu_count() -> 2 on an idle 2-core machine, 1 while another process keeps one core busy. Torch threads
+    synchronise at every operation, so one thread waiting for a core that another process holds stalls them all
+    (a classifier epoch took 10x longer with 2 threads beside one busy process; `nice` does not help across
+    sessions under Linux's autogroup scheduling). The thread count is not chosen from it: results change with the
+    number of threads, and a run's results must not depend on the machine's load. Limits: a snapshot (load that
+    starts later is not seen); without /proc (not Linux) every usable core."""
+    usable = usable_cpu_count()
+    first = _cpu_jiffies()
+    if first is None or usable == 1:
+        return usable
+    started = time.monotonic()
+    time.sleep(sample_seconds)
+    second = _cpu_jiffies()
+    elapsed = time.monotonic() - started
+    if second is None or elapsed <= 0:
+        return usable
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    others = ((second[0] - first[0]) - (second[1] - first[1])) / ticks / elapsed  # cores busy with other processes
+    return max(1, min(usable, usable - int(others + 0.5)))
+
+
+def _warn_if_cores_are_busy(threads: int) -> None:
+    free = free_cpu_count()
+    if free < threads:
+        logging.getLogger("nlp_pipeline").warning(
+            "other processes keep %d of the %d cores torch uses busy: training may run several times slower; "
+            "set the stage's num_threads = %d (e.g. --set classifier.num_threads=%d) or wait for them",
+            threads - free, threads, free, free)
 
 
 def choose_device(prefer: str = "auto", num_threads: int = 0) -> torch.device:
@@ -50,14 +99,18 @@ def choose_device(prefer: str = "auto", num_threads: int = 0) -> torch.device:
 def training_session(prefer: str = "auto", num_threads: int = 0, seed: int | None = None) -> Iterator[torch.device]:
     """choose_device() for the duration of a `with` block, then put torch's global state back: the thread
     count and (when `seed` is given) the CPU/GPU random generators, seeded with `seed` inside the block.
-    Stage functions train inside one, so calling them leaves the caller's torch settings as they were."""
+    Stage functions train inside one, so calling them leaves the caller's torch settings as they were. With
+    num_threads 0 on the CPU it warns when other processes keep some of those cores busy (free_cpu_count())."""
     threads_before = torch.get_num_threads()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     try:
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            yield choose_device(prefer, num_threads)
+            device = choose_device(prefer, num_threads)
+            if device.type == "cpu" and num_threads <= 0:
+                _warn_if_cores_are_busy(torch.get_num_threads())
+            yield device
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
