@@ -407,3 +407,15 @@ def test_training_warns_when_other_processes_keep_its_cores_busy(monkeypatch, ca
         with device_module.training_session("cpu", 0):
             pass
     assert "cores torch uses busy" not in caplog.text
+
+
+def test_the_package_makes_openmp_threads_wait_passively_unless_the_user_chose(tmp_path):
+    """Issue 17 finding 12 (decision 0008): set before torch loads its OpenMP runtime; a user's value is kept."""
+    import subprocess
+    import sys
+
+    code = "import os, nlp_pipeline, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"

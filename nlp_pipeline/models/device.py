@@ -51,10 +51,10 @@ def free_cpu_count(sample_seconds: float = 0.25) -> int:
     """Usable cores not kept busy by other processes, sampled over sample_seconds (at least 1).
 
     free_cpu_count() -> 2 on an idle 2-core machine, 1 while another process keeps one core busy. Torch threads
-    synchronise at every operation, so one thread waiting for a core that another process holds stalls them all
-    (a classifier epoch took 10x longer with 2 threads beside one busy process; `nice` does not help across
-    sessions under Linux's autogroup scheduling). The thread count is not chosen from it: results change with the
-    number of threads, and a run's results must not depend on the machine's load. Limits: a snapshot (load that
+    synchronise at every operation, so a thread waiting for a core that another process holds slows them all
+    (1.6x per step with nlp_pipeline's passive OpenMP waiting, 19x with spinning: see nlp_pipeline/__init__.py;
+    `nice` does not help across sessions under Linux's autogroup scheduling). The thread count is not chosen from
+    it: results change with the number of threads, and a run's results must not depend on the machine's load. Limits: a snapshot (load that
     starts later is not seen); without /proc (not Linux) every usable core."""
     usable = usable_cpu_count()
     first = _cpu_jiffies()
@@ -75,7 +75,7 @@ def _warn_if_cores_are_busy(threads: int) -> None:
     free = free_cpu_count()
     if free < threads:
         logging.getLogger("nlp_pipeline").warning(
-            "other processes keep %d of the %d cores torch uses busy: training may run several times slower; "
+            "other processes keep %d of the %d cores torch uses busy: training may run up to 2x slower; "
             "set the stage's num_threads = %d (e.g. --set classifier.num_threads=%d) or wait for them",
             threads - free, threads, free, free)
 
