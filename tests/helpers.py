@@ -24,3 +24,28 @@ def make_tokens(docs: list[list[str]], labels: list[int], splits: list[str], lab
         types=list(index),
         settings={"lang": "en"},
     )
+
+
+# A two-label corpus small enough for a whole pipeline run in seconds, and settings that make the run tiny
+POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
+            "brilliant fun", "wonderful and warm", "great fun for all"]
+NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
+            "boring mess", "dull and cold", "terrible waste of time"]
+TINY_RUN = ["--set", "tokenization.workers=1", "--set", "numericalization.min_freq=1", "--set", "lsa.n_components=3",
+            "--set", "lsa.min_df=1", "--set", "embeddings.methods=[\"word2vec\"]", "--set", "embeddings.min_count=1",
+            "--set", "pretrain_lm.weights=none", "--set", "pretrain_lm.corpus=none",
+            "--set", "finetune_lm.embedding_dim=8", "--set", "finetune_lm.hidden_dim=12", "--set", "finetune_lm.num_layers=1",
+            "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5", "--set", "finetune_lm.epochs=2",
+            "--set", "classifier.batch_size=4", "--set", "classifier.stage_epochs=[1, 1]",
+            "--set", "classifier.stage_learning_rates=[0.01, 0.005]"]
+
+
+def write_tiny_corpus(folder):
+    """folder/train.jsonl (12 texts) and folder/test.jsonl (4), labels pos/neg; returns folder (a pathlib.Path)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 != 3))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 == 3))
+    return folder

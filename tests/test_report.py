@@ -71,7 +71,7 @@ def test_most_wrong_by_hand():
 def test_report_files_and_numbers(tmp_path):
     paths = write_report(tmp_path / "run", TEXTS, hand_result(), language_models(), LSA)
     names = sorted(p.name for p in paths)
-    assert names == ["confusion_matrix.png", "most_wrong.jsonl", "report.md", "training_curves.png"]
+    assert names == ["confusion_matrix.png", "most_wrong.jsonl", "report.html", "report.md", "training_curves.png"]
     for p in paths:
         assert p.parent == tmp_path / "run" and p.stat().st_size > 0
     assert (tmp_path / "run" / "confusion_matrix.png").read_bytes().startswith(PNG)
@@ -143,7 +143,7 @@ def test_report_without_test_split_lm_or_baselines(tmp_path):
     assert "Scores on the **validation** split (3 documents); the corpus has no labelled test documents" in md
     assert "| ULMFiT classifier (this run) | 0.6667 |" in md
     assert "TF-IDF" not in md and "No language model in this run" in md and "No labelled test documents." in md
-    assert (tmp_path / "most_wrong.jsonl").read_text() == "" and len(paths) == 4
+    assert (tmp_path / "most_wrong.jsonl").read_text() == "" and len(paths) == 5
 
 
 def test_run_report_from_artifacts(tmp_path):
@@ -222,7 +222,7 @@ def test_multi_label_report(tmp_path):
                                 validation_micro_f1=0.9, C=4.0),
            "lsa_logreg": {"micro_f1": 0.25, "macro_f1": 0.2, "subset_accuracy": 0.1, "hamming_loss": 0.4}}
     paths = write_report(tmp_path, TEXTS, multi_label_result(), language_models(), lsa)
-    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.md", "training_curves.png"]  # no confusion matrix
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.html", "report.md", "training_curves.png"]  # no confusion matrix
     md = (tmp_path / "report.md").read_text()
     assert "| model | micro-F1 | macro-F1 | subset accuracy | Hamming loss |" in md
     assert "| ULMFiT classifier (this run) | 0.8000 | 0.8333 | 0.5000 | 0.1667 |" in md
@@ -243,7 +243,7 @@ def test_regression_report_and_scatter(tmp_path):
     lsa = {"tfidf_ridge": {"rmse": 1.1, "mae": 0.9, "r2": 0.61, "pearson": 0.8, "spearman": None, "validation_r2": 0.6, "C": 1.0},
            "lsa_ridge": {"rmse": 1.4, "mae": 1.2, "r2": 0.3, "pearson": 0.55, "spearman": 0.5}}
     paths = write_report(tmp_path, TEXTS, result, None, lsa)
-    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "predicted_vs_true.png", "report.md", "training_curves.png"]
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "predicted_vs_true.png", "report.html", "report.md", "training_curves.png"]
     assert (tmp_path / "predicted_vs_true.png").read_bytes().startswith(PNG)
     md = (tmp_path / "report.md").read_text()
     pearson = result.metrics["test"]["pearson"]
@@ -264,7 +264,7 @@ def test_regression_report_and_scatter(tmp_path):
 
 def test_regression_report_without_test_split(tmp_path):
     paths = write_report(tmp_path, None, regression_result(with_test=False))
-    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.md", "training_curves.png"]
+    assert sorted(p.name for p in paths) == ["most_wrong.jsonl", "report.html", "report.md", "training_curves.png"]
     md = (tmp_path / "report.md").read_text()
     assert "Scores on the **validation** split (2 documents)" in md and "No labelled test documents." in md
     assert "predicted_vs_true" not in md

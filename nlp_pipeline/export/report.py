@@ -27,23 +27,27 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, label_text
+from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, LsaResult, WordVectors, label_text
 from nlp_pipeline.core.errors import DataError, MissingInputError
 from nlp_pipeline.targets import PRIMARY, THRESHOLD, predicted_text
 
 REPORT_FILE = "report.md"
+HTML_FILE = "report.html"
 CONFUSION_FILE = "confusion_matrix.png"
 SCATTER_FILE = "predicted_vs_true.png"
 CURVES_FILE = "training_curves.png"
 WRONG_FILE = "most_wrong.jsonl"
-REPORT_FILES = (REPORT_FILE, CONFUSION_FILE, SCATTER_FILE, CURVES_FILE, WRONG_FILE)  # every file write_report may write
+REPORT_FILES = (REPORT_FILE, HTML_FILE, CONFUSION_FILE, SCATTER_FILE, CURVES_FILE, WRONG_FILE)  # every file write_report may write
 LM_IDS = ("pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward")
-REPORT_ARTIFACTS = ("corpus", "lsa", *LM_IDS, "classifier")  # instance ids a run report reads
+VECTOR_IDS = ("embeddings:word2vec", "embeddings:fasttext", "embeddings:glove", "embeddings:pretrained")
+# instance ids a run report reads (numericalization: the classifier's document vectors in the TensorBoard projector)
+REPORT_ARTIFACTS = ("corpus", "numericalization", "lsa", *VECTOR_IDS, *LM_IDS, "classifier")
 HEADLINE = {  # target type -> the scores table's columns: (key in targets.score(...), column name)
     "class": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
     "multi_label": (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("subset_accuracy", "subset accuracy"),
@@ -97,15 +101,20 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _cell(value: Any) -> str:
-    """A markdown table cell: _cell(0.93456) -> '0.9346', _cell(85.99) -> '86.0', _cell(None) -> '-', pipes escaped."""
+def format_value(value: Any) -> str:
+    """A table value as text: 0.93456 -> '0.9346', 85.99 -> '86.0', None or NaN -> '-', anything else str()."""
     if value is None:
         return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: format_value, pipes escaped, newlines flattened: _cell('a|b') -> 'a\\|b'."""
+    return format_value(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _seconds(value: Any) -> str | None:
@@ -306,16 +315,66 @@ def plot_training_curves(classifier: ClassifierResult, language_models: dict[str
     return path
 
 
-def render_markdown(title: str, classifier: ClassifierResult, language_models: dict[str, LanguageModel],
-                    lsa_metrics: dict[str, Any] | None, wrong: list[dict[str, Any]], shown_wrong: int = 15) -> str:
+# --- the report's content: one list of blocks, rendered as Markdown here and as HTML by report_html -------------
+
+@dataclass
+class Bold:
+    text: str
+
+
+@dataclass
+class Link:
+    text: str
+    href: str
+
+
+Span = str | Bold | Link
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    spans: list[Span]
+
+
+@dataclass
+class Table:
+    header: list[Any]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Figure:
+    file: str      # a PNG beside report.md (Markdown links it, HTML inlines it)
+    alt: str
+
+
+@dataclass
+class Code:
+    text: str
+
+
+Block = Heading | Paragraph | Table | Figure | Code
+
+
+def report_blocks(title: str, classifier: ClassifierResult, language_models: dict[str, LanguageModel],
+                  lsa_metrics: dict[str, Any] | None, wrong: list[dict[str, Any]], shown_wrong: int = 15,
+                  lsa: LsaResult | None = None, word_vectors: dict[str, WordVectors] | None = None,
+                  config_text: str | None = None, timings: dict[str, Any] | None = None) -> list[Block]:
+    """The report as blocks, in reading order (the module notes list the sections); both renderers take these."""
     split, metrics = evaluated_split(classifier)
     target_type, names = classifier.target_type, classifier.label_names
     headline = HEADLINE[target_type]
-    lines = [f"# Run report: {title}", ""]
-    lines.append(f"Scores on the **{split}** split ({metrics.get('n', '?')} documents)"
-                 + ("" if split == "test" else "; the corpus has no labelled test documents, so these are the "
-                    "validation documents the best epoch was chosen on (optimistic)") + ".")
-    lines += ["", "## Scores", ""]
+    blocks: list[Block] = [Heading(1, f"Run report: {title}")]
+    blocks.append(Paragraph([f"Scores on the ", Bold(split), f" split ({metrics.get('n', '?')} documents)"
+                             + ("" if split == "test" else "; the corpus has no labelled test documents, so these are the "
+                                "validation documents the best epoch was chosen on (optimistic)") + "."]))
+    blocks.append(Heading(2, "Scores"))
     validation = classifier.metrics.get("validation") or {}
     blend = classifier.metrics.get("blend") or {}               # the linear blend exists for "class" only
     blended = bool(blend.get("weight")) and classifier.linear is not None
@@ -334,9 +393,10 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
     baselines = [(key, label) for key, label in BASELINES[target_type] if isinstance((lsa_metrics or {}).get(key), dict)]
     for key, label in baselines:
         rows.append([label, *(lsa_metrics[key].get(metric) for metric, _ in headline)])
-    lines += _table(["model", *(column for _, column in headline)], rows)
+    blocks.append(Table(["model", *(column for _, column in headline)], rows))
     if split == "test" and baselines:
-        lines += ["", "The baselines come from the lsa stage: fitted on the same training documents, scored on the same test split."]
+        blocks.append(Paragraph(["The baselines come from the lsa stage: fitted on the same training documents, "
+                                 "scored on the same test split."]))
     selected = classifier.metrics.get("selected") or {}
     primary = PRIMARY[target_type]
     details = [f"validation {primary_name(target_type)} {_cell(validation.get(primary))} "
@@ -349,30 +409,30 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
                        ("seconds", "training seconds"), ("device", "device"), ("precision", "precision")):
         if classifier.metrics.get(key) is not None:
             details.append(f"{label}: {classifier.metrics[key]}")
-    lines += ["", "Classifier: " + "; ".join(details) + "."]
+    blocks.append(Paragraph(["Classifier: " + "; ".join(details) + "."]))
 
     if target_type == "regression":
-        lines += ["", f"## Target ({split})", "",
-                  f"{names[0] if names else 'target'}: mean {_cell(metrics.get('mean'))}, standard deviation "
-                  f"{_cell(metrics.get('std'))} (an RMSE near the standard deviation is no better than predicting the mean)."]
+        blocks += [Heading(2, f"Target ({split})"),
+                   Paragraph([f"{names[0] if names else 'target'}: mean {_cell(metrics.get('mean'))}, standard deviation "
+                              f"{_cell(metrics.get('std'))} (an RMSE near the standard deviation is no better than "
+                              f"predicting the mean)."])]
         if len(classifier.test_probabilities):
-            lines += ["", "## Predicted against true values (test)", "", f"![predicted vs true]({SCATTER_FILE})"]
+            blocks += [Heading(2, "Predicted against true values (test)"), Figure(SCATTER_FILE, "predicted vs true")]
     else:
-        lines += ["", f"## Per {'class' if target_type == 'class' else 'label'} ({split})", ""]
+        blocks.append(Heading(2, f"Per {'class' if target_type == 'class' else 'label'} ({split})"))
         per_class = metrics.get("per_class") or {}
-        lines += _table(["label", "precision", "recall", "F1", "support"],
-                        [[name, per_class.get(name, {}).get("precision"), per_class.get(name, {}).get("recall"),
-                          per_class.get(name, {}).get("f1"), per_class.get(name, {}).get("support")] for name in names])
+        blocks.append(Table(["label", "precision", "recall", "F1", "support"],
+                            [[name, per_class.get(name, {}).get("precision"), per_class.get(name, {}).get("recall"),
+                              per_class.get(name, {}).get("f1"), per_class.get(name, {}).get("support")] for name in names]))
         if target_type == "multi_label":
-            lines += ["", f"A label is predicted when its probability reaches {metrics.get('threshold', THRESHOLD)} "
-                          "(the threshold with the best validation micro-F1)."]
+            blocks.append(Paragraph([f"A label is predicted when its probability reaches {metrics.get('threshold', THRESHOLD)} "
+                                     "(the threshold with the best validation micro-F1)."]))
     if target_type == "class":
-        lines += ["", f"## Confusion matrix ({split}; rows = true label, columns = predicted)", "",
-                  f"![confusion matrix]({CONFUSION_FILE})", ""]
-        lines += _table(["true \\ predicted", *[_cell(n) for n in names]],
-                        [[name, *row] for name, row in zip(names, metrics["confusion"])])
+        blocks += [Heading(2, f"Confusion matrix ({split}; rows = true label, columns = predicted)"),
+                   Figure(CONFUSION_FILE, "confusion matrix"),
+                   Table(["true \\ predicted", *names], [[name, *row] for name, row in zip(names, metrics["confusion"])])]
 
-    lines += ["", "## Training curves", "", f"![training curves]({CURVES_FILE})", "", "### Language models", ""]
+    blocks += [Heading(2, "Training curves"), Figure(CURVES_FILE, "training curves"), Heading(3, "Language models")]
     if language_models:
         lm_rows = []
         for name, lm in language_models.items():
@@ -380,30 +440,31 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
             lm_rows.append([name, lm.metrics.get("val_perplexity"), len(lm.history),
                             ", ".join(f"{p:.1f}" for p in perplexities) or "-", lm.metrics.get("train_tokens"),
                             lm.metrics.get("initialisation"), _seconds(lm.metrics.get("seconds"))])
-        lines += _table(["model", "final val perplexity", "epochs", "perplexity per epoch", "training tokens",
-                         "initialisation", "seconds"], lm_rows)
+        blocks.append(Table(["model", "final val perplexity", "epochs", "perplexity per epoch", "training tokens",
+                             "initialisation", "seconds"], lm_rows))
     else:
-        lines.append("No language model in this run (the classifier's encoder started from random weights).")
-    lines += ["", "### Classifier epochs", ""]
+        blocks.append(Paragraph(["No language model in this run (the classifier's encoder started from random weights)."]))
+    blocks.append(Heading(3, "Classifier epochs"))
     members = any("member" in r for r in classifier.history)
     directions = classifier.metrics.get("directions")
     if members and directions:
         scores = ", ".join(f"{way} {_cell(directions.get(way))}" for way in ("forward", "backward", "both"))
-        lines += [f"An ensemble of {classifier.arch.get('members')} classifiers, forward and backward (each from its own "
-                  f"language model; ULMFiT's bidirectional ensemble); the curves show the first, the table all. Each "
-                  f"member keeps its best epoch. Validation {primary_name(target_type)} of the RNN part: {scores}.", ""]
+        blocks.append(Paragraph([f"An ensemble of {classifier.arch.get('members')} classifiers, forward and backward (each "
+                                 f"from its own language model; ULMFiT's bidirectional ensemble); the curves show the first, "
+                                 f"the table all. Each member keeps its best epoch. Validation {primary_name(target_type)} of "
+                                 f"the RNN part: {scores}."]))
     elif members:
-        lines += [f"An ensemble of {classifier.arch.get('members')} classifiers (seeds seed, seed + 1, ...); the "
-                  "curves show the first, the table all. Each member keeps its best epoch.", ""]
+        blocks.append(Paragraph([f"An ensemble of {classifier.arch.get('members')} classifiers (seeds seed, seed + 1, ...); "
+                                 "the curves show the first, the table all. Each member keeps its best epoch."]))
     column = "val_" + primary
     way = (lambda r: [f"{r.get('member')} ({r['direction']})" if "direction" in r else r.get("member")])
-    lines += _table((["member"] if members else []) +
-                    ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss",
-                     f"val {primary_name(target_type)}", "seconds"],
-                    [(way(r) if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
-                      f"{r['learning_rate']:g}" if isinstance(r.get("learning_rate"), (int, float)) else None,
-                      r.get("train_loss"), r.get("val_loss"), r.get(column), _seconds(r.get("seconds"))]
-                     for r in classifier.history])
+    blocks.append(Table((["member"] if members else []) +
+                        ["stage", "trainable groups", "epoch", "peak LR", "train loss", "val loss",
+                         f"val {primary_name(target_type)}", "seconds"],
+                        [(way(r) if members else []) + [r.get("stage"), r.get("trainable_groups"), r.get("epoch"),
+                          f"{r['learning_rate']:g}" if isinstance(r.get("learning_rate"), (int, float)) else None,
+                          r.get("train_loss"), r.get("val_loss"), r.get(column), _seconds(r.get("seconds"))]
+                         for r in classifier.history]))
 
     if target_type == "class":
         heading, measure, key, worst = "Most confidently wrong test texts", "confidence", "confidence", "most confident"
@@ -412,36 +473,127 @@ def render_markdown(title: str, classifier: ClassifierResult, language_models: d
                                         "mean absolute error", "error", "largest")
     else:
         heading, measure, key, worst = "Largest errors on test texts", "absolute error", "error", "largest"
-    lines += ["", f"## {heading}", ""]
+    blocks.append(Heading(2, heading))
     if not len(classifier.test_probabilities):
-        lines.append("No labelled test documents.")
+        blocks.append(Paragraph(["No labelled test documents."]))
     elif not wrong:
-        lines.append("None: every test document was classified correctly." if target_type == "class"
-                     else "None: every test document was predicted right.")
+        blocks.append(Paragraph(["None: every test document was classified correctly." if target_type == "class"
+                                 else "None: every test document was predicted right."]))
     else:
-        lines.append(f"The {min(shown_wrong, len(wrong))} {worst} of {len(wrong)} errors listed in "
-                     f"[{WRONG_FILE}]({WRONG_FILE}) ({worst} first).")
-        lines.append("")
-        lines += _table([measure, "true", "predicted", "text"],
-                        [[w[key], "(none)" if w["true"] == "" else w["true"],
-                          "(none)" if w["predicted"] == "" else w["predicted"],
-                          snippet(w["text"]) if w["text"] is not None else f"(document {w['index']})"]
-                         for w in wrong[:shown_wrong]])
-    return "\n".join(lines) + "\n"
+        blocks.append(Paragraph([f"The {min(shown_wrong, len(wrong))} {worst} of {len(wrong)} errors listed in ",
+                                 Link(WRONG_FILE, WRONG_FILE), f" ({worst} first)."]))
+        blocks.append(Table([measure, "true", "predicted", "text"],
+                            [[w[key], "(none)" if w["true"] == "" else w["true"],
+                              "(none)" if w["predicted"] == "" else w["predicted"],
+                              snippet(w["text"]) if w["text"] is not None else f"(document {w['index']})"]
+                             for w in wrong[:shown_wrong]]))
+    blocks += _topic_blocks(lsa)
+    blocks += _neighbour_blocks(word_vectors or {}, language_models.get("finetune_lm"))
+    if timings:
+        blocks += [Heading(2, "Timings"),
+                   Paragraph(["Each stage of the run that wrote this report: computed now, or a cache hit (0 seconds)."]),
+                   Table(["stage", "status", "seconds", "cache key"],
+                         [[instance, "cache hit" if row.get("status") == "hit" else row.get("status"),
+                           _seconds(row.get("seconds")), str(row.get("key", ""))[:12]]
+                          for instance, row in timings.items() if isinstance(row, dict)])]
+    if config_text:
+        blocks += [Heading(2, "Configuration"),
+                   Paragraph(["The run's settings (its config.toml; ", Bold("nlp-pipeline run --config config.toml"),
+                              " repeats it)."]), Code(config_text.rstrip("\n"))]
+    return blocks
+
+
+TOPICS_SHOWN, TOPIC_TERMS, NEIGHBOURS_SHOWN = 10, 10, 8  # LSA components and terms, neighbours per word
+
+
+def _topic_blocks(lsa: LsaResult | None) -> list[Block]:
+    if lsa is None or not lsa.topic_terms:
+        return []
+    shares = list(lsa.explained_variance_ratio)
+    rows = [[i + 1, f"{100 * shares[i]:.1f}%" if i < len(shares) else None, ", ".join(terms[:TOPIC_TERMS])]
+            for i, terms in enumerate(lsa.topic_terms[:TOPICS_SHOWN])]
+    return [Heading(2, "LSA topics"),
+            Paragraph([f"The first {len(rows)} of {len(lsa.topic_terms)} components of the TF-IDF matrix's truncated SVD, "
+                       "each with its highest-weighted terms (the first component mostly follows overall term frequency)."]),
+            Table(["component", "variance explained", "top terms"], rows)]
+
+
+def _neighbour_blocks(word_vectors: dict[str, WordVectors], lm: LanguageModel | None) -> list[Block]:
+    """Nearest neighbours (cosine) of a few words: those each word-vector method stored, and the same words in the
+    fine-tuned LM's input embedding."""
+    from nlp_pipeline.evaluation import nearest_neighbours, pick_frequent_words
+
+    tables: list[tuple[str, dict[str, list]]] = []
+    words: list[str] = []
+    for method, vectors in word_vectors.items():
+        found = (vectors.metrics or {}).get("neighbours") or {}
+        if found:
+            tables.append((f"{method} word vectors", found))
+            words += [w for w in found if w not in words]
+    if lm is not None and lm.state_dict.get("encoder.embedding.weight") is not None:
+        itos = list(lm.vocab.itos)
+        words = words or pick_frequent_words(itos)
+        found = nearest_neighbours(itos, np.asarray(lm.state_dict["encoder.embedding.weight"], dtype=np.float32),
+                                   words, NEIGHBOURS_SHOWN)
+        if found:
+            tables.append(("the fine-tuned language model's input embedding", found))
+    if not tables:
+        return []
+    blocks: list[Block] = [Heading(2, "Nearest neighbours"),
+                           Paragraph(["The most similar words (cosine similarity) of a few frequent words."])]
+    for name, found in tables:
+        blocks += [Heading(3, name),
+                   Table(["word", "nearest neighbours"],
+                         [[word, ", ".join(f"{n} ({s:.2f})" for n, s in pairs[:NEIGHBOURS_SHOWN])]
+                          for word, pairs in found.items()])]
+    return blocks
+
+
+def _markdown_span(span: Span) -> str:
+    if isinstance(span, Bold):
+        return f"**{span.text}**"
+    if isinstance(span, Link):
+        return f"[{span.text}]({span.href})"
+    return span
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """report.md: the blocks as Markdown, one blank line between blocks."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append("#" * block.level + " " + block.text)
+        elif isinstance(block, Paragraph):
+            parts.append("".join(_markdown_span(s) for s in block.spans))
+        elif isinstance(block, Table):
+            parts.append("\n".join(_table([_cell(h) for h in block.header], block.rows)))
+        elif isinstance(block, Figure):
+            parts.append(f"![{block.alt}]({block.file})")
+        elif isinstance(block, Code):
+            parts.append("```toml\n" + block.text + "\n```")
+    return "\n\n".join(parts) + "\n"
 
 
 # --- the report ------------------------------------------------------------------------------------------------
 
 def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier: ClassifierResult,
                  language_models: dict[str, LanguageModel] | None = None, lsa_metrics: dict[str, Any] | None = None,
-                 title: str | None = None) -> list[Path]:
-    """Write report.md, training_curves.png, most_wrong.jsonl and confusion_matrix.png (class) or
+                 title: str | None = None, *, lsa: LsaResult | None = None,
+                 word_vectors: dict[str, WordVectors] | None = None, config_text: str | None = None,
+                 timings: dict[str, Any] | None = None) -> list[Path]:
+    """Write report.md, report.html, training_curves.png, most_wrong.jsonl and confusion_matrix.png (class) or
     predicted_vs_true.png (regression, when there are test predictions) into run_dir (created if needed); returns
     their paths. corpus_texts are the corpus's texts in corpus order (the classifier's test_indexes point into
-    them); None leaves texts out of the error list."""
+    them); None leaves texts out of the error list. lsa_metrics: the baselines (lsa.metrics when lsa is given);
+    lsa, word_vectors ({method: WordVectors}), config_text (config.toml) and timings (metrics.json's rows) add
+    their sections when given."""
+    from nlp_pipeline.export.report_html import render_html
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     language_models = dict(language_models or {})
+    if lsa_metrics is None and lsa is not None:
+        lsa_metrics = dict(lsa.metrics)
     split, metrics = evaluated_split(classifier)
     wrong = most_wrong(classifier, corpus_texts)
 
@@ -459,21 +611,27 @@ def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier
     curves = plot_training_curves(classifier, language_models, run_dir / CURVES_FILE)
     wrong_path = run_dir / WRONG_FILE
     _atomic_write(wrong_path, "".join(json.dumps(w, ensure_ascii=False) + "\n" for w in wrong).encode("utf-8"))
+    title = title or run_dir.resolve().name
+    blocks = report_blocks(title, classifier, language_models, lsa_metrics, wrong, lsa=lsa, word_vectors=word_vectors,
+                           config_text=config_text, timings=timings)
     report = run_dir / REPORT_FILE
-    markdown = render_markdown(title or run_dir.resolve().name, classifier, language_models, lsa_metrics, wrong)
-    _atomic_write(report, markdown.encode("utf-8"))
-    return [report, *figures, curves, wrong_path]
+    _atomic_write(report, render_markdown(blocks).encode("utf-8"))
+    html = run_dir / HTML_FILE
+    _atomic_write(html, render_html(blocks, run_dir, title).encode("utf-8"))
+    return [report, html, *figures, curves, wrong_path]
 
 
-def write_run_report(run_dir: str | Path, artifacts: dict[str, Any], title: str | None = None) -> list[Path]:
+def write_run_report(run_dir: str | Path, artifacts: dict[str, Any], title: str | None = None,
+                     config_text: str | None = None, timings: dict[str, Any] | None = None) -> list[Path]:
     """write_report from a run's artifacts by instance id (RunResult.artifacts of a run that kept
-    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS) and "lsa" are used when there.
-    title: the report's heading (default: run_dir's name; pass the run's name when writing into a staging folder)."""
+    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS), "lsa" and the word
+    vectors (VECTOR_IDS) are used when there. title: the report's heading (default: run_dir's name; pass the run's
+    name when writing into a staging folder); config_text and timings: the run's config.toml and metrics.json."""
     classifier = artifacts.get("classifier")
     if classifier is None:
         raise MissingInputError("the report needs the classifier artifact; run the pipeline through the classifier stage")
     corpus = artifacts.get("corpus")
-    lsa = artifacts.get("lsa")
     models = {name: artifacts[name] for name in LM_IDS if artifacts.get(name) is not None}
-    return write_report(run_dir, list(corpus.texts) if corpus is not None else None, classifier, models,
-                        dict(lsa.metrics) if lsa is not None else None, title)
+    vectors = {name.split(":", 1)[1]: artifacts[name] for name in VECTOR_IDS if artifacts.get(name) is not None}
+    return write_report(run_dir, list(corpus.texts) if corpus is not None else None, classifier, models, None, title,
+                        lsa=artifacts.get("lsa"), word_vectors=vectors, config_text=config_text, timings=timings)
