@@ -17,7 +17,7 @@
   (`.NAME.old.PID@HOST.RAND`), the staged one renamed into place, and the old one removed. A reader sees the old
   folder or the new one, never a mix; an error, Ctrl-C or a kill before the swap leaves the old folder as it was
   (an OSError becomes one OutputError line naming the run folder, the staging folder is removed).
-- Leftovers: a `.LABEL.{staging,old,probe}.PID@HOST.RAND` entry in --runs-dir whose process is gone (this host,
+- Leftovers: a `.LABEL.{staging,old,probe,live}.PID@HOST.RAND` entry in --runs-dir whose process is gone (this host,
   PID not alive) is removed by the next prepare(); an `.old` folder whose run folder is missing (a kill between the
   two renames) is renamed back instead. Entries of other hosts or of live processes are left alone. An earlier
   version's leftovers are cleaned too: `.NAME-old-PID` folders of dead PIDs, and `.NAME-XXXXXXXX` staging folders
@@ -50,7 +50,7 @@ NAME_MAX = 100
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RUN_FILES = ("metrics.json", "config.toml", "keys.json")  # a folder holding one of these is a run folder
 RUN_RECORD = "run.json"  # runs/<name>/run.json: who wrote the folder, and from which artifacts its model/ is
-TEMPORARY = re.compile(r"\.(?P<label>.+)\.(?P<kind>staging|old|probe)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
+TEMPORARY = re.compile(r"\.(?P<label>.+)\.(?P<kind>staging|old|probe|live)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
 LEGACY_OLD = re.compile(r"\.(?P<label>.+)-old-(?P<pid>\d+)")
 LEGACY_STAGING = re.compile(r"\.(?P<label>.+)-[a-z0-9_]{8}")
 LEGACY_AGE = 3600.0  # seconds: an earlier version's staging folder older than this is stale
@@ -312,12 +312,19 @@ def _run_folder_error(target: Path, exc: OSError) -> OutputError:
                        f"folder, if any, is unchanged)")
 
 
+def live_folder(target: Path) -> Path:
+    """Where a run's TensorBoard event files grow while it trains: a hidden sibling `.NAME.live.PID@HOST.RAND` (not
+    created here), removed by the run, or as a leftover by a later prepare() once the process is gone."""
+    return Path(target).parent / _temporary_name(Path(target).name, "live")
+
+
 def write_run(run_dir: str | Path, configs: dict[str, Any], result: "RunResult",
               report_artifacts: Callable[[], dict[str, Any]] | None = None,
-              echo: Callable[[str], None] | None = None) -> Path:
+              echo: Callable[[str], None] | None = None, live_log: Any = None) -> Path:
     """Write runs/<name>/ as one unit (replace(): staged beside it, swapped in whole): metrics.json,
     config.toml, and, when the run reached the classifier and report_artifacts is given, the predict bundle
-    model/ and report.md with its plots; then run.json and keys.json.
+    model/ and report.md with its plots; then run.json and keys.json. With report_artifacts, also tensorboard/
+    (export.tensorboard_log: the finished event files of live_log, this run's LiveLog, moved in).
 
     report_artifacts() returns the artifacts of export.report.REPORT_ARTIFACTS by instance id; it is called only
     when the current folder's run.json does not record the same artifacts for its model/ and report (so a cached
@@ -327,7 +334,7 @@ def write_run(run_dir: str | Path, configs: dict[str, Any], result: "RunResult",
     """
     from nlp_pipeline import __version__
     from nlp_pipeline.core import config as config_layer
-    from nlp_pipeline.export import bundle, report
+    from nlp_pipeline.export import bundle, report, tensorboard_log
     from nlp_pipeline.pipeline import to_toml
 
     run_dir = Path(run_dir)
@@ -340,26 +347,36 @@ def write_run(run_dir: str | Path, configs: dict[str, Any], result: "RunResult",
         for r in result.reports
     }
     written = []
+    loaded: dict[str, Any] = {}
+    config_text = to_toml(config_layer.to_dict(configs))
+
+    def artifacts() -> dict[str, Any]:  # report_artifacts(), once
+        if not loaded:
+            loaded.update(report_artifacts())
+        return loaded
 
     def fill(staging: Path, previous: Path | None) -> None:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        (staging / "config.toml").write_text(to_toml(config_layer.to_dict(configs)), encoding="utf-8")
+        (staging / "config.toml").write_text(config_text, encoding="utf-8")
         if model_keys is not None:
             if previous is not None and _model_keys(previous) == model_keys:
                 for name in (model_dir, *report.REPORT_FILES):
                     if os.path.lexists(previous / name):
                         carry(previous / name, staging / name)
             else:
-                artifacts = report_artifacts()
-                bundle.save_bundle(artifacts["classifier"], staging / model_dir)
-                report.write_run_report(staging, artifacts, title=run_dir.name)
+                bundle.save_bundle(artifacts()["classifier"], staging / model_dir)
+                report.write_run_report(staging, artifacts(), title=run_dir.name, config_text=config_text, timings=metrics)
                 written.append(True)
+        if report_artifacts is not None:
+            old_log = previous / tensorboard_log.LOG_DIR if previous is not None else None
+            tensorboard_log.write_run_log(staging / tensorboard_log.LOG_DIR, keys, config_text, metrics, artifacts,
+                                          live_log, old_log if old_log is not None and old_log.is_dir() else None)
         record = {"name": run_dir.name, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "nlp_pipeline_version": __version__, "model_keys": model_keys}
         (staging / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (staging / "keys.json").write_text(json.dumps(keys, indent=2) + "\n", encoding="utf-8")
 
-    owned = {*RUN_FILES, RUN_RECORD, model_dir, *report.REPORT_FILES}
+    owned = {*RUN_FILES, RUN_RECORD, model_dir, *report.REPORT_FILES, tensorboard_log.LOG_DIR}
     replace(run_dir, fill, owned)
     if written and echo is not None:
         echo(f"report and predict bundle written to {run_dir}")

@@ -21,6 +21,7 @@ Only rank 0 saves and logs; the others wait (for its key lock, then a barrier) a
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import platform
@@ -38,6 +39,13 @@ from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.core.store import ArtifactStore, CorruptArtifact
 
 log = logging.getLogger("nlp_pipeline")
+_computing: contextvars.ContextVar[str | None] = contextvars.ContextVar("nlp_pipeline_computing", default=None)
+
+
+def computing() -> str | None:
+    """The id of the stage instance this process is computing now ("finetune_lm:backward"), None outside one:
+    lets an observer of the training loops (models.observers.observe) tell which instance trains."""
+    return _computing.get()
 
 
 @dataclass(frozen=True)
@@ -261,8 +269,12 @@ def execute(
         checkpoint = store.checkpoint_folder(inst.stage.name, entry.key)
         if inst.id in forced:  # --force: start over, not from where an earlier attempt stopped
             checkpoints.discard(checkpoint)
-        with checkpoints.scope(checkpoint):
-            artifact = inst.run(**inputs)
+        token = _computing.set(inst.id)
+        try:
+            with checkpoints.scope(checkpoint):
+                artifact = inst.run(**inputs)
+        finally:
+            _computing.reset(token)
         seconds = time.time() - started
         summary = inst.stage.summary(artifact) if inst.stage.summary else {}
         meta = {

@@ -82,6 +82,31 @@ def document_embedding(name: str, lsa: LsaResult) -> ProjectorEmbedding:
     return ProjectorEmbedding(name, np.asarray(lsa.doc_vectors), rows, ("label", "split", "text"))
 
 
+def lm_embedding(name: str, lm: Any) -> ProjectorEmbedding:
+    """A language model's input embedding rows with 'token' and 'vocab_rank' columns, vocabulary order kept first."""
+    weight = np.asarray(lm.state_dict["encoder.embedding.weight"], dtype=np.float32)
+    rows = [(token, rank) for rank, token in enumerate(lm.vocab.itos)]
+    return ProjectorEmbedding(name, weight, rows, ("token", "vocab_rank"), -np.arange(len(rows)))
+
+
+def classifier_documents(name: str, classifier: Any, data: Any, limit: int) -> ProjectorEmbedding:
+    """The classifier's concat-pooled vectors of the first `limit` documents of `data` (a Numericalized, corpus
+    order) with 'label', 'split' and 'text' (its first 30 tokens) columns. Runs the classifier on the CPU."""
+    import torch
+
+    from nlp_pipeline.models.inference import load_classifier
+    from nlp_pipeline.models.training import predict_classifier
+    from nlp_pipeline.rules import detokenize
+
+    model = load_classifier(classifier)
+    indexes = np.arange(min(limit, len(data)))
+    vectors = predict_classifier(model, np.asarray(data.ids, dtype=np.int64), np.asarray(data.offsets), indexes,
+                                 data.vocab.stoi["xxpad"], classifier.max_length, 64, torch.device("cpu"), features=True)
+    rows = [(label_text(data.labels, int(i), data.label_names), SPLITS[int(data.splits[i])],
+             detokenize(data.vocab.tokens(data.doc_ids(int(i))[:30]))) for i in indexes]
+    return ProjectorEmbedding(name, vectors, rows, ("label", "split", "text"))
+
+
 def collect_sources(sources: Sequence[str], artifacts: dict[str, Any], hints: dict[str, str] | None = None) -> list[ProjectorEmbedding]:
     """ProjectorEmbeddings for the named sources from loaded artifacts ({'glove': WordVectors, 'lsa-docs':
     LsaResult, ...}); a source whose artifact is missing or None raises MissingSourceError (with hints[source],

@@ -15,6 +15,11 @@ gradual unfreezing, LR schedules, vocabulary matching, and the two training loop
   epoch i/n, train loss, validation score or perplexity, seconds, ETA of the loop's remaining epochs at the mean
   epoch time so far); where no bar draws (stderr is a file or a pipe) also a line at most every PROGRESS_EVERY
   seconds inside an epoch (how far, how fast, the epoch's ETA). Process 0 alone reports.
+- Observers (models/observers.py, e.g. export/tensorboard_log.py's LiveLog): inside observe(obs), both loops of
+  process 0 call obs.begin(kind, label, n_groups) when they start ("lm" with the phase, "classifier" with its progress label),
+  obs.step(loss, learning_rates) after every optimisation step (the step's loss and each layer group's current LR,
+  0.0 for a frozen group), obs.epoch(row) with each history row, and obs.end() when the loop returns. Without an
+  observer the loops do no extra work; an observer's own errors are its business (it must not raise).
 - Data parallel (under torchrun, models/distributed.py): both loops wrap the model in DistributedDataParallel
   and keep the global batch: each process takes a shard of the rows of every LM batch / of every classifier
   batch (the same batches, steps, LRs and unfreezing everywhere); losses are weighted so the averaged
@@ -40,6 +45,7 @@ from tqdm.auto import tqdm
 
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.models import distributed
+from nlp_pipeline.models.observers import current as current_observer
 from nlp_pipeline.models.batching import (
     bptt_lengths, concat_documents, layout_stream, lm_windows, pad_batch, shard, sorted_batches, sortish_batches,
 )
@@ -290,6 +296,16 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+# --- observers ----------------------------------------------------------------------------------------
+def group_learning_rates(optimizer: torch.optim.Optimizer) -> list[float]:
+    """The LR each layer group trains with now, bottom group first; 0.0 for a frozen group (make_optimizer's groups)."""
+    rates: dict[int, float] = {}
+    for pg in optimizer.param_groups:
+        trainable = any(p.requires_grad for p in pg["params"][:1])
+        rates[pg["layer_group"]] = max(rates.get(pg["layer_group"], 0.0), float(pg["lr"]) if trainable else 0.0)
+    return [rates[i] for i in sorted(rates)]
+
+
 # --- language model loop ------------------------------------------------------------------------------
 def evaluate_language_model(model: LanguageModelNet, rows: np.ndarray, bptt: int, device: torch.device,
                             dtype: torch.dtype | None = None) -> float:
@@ -374,6 +390,9 @@ def fit_language_model(
     first_epoch = resume["epoch"] if resume else 0
     last_save = time.perf_counter()
     progress = TrainingProgress(epochs - first_epoch, enabled=main)
+    observer = current_observer() if main else None
+    if observer is not None:
+        observer.begin("lm", phase, len({pg["layer_group"] for pg in optimizer.param_groups}))
     for epoch in range(first_epoch, epochs):
         model.train()
         resuming = resume is not None and epoch == first_epoch
@@ -425,6 +444,8 @@ def fit_language_model(
             step += 1
             running = f"train perplexity {math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}" if step % 20 == 0 else None
             progress.advance(yt.numel(), running)
+            if observer is not None:
+                observer.step(value, group_learning_rates(optimizer))
             if on_step is not None:
                 on_step(step, value)
             if max_steps is not None and step >= max_steps:
@@ -443,12 +464,14 @@ def fit_language_model(
         row: dict[str, Any] = {
             "phase": phase, "epoch": epoch + 1, "train_loss": round(loss_sum / max(token_count, 1), 4),
             "seconds": round(seconds, 2), "tokens_per_second": round(token_count / max(seconds, 1e-9), 1),
-            "train_tokens": token_count,
+            "train_tokens": token_count, "learning_rate": max(pg["base_lr"] for pg in optimizer.param_groups),
         }
         if valid_rows is not None and valid_rows.size:
             val_loss = evaluate_language_model(model, valid_rows, bptt, device, dtype)
             row.update(val_loss=round(val_loss, 4), val_perplexity=round(math.exp(min(val_loss, 50.0)), 2))
         history.append(row)
+        if observer is not None:
+            observer.epoch(dict(row))
         progress.end_epoch(f"train loss {row['train_loss']:.4f}"
                            + (f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "")
                            + f", {row['tokens_per_second']:.0f} tokens/s", seconds)
@@ -460,6 +483,8 @@ def fit_language_model(
                   "torch_rng": _get_rng_states(), "scaler": scaler.state_dict() if scaler.is_enabled() else None})
             last_save = time.perf_counter()
     distributed.release(net)
+    if observer is not None:
+        observer.end()
     return history
 
 
@@ -572,9 +597,14 @@ def fit_classifier(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_row: dict[str, Any] = {}
     progress = TrainingProgress(sum(epochs for _, epochs, _ in stages), enabled=rank == 0)
+    observer = current_observer() if rank == 0 else None
+    if observer is not None:
+        observer.begin("classifier", progress_label, len(groups))
     for stage_index, (n_trainable, epochs, lr) in enumerate(stages):
         set_trainable(groups, n_trainable)
         set_base_lrs(optimizer, discriminative_lrs(lr, len(groups), discriminative_factor))
+        peak_lrs = [rate if i >= len(groups) - n_trainable else 0.0
+                    for i, rate in enumerate(discriminative_lrs(lr, len(groups), discriminative_factor))]
         params = trainable_parameters(model)
         net = distributed.wrap(model, device)  # over this stage's trainable parameters; the model itself in one process
         steps_per_epoch = math.ceil(len(train_docs) / batch_size)
@@ -607,6 +637,9 @@ def fit_classifier(
                 loss_sum += float(summed.detach()) if world > 1 else float(loss.detach()) * len(docs)
                 seen += len(docs)
                 step += 1
+                if observer is not None:  # the step's mean loss (of this process's shard)
+                    observer.step(float(summed.detach()) / len(docs) if world > 1 else float(loss.detach()),
+                                  group_learning_rates(optimizer))
             if world > 1:
                 loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
                 distributed.average_buffers(model)  # BatchNorm statistics saw only this process's shards
@@ -620,9 +653,11 @@ def fit_classifier(
                 "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,
                 "train_loss": round(loss_sum / max(seen, 1), 4), "val_loss": round(val_loss, 4),
                 f"val_{primary}": round(val_score, 4), **({"val_threshold": threshold} if multi else {}),
-                "seconds": round(time.perf_counter() - started, 2),
+                "seconds": round(time.perf_counter() - started, 2), "learning_rates": peak_lrs,
             }
             history.append(row)
+            if observer is not None:
+                observer.epoch(dict(row))
             progress.end_epoch(f"train loss {row['train_loss']:.4f}, validation {primary} {val_score:.4f}, "
                                f"loss {val_loss:.4f}", row["seconds"])
             if (val_score, -val_loss) > (best[0], -best[1]):
@@ -634,6 +669,8 @@ def fit_classifier(
                 if patience and stale >= patience:
                     break
         distributed.release(net)
+    if observer is not None:
+        observer.end()
     return history, best_state, best_row
 
 
