@@ -10,13 +10,16 @@
   classifier's nets flip their padded batches themselves (models/heads.reverse_padded).
 Limits: the stream drops the last len % batch_size tokens; documents longer than max_length are truncated
 to their first max_length tokens (fine for sentences and paragraphs; long reviews lose their ends).
-- Several processes (models/distributed.py): every process builds the same stream or batches (same seed)
+- Several processes (models/distributed.py): every process draws the same stream or batches (same seed)
   and keeps its `shard` of the rows, so the global batch stays batch_size.
+- Bounded memory: concat_documents and layout_stream are lazy (DocumentStream, StreamRows): an epoch's stream
+  is never built; each BPTT window gathers its (B, T) ids from the documents' starts and lengths (16 bytes
+  per document), so a process reads only the windows of its own rows, whatever the corpus size.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -31,19 +34,95 @@ def pad_id(vocab) -> int:
     return pad
 
 
-def concat_documents(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Documents in `order` joined into one int64 stream.
+class DocumentStream:
+    """Documents in a given order read as one int64 stream, without building it: positions are looked up.
 
-    concat_documents(np.array([5, 6, 7, 8]), np.array([0, 1, 4]), np.array([1, 0])) -> array([6, 7, 8, 5])
+    Behaves like the 1-D int64 array it stands for where the training loops need it (len, slicing, np.asarray,
+    tolist), but holds only the order's document starts and lengths (16 bytes per document), so an epoch over a
+    corpus of any size costs memory per window, not per corpus. np.asarray(stream) builds the whole array.
     """
-    ids, offsets = np.asarray(ids), np.asarray(offsets)
-    if len(order) == 0:
-        return np.zeros(0, np.int64)
-    starts, ends = offsets[order], offsets[np.asarray(order) + 1]
-    lengths = ends - starts
-    # index of every output token: its document's start plus its position inside the document
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return ids[np.repeat(starts, lengths) + within].astype(np.int64)
+
+    dtype = np.dtype(np.int64)
+    ndim = 1
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> None:
+        self.ids, offsets = ids, np.asarray(offsets)
+        order = np.asarray(order, dtype=np.int64)
+        self.starts = offsets[order].astype(np.int64)                       # (n_docs,) where each document begins in ids
+        self.lengths = (offsets[order + 1] - offsets[order]).astype(np.int64) if len(order) else np.zeros(0, np.int64)
+        self.ends = np.cumsum(self.lengths)                                 # (n_docs,) stream position after each document
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """int64 ids at these stream positions (any shape): [0, 3] of documents [6] + [7, 8, 5] -> [6, 5]."""
+        positions = np.asarray(positions, dtype=np.int64)
+        doc = np.searchsorted(self.ends, positions, side="right")          # the document holding each position
+        within = positions - (self.ends[doc] - self.lengths[doc])
+        return np.asarray(self.ids[self.starts[doc] + within], dtype=np.int64) if positions.size else \
+            np.zeros(positions.shape, np.int64)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice):
+            raise TypeError("a DocumentStream is read by slices: stream[a:b]")
+        return self.take(np.arange(*index.indices(len(self))))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.take(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype)
+
+    def tolist(self) -> list[int]:
+        return np.asarray(self).tolist()
+
+
+def concat_documents(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> DocumentStream:
+    """Documents in `order` joined into one int64 stream (lazy: see DocumentStream).
+
+    concat_documents(np.array([5, 6, 7, 8]), np.array([0, 1, 4]), np.array([1, 0])).tolist() -> [6, 7, 8, 5]
+    """
+    return DocumentStream(ids, offsets, order)
+
+
+class StreamRows:
+    """A stream cut into `batch_size` rows of n_columns, row b covering positions [b * n, (b + 1) * n), read
+    lazily: rows[:, a:b] gathers only that window (B, b - a), rows[r::W] keeps rows r, r + W, ... (a process's
+    shard), so each process reads only its rows of the token stream."""
+
+    dtype = np.dtype(np.int64)
+    ndim = 2
+
+    def __init__(self, stream: DocumentStream, row_starts: np.ndarray, n_columns: int) -> None:
+        self.stream, self.row_starts, self.n_columns = stream, np.asarray(row_starts, dtype=np.int64), n_columns
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.row_starts), self.n_columns)
+
+    @property
+    def size(self) -> int:
+        return len(self.row_starts) * self.n_columns
+
+    def __getitem__(self, index: Any) -> Any:
+        rows, columns = (index, slice(None)) if not isinstance(index, tuple) else index
+        if not isinstance(rows, slice) or not isinstance(columns, slice):
+            raise TypeError("StreamRows are read by slices: rows[r::w] or rows[:, a:b]")
+        kept = StreamRows(self.stream, self.row_starts[rows], self.n_columns)
+        if columns == slice(None):
+            return kept
+        cols = np.arange(*columns.indices(self.n_columns))
+        return self.stream.take(kept.row_starts[:, None] + cols[None, :])  # (B, len(cols)) int64
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:, 0:self.n_columns]
+        return out if dtype is None else out.astype(dtype)
+
+    def tolist(self) -> list[list[int]]:
+        return np.asarray(self).tolist()
 
 
 def reverse_documents(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -58,12 +137,15 @@ def reverse_documents(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return ids[starts + np.repeat(lengths, lengths) - 1 - within]
 
 
-def layout_stream(stream: np.ndarray, batch_size: int) -> np.ndarray:
-    """Cut a stream into batch_size contiguous rows, dropping the tail that does not fill a column.
+def layout_stream(stream: np.ndarray | DocumentStream, batch_size: int) -> np.ndarray | StreamRows:
+    """Cut a stream into batch_size contiguous rows, dropping the tail that does not fill a column; a
+    DocumentStream gives lazy StreamRows of the same values.
 
     layout_stream(np.arange(20), 2) -> [[0, 1, ..., 9], [10, 11, ..., 19]]   shape (2, 10)
     """
     n_columns = len(stream) // batch_size
+    if isinstance(stream, DocumentStream):
+        return StreamRows(stream, np.arange(batch_size, dtype=np.int64) * n_columns, n_columns)
     return np.asarray(stream[: n_columns * batch_size]).reshape(batch_size, n_columns)
 
 

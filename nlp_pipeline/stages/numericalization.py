@@ -4,6 +4,8 @@ The vocabulary is built from the token counts of the splits in `vocab_splits` (n
 test OOV rate is honest): special tokens first in a fixed order, then every token seen at least `min_freq`
 times, most frequent first, ties broken alphabetically (reproducible), cut at `max_vocab` entries in all.
 Everything else maps to xxunk. Mapping is one vectorised lookup from token-type ids, so it costs O(n_tokens).
+Counting and mapping go shard by shard (about 16 M tokens each), the ids out to a spill file past 64 MiB, so
+memory is bounded by the shard and the vocabulary, not by the corpus.
 Limits: the vocabulary is closed after this stage; unseen words at predict time become xxunk.
 """
 
@@ -48,18 +50,43 @@ def build_vocab(types: list[str], counts: np.ndarray, min_freq: int, max_vocab: 
     return Vocab(list(SPECIAL_TOKENS) + [t for _, t in keep[:room]])
 
 
-def _mask_of_splits(tokens: Tokens, splits: list[str]) -> np.ndarray:
-    """Per-token boolean mask of tokens whose document is in one of `splits`."""
-    doc_in = np.isin(np.asarray(tokens.splits), [split_code(s) for s in splits])
-    return np.repeat(doc_in, tokens.lengths())
+SHARD_TOKENS = 1 << 24  # tokens counted and mapped at a time (whole documents; a longer document is one shard)
+
+
+def document_shards(offsets: np.ndarray, shard_tokens: int = SHARD_TOKENS) -> list[tuple[int, int]]:
+    """Consecutive document ranges [start, stop) of about shard_tokens tokens each, covering every document.
+
+    document_shards(np.array([0, 3, 5, 9, 10]), 4) -> [(0, 2), (2, 3), (3, 4)]   (tokens 0-5, 5-9, 9-10)
+    """
+    offsets = np.asarray(offsets)
+    n_docs, total = len(offsets) - 1, int(offsets[-1]) if len(offsets) else 0
+    cuts = np.searchsorted(offsets, np.arange(shard_tokens, total, shard_tokens), side="right")
+    bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, n_docs), [n_docs]])).tolist()
+    return list(zip(bounds[:-1], bounds[1:])) if n_docs else []
+
+
+def count_types(tokens: Tokens, splits: list[str]) -> np.ndarray:
+    """(len(tokens.types),) int64 occurrences of each token type in documents of `splits`, shard by shard."""
+    ids, offsets = np.asarray(tokens.ids), np.asarray(tokens.offsets)
+    lengths = np.diff(offsets)
+    wanted = np.isin(np.asarray(tokens.splits), [split_code(s) for s in splits])
+    counts = np.zeros(len(tokens.types), dtype=np.int64)
+    for start, stop in document_shards(offsets):
+        part = ids[offsets[start]:offsets[stop]]
+        counts += np.bincount(part[np.repeat(wanted[start:stop], lengths[start:stop])], minlength=len(tokens.types))
+    return counts
 
 
 def numericalize(cfg: NumericalizationConfig, tokens: Tokens) -> Numericalized:
-    """Build the vocabulary on cfg.vocab_splits and map every token of every split to its id."""
-    type_ids = np.asarray(tokens.ids)
-    in_vocab_splits = _mask_of_splits(tokens, cfg.vocab_splits)
-    counts = np.bincount(type_ids[in_vocab_splits], minlength=len(tokens.types))
-    if not in_vocab_splits.any():
+    """Build the vocabulary on cfg.vocab_splits and map every token of every split to its id.
+
+    Shard by shard (document_shards): counts are summed per shard, ids are mapped per shard and written to a
+    spill file past 64 MiB (core/spill.py), so memory stays bounded by the shard, not by the corpus.
+    """
+    from nlp_pipeline.core.spill import ArrayWriter
+
+    counts = count_types(tokens, cfg.vocab_splits)
+    if not counts.any():
         raise DataError(
             f"no tokens in splits {cfg.vocab_splits} to build a vocabulary from; "
             "set numericalization.vocab_splits to splits the corpus has " f"({', '.join(tokens.split_sizes())})"
@@ -67,16 +94,24 @@ def numericalize(cfg: NumericalizationConfig, tokens: Tokens) -> Numericalized:
     vocab = build_vocab(tokens.types, counts, cfg.min_freq, cfg.max_vocab)
     unk = vocab.stoi[vocab.unk_token]
     mapping = np.array([vocab.stoi.get(t, unk) for t in tokens.types], dtype=np.int32)
-    ids = mapping[type_ids] if len(type_ids) else np.zeros(0, np.int32)
-    is_unk = ids == unk
+    type_ids, offsets = np.asarray(tokens.ids), np.asarray(tokens.offsets)
+    lengths, doc_splits = np.diff(offsets), np.asarray(tokens.splits, dtype=np.int64)
+    out = ArrayWriter(np.int32)
+    seen = np.zeros(len(SPLITS), dtype=np.int64)      # tokens per split
+    unknown = np.zeros(len(SPLITS), dtype=np.int64)   # of which mapped to xxunk
+    for start, stop in document_shards(offsets):
+        ids = mapping[type_ids[offsets[start]:offsets[stop]]]
+        out.append(ids)
+        token_split = np.repeat(doc_splits[start:stop], lengths[start:stop])
+        seen += np.bincount(token_split, minlength=len(SPLITS))
+        unknown += np.bincount(token_split[ids == unk], minlength=len(SPLITS))
     oov = {}
-    token_split = np.repeat(np.asarray(tokens.splits), tokens.lengths())
-    for name, size in tokens.split_sizes().items():
-        here = token_split == split_code(name)
-        oov[name] = round(float(is_unk[here].mean()), 5) if here.any() else 0.0
+    for name in tokens.split_sizes():
+        code = split_code(name)
+        oov[name] = round(float(unknown[code] / seen[code]), 5) if seen[code] else 0.0
     return Numericalized(
         **documents_of(tokens),
-        ids=ids.astype(np.int32, copy=False),
+        ids=out.finish(),
         offsets=np.asarray(tokens.offsets, dtype=np.int64),
         vocab=vocab,
         oov_rate=oov,

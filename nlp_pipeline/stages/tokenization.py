@@ -11,15 +11,20 @@ predict rebuilds the same tokenizer with TokenizationConfig(**settings) and call
 How it stays fast and small: texts go to `workers` processes in chunks of `chunk_size`; a worker turns a
 chunk into spaCy ORTH hashes (Doc.to_array, no Token objects), applies the token rules once per distinct
 hash, and sends back the chunk's few distinct strings plus int32 ids. The main process maps those to
-global ids as each chunk arrives, so memory grows by 4 bytes per token plus the vocabulary, never by
-Python lists of strings. The output does not depend on workers or chunk_size.
+global ids as each chunk arrives (merge_chunks), never holding Python lists of strings. The output does not
+depend on workers, chunk_size or the executor.
+Memory is bounded by chunk, not by corpus: at most 2 x workers chunks are in flight, the ids go to a spill
+file past 64 MiB (core/spill.py), and a large corpus's texts come memory-mapped (artifacts.TextColumn), so a
+corpus 64 times larger needs about the same memory (benchmarks/results/scaling.md). executor = "ray" runs the
+same chunk tokenizer on Ray Data workers (stages/ray_executor.py); the merge below is shared, so the artifact
+is byte-identical.
 Limits: worker processes are forked on Linux (spawned elsewhere), so the first chunk waits for spaCy to
-import in each worker (about a second); the corpus texts themselves are still one list in memory.
+import in each worker (about a second); memory still grows by 8 bytes per document (offsets) and the vocabulary.
 """
 
 from __future__ import annotations
 
-import array
+import collections
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -41,7 +46,8 @@ from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import (BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, replace_surrogates,
                                  token_transform)
 
-VOLATILE = ("workers", "chunk_size")  # cannot change the output: left out of the cache key and of Tokens.settings
+VOLATILE = ("workers", "chunk_size", "executor", "ray_address")  # cannot change the output: left out of the key and of Tokens.settings
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class TokenizationConfig:
     mark_whitespace: bool = False      # whitespace-only tokens ('\n', '\t '): true -> xxspace, false -> dropped
     workers: int = 0                   # tokenizing processes; 0 = min(4, CPU count); 1 = in this process (volatile)
     chunk_size: int = 5000             # texts sent to a worker at a time (volatile)
+    executor: str = "local"            # "local": this process or a process pool; "ray": Ray Data workers (extra `distributed`) (volatile)
+    ray_address: str = ""              # executor "ray": "" = an embedded Ray on this machine, "auto" or HOST:PORT = a running cluster (volatile)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +76,12 @@ class TokenizationConfig:
             raise ConfigError(f"tokenization.workers must be 0 (automatic) or more, got {self.workers}")
         if self.chunk_size < 1:
             raise ConfigError(f"tokenization.chunk_size must be at least 1, got {self.chunk_size}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"tokenization.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor == "ray":
+            from nlp_pipeline.core.ray_executor import require_ray
+
+            require_ray('tokenization.executor = "ray"')
 
 
 def check_lang(lang: str) -> None:
@@ -206,10 +220,18 @@ def stream_chunks(cfg: TokenizationConfig, texts: Iterable[str]) -> Iterator[tup
     """Tokenized chunks in input order: (local types, int32 ids into them, tokens per text) per chunk.
 
     The one code path of the stage, of tokenize_texts and of predict. Runs in this process when workers is
-    1 or the texts fit in one chunk, else in a pool of worker processes; the output is the same either way.
+    1 or the texts fit in one chunk, else in a pool of worker processes, or on Ray Data workers (executor
+    "ray"); the output is the same either way. At most 2 x workers chunks are in flight, so a generator
+    over a large file is read as fast as it is tokenized, not all at once.
     """
     settings = settings_of(cfg)
     chunks = _chunks(texts, cfg.chunk_size)
+    if cfg.executor == "ray":
+        from nlp_pipeline.core.ray_executor import map_text_chunks
+
+        yield from map_text_chunks(_ChunkTokenizer, settings, chunks, resolve_workers(cfg.workers), cfg.ray_address,
+                                   cfg.chunk_size)
+        return
     head = list(itertools.islice(chunks, 2))
     workers = resolve_workers(cfg.workers)
     if workers == 1 or len(head) < 2:
@@ -218,7 +240,13 @@ def stream_chunks(cfg: TokenizationConfig, texts: Iterable[str]) -> Iterator[tup
             yield tokenize_chunk(chunk)
         return
     with _pool_context().Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
-        yield from pool.imap(_run_worker, itertools.chain(head, chunks))
+        pending: collections.deque = collections.deque()
+        for chunk in itertools.chain(head, chunks):
+            pending.append(pool.apply_async(_run_worker, (chunk,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def _progress(total: int | None) -> Any:
@@ -245,33 +273,48 @@ def tokenize_to_ids(cfg: TokenizationConfig, texts: Iterable[str],
     """Texts -> (types in first-seen order, (n_tokens,) int32 ids, (n_texts + 1,) int64 offsets), streamed.
 
     tokenize_to_ids(TokenizationConfig(workers=1), ['a b', 'b']) -> (['xxbos', 'a', 'b'], [0, 1, 2, 0, 2], [0, 3, 5])
-    `texts` may be any iterable (a generator over a file): memory is 4 bytes per token plus the vocabulary.
+    `texts` may be any iterable (a generator over a file): memory holds the chunks in flight, the vocabulary and
+    8 bytes per text; the ids go to a spill file past core.spill.SPILL_BYTES (see merge_chunks).
     """
+    with _progress(total) as progress:
+        return merge_chunks(stream_chunks(cfg, texts), progress.update)
+
+
+def merge_chunks(chunks: Iterable[tuple[list[str], np.ndarray, np.ndarray]],
+                 on_chunk: Any = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Tokenized chunks (local types, local ids, lengths), in corpus order -> (types, ids, offsets) with global ids.
+
+    A chunk's local types are in their first-seen order, so taking each chunk's new types in turn gives the
+    corpus's first-seen order whatever the chunk boundaries or the executor that made them.
+    merge_chunks([(['xxbos', 'a'], [0, 1], [2]), (['xxbos', 'b', 'a'], [0, 1, 2], [3])])
+    -> (['xxbos', 'a', 'b'], [0, 1, 0, 2, 1], [0, 2, 5]). `on_chunk(n_texts)` is called after each chunk.
+    """
+    from nlp_pipeline.core.spill import ArrayWriter
+
     index: dict[str, int] = {}
     types: list[str] = []
-    ids = array.array("i")           # grows in place; viewed as numpy at the end without a copy
-    lengths = array.array("q")
-    assert ids.itemsize == 4 and lengths.itemsize == 8
-    with _progress(total) as progress:
-        for chunk_types, chunk_ids, chunk_lengths in stream_chunks(cfg, texts):
-            lookup = np.empty(len(chunk_types), dtype=np.int32)
-            for local, token in enumerate(chunk_types):
-                global_id = index.get(token)
-                if global_id is None:
-                    global_id = index[token] = len(types)
-                    types.append(token)
-                lookup[local] = global_id
-            ids.frombytes(lookup[chunk_ids].tobytes())
-            lengths.frombytes(chunk_lengths.astype(np.int64, copy=False).tobytes())
-            progress.update(len(chunk_lengths))
+    ids = ArrayWriter(np.int32)
+    lengths = ArrayWriter(np.int64)
+    for chunk_types, chunk_ids, chunk_lengths in chunks:
+        lookup = np.empty(len(chunk_types), dtype=np.int32)
+        for local, token in enumerate(chunk_types):
+            global_id = index.get(token)
+            if global_id is None:
+                global_id = index[token] = len(types)
+                types.append(token)
+            lookup[local] = global_id
+        ids.append(lookup[np.asarray(chunk_ids)])
+        lengths.append(chunk_lengths)
+        if on_chunk is not None:
+            on_chunk(len(chunk_lengths))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(np.frombuffer(lengths, dtype=np.int64), out=offsets[1:])
-    return types, np.frombuffer(ids, dtype=np.int32), offsets
+    np.cumsum(lengths.finish(), out=offsets[1:])
+    return types, ids.finish(), offsets
 
 
 def tokenize(cfg: TokenizationConfig, corpus: Corpus) -> Tokens:
     """Tokenize every text of the corpus, in corpus order, carrying labels and splits through."""
-    types, ids, offsets = tokenize_to_ids(cfg, corpus.texts, total=len(corpus.texts))
+    types, ids, offsets = tokenize_to_ids(cfg, iter(corpus.texts), total=len(corpus.texts))
     return Tokens(
         **documents_of(corpus),
         ids=ids,
