@@ -38,8 +38,10 @@ TINY = {"tokenization.workers": 1, "numericalization.min_freq": 1, "pretrain_lm.
         "finetune_lm.num_layers": 1, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 8, "finetune_lm.epochs": 1,
         "finetune_lm.frozen_epochs": 0, "classifier.batch_size": 4, "classifier.stage_epochs": [1, 2],
         "classifier.stage_learning_rates": [0.01, 0.01], "classifier.linear_c_grid": [1.0], "classifier.linear_nb": [False]}
-# the packaged general-English LM (300/600x2, in the package: nothing is downloaded), fine-tuned one epoch
+# the packaged general-English LM (300/600x2, in the package: nothing is downloaded), fine-tuned one epoch; float32
+# rather than "auto" (bfloat16 on CPUs that have it), so the scores do not depend on the machine
 PACKAGED = {"tokenization.workers": 1, "numericalization.min_freq": 1, "finetune_lm.epochs": 1,
+            "finetune_lm.precision": "float32", "classifier.precision": "float32",
             "finetune_lm.frozen_epochs": 0, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 16,
             "classifier.batch_size": 8, "classifier.stage_epochs": [1, 1], "classifier.stage_learning_rates": [0.01, 0.01],
             "classifier.linear_chars": [0], "classifier.max_length": 50}
@@ -184,7 +186,7 @@ def test_pipeline_and_three_fold_cross_validation():
     pipe = Pipeline([("lower", FunctionTransformer(lowercase)), ("ulmfit", ULMFiTClassifier(config=PACKAGED, num_threads=1))])
     scores = cross_val_score(pipe, [text.upper() for text in texts], labels, cv=3)
     assert scores.shape == (3,)
-    assert scores.min() >= 0.8, scores  # three topics: chance is 1/3
+    assert scores.min() >= 0.8, scores  # three topics: chance is 1/3 (this gave 1.0, 0.92, 1.0 on 2026-12-06)
     pipe.set_params(ulmfit__max_length=30)
     assert pipe.named_steps["ulmfit"].pipeline_config()["classifier"].max_length == 30
 
