@@ -82,11 +82,56 @@ class _Documents:
         return {name: int(counts[i]) for i, name in enumerate(SPLITS) if counts[i]}
 
 
+class TextColumn:
+    """Texts as one UTF-8 byte array plus offsets: text i is data[offsets[i]:offsets[i+1]].decode().
+
+    A read-only sequence of str (len, [i], iteration, slices give lists) that a large corpus keeps instead of a
+    list: the store writes both arrays as .npy files and maps them back, so loading it costs no memory per text.
+    TextColumn.from_texts(['a', 'bé']) -> data b'ab\xc3\xa9', offsets [0, 1, 4]; list(it) -> ['a', 'bé'].
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data = data          # (n_bytes,) uint8
+        self.offsets = offsets    # (n_texts + 1,) int64
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> "TextColumn":
+        encoded = [t.encode("utf-8") for t in texts]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("text index out of range")
+        return bytes(self.data[self.offsets[index]:self.offsets[index + 1]]).decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        offsets = np.asarray(self.offsets)
+        step = 4096                                          # texts decoded per block read
+        for first in range(0, len(self), step):
+            last = min(first + step, len(self))
+            block = bytes(self.data[offsets[first]:offsets[last]])
+            base = int(offsets[first])
+            for start, stop in zip(offsets[first:last].tolist(), offsets[first + 1:last + 1].tolist()):
+                yield block[start - base:stop - base].decode("utf-8")
+
+    def __eq__(self, other: Any) -> bool:
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+
 @dataclass
 class Corpus(_Documents):
     """Raw texts with labels and splits, as read from files, a card or a hub dataset."""
 
-    texts: list[str] = field(default_factory=list)
+    texts: list[str] | TextColumn = field(default_factory=list)  # a TextColumn for a large unlabelled corpus
     name: str = ""                                   # card name or path it came from
     info: dict[str, Any] = field(default_factory=dict)  # sources, sha256s, dropped-row counts, licence, references
 

@@ -23,7 +23,10 @@ A lone surrogate in a text or label (a broken JSON escape such as "\\ud83d": hal
 can write) becomes U+FFFD, in every format, with one warning. Warnings, not errors: class labels spelled both as
 numbers and as text (1, "1" and 1.0 all read as the label "1"), and test texts that also appear in train.
 
-Limits: every text is held in memory; the label of a folder tree is its folder name; a nested folder of plain
+A large unlabelled text corpus (plain-text files, a folder of them, wiki dumps, STREAM_MIN_BYTES = 64 MiB on disk
+or more) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
+500 MB text file needs memory per line, not per file (same texts, labels, splits and info as the list path).
+Limits: other corpora hold every text in memory (a Hub dataset too); the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
 folder of that name); test/dev splits carved for multi_label and regression are seeded random, not stratified.
 `corpus_fingerprint` hashes the contents of exactly the files that would be read (not their location), so
@@ -834,6 +837,8 @@ def _warn_label_spellings(name: str, spellings: dict[str, dict[str, str]]) -> No
 def load_corpus(cfg: CorpusConfig) -> Corpus:
     """Read the source named by `cfg` into a Corpus (see the module docstring); DataError on unusable data."""
     plan = _resolve(cfg)
+    if _streamable(plan, cfg):
+        return _load_streamed(plan, cfg)
     rows = _read_rows(plan, cfg)
     where = plan.location
     info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": where}
@@ -949,6 +954,105 @@ def load_corpus(cfg: CorpusConfig) -> Corpus:
         label_names=label_names,
         target_type=target_type,
         texts=texts,
+        name=plan.name,
+        info=info,
+    )
+
+
+# --- large unlabelled text corpora, streamed ----------------------------------------------------------------
+
+STREAM_MIN_BYTES = 64 << 20   # unlabelled text sources at least this large (on disk) are streamed into a TextColumn
+_STREAM_KINDS = ("text", "wikidump", *sources.PARAGRAPH_READERS)
+
+
+def _streamable(plan: _Plan, cfg: CorpusConfig) -> bool:
+    """True for a large corpus of unlabelled text files (a pretraining corpus: a big .txt, a folder of them):
+    no Hub dataset, no labels, no sampling, an encoding in which b"\n" only ends lines."""
+    import codecs
+
+    if plan.hub is not None or not plan.parts or any(p.kind not in _STREAM_KINDS for p in plan.parts):
+        return False
+    if cfg.max_documents is not None or cfg.max_labelled is not None or plan.target_type != "class":
+        return False
+    if codecs.lookup(cfg.encoding).name not in sources.STREAM_ENCODINGS:
+        return False
+    return sum(p.path.stat().st_size for p in plan.parts) >= STREAM_MIN_BYTES
+
+
+def _load_streamed(plan: _Plan, cfg: CorpusConfig) -> Corpus:
+    """load_corpus for _streamable sources, with bounded memory: texts are stripped and checked one at a time
+    and written to a TextColumn (spilled to disk past 64 MiB); the Corpus holds the same texts, labels, splits
+    and info as the list-holding path would (tests/test_bounded_memory.py compares them)."""
+    from nlp_pipeline.artifacts import TextColumn
+    from nlp_pipeline.core.spill import ArrayWriter
+
+    info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": plan.location,
+                            "files": _file_entries(plan)}
+    if plan.ignored:
+        info["ignored"] = list(plan.ignored)
+        log.warning("corpus %s: ignored %d file(s)/split(s) that fit no split: %s", plan.name,
+                    len(info["ignored"]), ", ".join(info["ignored"][:5]))
+    if plan.card is not None:
+        info["card"] = {k: plan.card[k] for k in CARD_INFO_KEYS if k in plan.card}
+    data, lengths = ArrayWriter(np.uint8), ArrayWriter(np.int64)
+    stats: dict[str, int] = {}
+    wiki: dict[str, int] = {}
+    read = dropped = replaced = 0
+
+    def documents() -> Any:
+        for part in plan.parts:
+            if part.kind == "text":
+                yield from sources.stream_lines(part.path, cfg.encoding, stats)
+            elif part.kind == "wikidump":
+                paragraphs, counts = sources.read_wiki_dump(part.path)
+                for k, v in counts.items():
+                    wiki[k] = wiki.get(k, 0) + v
+                yield from paragraphs
+            else:
+                yield from sources.PARAGRAPH_READERS[part.kind](part.path)
+
+    batch: list[bytes] = []
+    for text in documents():
+        read += 1
+        text, n = replace_surrogates((text or "").strip())
+        replaced += n > 0
+        if not text:
+            dropped += 1
+            continue
+        batch.append(text.encode("utf-8"))
+        if len(batch) == 4096:
+            data.append(np.frombuffer(b"".join(batch), np.uint8))
+            lengths.append([len(b) for b in batch])
+            batch = []
+    data.append(np.frombuffer(b"".join(batch), np.uint8))
+    lengths.append([len(b) for b in batch])
+    if not read:
+        raise DataError(f"the corpus at {plan.location} holds no documents; point corpus.source at the data or fill the files")
+    info["rows_read"] = {"unsup": read}
+    if replaced:
+        info["replaced_surrogates"] = {"texts": replaced}
+        log.warning("corpus %s: %d text(s) and 0 label(s) held lone surrogates (broken escapes such as \\ud83d, "
+                    "half a character); each became U+FFFD", plan.name, replaced)
+    info["dropped"] = {"empty_text": {"unsup": dropped} if dropped else {}}
+    if stats.get("headings"):
+        info["dropped"]["headings"] = stats["headings"]
+    if wiki:
+        info["wiki"] = wiki
+    if dropped:
+        log.warning("corpus %s: dropped %d empty or whitespace-only text(s) (unsup %d)", plan.name, dropped, dropped)
+    n = len(lengths)
+    if not n:
+        raise DataError(f"every text of the corpus at {plan.location} is empty or whitespace ({dropped} rows); "
+                        f"check --text-field (corpus.text_field) names the column holding the texts")
+    info.update(target_type="class", label_counts={}, split_sizes={"unsup": n}, test_texts_in_train=0)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths.finish(), out=offsets[1:])
+    return Corpus(
+        labels=np.full(n, UNLABELLED, dtype=np.int32),
+        splits=np.full(n, SPLITS.index("unsup"), dtype=np.int8),
+        label_names=[],
+        target_type="class",
+        texts=TextColumn(data.finish(), offsets),
         name=plan.name,
         info=info,
     )

@@ -5,8 +5,8 @@ columns of a JSON-lines / CSV / TSV / Parquet file, `read_lines` the paragraph l
 `read_wiki_dump` the prose paragraphs of a MediaWiki XML dump, `read_hub` the splits of a Hub dataset.
 Choosing fields, labels and splits is left to corpus.py; this module only reads and decodes.
 
-Limits: a file is read whole into memory (text corpora here are at most tens of MB; the Corpus artifact holds
-every text anyway). Text files are decoded by Python rather than by pyarrow so that an undecodable byte is
+`stream_lines` is read_lines one line at a time, for large plain-text corpora (corpus.py streams those).
+Limits: other formats read a file whole into memory (labelled corpora here are at most tens of MB). Text files are decoded by Python rather than by pyarrow so that an undecodable byte is
 reported with its file, line and column. Only JSON lines (or one JSON array), CSV/TSV with a header row,
 Parquet, plain text and MediaWiki XML are understood; `.gz`, `.bz2` and `.xz` compression is undone on the fly.
 CSV quoting is read strictly: a quoted field may span lines, but a stray quote that swallows the rows after it
@@ -25,7 +25,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from nlp_pipeline.core.errors import DataError, MissingInputError
 
@@ -369,6 +369,48 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> tuple[list[str], in
             continue
         documents.append(line)
     return documents, headings
+
+
+STREAM_ENCODINGS = ("utf-8", "ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252")  # b"\n" is only a newline
+_BLOCK = 1 << 20
+
+
+def stream_lines(path: str | Path, encoding: str, stats: dict[str, int]) -> Iterator[str]:
+    """read_lines, one line at a time: the same paragraph lines, read 1 MiB at a time (memory per line, not
+    per file); stats["headings"] counts the heading lines skipped. Only for STREAM_ENCODINGS (the caller checks).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"corpus file {path} does not exist; check corpus.source")
+    line_number, rest, first = 0, b"", True
+    try:
+        with _open_binary(path) as handle:
+            while True:
+                block = handle.read(_BLOCK)
+                lines = (rest + block).split(b"\n")
+                rest = lines.pop() if block else b""  # an unfinished line waits for the next block
+                for raw in lines:
+                    line_number += 1
+                    try:
+                        text = raw.decode(encoding)
+                    except UnicodeDecodeError as exc:
+                        raise DataError(
+                            f"{path} line {line_number}, column {exc.start + 1}: byte 0x{raw[exc.start]:02x} is not "
+                            f"valid {encoding}; pass the file's encoding with --encoding (corpus.encoding), e.g. cp1252 or latin-1"
+                        ) from None
+                    if first:
+                        text, first = (text[1:] if text.startswith("\ufeff") else text), False
+                    text = text.strip()
+                    if not text:
+                        continue
+                    if _HEADING.match(text):
+                        stats["headings"] = stats.get("headings", 0) + 1
+                        continue
+                    yield text
+                if not block:
+                    break
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{path} cannot be decompressed ({exc}); replace the file or pass the uncompressed one") from None
 
 
 def wiki_paragraphs(markup: str) -> list[str]:
