@@ -238,3 +238,54 @@ def test_a_killed_run_leaves_readable_live_curves_that_the_next_run_removes(corp
     ran = _invoke(["run", "--corpus", str(corpus_dir), *TINY, "--runs-dir", str(runs), "--until", "corpus"], tmp_path)
     assert ran.exit_code == 0, ran.output
     assert not list(runs.glob(".tiny.live.*"))
+
+
+def test_tensorboard_serves_the_runs_folder(corpus_dir, tmp_path):
+    """A real TensorBoard server on --logdir runs/ (loopback) lists the run's stages, serves their scalars and the
+    config text, and its projector finds the run's embeddings in the same folder."""
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    runs = tmp_path / "runs"
+    ran = _invoke(["run", "--corpus", str(corpus_dir), *TINY, "--runs-dir", str(runs)], tmp_path)
+    assert ran.exit_code == 0, ran.output
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    def get(path: str, **params) -> object:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/{path}{query}", timeout=30) as response:
+            return json.loads(response.read())
+
+    log = open(tmp_path / "tensorboard.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(runs), "--port", str(port),
+                               "--host", "127.0.0.1", "--reload_interval", "1"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        expected = {"tiny/tensorboard", "tiny/tensorboard/finetune_lm", "tiny/tensorboard/classifier"}
+        deadline, listed = time.monotonic() + 90, set()
+        while time.monotonic() < deadline and not expected <= listed:
+            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()[-2000:]
+            try:
+                listed = set(get("runs"))
+            except (urllib.error.URLError, ConnectionError, ValueError):
+                pass
+            time.sleep(0.5)
+        assert expected <= listed, f"TensorBoard listed {listed} within 90 s"
+        perplexity = get("plugin/scalars/scalars", run="tiny/tensorboard/finetune_lm", tag="epoch/val_perplexity")
+        metrics = json.loads((runs / "tiny" / "metrics.json").read_text())
+        assert perplexity[-1][2] == pytest.approx(metrics["finetune_lm"]["val_perplexity"], rel=1e-6)
+        assert len(get("plugin/scalars/scalars", run="tiny/tensorboard/classifier", tag="step/train_loss")) == 6
+        deadline, info = time.monotonic() + 60, {}
+        while time.monotonic() < deadline and not info.get("embeddings"):
+            try:
+                info = get("plugin/projector/info", run="tiny/tensorboard")
+            except (urllib.error.URLError, ValueError):
+                time.sleep(0.5)
+        assert {e["tensorName"] for e in info["embeddings"]} == {"word2vec", "lm", "lsa-docs", "classifier-docs"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

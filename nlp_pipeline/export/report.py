@@ -1,13 +1,19 @@
 """The run report: what a person reads after `nlp-pipeline run`, written into runs/<name>/.
 
     write_report(run_dir, corpus.texts, classifier, {"pretrain_lm": lm0, "finetune_lm": lm1}, lsa.metrics)
-    -> [run_dir/report.md, run_dir/confusion_matrix.png, run_dir/training_curves.png, run_dir/most_wrong.jsonl]
+    -> [run_dir/report.md, run_dir/report.html, run_dir/confusion_matrix.png, run_dir/training_curves.png,
+        run_dir/most_wrong.jsonl]
 
-- report.md: the classifier's headline scores (HEADLINE: accuracy and macro-F1 for a class; micro-/macro-F1,
-  subset accuracy and Hamming loss for a label set; RMSE, MAE, R², Pearson and Spearman for a number) next to
-  the lsa stage's TF-IDF and LSA baselines (same test split), per-class (per-label) precision / recall / F1,
-  the confusion matrix (class) or the predicted-vs-true scatter (regression), LM perplexities, the
-  classifier's epochs, the worst test texts, links to the PNGs.
+The report's content is collected once, as a list of blocks (report_blocks: Heading, Paragraph, Table, Figure,
+Code), and rendered twice: render_markdown here, export/report_html.py's render_html (one self-contained page,
+figures inlined).
+- report.md / report.html: the classifier's headline scores (HEADLINE: accuracy and macro-F1 for a class;
+  micro-/macro-F1, subset accuracy and Hamming loss for a label set; RMSE, MAE, R², Pearson and Spearman for a
+  number) next to the lsa stage's TF-IDF and LSA baselines (same test split), per-class (per-label) precision /
+  recall / F1, the confusion matrix (class) or the predicted-vs-true scatter (regression), LM perplexities, the
+  classifier's epochs, the worst test texts, then (when given) the LSA topics, nearest neighbours of a few words
+  (each word-vector method's stored ones, and the same words in the fine-tuned LM's embedding), the timings of
+  the run that wrote it and its config.toml.
 - confusion_matrix.png (class only): counts annotated in each cell, label names on both axes, rows = true labels.
 - predicted_vs_true.png (regression only): one dot per test document, the y = x line of perfect predictions.
 - training_curves.png: LM validation perplexity per epoch (pretrain, finetune), classifier train and
@@ -544,7 +550,7 @@ def _neighbour_blocks(word_vectors: dict[str, WordVectors], lm: LanguageModel | 
     for name, found in tables:
         blocks += [Heading(3, name),
                    Table(["word", "nearest neighbours"],
-                         [[word, ", ".join(f"{n} ({s:.2f})" for n, s in pairs[:NEIGHBOURS_SHOWN])]
+                         [[word, ", ".join(f"{n} ({s:.3f})" for n, s in pairs[:NEIGHBOURS_SHOWN])]
                           for word, pairs in found.items()])]
     return blocks
 

@@ -48,8 +48,8 @@ from typing import Any, Callable
 LOG_DIR = "tensorboard"
 SOURCES_FILE = "sources.json"
 TRAINED = ("pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward", "classifier")
-PROJECTOR_WORDS = 5_000        # most frequent words (LM embedding: first vocabulary rows) per word source
-PROJECTOR_DOCUMENTS = 2_000    # first documents (corpus order) per document source
+PROJECTOR_WORDS = 2_000        # most frequent words (LM embedding: first vocabulary rows) per word source
+PROJECTOR_DOCUMENTS = 1_000    # first documents (corpus order) per document source
 FLUSH_SECONDS = 10             # a live event file reaches the disk at least this often
 NOTICE = ("TensorBoard log skipped: the tensorboard package is not installed "
           "(pip install 'nlp-pipeline[tensorboard]' to get runs/<name>/tensorboard/)")
@@ -177,10 +177,11 @@ class LiveLog:
         self._guard(write)
 
     def end(self) -> None:
-        if self.current is not None:
-            self.open.discard(self.current)
-            self._guard(self.writers[self.current].flush) if self.current in self.writers else None
-        self.current = None
+        name, self.current = self.current, None
+        if name is not None:
+            self.open.discard(name)
+            if name in self.writers:
+                self._guard(self.writers[name].flush)
 
     def _guard(self, action: Callable[[], Any]) -> None:
         if self.failed:
