@@ -130,8 +130,7 @@ def map_text_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict
         dataset = ray.data.read_parquet(paths, file_extensions=None, shuffle=None)
         mapped = dataset.map_batches(_ChunkActor, fn_constructor_args=(make_worker, settings),
                                      batch_size=chunk_size, batch_format="pyarrow",
-                                     compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                                     max_restarts=0)  # a failed actor fails the stage (no silent re-run)
+                                     compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         warnings.filterwarnings("ignore", category=UserWarning, module="ray")  # "only received 1 input(s)"
         for batch in mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
             for types, ids, lengths in zip(batch["types"], batch["ids"], batch["lengths"]):
