@@ -176,3 +176,30 @@ def test_lazy_lm_stream_equals_the_built_stream_window_by_window():
             assert x.dtype == np.int64 and x.tolist() == ex.tolist() and y.tolist() == ey.tolist()
     empty = batching.layout_stream(batching.concat_documents(ids, offsets, np.zeros(0, np.int64)), 2)
     assert empty.shape == (2, 0) and empty[:, 0:0].shape == (2, 0)
+
+
+def test_an_unlabelled_hub_dataset_is_streamed_with_the_same_corpus(monkeypatch):
+    """hf:wikitext:wikitext-103-raw-v1 read with label_field "" (here a local stand-in with its layout: one
+    "text" column, heading lines, blank rows, train/validation/test splits): streamed into a TextColumn, the same
+    texts, labels, splits and info as the list path."""
+    import datasets
+
+    from nlp_pipeline.stages import corpus_sources
+
+    def split(lines):
+        return datasets.Dataset.from_dict({"text": lines})
+
+    hub = datasets.DatasetDict({
+        "test": split([" = Robert Boulter = \n", " Robert Boulter is an English actor .\n", "", " He appeared .\n"]),
+        "train": split([" = Valkyria = \n", "", " Senjō no Valkyria 3 is a game .\n"] * 50),
+        "validation": split([" Homarus gammarus is a lobster .\n", "   \n"]),
+    })
+    monkeypatch.setattr(corpus_sources, "read_hub", lambda name, config, revision: dict(hub.items()))
+    cfg = CorpusConfig(source="hf:wikitext:wikitext-103-raw-v1", label_field="")
+    listed = load_corpus(cfg)
+    monkeypatch.setattr(corpus, "STREAM_MIN_BYTES", 0)
+    streamed = load_corpus(cfg)
+    assert isinstance(listed.texts, list) and isinstance(streamed.texts, TextColumn)
+    assert list(streamed.texts) == listed.texts and len(listed.texts) == 3 + 100 + 1
+    assert streamed.labels.tolist() == listed.labels.tolist() and streamed.splits.tolist() == listed.splits.tolist()
+    assert streamed.info == listed.info and streamed.info["rows_read"] == {"unsup": 4 + 150 + 2}

@@ -24,7 +24,7 @@ can write) becomes U+FFFD, in every format, with one warning. Warnings, not erro
 numbers and as text (1, "1" and 1.0 all read as the label "1"), and test texts that also appear in train.
 
 A large unlabelled text corpus (plain-text files, a folder of them, wiki dumps, STREAM_MIN_BYTES = 64 MiB on disk
-or more) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
+or more; a Hub dataset read with label_field = "" whose Arrow data is that large) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
 500 MB text file needs memory per line, not per file (same texts, labels, splits and info as the list path).
 Limits: other corpora hold every text in memory (a Hub dataset too); the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
@@ -686,12 +686,12 @@ def _as_json(value: Any) -> str:
         return repr(value)
 
 
-def _read_rows(plan: _Plan, cfg: CorpusConfig) -> _Rows:
+def _read_rows(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None) -> _Rows:
     from tqdm import tqdm
 
     rows = _Rows()
     if plan.hub is not None:
-        splits = sources.read_hub(plan.hub["name"], plan.hub["config"], plan.hub["revision"])
+        splits = hub if hub is not None else sources.read_hub(plan.hub["name"], plan.hub["config"], plan.hub["revision"])
         for hub_split, dataset in splits.items():
             split = sources.HUB_SPLITS.get(hub_split)
             if split is None:
@@ -837,9 +837,10 @@ def _warn_label_spellings(name: str, spellings: dict[str, dict[str, str]]) -> No
 def load_corpus(cfg: CorpusConfig) -> Corpus:
     """Read the source named by `cfg` into a Corpus (see the module docstring); DataError on unusable data."""
     plan = _resolve(cfg)
-    if _streamable(plan, cfg):
-        return _load_streamed(plan, cfg)
-    rows = _read_rows(plan, cfg)
+    hub = _unlabelled_hub(plan, cfg)
+    if _streamable(plan, cfg, hub):
+        return _load_streamed(plan, cfg, hub)
+    rows = _read_rows(plan, cfg, hub)
     where = plan.location
     info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": where}
     if plan.hub is not None:
@@ -965,11 +966,23 @@ STREAM_MIN_BYTES = 64 << 20   # unlabelled text sources at least this large (on 
 _STREAM_KINDS = ("text", "wikidump", *sources.PARAGRAPH_READERS)
 
 
-def _streamable(plan: _Plan, cfg: CorpusConfig) -> bool:
-    """True for a large corpus of unlabelled text files (a pretraining corpus: a big .txt, a folder of them):
-    no Hub dataset, no labels, no sampling, an encoding in which b"\n" only ends lines."""
+def _unlabelled_hub(plan: _Plan, cfg: CorpusConfig) -> dict[str, Any] | None:
+    """The splits of a Hub dataset read as unlabelled text (corpus.label_field = ""), else None: such a
+    corpus (hf:wikitext:wikitext-103-raw-v1 for pretraining) may be streamed. Loaded once; load_dataset keeps
+    it as memory-mapped Arrow files, so this costs no memory per row."""
+    if plan.hub is None or cfg.label_field != "" or cfg.max_documents is not None or cfg.max_labelled is not None:
+        return None
+    return sources.read_hub(plan.hub["name"], plan.hub["config"], plan.hub["revision"])
+
+
+def _streamable(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None) -> bool:
+    """True for a large corpus of unlabelled text: text files (a big .txt, a folder of them: STREAM_MIN_BYTES
+    on disk) in an encoding in which b"\n" only ends lines, or a Hub dataset read with label_field "" whose
+    Arrow data is that large; no labels, no sampling."""
     import codecs
 
+    if hub is not None:
+        return sum(int(d.data.nbytes) for d in hub.values()) >= STREAM_MIN_BYTES
     if plan.hub is not None or not plan.parts or any(p.kind not in _STREAM_KINDS for p in plan.parts):
         return False
     if cfg.max_documents is not None or cfg.max_labelled is not None or plan.target_type != "class":
@@ -979,17 +992,22 @@ def _streamable(plan: _Plan, cfg: CorpusConfig) -> bool:
     return sum(p.path.stat().st_size for p in plan.parts) >= STREAM_MIN_BYTES
 
 
-def _load_streamed(plan: _Plan, cfg: CorpusConfig) -> Corpus:
+def _load_streamed(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None) -> Corpus:
     """load_corpus for _streamable sources, with bounded memory: texts are stripped and checked one at a time
     and written to a TextColumn (spilled to disk past 64 MiB); the Corpus holds the same texts, labels, splits
     and info as the list-holding path would (tests/test_bounded_memory.py compares them)."""
     from nlp_pipeline.artifacts import TextColumn
     from nlp_pipeline.core.spill import ArrayWriter
 
-    info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": plan.location,
-                            "files": _file_entries(plan)}
-    if plan.ignored:
-        info["ignored"] = list(plan.ignored)
+    info: dict[str, Any] = {"source": cfg.source, "layout": plan.layout, "location": plan.location}
+    if hub is not None:
+        info["hub"] = plan.hub
+        ignored = [name for name in hub if sources.HUB_SPLITS.get(name) is None]
+    else:
+        info["files"] = _file_entries(plan)
+        ignored = list(plan.ignored)
+    if ignored:
+        info["ignored"] = ignored
         log.warning("corpus %s: ignored %d file(s)/split(s) that fit no split: %s", plan.name,
                     len(info["ignored"]), ", ".join(info["ignored"][:5]))
     if plan.card is not None:
@@ -1000,7 +1018,17 @@ def _load_streamed(plan: _Plan, cfg: CorpusConfig) -> Corpus:
     read = dropped = replaced = 0
 
     def documents() -> Any:
-        for part in plan.parts:
+        for hub_split, dataset in (hub or {}).items():
+            if sources.HUB_SPLITS.get(hub_split) is None:
+                continue
+            where = f"hf:{plan.hub['name']} split {hub_split}"
+            field = _pick_field(list(dataset.column_names), plan.text_field, TEXT_FIELDS, "text", where, required=True)
+            for batch in dataset.select_columns([field]).iter(batch_size=4096):
+                try:
+                    yield from (sources.cell_text(v) for v in batch[field])
+                except DataError as exc:
+                    raise DataError(f"{where}: {exc}") from None
+        for part in ([] if hub is not None else plan.parts):
             if part.kind == "text":
                 yield from sources.stream_lines(part.path, cfg.encoding, stats)
             elif part.kind == "wikidump":
