@@ -156,6 +156,7 @@ def test_run_folder_log_live_then_rebuilt_for_cache_hits(corpus_dir, tmp_path):
     assert first.exit_code == 0, first.output
     log = runs / "tiny" / "tensorboard"
     assert sorted(p.name for p in runs.iterdir()) == ["tiny"]                    # the hidden live folder is gone
+    assert not list(runs.rglob(".*"))                                           # nothing hidden in the run folder
     lm, clf = scalars(log / "finetune_lm"), scalars(log / "classifier")
     lm_history = _history(tmp_path, "finetune_lm")
     assert [v for _, v in lm["epoch/val_perplexity"]] == pytest.approx([r["val_perplexity"] for r in lm_history])

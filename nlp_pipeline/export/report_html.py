@@ -66,12 +66,12 @@ def _span(span: Span) -> str:
     return html.escape(span)
 
 
-NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]+)?%?")  # a number written as text ("12.5", "85%"): right-aligned too
+NUMBER = re.compile(r"-|[-+]?[0-9][0-9,]*(\.[0-9]+)?%?")  # a number as text ("12.5", "85%", "-" for none): right-aligned
 
 
 def _cell(value: Any, tag: str = "td") -> str:
     numeric = (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
-        isinstance(value, str) and NUMBER.fullmatch(value) is not None)
+        isinstance(value, str) and NUMBER.fullmatch(value) is not None) or value is None
     return f"<{tag}{' class=num' if numeric and tag == 'td' else ''}>{html.escape(format_value(value))}</{tag}>"
 
 

@@ -114,7 +114,7 @@ def _unfreezing_text(rows: list[dict[str, Any]]) -> str:
 
 
 class LiveLog:
-    """A training observer (models.training.TrainingObserver) writing event files into folder/<instance>/ as the
+    """A training observer (models.observers.TrainingObserver) writing event files into folder/<instance>/ as the
     loops train. The instance comes from core.runner.computing() (the loop's label outside the runner). Writing
     errors are logged once and switch the log off: training never fails because of it."""
 
@@ -266,7 +266,7 @@ def _write_projector(folder: Path, artifacts: dict[str, Any]) -> None:
     """The projector files into `folder` (created), when the run has any source."""
     import warnings
 
-    from nlp_pipeline.export.projector import export_projector
+    from nlp_pipeline.export.projector import MARKER_FILE, export_projector
 
     embeddings = _projector_embeddings(artifacts)
     if not embeddings:
@@ -275,6 +275,8 @@ def _write_projector(folder: Path, artifacts: dict[str, Any]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sources cut to the run log's limits: said in the module notes, not per run
         export_projector(folder, embeddings, max_points=PROJECTOR_WORDS)
+    (folder / MARKER_FILE).unlink()  # the hidden marker lets `export projector` replace its own folders; a run folder
+                                     # holds no hidden files (they would read as a killed run's leftovers)
 
 
 def write_run_log(folder: str | Path, sources: dict[str, str], config_text: str, timings: dict[str, Any],
