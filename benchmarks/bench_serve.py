@@ -13,8 +13,8 @@ Load generator: this process, asyncio with raw HTTP/1.1 keep-alive connections (
 C clients each send POST /predict {"text": ...} with one TREC-6 test question (cycled), wait for the answer, send the
 next. Per level: 2 s of warm-up, then --seconds of measurement: requests/s, latency p50/p90/p99/max (ms), errors, and
 texts per forward pass (the server's /health stats). The same 64-client load with --max-batch 1 shows what batching
-buys. Soak: --soak requests at 64 clients; the server's RSS (/proc/PID/status VmRSS) every 5,000 requests.
-Writes benchmarks/results/serve.json (+ .md).
+buys, and the levels above 1 client again with --batch-wait-ms (--wait-ms, 5) what waiting for a batch buys. Soak: --soak requests at 64 clients; the server's RSS (/proc/PID/status VmRSS) every 5,000 requests.
+Writes benchmarks/results/serve.json (+ .md); --render FILE prints a results file as markdown again.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ RSS_EVERY = 5000
 
 # --- the server ------------------------------------------------------------------------------------------------
 class Server:
-    def __init__(self, model: Path, threads: int, max_batch: int):
+    def __init__(self, model: Path, threads: int, max_batch: int, batch_wait_ms: float = 0.0):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nlp_pipeline.cli", "serve", "--model", str(model), "--port", "0",
-             "--num-threads", str(threads), "--max-batch", str(max_batch)],
+             "--num-threads", str(threads), "--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         for line in self.process.stderr:
             found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -192,7 +192,14 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,64", help="concurrent clients, comma-separated")
     parser.add_argument("--soak", type=int, default=100_000, help="requests of the memory soak (0: none)")
     parser.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    parser.add_argument("--wait-ms", type=float, default=5.0,
+                        help="also measure the levels above 1 client with this --batch-wait-ms (0: no)")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="only print a results file (serve.json) as markdown again, measuring nothing")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text(encoding="utf-8"))))
+        return
     levels = [int(x) for x in args.levels.split(",")]
 
     from bench_predict import load_texts, train_bundle
@@ -221,25 +228,47 @@ def main() -> None:
                 unbatched = asyncio.run(measure_level(server, max(levels), test, args.seconds))
             finally:
                 server.stop()
+        waited = []
+        if args.wait_ms > 0:
+            server = Server(model, args.threads, max_batch=64, batch_wait_ms=args.wait_ms)
+            try:
+                waited = [asyncio.run(measure_level(server, clients, test, args.seconds)) for clients in levels if clients > 1]
+            finally:
+                server.stop()
 
-    payload = {"load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()], "model": str(args.model) if args.model else f"bench_predict's bundle ({source})",
+    payload = {"load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
+               "model": str(args.model) if args.model else f"bench_predict's bundle ({source})",
                "arch": {k: arch.get(k) for k in ("rnn_type", "embedding_dim", "hidden_dim", "num_layers", "vocab_size")},
                "texts": f"{source} test texts, one per request", "server_threads": args.threads,
                "seconds_per_level": args.seconds, "idle_rss_mb": round(idle_rss, 1), "levels": rows,
-               "unbatched_max_batch_1": unbatched, "soak": soaked, "commit": git_commit(),
-               "versions": versions("torch", "fastapi", "uvicorn", "starlette")}
-    table = markdown_table(
-        ["clients", "max batch", "requests/s", "p50 ms", "p90 ms", "p99 ms", "texts per forward pass", "errors",
-         "server CPU s", "client CPU s"],
-        [[r["clients"], m, r["requests_per_second"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["texts_per_batch"],
-          r["errors"], r["server_cpu_seconds"], r["client_cpu_seconds"]]
-         for r, m in [*((r, 64) for r in rows), *(((unbatched, 1),) if unbatched else ())]])
-    lines = [f"# nlp-pipeline serve on loopback ({time.strftime('%Y-%m-%d')}, commit {payload['commit']})", "",
+               "unbatched_max_batch_1": unbatched, "batch_wait_ms": args.wait_ms, "batch_wait_levels": waited,
+               "soak": soaked, "commit": git_commit(), "versions": versions("torch", "fastapi", "uvicorn", "starlette")}
+    save("serve", payload, render(payload))
+
+
+def render(payload: dict) -> str:
+    """The results as markdown. Requests per server CPU-second: what the server did with the CPU it got, which
+    depends less on what else the machine runs than requests/s does."""
+    def row(r: dict, max_batch: int, wait: float) -> list:
+        per_cpu = round(r["requests"] / r["server_cpu_seconds"]) if r["server_cpu_seconds"] else "-"
+        return [r["clients"], max_batch, wait, r["requests_per_second"], per_cpu, r["p50_ms"], r["p90_ms"], r["p99_ms"],
+                r["texts_per_batch"], r["errors"], r["server_cpu_seconds"], r["client_cpu_seconds"]]
+
+    rows = [row(r, 64, 0) for r in payload["levels"]]
+    if payload.get("unbatched_max_batch_1"):
+        rows.append(row(payload["unbatched_max_batch_1"], 1, 0))
+    rows += [row(r, 64, payload["batch_wait_ms"]) for r in payload.get("batch_wait_levels", [])]
+    table = markdown_table(["clients", "max batch", "batch wait ms", "requests/s", "requests per server CPU-s", "p50 ms",
+                            "p90 ms", "p99 ms", "texts per forward pass", "errors", "server CPU s", "client CPU s"], rows)
+    arch = payload["arch"]
+    lines = [f"# nlp-pipeline serve on loopback ({payload.get('date', time.strftime('%Y-%m-%d'))[:10]}, commit "
+             f"{payload['commit']})", "",
              f"Bundle: {payload['model']}, {arch.get('rnn_type')} {arch.get('embedding_dim')}/{arch.get('hidden_dim')}"
-             f"x{arch.get('num_layers')}; one {source} question per request; server with {args.threads} torch thread(s); "
-             f"{args.seconds:g} s per row after {WARMUP_SECONDS:g} s of warm-up; client and server share the machine "
-             f"(load average at the end: {', '.join(map(str, payload['load_average_1_5_15_at_end']))}).",
+             f"x{arch.get('num_layers')}; {payload['texts']}; server with {payload['server_threads']} torch thread(s); "
+             f"{payload['seconds_per_level']:g} s per row after {WARMUP_SECONDS:g} s of warm-up; client and server share "
+             f"the machine (load average at the end: {', '.join(map(str, payload['load_average_1_5_15_at_end']))}).",
              "", table]
+    soaked = payload.get("soak")
     if soaked:
         lines += ["", f"Memory over {soaked['requests']:,} requests at {soaked['clients']} clients "
                       f"({soaked['requests_per_second']} req/s, {soaked['errors']} errors): server RSS "
@@ -247,7 +276,7 @@ def main() -> None:
                       f"{soaked['rss_end_mb']} MB at the end (max {soaked['rss_max_mb']} MB; growth after 10,000: "
                       f"{soaked['rss_growth_after_10k_mb']} MB).", "",
                   markdown_table(["requests", "RSS MB"], [[s["requests"], s["rss_mb"]] for s in soaked["rss_samples"]])]
-    save("serve", payload, "\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

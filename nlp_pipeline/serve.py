@@ -454,8 +454,8 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: 
     except ImportError as exc:
         raise ConfigError(f"nlp-pipeline serve needs FastAPI and uvicorn ({exc.name} is missing): {EXTRA_HINT}") from None
     # before torch loads oneDNN: its cache of compiled primitives keeps one per input shape (1,024 by default), and
-    # a server sees a new (batch, length) shape with nearly every batch: RSS grew 470 MB in 500 batches of the
-    # default LSTM with the default, 42 MB with 8 (the rest is its working set), at no measurable speed cost
+    # a server sees a new (batch, length) shape with nearly every batch: RSS grew 562 -> 690 MB over 100k requests
+    # with the default, stayed at 496 -> 503 MB with 16, at no measurable speed cost (decision 0010)
     os.environ.setdefault(ONEDNN_CACHE, str(SERVE_ONEDNN_CACHE))
     from nlp_pipeline.export.bundle import Classifier, resolve_bundle_dir
 
