@@ -193,7 +193,11 @@ class MicroBatcher:
                 if self.limits.batch_wait_ms > 0 and self._queued_texts < self.limits.max_batch:
                     await self._gather(loop.time() + self.limits.batch_wait_ms / 1000)
                 batch = self._take()
-                await self._answer(loop, batch)
+                try:
+                    await self._answer(loop, batch)
+                except Exception as exc:  # noqa: BLE001: whatever happened, the worker lives on for the next requests
+                    for job in batch:
+                        _settle(job, exc=exc)
 
     async def _gather(self, deadline: float) -> None:
         """Wait until max_batch texts are queued or the deadline passes."""

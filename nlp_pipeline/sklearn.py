@@ -31,16 +31,15 @@ stage (with a warning) but gets an answer from predict (the model's answer for a
 from __future__ import annotations
 
 import json
-import logging
 import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from scipy.sparse import issparse
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nlp_pipeline.core.errors import ConfigError
@@ -51,7 +50,6 @@ ESTIMATOR_LAYER = {"corpus": {"test_size": 0.0}}  # no test carve: the caller ho
 TRAIN_FILE = "train.jsonl"
 SEED_SECTIONS = ("corpus", "embeddings", "lsa", "pretrain_lm", "finetune_lm", "classifier")
 THREAD_SECTIONS = ("pretrain_lm", "finetune_lm", "classifier")
-log = logging.getLogger("nlp_pipeline")
 
 
 class ULMFiTClassifier(ClassifierMixin, BaseEstimator):

@@ -10,7 +10,6 @@ batching and failure isolation are also checked in-process, where the order of e
 import asyncio
 import http.client
 import json
-import os
 import re
 import select
 import shutil
