@@ -4,6 +4,7 @@
     nlp-pipeline show                      the plan: every stage instance, its key, hit or miss
     nlp-pipeline cache ls|verify|gc        what the artifact store holds
     nlp-pipeline predict --model runs/NAME TEXT...   classify with a run's bundle
+    nlp-pipeline serve --model runs/NAME   the same over HTTP (POST /predict, GET /health, GET /info; serve extra)
     nlp-pipeline lr-find                   learning-rate range test for the classifier or the LM
     nlp-pipeline export vectors|lm|projector  word vectors, a portable language model, TensorBoard projector files
 
@@ -109,7 +110,8 @@ def main(verbose: bool) -> None:
 @click.option("--name", default=None,
               help="Run folder name under --runs-dir: letters, digits, '.', '_', '-' [default: the corpus name].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
-              help="Where runs/<name>/ is written (metrics.json, config.toml, keys.json, model/, report.md, run.json), "
+              help="Where runs/<name>/ is written (metrics.json, config.toml, keys.json, model/, report.md, report.html, "
+                   "tensorboard/, run.json), "
                    "as one unit: a failed or killed run leaves the previous folder as it was.")
 def run(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, until, force, name, runs_dir):
     """Run the pipeline; cached stages are skipped, changed ones recomputed. Under torchrun the training
@@ -117,7 +119,9 @@ def run(corpus_source, text_field, label_field, target_type, encoding, config_fi
     import time
 
     from nlp_pipeline import pipeline, run_folder
+    from nlp_pipeline.export import tensorboard_log
     from nlp_pipeline.models import distributed
+    from nlp_pipeline.models.observers import observe
 
     started = time.time()
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
@@ -125,22 +129,32 @@ def run(corpus_source, text_field, label_field, target_type, encoding, config_fi
     target = run_folder.prepare(runs_dir, name if name is not None else pipeline.run_name(configs))
     store = _store(cache_dir)
     coordinator = distributed.coordinator()  # None unless launched by torchrun with several processes
-    result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True),
-                          coordinator=coordinator)
-    if coordinator is not None and coordinator.rank != 0:
-        distributed.shutdown()  # waits for process 0's run folder
-        return
+    main_process = coordinator is None or coordinator.rank == 0
+    if main_process and not tensorboard_log.available():
+        click.echo(tensorboard_log.NOTICE, err=True)
+    # live TensorBoard curves grow beside the run folder while stages train; write_run moves them in
+    live = tensorboard_log.LiveLog(run_folder.live_folder(target)) if main_process and tensorboard_log.available() else None
+    try:
+        with observe(live):
+            result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True),
+                                  coordinator=coordinator)
+        if coordinator is not None and coordinator.rank != 0:
+            distributed.shutdown()  # waits for process 0's run folder
+            return
 
-    def report_artifacts() -> dict:
-        """What the bundle and report.md are made from. The run above verified every hit: only a refusal (or a
-        recompute) of what the report loads prints here."""
-        from nlp_pipeline.export.report import REPORT_ARTIFACTS
+        def report_artifacts() -> dict:
+            """What the bundle and report.md are made from. The run above verified every hit: only a refusal (or a
+            recompute) of what the report loads prints here."""
+            from nlp_pipeline.export.report import REPORT_ARTIFACTS
 
-        return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: click.echo(line, err=True),
-                            coordinator=None, quiet_hits=True).artifacts
+            return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: click.echo(line, err=True),
+                                coordinator=None, quiet_hits=True).artifacts
 
-    run_dir = run_folder.write_run(target, configs, result, report_artifacts=report_artifacts,
-                                 echo=lambda line: click.echo(line, err=True))
+        run_dir = run_folder.write_run(target, configs, result, report_artifacts=report_artifacts,
+                                       echo=lambda line: click.echo(line, err=True), live_log=live)
+    finally:
+        if live is not None:
+            live.discard()
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")
     distributed.shutdown()
@@ -346,6 +360,37 @@ def predict(model_path, texts, text_file, as_json, batch_size):
         click.echo(row)
 
 
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(), metavar="PATH",
+              help="A bundle folder, or a run folder runs/<name>/ (its model/ bundle is used).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 answers other machines too (no authentication: keep it behind a proxy).")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port; 0 picks a free one (printed).")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Texts per forward pass: concurrent requests are batched up to this many texts.")
+@click.option("--max-request-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1),
+              help="Larger request bodies are refused with 413.")
+@click.option("--max-texts", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Texts per request; more are refused with 413.")
+@click.option("--batch-wait-ms", default=0.0, show_default=True, type=click.FloatRange(0, 10_000),
+              help="After a request reaches an idle server, wait this long for others to share its batch.")
+@click.option("--num-threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="torch threads for prediction; 0 = every usable core.")
+def serve(model_path, host, port, max_batch, max_request_bytes, max_texts, batch_wait_ms, num_threads):
+    """Answer predictions over HTTP: POST /predict {"texts": [...]} or {"text": "..."}, GET /health, GET /info.
+
+    The OpenAPI schema is at /openapi.json and a browsable page at /docs. Concurrent requests are batched into
+    shared forward passes. Bad requests get a JSON {"error": ...}: 400 (not JSON, wrong fields, empty or
+    non-string texts), 413 (over --max-request-bytes or --max-texts), 415 (not application/json). Needs the
+    serve extra: pip install 'nlp-pipeline[serve]'. Ctrl-C stops the server."""
+    from nlp_pipeline.serve import ServeLimits
+    from nlp_pipeline.serve import serve as run_server
+
+    limits = ServeLimits(max_batch=max_batch, max_request_bytes=max_request_bytes, max_texts=max_texts,
+                         batch_wait_ms=batch_wait_ms)
+    run_server(model_path, host, port, limits, num_threads=num_threads, echo=lambda line: click.echo(line, err=True))
+
+
 def _upstream_artifacts(configs, store, instance_id: str) -> dict:
     """The artifacts an instance reads, by input name: loaded from the cache, computed when missing."""
     from nlp_pipeline import pipeline
@@ -417,28 +462,6 @@ WORD_VECTOR_SOURCES = ("word2vec", "fasttext", "glove", "pretrained")
 PROJECTOR_SOURCES = (*WORD_VECTOR_SOURCES, "lsa-docs", "lm", "classifier-docs")
 
 
-def _classifier_documents(classifier, data, limit: int):
-    """The classifier's concat-pooled vectors of the first `limit` documents (corpus order), with label, split and text."""
-    import numpy as np
-    import torch
-
-    from nlp_pipeline.artifacts import SPLITS, label_text
-    from nlp_pipeline.export.projector import ProjectorEmbedding
-    from nlp_pipeline.models.inference import load_classifier
-    from nlp_pipeline.models.training import predict_classifier
-    from nlp_pipeline.rules import detokenize
-
-    model = load_classifier(classifier)
-    indexes = np.arange(min(limit, len(data)))
-    vectors = predict_classifier(model, np.asarray(data.ids, dtype=np.int64), np.asarray(data.offsets), indexes,
-                                 data.vocab.stoi["xxpad"], classifier.max_length, 64, torch.device("cpu"), features=True)
-    rows = []
-    for i in indexes:
-        text = detokenize(data.vocab.tokens(data.doc_ids(int(i))[:30]))
-        rows.append((label_text(data.labels, int(i), data.label_names), SPLITS[int(data.splits[i])], text))
-    return ProjectorEmbedding("classifier-docs", vectors, rows, ("label", "split", "text"))
-
-
 @main.group(cls=_Group)
 def export():
     """Write computed artifacts for other tools: word2vec-format vectors, language models, TensorBoard projector folders."""
@@ -507,9 +530,7 @@ def export_projector_command(corpus_source, text_field, label_field, target_type
     """Write a TensorBoard projector folder (plus standalone vectors.tsv/metadata.tsv pairs per source)."""
     import warnings
 
-    import numpy as np
-
-    from nlp_pipeline.export.projector import ProjectorEmbedding, collect_sources, export_projector
+    from nlp_pipeline.export.projector import classifier_documents, collect_sources, export_projector, lm_embedding
 
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     store = _store(cache_dir)
@@ -518,12 +539,9 @@ def export_projector_command(corpus_source, text_field, label_field, target_type
     for source in dict.fromkeys(sources):
         artifact = _cached_artifact(configs, store, ids.get(source, f"embeddings:{source}"))
         if source == "classifier-docs":
-            embeddings.append(_classifier_documents(artifact, _cached_artifact(configs, store, "numericalization"), top))
-            continue
-        if source == "lm":
-            weight = np.asarray(artifact.state_dict["encoder.embedding.weight"], dtype=np.float32)
-            rows = [(token, rank) for rank, token in enumerate(artifact.vocab.itos)]
-            embeddings.append(ProjectorEmbedding("lm", weight, rows, ("token", "vocab_rank"), -np.arange(len(rows))))
+            embeddings.append(classifier_documents(source, artifact, _cached_artifact(configs, store, "numericalization"), top))
+        elif source == "lm":
+            embeddings.append(lm_embedding(source, artifact))
         else:
             embeddings += collect_sources([source], {source: artifact})
     with warnings.catch_warnings(record=True) as caught:
