@@ -4,7 +4,7 @@ The vocabulary is built from the token counts of the splits in `vocab_splits` (n
 test OOV rate is honest): special tokens first in a fixed order, then every token seen at least `min_freq`
 times, most frequent first, ties broken alphabetically (reproducible), cut at `max_vocab` entries in all.
 Everything else maps to xxunk. Mapping is one vectorised lookup from token-type ids, so it costs O(n_tokens).
-Counting and mapping go shard by shard (about 16 M tokens each), the ids out to a spill file past 64 MiB, so
+Counting and mapping go shard by shard (about 2 M tokens each), the ids out to a spill file past 64 MiB, so
 memory is bounded by the shard and the vocabulary, not by the corpus.
 Limits: the vocabulary is closed after this stage; unseen words at predict time become xxunk.
 """
@@ -50,7 +50,8 @@ def build_vocab(types: list[str], counts: np.ndarray, min_freq: int, max_vocab: 
     return Vocab(list(SPECIAL_TOKENS) + [t for _, t in keep[:room]])
 
 
-SHARD_TOKENS = 1 << 24  # tokens counted and mapped at a time (whole documents; a longer document is one shard)
+SHARD_TOKENS = 1 << 21  # tokens counted and mapped at a time (whole documents; a longer document is one shard):
+# about 20 bytes each in transient arrays (ids, per-token split codes, masks), so ~40 MB; 16 M tokens took ~300 MB
 
 
 def document_shards(offsets: np.ndarray, shard_tokens: int = SHARD_TOKENS) -> list[tuple[int, int]]:
