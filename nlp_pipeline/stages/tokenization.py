@@ -337,6 +337,7 @@ STAGE = Stage(
     volatile=VOLATILE,
     describe=lambda cfg: (
         f"lang={cfg.lang}, {len(set(cfg.rules))}/{len(DEFAULT_RULES)} rules, workers={resolve_workers(cfg.workers)}"
+        + (f", executor=ray{' at ' + cfg.ray_address if cfg.ray_address else ''}" if cfg.executor == "ray" else "")
     ),
     summary=summarize,
 )
