@@ -2,6 +2,7 @@
 
     nice python benchmarks/bench_quick_preset.py [--seeds 0,1,2] [--candidate NAME=stage.field=v,stage.field=v ...]
                                                  [--cold NAME] [--cold-runs 2] [--out quick-preset]
+    nice python benchmarks/bench_quick_preset.py --classifier-cpu 2.6,1.0,2.6,1.0 --cache-dir DIR --out NAME
 
 Each candidate is `nlp-pipeline run --preset quick` plus its --set overrides, run once per corpus seed
 (corpus.seed: a different 2,000-document sample and so a different validation slice; one slice holds only
@@ -11,8 +12,11 @@ class of the validation slice) from the cached artifact; the test split's scores
 never read, so nothing is chosen on test. Stage seconds come from the cache's meta.json (what computing each
 stage took, also for stages a previous candidate left in the shared cache), so the candidates share one cache;
 `--cold NAME` then times that candidate's whole CLI run on an empty cache (`--cold-runs` times), which is the
-number a user sees. Returns benchmarks/results/<out>.json and .md. Limits: wall times depend on the machine's
-load (the load average is recorded with each run).
+number a user sees. `--classifier-cpu F1,F2,...` instead trains the classifier stage alone, in this process, on
+the quick preset's cached sample 0 (run the candidates first with the same --cache-dir), once per listed
+classifier.discriminative_factor in that order, and records the CPU seconds of each: interleaved repeats
+compare the settings' cost on a loaded machine, where wall times do not. Returns benchmarks/results/<out>.json
+and .md. Limits: wall times depend on the machine's load (the load average is recorded with each run).
 """
 
 from __future__ import annotations
@@ -74,6 +78,31 @@ def validation_scores(cache: Path, run: Path) -> dict:
     }
 
 
+def classifier_cpu(cache: Path, factors: list[float]) -> list[dict]:
+    """Train the quick preset's classifier on cached sample 0 once per factor; CPU and wall seconds of each."""
+    import dataclasses
+
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.core.store import ArtifactStore
+    from nlp_pipeline.stages.classifier import train_classifier
+
+    configs = pipeline.load_config(preset="quick", sets=["corpus.seed=0"])
+    inputs = pipeline.run(configs, ArtifactStore(cache), until="finetune_lm", keep=["numericalization", "finetune_lm"],
+                          echo=lambda line: None, coordinator=None).artifacts
+    rows = []
+    for factor in factors:
+        cfg = dataclasses.replace(configs["classifier"], discriminative_factor=factor)
+        load, before, started = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        result = train_classifier(cfg, inputs["numericalization"], inputs["finetune_lm"])
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        rows.append({"discriminative_factor": factor, "wall_seconds": round(time.perf_counter() - started, 1),
+                     "cpu_seconds": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 1),
+                     "epochs": len(result.history), "load_average": round(load, 2),
+                     "val_accuracy": result.metrics["validation"]["accuracy"]})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def parse_candidate(text: str) -> tuple[str, list[str]]:
     name, _, sets = text.partition("=")
     # values may hold commas inside [...]: split on commas outside brackets
@@ -103,7 +132,21 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=2)
     parser.add_argument("--cache-dir", default=None, help="shared cache of the candidates (default: a temporary one)")
     parser.add_argument("--out", default="quick-preset")
+    parser.add_argument("--classifier-cpu", default=None, help="discriminative factors, e.g. 2.6,1.0,2.6,1.0")
     args = parser.parse_args()
+    if args.classifier_cpu:
+        if not args.cache_dir:
+            raise SystemExit("--classifier-cpu needs the --cache-dir of an earlier candidate run (sample 0)")
+        rows = classifier_cpu(Path(args.cache_dir), [float(f) for f in args.classifier_cpu.split(",")])
+        md = "\n".join([
+            "### `--preset quick` classifier stage: CPU seconds per discriminative_factor (sample 0, interleaved)", "",
+            f"Command: `python benchmarks/bench_quick_preset.py {' '.join(sys.argv[1:])}`. "
+            f"Versions: {versions('torch')}.", "",
+            markdown_table(["discriminative_factor", "CPU seconds", "wall seconds", "epochs", "load average", "val accuracy"],
+                           [[r["discriminative_factor"], r["cpu_seconds"], r["wall_seconds"], r["epochs"], r["load_average"],
+                             r["val_accuracy"]] for r in rows])])
+        save(args.out, {"classifier_cpu": rows, "versions": versions("torch")}, md)
+        return
     candidates = dict(parse_candidate(c) for c in (args.candidate or ["current="]))
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"candidates": {}, "cold": {}}
