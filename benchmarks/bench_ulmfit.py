@@ -16,8 +16,6 @@ on validation data carved from train; each test split is read once, at the end, 
 Throughput: a fresh subprocess per measurement (ours bfloat16 autocast = the default on CPUs with native
 bfloat16, ours float32, fastai float32), interleaved over --rounds, median step time after a warm-up step,
 same vocabulary, batch 64, BPTT 70, same sizes; CPU seconds are reported too (robust to a busy machine).
---no-test drops the test labels (validation only); --replay-labelled with --set corpus.max_labelled=N scores
-on the train documents whose labels were dropped instead (the few-label protocol replayed inside train).
 --scale tiny runs every path on a small model and a few hundred documents in about a minute (a smoke test).
 Prints a markdown section and writes benchmarks/results/ulmfit.json (+ .md).
 """
@@ -132,23 +130,6 @@ def without_test_labels(data):
     test = data.indices("test")
     splits[test], labels[test] = split_code("unsup"), UNLABELLED
     return dataclasses.replace(data, splits=splits, labels=labels)
-
-
-def replay_few_labels(full, few):
-    """Few labels replayed inside the training split, for choosing settings without the test split: `few` is
-    the corpus with corpus.max_labelled applied (the other train documents unlabelled); the train documents
-    whose labels it dropped become the test split, labels back (used only for scoring, their texts stay
-    language-model text as test texts do), and the real test split becomes unlabelled text."""
-    from nlp_pipeline.artifacts import UNLABELLED, split_code
-
-    if list(full.label_names) != list(few.label_names):
-        raise SystemExit(f"replay: label names differ ({full.label_names} vs {few.label_names})")
-    full_splits, splits, labels = np.asarray(full.splits), np.array(few.splits), np.array(few.labels)
-    test = splits == split_code("test")
-    moved = (full_splits == split_code("train")) & (splits == split_code("unsup")) & (np.asarray(full.labels) >= 0)
-    splits[test], labels[test] = split_code("unsup"), UNLABELLED
-    splits[moved], labels[moved] = split_code("test"), np.asarray(full.labels)[moved]
-    return dataclasses.replace(few, splits=splits, labels=labels)
 
 
 def word_vectors(tokens, dim: int, seed: int):
@@ -401,9 +382,6 @@ def main() -> None:
     parser.add_argument("--skip-fastai", action="store_true")
     parser.add_argument("--no-test", action="store_true",
                         help="validation only: the test split's labels are dropped before anything runs (for choosing settings)")
-    parser.add_argument("--replay-labelled", action="store_true",
-                        help="with --set corpus.max_labelled=N: score on the train documents whose labels were dropped and "
-                             "drop the test split's labels (the few-label protocol replayed inside train, for choosing settings)")
     parser.add_argument("--peers", action="store_true", help="also MiniLM sentence embeddings + LR and fastText (benchmarks/peers.py)")
     parser.add_argument("--ablations", default="", help=f"comma list of {','.join(ABLATIONS)} or 'all'")
     parser.add_argument("--scale", choices=("tiny", "full"), default="full")
@@ -435,7 +413,6 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_ulmfit_"))
     started = time.perf_counter()
     payload: dict = {"versions": versions("torch", "fastai", "spacy", "scikit-learn"), "threads": threads,
-                     "scored_on": "replayed train documents" if args.replay_labelled else "test split",
                      "scale": args.scale, "configs": {k: dataclasses.asdict(v) for k, v in cfgs.items()}}
     sections: list[str] = []
 
@@ -483,10 +460,6 @@ def main() -> None:
         rows = []
         for name in [d for d in args.datasets.split(",") if d]:
             corpus = corpus_of((name,), limit, cfgs["corpus"].max_labelled)
-            if args.replay_labelled:
-                if cfgs["corpus"].max_labelled is None:
-                    parser.error("--replay-labelled needs --set corpus.max_labelled=N")
-                corpus = replay_few_labels(corpus_of((name,), limit), corpus)
             tokens, data = numericalized(corpus, min_freq=2, max_vocab=30000)
             if args.no_test:
                 data = without_test_labels(data)
@@ -553,7 +526,7 @@ def main() -> None:
             results[name] = entry
         payload["datasets"] = results
         sections.append(
-            f"### {'Replay accuracy (train documents whose labels were dropped; no test label read)' if args.replay_labelled else 'Test accuracy'} (pretrain_lm{': ' + str(pretrained.metrics.get('loaded_from')) if pretrained.metrics.get('loaded_from') else ''}: "
+            f"### Test accuracy (pretrain_lm{': ' + str(pretrained.metrics.get('loaded_from')) if pretrained.metrics.get('loaded_from') else ''}: "
             f"{pretrained.metrics.get('train_tokens')} tokens, {pretrained.metrics.get('seconds', 0) / 60:.1f} min once, "
             f"val perplexity {pretrained.metrics.get('val_perplexity')})\n\n"
             + markdown_table(["dataset", "method", "test acc", "test macro-F1", "val acc", "minutes", "minutes incl. pretraining",
