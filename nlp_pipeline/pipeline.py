@@ -100,7 +100,10 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
     if general_source.lower() != "none" and (trains_lm or emb.general_corpus):
         general_corpus = dataclasses.replace(
-            corpus.CorpusConfig(), source=general_source, max_documents=pretrain.max_documents
+            corpus.CorpusConfig(), source=general_source, max_documents=pretrain.max_documents,
+            # a Hub dataset (hf:wikitext:wikitext-103-raw-v1) is read as unlabelled text, as a pretraining corpus
+            # is; cards and paths keep label_field None (their keys unchanged: their text is unlabelled anyway)
+            **({"label_field": ""} if general_source.startswith("hf:") else {}),
         )
         general = [
             Instance("corpus:general", stage["corpus"], general_corpus, {}, context),

@@ -203,3 +203,16 @@ def test_an_unlabelled_hub_dataset_is_streamed_with_the_same_corpus(monkeypatch)
     assert list(streamed.texts) == listed.texts and len(listed.texts) == 3 + 100 + 1
     assert streamed.labels.tolist() == listed.labels.tolist() and streamed.splits.tolist() == listed.splits.tolist()
     assert streamed.info == listed.info and streamed.info["rows_read"] == {"unsup": 4 + 150 + 2}
+
+
+def test_a_hub_pretraining_corpus_is_read_as_unlabelled_text():
+    """pretrain_lm.corpus = "hf:wikitext:wikitext-103-raw-v1": its splits have no label column, so the general
+    corpus is read with label_field "" (and can be streamed); a card or a path keeps its config and key."""
+    from nlp_pipeline import pipeline
+
+    def general_corpus(source):
+        configs = pipeline.load_config(sets=[f"pretrain_lm.corpus={source}", "pretrain_lm.weights=none"])
+        return next(i for i in pipeline.instances(configs) if i.id == "corpus:general").config
+
+    assert general_corpus("hf:wikitext:wikitext-103-raw-v1").label_field == ""
+    assert general_corpus("enwiki_sample").label_field is None
