@@ -16,12 +16,13 @@ Each (method, scale) runs in a fresh subprocess so its peak is its own:
           vocabulary (min_freq 3, 60,000 words) and ids as lists: what fastai's TextDataLoaders hold in memory
 Memory: peak RSS of the main process (ru_maxrss, which counts file pages it maps, such as spilled ids being
 written to the cache), its peak anonymous memory (RssAnon sampled every 0.1 s: what cannot be dropped under
-pressure), and the peak of the worker processes (pool workers: ru_maxrss of children; Ray: the sampled sum of
-the RSS of every Ray process, object store included). Wall time excludes building the corpus file.
+pressure), and the peak of the sampled sum of the RSS of its descendants (pool workers; for Ray the raylet, GCS,
+agents, object store and actors, which the embedded Ray starts under it; shared pages count once per process). Wall time excludes building the corpus file.
 The big run (--big-mb, default 500): the corpus of --big-mb MB through local corpus, tokenization,
-numericalization, then one epoch of the language model's stream (concat_documents + layout_stream + every BPTT
-window of 64 x 70 tokens, as fit_language_model walks it, without the model), then 20 training steps of a small
-AWD-LSTM (fit_language_model, max_steps=20).
+numericalization (peaks recorded there), then one epoch of the language model's stream (concat_documents +
+layout_stream + every BPTT window of 64 x 70 tokens, as fit_language_model walks it, without the model), then 20 training steps of a small
+AWD-LSTM (fit_language_model, max_steps=20; peaks recorded before it: its logits alone take batch x bptt x
+vocabulary x 4 bytes, 1.07 GB at 64 x 70 x 60,000, whatever the corpus size).
 Writes benchmarks/results/NAME.json and NAME.md (--name, default scaling).
 """
 
@@ -104,6 +105,12 @@ def big_file(work: Path, megabytes: int) -> Path:
 
 
 # --- memory sampling -------------------------------------------------------------------------------------------
+def peaks_so_far(sampler: "Sampler") -> dict:
+    """Peak RSS (VmHWM) and sampled peak anonymous memory of this process up to now, in MB."""
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return {"peak_rss_mb": round(hwm / 1024, 1), "peak_anon_mb": round(sampler.anon_peak / 2**20, 1)}
+
+
 class Sampler(threading.Thread):
     """Peaks of this process's RssAnon and of the summed RSS of its descendants (pool workers; Ray's raylet,
     object store and actors, which the embedded Ray starts under this process), every 0.1 s."""
@@ -175,7 +182,9 @@ def measure(method: str, path: Path, workers: int, big: bool) -> dict:
         out["documents"], out["tokens"], out["vocab"] = len(result), int(len(result.ids)), len(result.vocab)
         out["texts_held_as"] = type(corpus.texts).__name__
         if big:
-            out.update(lm_batching(result))
+            time.sleep(0.3)
+            out["through_numericalization"] = peaks_so_far(sampler)
+            out.update(lm_batching(result, sampler))
     out["seconds"] = round(time.perf_counter() - started, 2)
     sampler.running = False
     sampler.join()
@@ -186,7 +195,7 @@ def measure(method: str, path: Path, workers: int, big: bool) -> dict:
     return out
 
 
-def lm_batching(result) -> dict:
+def lm_batching(result, sampler: "Sampler") -> dict:
     """One epoch of the LM's stream windows (no model), then 20 steps of a small AWD-LSTM on it."""
     import numpy as np
 
@@ -201,6 +210,8 @@ def lm_batching(result) -> dict:
         windows += 1
         checksum ^= int(x[0, 0])
     out = {"lm_epoch_windows": windows, "lm_batching_seconds": round(time.perf_counter() - t, 2)}
+    time.sleep(0.3)
+    out["through_lm_batching"] = peaks_so_far(sampler)   # training adds batch x bptt x vocab x 4 bytes of logits
     import torch
 
     from nlp_pipeline.models.heads import LanguageModelNet
