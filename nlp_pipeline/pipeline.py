@@ -80,10 +80,11 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     classifier reads as its input "lm_backward".
     """
     stage = STAGES
+    numericalizing = text_executor(configs["numericalization"], configs["tokenization"])
     target = [
         Instance("corpus", stage["corpus"], configs["corpus"], {}),
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
-        Instance("numericalization", stage["numericalization"], configs["numericalization"], {"tokens": "tokenization"}),
+        Instance("numericalization", stage["numericalization"], numericalizing, {"tokens": "tokenization"}),
     ]
     pretrain, finetune, classify = configs["pretrain_lm"], configs["finetune_lm"], configs["classifier"]
     for section, cfg in (("pretrain_lm", pretrain), ("finetune_lm", finetune)):
@@ -109,7 +110,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
             Instance("corpus:general", stage["corpus"], general_corpus, {}, context),
             Instance("tokenization:general", stage["tokenization"], configs["tokenization"], {"corpus": "corpus:general"},
                      context),
-            Instance("numericalization:general", stage["numericalization"], configs["numericalization"],
+            Instance("numericalization:general", stage["numericalization"], numericalizing,
                      {"tokens": "tokenization:general"}, context),
         ]
     vectors = []
@@ -144,6 +145,17 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
     language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+
+
+def text_executor(numericalizing: Any, tokenizing: Any) -> Any:
+    """The numericalization config with tokenization's executor, ray_address and workers: one setting
+    (tokenization.executor = "ray") puts both text stages on Ray. None of them is in a key."""
+    copied = numericalization.VOLATILE
+    by_hand = [name for name in copied if getattr(numericalizing, name) != getattr(numericalization.NumericalizationConfig(), name)]
+    if by_hand:
+        raise ConfigError(f"numericalization.{by_hand[0]} is set by the pipeline from tokenization.{by_hand[0]}, not by "
+                          f"hand; set tokenization.{by_hand[0]} (it applies to both text stages)")
+    return dataclasses.replace(numericalizing, **{name: getattr(tokenizing, name) for name in copied})
 
 
 def backward_chain(pretrain: Any) -> Any:

@@ -1,11 +1,12 @@
-"""Ray Data as the tokenization executor: the same artifacts, byte for byte, and the same cache keys as the
-in-process path. One embedded Ray for the whole module (started through ray_executor.ray_session, as a run
+"""Ray Data as the executor of tokenization and of numericalization's vocabulary counting: the same artifacts,
+byte for byte, and the same cache keys as the in-process path. One embedded Ray for the whole module (started through ray_executor.ray_session, as a run
 starts it). Skipped, with the reason, when Ray Data is not installed (`make test` installs it: extra `dev`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 
@@ -17,6 +18,7 @@ from nlp_pipeline.core import ray_executor
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages import corpus as corpus_stage
+from nlp_pipeline.stages import numericalization as numericalization_stage
 from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
 from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
 from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
@@ -57,22 +59,32 @@ def test_ray_gives_the_in_process_artifacts_byte_for_byte_and_the_same_keys(ray_
                                                                              monkeypatch, streamed):
     if streamed:
         monkeypatch.setattr(corpus_stage, "STREAM_MIN_BYTES", 0)
+    # shards of ~300 tokens (of ~2,900), so the vocabulary is counted on several shards, on both paths
+    monkeypatch.setattr(numericalization_stage, "document_shards",
+                        functools.partial(numericalization_stage.document_shards, shard_tokens=300))
     corpus = load_corpus(CorpusConfig(source=str(small_corpus)))
     store = ArtifactStore(tmp_path / "cache")
     # the in-process reference runs in this process: a fork()ed pool inside a process that holds a Ray session
     # hung the next Ray pipeline here (Ray's threads do not survive fork); a run uses one executor or the other
     local = TokenizationConfig(workers=1, chunk_size=7)
     on_ray = dataclasses.replace(local, executor="ray", workers=2, chunk_size=13)   # other chunks: same output
-    stage = pipeline.STAGES["tokenization"]
-    keys = [stage.key(cfg, {"corpus": "0" * 64}) for cfg in (local, on_ray)]
-    assert keys[0] == keys[1]                                            # the executor is in no key
+    counting = [NumericalizationConfig(min_freq=2), NumericalizationConfig(min_freq=2, executor="ray", workers=2)]
+    for name, upstream, cfgs in (("tokenization", "corpus", (local, on_ray)), ("numericalization", "tokens", counting)):
+        keys = [pipeline.STAGES[name].key(cfg, {upstream: "0" * 64}) for cfg in cfgs]
+        assert keys[0] == keys[1], name                                  # the executor is in no key
+    on_ray_calls = []                                                    # counting really went through Ray
+    real_map = numericalization_stage.map_chunks
+    monkeypatch.setattr(numericalization_stage, "map_chunks", lambda *a, **k: on_ray_calls.append(1) or real_map(*a, **k))
     saved = []
-    for cfg, name in ((local, "a"), (on_ray, "b")):
+    for cfg, count_cfg, name in ((local, counting[0], "a"), (on_ray, counting[1], "b")):
         tokens = tokenize(cfg, corpus)
         store.save("tokenization", name * 64, tokens, {})
-        store.save("numericalization", name * 64, numericalize(NumericalizationConfig(min_freq=1), tokens), {})
+        store.save("numericalization", name * 64, numericalize(count_cfg, tokens), {})
         saved.append((_files(store, "tokenization", name * 64), _files(store, "numericalization", name * 64)))
     assert saved[0] == saved[1]
+    assert on_ray_calls == [1]
+    assert len(numericalization_stage.document_shards(tokens.offsets)) >= 5   # counted on several shards
+    assert {"movie", "valkyria", "numbers"} <= set(store.load("numericalization", "b" * 64).vocab.itos)
     tokens = store.load("tokenization", "b" * 64)
     assert tokens.settings == dict(tokens.settings) and "executor" not in tokens.settings   # predict rebuilds alike
     assert tokens.doc(0)[:4] == ["xxbos", "xxmaj", "the", "movie"] and len(tokens) == len(corpus) == 160
@@ -97,3 +109,19 @@ def test_asking_for_ray_without_it_is_one_line_naming_the_extra(monkeypatch):
     assert "\n" not in message and "pip install 'nlp-pipeline[distributed]'" in message
     with pytest.raises(ConfigError, match="executor must be one of local, ray"):
         TokenizationConfig(executor="spark")
+    with pytest.raises(ConfigError) as caught:
+        pipeline.load_config(sets=["numericalization.executor=ray"])   # refused before the pipeline copies it
+    assert "numericalization.executor" in str(caught.value) and "[distributed]" in str(caught.value)
+
+
+def test_one_setting_puts_both_text_stages_on_ray_and_neither_key_moves():
+    local = {i.id: i for i in pipeline.instances(pipeline.load_config())}
+    on_ray = {i.id: i for i in pipeline.instances(pipeline.load_config(
+        sets=["tokenization.executor=ray", "tokenization.ray_address=auto", "tokenization.workers=3"]))}
+    counting = on_ray["numericalization"].config
+    assert (counting.executor, counting.ray_address, counting.workers) == ("ray", "auto", 3)
+    assert local["numericalization"].config.executor == "local"
+    for name, upstream in (("tokenization", {"corpus": "0" * 64}), ("numericalization", {"tokens": "1" * 64})):
+        assert local[name].key(upstream) == on_ray[name].key(upstream)
+    with pytest.raises(ConfigError, match="numericalization.executor is set by the pipeline from tokenization.executor"):
+        pipeline.instances(pipeline.load_config(sets=["numericalization.executor=ray"]))

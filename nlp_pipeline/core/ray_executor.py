@@ -1,15 +1,17 @@
-"""Ray Data as an executor for chunked text work (the optional extra `distributed`: pip install 'ray[data]').
+"""Ray Data as an executor for chunked work of the text stages (the optional extra `distributed`: pip install 'ray[data]').
 
-    map_text_chunks(make_worker, settings, chunks, workers=2, address="")
-        -> the (types, ids, lengths) of every chunk, in input order, each computed on a Ray worker
+    map_chunks(make_worker, settings, chunks, workers=2, address="")
+        -> worker(chunk) of every chunk, in input order, each computed on a Ray worker
 
-Takes chunks of texts (lists of str) from the caller, puts each into Ray's object store as an Arrow table
-(column "text"), a wave of WAVE_BYTES of text at a time, and streams each wave through `Dataset.map_batches`
-with a callable class (`ray.data.from_arrow_refs`: no scratch files, so nothing needs a shared disk): each Ray
-actor calls `make_worker(settings)` once, inside its own process (the tokenizer is built from its
-settings there, never pickled), then turns each batch of texts into (types: list[str], ids: int32 array,
-lengths: int64 array). Results come back in input order (`preserve_order`), one batch at a time, so the
-caller's merge is the same as for the in-process path and the artifact is byte-identical.
+Takes chunks from the caller, each a list of str (texts) or a 1-D numpy array (token ids), puts each into Ray's
+object store as a one-column Arrow table, a wave of WAVE_BYTES at a time, and streams each wave through
+`Dataset.map_batches` with a callable class (`ray.data.from_arrow_refs`: no scratch files, so nothing needs a
+shared disk): each Ray actor calls `make_worker(settings)` once, inside its own process (a tokenizer is built
+from its settings there, never pickled), then calls the worker on each batch (a list of str, or a numpy array)
+and pickles what it returns (any tuple of lists and arrays) back. Results come back in input order
+(`preserve_order`), one batch at a time, so the caller's merge is the same as for the in-process path and the
+artifact is byte-identical. Callers: tokenization (texts -> (types, ids, lengths)) and numericalization's
+vocabulary counting (the ids of a shard -> (distinct ids, their counts)).
 
 Where Ray runs: address "" starts an embedded Ray on this machine (ray.init(num_cpus=2 x workers + 1), no dashboard)
 and stops it afterwards; "auto" joins the cluster this machine belongs to and HOST:PORT a given one, left
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import pickle
 import warnings
 from typing import Any, Callable, Iterable, Iterator
 
@@ -31,7 +35,26 @@ import numpy as np
 from nlp_pipeline.core.errors import ConfigError
 
 EXTRA = "distributed"
-WAVE_BYTES = 64 << 20  # text handed to Ray per pipeline run (the object store holds at most about this much)
+EXECUTORS = ("local", "ray")  # "local": this process or a process pool; "ray": Ray Data workers
+WAVE_BYTES = 64 << 20  # data handed to Ray per pipeline run (the object store holds at most about this much)
+
+
+def resolve_workers(workers: int) -> int:
+    """The workers setting of the text stages: 0 -> min(4, CPU count); any other value as it is."""
+    return workers if workers > 0 else max(1, min(4, os.cpu_count() or 1))
+
+
+def describe_executor(executor: str, address: str) -> str:
+    """What a stage's log line adds for its executor: ", executor=ray at auto", or nothing for "local"."""
+    return f", executor=ray{' at ' + address if address else ''}" if executor == "ray" else ""
+
+
+def check_executor(section: str, executor: str) -> None:
+    """A one-line ConfigError for an unknown executor, or for "ray" when Ray Data is not installed."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"{section}.executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray":
+        require_ray(f'{section}.executor = "ray"')
 
 
 def require_ray(what: str) -> None:
@@ -79,33 +102,34 @@ class _ChunkActor:
         self.worker = make_worker(settings)
 
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
-        import json
+        import pyarrow as pa
 
-        types, ids, lengths = self.worker(batch.column("text").to_pylist())
-        return {"types": np.array([json.dumps(types, ensure_ascii=False)], dtype=object),
-                "ids": np.array([np.asarray(ids, np.int32).tobytes()], dtype=object),
-                "lengths": np.array([np.asarray(lengths, np.int64).tobytes()], dtype=object)}
+        column = batch.column(0)
+        texts = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        items = column.to_pylist() if texts else column.to_numpy()
+        return {"result": np.array([pickle.dumps(self.worker(items), protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
 
 
-def map_text_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict[str, Any],
-                    chunks: Iterable[list[str]], workers: int, address: str = "",
-                    chunk_size: int | None = None) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
-    """(types, int32 ids, int64 lengths) of every batch of texts, in input order, computed by `workers` Ray
-    actors. `chunk_size` texts make a batch (None: each chunk of `chunks` as it comes). The chunks go to Ray's
-    object store as Arrow tables a wave of WAVE_BYTES at a time, so neither this process nor the store holds
-    the corpus."""
+def map_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict[str, Any],
+               chunks: Iterable[list[str] | np.ndarray], workers: int, address: str = "",
+               chunk_size: int | None = None) -> Iterator[Any]:
+    """worker(batch) for every batch, in input order, computed by `workers` Ray actors, each holding
+    make_worker(settings). A chunk is a list of texts or a 1-D numpy array; `chunk_size` items make a batch
+    (None: each chunk as it comes). The chunks go to Ray's object store as Arrow tables a wave of WAVE_BYTES
+    at a time, so neither this process nor the store holds the whole input."""
     import pyarrow as pa
 
     with ray_session(workers, address) as ray:
         context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True     # batches come back in corpus order
+        context.execution_options.preserve_order = True     # batches come back in input order
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         wave: list[Any] = []
         size = 0
         for chunk in chunks:
-            wave.append(ray.put(pa.table({"text": pa.array(chunk, pa.large_string())})))
-            size += sum(map(len, chunk))
+            table = pa.table({"items": pa.array(chunk, pa.large_string()) if isinstance(chunk, list) else chunk})
+            wave.append(ray.put(table))
+            size += table.nbytes
             if size >= WAVE_BYTES:
                 yield from _run_wave(ray, wave, make_worker, settings, workers, chunk_size)
                 wave, size = [], 0
@@ -114,15 +138,13 @@ def map_text_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict
 
 
 def _run_wave(ray: Any, refs: list[Any], make_worker: Callable[[dict[str, Any]], Any], settings: dict[str, Any],
-              workers: int, chunk_size: int | None) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+              workers: int, chunk_size: int | None) -> Iterator[Any]:
     """One Ray Data pipeline over the Arrow tables `refs`: actors map batches, results stream back in order."""
-    import json
-
     dataset = ray.data.from_arrow_refs(refs)
     mapped = dataset.map_batches(_ChunkActor, fn_constructor_args=(make_worker, settings), batch_size=chunk_size,
                                  batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="ray")  # "only received 1 input(s)"
         for batch in mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            for types, ids, lengths in zip(batch["types"], batch["ids"], batch["lengths"]):
-                yield json.loads(types), np.frombuffer(ids, np.int32), np.frombuffer(lengths, np.int64)
+            for result in batch["result"]:
+                yield pickle.loads(result)

@@ -5,20 +5,28 @@ test OOV rate is honest): special tokens first in a fixed order, then every toke
 times, most frequent first, ties broken alphabetically (reproducible), cut at `max_vocab` entries in all.
 Everything else maps to xxunk. Mapping is one vectorised lookup from token-type ids, so it costs O(n_tokens).
 Counting and mapping go shard by shard (about 2 M tokens each), the ids out to a spill file past 64 MiB, so
-memory is bounded by the shard and the vocabulary, not by the corpus.
+memory is bounded by the shard and the vocabulary, not by the corpus. executor = "ray" (set by the pipeline
+from tokenization.executor) counts the shards on Ray Data workers (core/ray_executor.py); each shard gives
+(distinct type ids, counts) either way and the sums are merged here alike, so the vocabulary, its order and the
+ids are byte-identical; the mapping stays in this process.
 Limits: the vocabulary is closed after this stage; unseen words at predict time become xxunk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from nlp_pipeline.artifacts import SPLITS, Numericalized, Tokens, Vocab, documents_of, split_code
 from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.core.ray_executor import check_executor, describe_executor, map_chunks, resolve_workers
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import SPECIAL_TOKENS, detokenize
+
+
+VOLATILE = ("executor", "ray_address", "workers")  # where the vocabulary is counted: not the output, so not in the key
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,9 @@ class NumericalizationConfig:
     min_freq: int = 3                   # keep tokens seen at least this often in the vocab splits
     max_vocab: int = 60000              # vocabulary size at most, special tokens included
     vocab_splits: list[str] = field(default_factory=lambda: ["train", "dev", "unsup"])  # splits counted for the vocab
+    executor: str = "local"             # "local" or "ray": where the vocabulary is counted; set by the pipeline from tokenization.executor (volatile)
+    ray_address: str = ""               # set by the pipeline from tokenization.ray_address (volatile)
+    workers: int = 0                    # Ray actors counting (0 = min(4, CPU count)); set by the pipeline from tokenization.workers (volatile)
 
     def validate(self) -> None:
         if self.min_freq < 1:
@@ -35,6 +46,9 @@ class NumericalizationConfig:
         bad = [s for s in self.vocab_splits if s not in SPLITS]
         if bad or not self.vocab_splits:
             raise ConfigError(f"numericalization.vocab_splits must be a non-empty list of {list(SPLITS)}, got {self.vocab_splits}")
+        if self.workers < 0:
+            raise ConfigError(f"numericalization.workers must be 0 (automatic) or more, got {self.workers}")
+        check_executor("numericalization", self.executor)
 
 
 def build_vocab(types: list[str], counts: np.ndarray, min_freq: int, max_vocab: int) -> Vocab:
@@ -66,15 +80,39 @@ def document_shards(offsets: np.ndarray, shard_tokens: int = SHARD_TOKENS) -> li
     return list(zip(bounds[:-1], bounds[1:])) if n_docs else []
 
 
-def count_types(tokens: Tokens, splits: list[str]) -> np.ndarray:
-    """(len(tokens.types),) int64 occurrences of each token type in documents of `splits`, shard by shard."""
+def shard_counts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct type ids, int64 occurrences of each) of one shard's token ids: what a worker counts.
+
+    shard_counts(np.array([2, 0, 2])) -> (array([0, 2]), array([1, 2]))
+    """
+    counts = np.bincount(ids)
+    present = np.flatnonzero(counts)
+    return present, counts[present]
+
+
+def _shard_counter(settings: dict) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The worker a Ray actor builds (map_chunks' make_worker): counting needs no settings."""
+    return shard_counts
+
+
+def count_types(tokens: Tokens, splits: list[str], executor: str = "local", workers: int = 0,
+                address: str = "") -> np.ndarray:
+    """(len(tokens.types),) int64 occurrences of each token type in documents of `splits`, shard by shard:
+    in this process, or on Ray Data workers (executor "ray", `workers` actors, Ray at `address`); the shards'
+    counts are summed here either way."""
     ids, offsets = np.asarray(tokens.ids), np.asarray(tokens.offsets)
     lengths = np.diff(offsets)
     wanted = np.isin(np.asarray(tokens.splits), [split_code(s) for s in splits])
+    shards = (ids[offsets[start]:offsets[stop]][np.repeat(wanted[start:stop], lengths[start:stop])]
+              for start, stop in document_shards(offsets))
+    shards = (shard for shard in shards if len(shard))
+    if executor == "ray":
+        per_shard = map_chunks(_shard_counter, {}, shards, resolve_workers(workers), address)
+    else:
+        per_shard = map(shard_counts, shards)
     counts = np.zeros(len(tokens.types), dtype=np.int64)
-    for start, stop in document_shards(offsets):
-        part = ids[offsets[start]:offsets[stop]]
-        counts += np.bincount(part[np.repeat(wanted[start:stop], lengths[start:stop])], minlength=len(tokens.types))
+    for present, n in per_shard:
+        counts[present] += n
     return counts
 
 
@@ -86,7 +124,7 @@ def numericalize(cfg: NumericalizationConfig, tokens: Tokens) -> Numericalized:
     """
     from nlp_pipeline.core.spill import ArrayWriter
 
-    counts = count_types(tokens, cfg.vocab_splits)
+    counts = count_types(tokens, cfg.vocab_splits, cfg.executor, cfg.workers, cfg.ray_address)
     if not counts.any():
         raise DataError(
             f"no tokens in splits {cfg.vocab_splits} to build a vocabulary from; "
@@ -135,6 +173,8 @@ STAGE = Stage(
     config=NumericalizationConfig,
     inputs={"tokens": "tokenization"},
     run=numericalize,
-    describe=lambda cfg: f"min_freq={cfg.min_freq}, max_vocab={cfg.max_vocab}",
+    volatile=VOLATILE,
+    describe=lambda cfg: (f"min_freq={cfg.min_freq}, max_vocab={cfg.max_vocab}"
+                          + describe_executor(cfg.executor, cfg.ray_address)),
     summary=summarize,
 )

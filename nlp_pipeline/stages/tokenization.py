@@ -16,7 +16,7 @@ depend on workers, chunk_size or the executor.
 Memory is bounded by chunk, not by corpus: at most 2 x workers chunks are in flight, the ids go to a spill
 file past 64 MiB (core/spill.py), and a large corpus's texts come memory-mapped (artifacts.TextColumn), so a
 corpus 64 times larger needs about the same memory (benchmarks/results/scaling.md). executor = "ray" runs the
-same chunk tokenizer on Ray Data workers (stages/ray_executor.py); the merge below is shared, so the artifact
+same chunk tokenizer on Ray Data workers (core/ray_executor.py); the merge below is shared, so the artifact
 is byte-identical.
 Limits: worker processes are forked on Linux (spawned elsewhere), so the first chunk waits for spaCy to
 import in each worker (about a second); memory still grows by 8 bytes per document (offsets) and the vocabulary.
@@ -30,7 +30,6 @@ import importlib.metadata
 import importlib.util
 import itertools
 import multiprocessing
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -42,12 +41,12 @@ import numpy as np
 
 from nlp_pipeline.artifacts import Corpus, Tokens, documents_of
 from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.ray_executor import check_executor, describe_executor, map_chunks, resolve_workers
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import (BOS, DEFAULT_RULES, SPECIAL_TOKENS, check_rules, compose_text_rules, replace_surrogates,
                                  token_transform)
 
 VOLATILE = ("workers", "chunk_size", "executor", "ray_address")  # cannot change the output: left out of the key and of Tokens.settings
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -76,12 +75,7 @@ class TokenizationConfig:
             raise ConfigError(f"tokenization.workers must be 0 (automatic) or more, got {self.workers}")
         if self.chunk_size < 1:
             raise ConfigError(f"tokenization.chunk_size must be at least 1, got {self.chunk_size}")
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"tokenization.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if self.executor == "ray":
-            from nlp_pipeline.core.ray_executor import require_ray
-
-            require_ray('tokenization.executor = "ray"')
+        check_executor("tokenization", self.executor)
 
 
 def check_lang(lang: str) -> None:
@@ -99,11 +93,6 @@ def check_lang(lang: str) -> None:
     raise ConfigError(
         f"tokenization.lang {lang!r} is not a language spaCy knows; use a code such as en, de, fr, es, nl or xx (multi-language)"
     )
-
-
-def resolve_workers(workers: int) -> int:
-    """0 -> min(4, CPU count); any other value as it is."""
-    return workers if workers > 0 else max(1, min(4, os.cpu_count() or 1))
 
 
 def settings_of(cfg: TokenizationConfig) -> dict[str, Any]:
@@ -227,10 +216,8 @@ def stream_chunks(cfg: TokenizationConfig, texts: Iterable[str]) -> Iterator[tup
     settings = settings_of(cfg)
     chunks = _chunks(texts, cfg.chunk_size)
     if cfg.executor == "ray":
-        from nlp_pipeline.core.ray_executor import map_text_chunks
-
-        yield from map_text_chunks(_ChunkTokenizer, settings, chunks, resolve_workers(cfg.workers), cfg.ray_address,
-                                   cfg.chunk_size)
+        yield from map_chunks(_ChunkTokenizer, settings, chunks, resolve_workers(cfg.workers), cfg.ray_address,
+                              cfg.chunk_size)
         return
     head = list(itertools.islice(chunks, 2))
     workers = resolve_workers(cfg.workers)
@@ -337,7 +324,7 @@ STAGE = Stage(
     volatile=VOLATILE,
     describe=lambda cfg: (
         f"lang={cfg.lang}, {len(set(cfg.rules))}/{len(DEFAULT_RULES)} rules, workers={resolve_workers(cfg.workers)}"
-        + (f", executor=ray{' at ' + cfg.ray_address if cfg.ray_address else ''}" if cfg.executor == "ray" else "")
+        + describe_executor(cfg.executor, cfg.ray_address)
     ),
     summary=summarize,
 )
