@@ -61,3 +61,30 @@ def has_default_corpus() -> bool:
         return True
     except importlib.metadata.PackageNotFoundError:
         return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_processes(procs: list, timeout: float, name: str = "process") -> None:
+    """Wait for every subprocess.Popen in `procs` (stderr piped); kill them all if one times out; fail the test
+    with the stderr tail of each one that exited non-zero."""
+    import subprocess
+
+    failures = []
+    for i, proc in enumerate(procs):
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        if proc.returncode != 0:
+            failures.append(f"{name} {i} exited {proc.returncode}:\n{err[-3000:]}")
+    assert not failures, "\n".join(failures)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port, wait_for_processes
 
 from nlp_pipeline.models import distributed
 from nlp_pipeline.models.batching import shard
@@ -24,32 +24,16 @@ from nlp_pipeline.models.batching import shard
 HERE = Path(__file__).resolve()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch(job: str, out: Path, world: int = 2, timeout: float = 120) -> None:
     """Run `job` of this file in `world` processes joined by env:// on the loopback, like torchrun does."""
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in range(world):
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                    LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
         procs.append(subprocess.Popen([sys.executable, str(HERE), job, str(out)], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
-    failures = []
-    for rank, proc in enumerate(procs):
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            raise
-        if proc.returncode != 0:
-            failures.append(f"rank {rank} exited {proc.returncode}:\n{err[-3000:]}")
-    assert not failures, "\n".join(failures)
+    wait_for_processes(procs, timeout, "rank")
 
 
 # --- the jobs (run inside each process, and in the test process for the 1-process reference) -------------

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port, wait_for_processes
 
 HERE = Path(__file__).resolve()
 
@@ -65,12 +65,6 @@ def lm_on_counted_ids(out: str) -> None:
              world=distributed.world_size(), **state)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun() -> list[str]:
     found = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
@@ -80,7 +74,7 @@ def _torchrun() -> list[str]:
 def two_nodes(tmp_path_factory) -> Path:
     """Two torchrun agents of one process each, rendezvous c10d at 127.0.0.1:PORT; returns the output prefix."""
     out = tmp_path_factory.mktemp("multinode") / "run"
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
         env.pop(name, None)
@@ -89,17 +83,7 @@ def two_nodes(tmp_path_factory) -> Path:
                "--max-restarts", "0", str(HERE), str(out)]
     nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    failures = []
-    for node, proc in enumerate(nodes):
-        try:
-            _, err = proc.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            for p in nodes:
-                p.kill()
-            raise
-        if proc.returncode != 0:
-            failures.append(f"node {node} exited {proc.returncode}:\n{err[-3000:]}")
-    assert not failures, "\n".join(failures)
+    wait_for_processes(nodes, 240, "node")
     return out
 
 
