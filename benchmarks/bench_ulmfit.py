@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import markdown_table, save, versions
+from common import DATA, markdown_table, save, versions
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # bench_lm_perplexity, when run from elsewhere
 DATASETS = ("trec6", "mr", "sst2")
 GENERAL = ("wikitext2", "enwiki_sample")
 ABLATIONS = ("no_pretraining", "no_unfreezing", "no_discriminative", "gru", "vectors")
@@ -55,6 +56,29 @@ def corpus_of(names: tuple[str, ...], limit: int | None, max_labelled: int | Non
     texts = [t for p in parts for t in p.texts]
     return Corpus(labels=np.full(len(texts), -1, np.int32), splits=np.concatenate([np.asarray(p.splits) for p in parts]),
                   label_names=[], texts=texts, name="+".join(names))
+
+
+def sample_words(corpus, max_words: int, seed: int):
+    """corpus cut to the documents that come first in a seeded random order while their whitespace-separated words
+    add up to at most max_words (so the samples of one seed are nested: a larger budget keeps every smaller one's)."""
+    from nlp_pipeline.artifacts import Corpus
+
+    order = np.random.default_rng(seed).permutation(len(corpus.texts))
+    words = np.array([len(corpus.texts[i].split()) for i in order])
+    keep = np.sort(order[np.cumsum(words) <= max_words])
+    return Corpus(labels=np.asarray(corpus.labels)[keep], splits=np.asarray(corpus.splits)[keep], label_names=[],
+                  texts=[corpus.texts[i] for i in keep], name=f"{corpus.name}[{max_words} words]")
+
+
+def wikitext2_perplexity(lm, threads: int, workdir: Path) -> dict:
+    """The LM's perplexity on WikiText-2's test text, as bench_lm_perplexity.py scores exported LMs."""
+    from bench_lm_perplexity import perplexity, wikitext_paragraphs
+
+    from nlp_pipeline.models.lm_file import save_lm_folder
+
+    folder = workdir / "lm-export"
+    save_lm_folder(lm, folder, dtype="float32", overwrite=True)
+    return perplexity(str(folder), wikitext_paragraphs(DATA / "wikitext2" / "wiki.test.tokens"), threads)
 
 
 def numericalized(corpus, min_freq: int, max_vocab: int):
@@ -377,6 +401,11 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--general", default=",".join(GENERAL),
                         help="corpus cards pretrain_lm trains on with --set pretrain_lm.weights=none (comma list)")
+    parser.add_argument("--general-words", type=int, default=0,
+                        help="pretrain on a seeded random sample of the --general documents holding at most this many "
+                             "whitespace-separated words (0 = all); samples of one seed are nested")
+    parser.add_argument("--perplexity", action="store_true",
+                        help="also score the pretrained LM on WikiText-2's test text (bench_lm_perplexity.py)")
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-fastai", action="store_true")
@@ -419,6 +448,8 @@ def main() -> None:
     general = None
     if not args.skip_throughput or not cfgs["pretrain_lm"].loads_weights:
         general_corpus = corpus_of(tuple(c for c in args.general.split(",") if c), limit)
+        if args.general_words:
+            general_corpus = sample_words(general_corpus, args.general_words, seed=0)
         _, general = numericalized(general_corpus, min_freq=3, max_vocab=30000)
         payload["general_corpus"] = {"documents": len(general), "tokens": int(len(general.ids)), "vocab": len(general.vocab)}
 
@@ -454,6 +485,9 @@ def main() -> None:
             pretrained_backward, _ = pretrained_lm(backward_chain(cfgs["pretrain_lm"]), general, Path(args.cache_dir))
             payload["pretrain_backward"] = {"metrics": pretrained_backward.metrics, "history": pretrained_backward.history}
         pretrain_minutes = round((time.perf_counter() - pre_started) / 60, 2)
+        if args.perplexity:
+            payload["wikitext2_test"] = wikitext2_perplexity(pretrained, threads, workdir)
+            print(f"wikitext-2 test  {payload['wikitext2_test']}", file=sys.stderr)
         payload["pretrain"] = {"cache_hit": hit, "minutes_this_run": pretrain_minutes, "metrics": pretrained.metrics,
                                "history": pretrained.history}
         results: dict = {}
@@ -528,7 +562,10 @@ def main() -> None:
         sections.append(
             f"### Test accuracy (pretrain_lm{': ' + str(pretrained.metrics.get('loaded_from')) if pretrained.metrics.get('loaded_from') else ''}: "
             f"{pretrained.metrics.get('train_tokens')} tokens, {pretrained.metrics.get('seconds', 0) / 60:.1f} min once, "
-            f"val perplexity {pretrained.metrics.get('val_perplexity')})\n\n"
+            f"val perplexity {pretrained.metrics.get('val_perplexity')}"
+            + (f"; WikiText-2 test perplexity {payload['wikitext2_test']['perplexity']} at vocabulary "
+               f"{payload['wikitext2_test']['vocab_size']}, OOV share {payload['wikitext2_test']['oov_rate']}"
+               if "wikitext2_test" in payload else "") + ")\n\n"
             + markdown_table(["dataset", "method", "test acc", "test macro-F1", "val acc", "minutes", "minutes incl. pretraining",
                               "issue-16 target"], rows)
         )
