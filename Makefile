@@ -72,6 +72,9 @@ test-faults: setup-dev
 bench: setup-dev
 	# fastai asks for torchvision; pinning torch in the same call keeps the CPU build (else pip swaps in a CUDA torch)
 	$(BIN)/pip install --quiet "$(TORCH)" -e ".[bench]"
+	# ...but PyPI's torchvision does not load beside the CPU torch ("operator torchvision::nms does not exist"), and
+	# while it is installed transformers cannot import BERT (the MiniLM peer); fastai.text never imports it
+	$(BIN)/pip uninstall --yes --quiet torchvision
 	@echo "benchmarks: see benchmarks/README.md"
 
 clean:

@@ -244,7 +244,13 @@ def run_peers(corpus, entry: dict) -> list[list]:
     for key, label, fit in (("minilm_logreg", "all-MiniLM-L6-v2 embeddings + logistic regression", peers.sentence_embedding_lr),
                             ("fasttext", "fastText supervised (bigrams, 25 epochs)", peers.fasttext_supervised)):
         started = time.perf_counter()
-        out = fit(x_train, y_train, x_test)
+        try:
+            out = fit(x_train, y_train, x_test)
+        except Exception as exc:  # a broken peer install must not lose the rows measured before it
+            entry[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            rows.append([corpus.name, f"{label}: failed ({type(exc).__name__})", "-", "-", "-", "-", "-", "-"])
+            print(f"{key}: failed: {entry[key]['error']}", file=sys.stderr)
+            continue
         minutes = (time.perf_counter() - started) / 60
         predicted = out.pop("predictions")
         entry[key] = dict(out, test_accuracy=round(float(accuracy_score(y_test, predicted)), 4),
@@ -555,6 +561,7 @@ def main() -> None:
                          round(tfidf.get("macro_f1", float("nan")), 4), round(tfidf.get("validation_accuracy", float("nan")), 4),
                          round(tfidf.get("seconds", 0) / 60, 2), "-", "-"])
             if args.peers:
+                checkpoint(results, name, entry)
                 rows += run_peers(corpus, entry)
                 checkpoint(results, name, entry)
             results[name] = entry
