@@ -3,7 +3,7 @@
     python benchmarks/results_page.py [--results DIR] [--out FILE]
 
 Takes every `*.json` in the results folder (default `benchmarks/results/`) and writes one Markdown page (default
-`docs/results.md`); it prints nothing else and changes no results file. The page is a pure function of the files:
+`docs/results.md`), prints the path it wrote, and changes no results file. The page is a pure function of the files:
 run it again after adding results, and `tests/test_results_page.py` fails while the page in the repository is stale.
 Older numbers stay in git history, not on the page.
 
