@@ -178,6 +178,17 @@ def ours_rows(entry: dict) -> list[list[str]]:
     return rows
 
 
+def readable_rows(result: Result, dataset: str, entry, notes: list[str]) -> list[list[str]] | None:
+    """ours_rows of one dataset of a file, or None with a note when the entry is malformed."""
+    try:
+        if not isinstance(entry, dict):
+            raise Skip("not an object")
+        return ours_rows(entry)
+    except (Skip, KeyError, TypeError, AttributeError) as exc:
+        notes.append(f"`{result.name}` ({dataset}): skipped, {exc if isinstance(exc, Skip) else 'malformed'}")
+        return None
+
+
 PEERS = (("minilm_logreg", "minilm_lr", "all-MiniLM-L6-v2 + logistic regression"),
          ("fasttext", "fasttext", "fastText supervised"),
          ("fastai_scratch", None, "fastai 2.8 ULMFiT, no pretraining"))
@@ -223,12 +234,8 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
     lines, summary, used = [], [], set()
     for result in kinds["current"]:  # newest first
         for dataset, entry in result.data["datasets"].items():
-            if dataset in current or not isinstance(entry, dict):
-                continue
-            try:
-                rows = ours_rows(entry)
-            except (Skip, KeyError, TypeError, AttributeError) as exc:
-                notes.append(f"`{result.name}` ({dataset}): skipped, {exc if isinstance(exc, Skip) else 'malformed'}")
+            rows = None if dataset in current else readable_rows(result, dataset, entry, notes)
+            if rows is None:
                 continue
             current[dataset] = result
             used.add(result.name)
@@ -260,12 +267,8 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
     for result in kinds["few"]:
         n = labelled[result.name]
         for dataset, entry in result.data["datasets"].items():
-            if (n, dataset) in seen or not isinstance(entry, dict):
-                continue
-            try:
-                rows = ours_rows(entry)
-            except (Skip, KeyError, TypeError, AttributeError) as exc:
-                notes.append(f"`{result.name}` ({dataset}): skipped, {exc if isinstance(exc, Skip) else 'malformed'}")
+            rows = None if (n, dataset) in seen else readable_rows(result, dataset, entry, notes)
+            if rows is None:
                 continue
             seen.add((n, dataset))
             used.add(result.name)
@@ -464,6 +467,7 @@ Which file counts:
   from its current run, or else from the newest qualifying run (or `peers.py` run) that has them; the `source`
   column names that file, and the summary marks such a number with `*`.
 - **Perplexity and speed**: each table from the newest file of its benchmark that holds the table and its peer.
+- `packaged` names the language model shipped when the run was made; its pretraining tokens tell which one.
 - Which runs read which test labels: [benchmarks.md](benchmarks.md#test-label-reads)."""
 
 
