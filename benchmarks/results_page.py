@@ -13,8 +13,8 @@ Which file counts (the page states the same rules):
   than the settings in NEUTRAL_SETTINGS (they choose where or how fast work runs, never a result). Options outside
   RESULT_NEUTRAL_OPTIONS count as changed settings. Files of equal date: the first by file name wins.
 - A file whose only setting is `--set corpus.max_labelled=N` feeds the few-label table (newest per N and dataset).
-- Any other file is an experiment or a validation-only run: listed by name under the tables, its numbers left to
-  the decision records in docs/decisions/.
+- Any other file is an experiment or a validation-only run: listed by name under the tables; the decision records
+  in docs/decisions/ cite the ones a default was chosen from.
 - Peers that do not depend on our settings (MiniLM + LR, fastText, fastai from scratch) come from the dataset's
   current file; when it lacks one, from the newest file that qualifies for the same table and has it (for MiniLM
   and fastText also `peers.json`), and the row names that file.
@@ -458,11 +458,14 @@ history. Every number comes from a 2-core CPU machine shared with other jobs: co
 
 Which file counts:
 - **One table per dataset**: the newest `bench_ulmfit.py` run that read the test split with the shipped defaults:
-  no `--no-test`, no `--general`, no `--scale tiny`, and no `--set` other than settings that choose only where or how
-  fast work runs (`workers`, `chunk_size`, `executor`, `ray_address`, `checkpoint_minutes`).
+  no `--no-test`, no option that changes our settings (`--general`, `--general-words`, `--scale tiny`, ...; the
+  script's RESULT_NEUTRAL_OPTIONS lists those that do not), and no `--set` other than settings that choose only where
+  or how fast work runs (`workers`, `chunk_size`, `executor`, `ray_address`, `checkpoint_minutes`). Equal dates: the
+  first file by name.
 - **Few labels**: runs whose only setting is `--set corpus.max_labelled=N`, the newest per N and dataset.
 - **Experiments** (any other `--set` or `--general`) and **validation-only runs** (`--no-test`) are not in these
-  tables: the decision records in [docs/decisions/](decisions/) give their numbers and what was chosen from them.
+  tables (they are listed below them); the decision records in [decisions/](decisions/) cite the ones a default was
+  chosen from.
 - **Peers** (MiniLM + LR, fastText, fastai from scratch) do not depend on our settings: a dataset's table takes them
   from its current run, or else from the newest qualifying run (or `peers.py` run) that has them; the `source`
   column names that file, and the summary marks such a number with `*`.
