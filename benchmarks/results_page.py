@@ -22,7 +22,7 @@ Which file counts (the page states the same rules):
 - LM perplexity and the speed tables (tokenization, LM training throughput, predict, serve, word vectors, LSA
   baselines, corpus preparation at scale): each from the newest file of its benchmark that holds the table's
   fields and its peer.
-Limits: a file that is not valid JSON, has no readable date, or lacks a table's fields is skipped with a note on
+Limits: `*.partial.json` (a running benchmark's checkpoint) is not read; a file that is not valid JSON, has no readable date, or lacks a table's fields is skipped with a note on
 the page (the next newest file is tried); the script never stops on one. Dates without a time zone are read as UTC.
 """
 
@@ -85,6 +85,8 @@ def load(folder: Path) -> tuple[list[Result], list[str]]:
     """Every readable result file, newest first (equal dates: by name), and a note per unreadable one."""
     results, notes = [], []
     for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".partial.json"):  # a running benchmark's checkpoint (git ignores it), not a result
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):

@@ -35,6 +35,7 @@ def test_newest_default_run_wins_and_the_others_go_where_the_rules_say(tmp_path)
     write(tmp_path, "ulmfit-exp.json", ulmfit("2026-01-04 10:00", "--set classifier.members=2", 0.97))
     write(tmp_path, "ulmfit-few.json", ulmfit("2026-01-05 10:00", "--peers --set corpus.max_labelled=100", 0.61, peers=True))
     write(tmp_path, "broken.json", "{not json")
+    write(tmp_path, "ulmfit.partial.json", {"trec6": {}})
 
     lines = results_page.render(tmp_path).splitlines()
 
@@ -60,6 +61,7 @@ def test_newest_default_run_wins_and_the_others_go_where_the_rules_say(tmp_path)
     assert "- validation only (`--no-test`): `ulmfit-valid.json`" in lines
     assert "- experiments: `ulmfit-exp.json`" in lines
     assert "- `broken.json`: not readable JSON (JSONDecodeError)" in lines
+    assert not [line for line in lines if "partial" in line]
 
 
 def test_a_file_without_the_fields_of_a_table_is_noted_and_the_next_newest_serves(tmp_path):
