@@ -9,7 +9,7 @@ embeddings stage off (it does not feed the classifier). Reported from the run's 
 baselines of the same run: micro-F1, macro-F1, subset accuracy (both labels right, and no other) and Hamming
 loss on TREC-6's 500 test questions; and the trivial answer (train's most frequent coarse and fine labels for
 every question). No published figure exists for this pairing; the single-label TREC-6 figures are in
-docs/benchmarks.md.
+docs/results.md.
 """
 
 from __future__ import annotations
