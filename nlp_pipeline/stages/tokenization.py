@@ -14,8 +14,8 @@ hash, and sends back the chunk's few distinct strings plus int32 ids. The main p
 global ids as each chunk arrives (merge_chunks), never holding Python lists of strings. The output does not
 depend on workers, chunk_size or the executor.
 Memory is bounded by chunk, not by corpus: at most 2 x workers chunks are in flight, the ids go to a spill
-file past 64 MiB (core/spill.py), and a large corpus's texts come memory-mapped (artifacts.TextColumn), so a
-corpus 64 times larger needs about the same memory (benchmarks/results/scaling.md). executor = "ray" runs the
+file past 64 MiB (core/spill.py), and a large corpus's texts come memory-mapped (artifacts.TextColumn); what
+still grows with the corpus is measured in benchmarks/results/scaling.md. executor = "ray" runs the
 same chunk tokenizer on Ray Data workers (core/ray_executor.py); the merge below is shared, so the artifact
 is byte-identical.
 Limits: worker processes are forked on Linux (spawned elsewhere), so the first chunk waits for spaCy to
