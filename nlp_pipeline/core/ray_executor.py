@@ -4,7 +4,7 @@
         -> worker(chunk) of every chunk, in input order, each computed on a Ray worker
 
 Takes chunks from the caller, each a list of str (texts), a 1-D numpy array (token ids) or any other picklable
-object (a task: which file or byte range to read; one pickled row), puts each into Ray's
+object (a task: which file to read, or a block of lines; one pickled row), puts each into Ray's
 object store as a one-column Arrow table, a wave of WAVE_BYTES at a time, and streams each wave through
 `Dataset.map_batches` with a callable class (`ray.data.from_arrow_refs`: no scratch files, so nothing needs a
 shared disk): each Ray actor calls `make_worker(settings)` once, inside its own process (a tokenizer is built
@@ -12,9 +12,9 @@ from its settings there, never pickled), then calls the worker on each batch (a 
 (an object chunk: the object) and pickles what it returns (any tuple of lists and arrays) back. Results come back in input order
 (`preserve_order`), one batch at a time, so the caller's merge is the same as for the in-process path and the
 artifact is byte-identical. Callers: tokenization (texts -> (types, ids, lengths)), numericalization's
-vocabulary counting (the ids of a shard -> (distinct ids, their counts)) and corpus reading (a file or byte range
-to read -> its rows; the workers read the files themselves, so on a cluster the data must be at the same path on
-every node).
+vocabulary counting (the ids of a shard -> (distinct ids, their counts)) and corpus reading (a file, or a block
+of lines read here -> its rows; table files, wiki dumps and label-folder documents are opened by the workers, so
+on a cluster those must be at the same path on every node).
 
 Where Ray runs: address "" starts an embedded Ray on this machine (ray.init(num_cpus=2 x workers + 1), no dashboard)
 and stops it afterwards; "auto" joins the cluster this machine belongs to and HOST:PORT a given one, left
@@ -88,7 +88,7 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
         kwargs["num_cpus"] = 2 * workers + 1
     try:
         ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError, and a bare Exception when the node times out starting
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ConfigError(f"could not start or join Ray (address {address or 'embedded'!r}): {first}") from None
     try:

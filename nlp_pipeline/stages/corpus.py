@@ -26,6 +26,11 @@ numbers and as text (1, "1" and 1.0 all read as the label "1"), and test texts t
 A large unlabelled text corpus (plain-text files, a folder of them, wiki dumps, STREAM_MIN_BYTES = 64 MiB on disk
 or more; a Hub dataset read with label_field = "" whose Arrow data is that large) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
 500 MB text file needs memory per line, not per file (same texts, labels, splits and info as the list path).
+executor = "ray" (set by the pipeline from tokenization.executor; in no key) parses the files on Ray Data actors
+(core/ray_executor.py): one piece per file, label-folder documents in groups, plain text in blocks of whole lines
+(RAY_CHUNK_BYTES), each read with the functions the in-process path uses and merged here in order, so the Corpus
+is the same byte for byte; a piece that fails on an actor is read again here to raise the same error. A Hub
+dataset is read here either way.
 Limits: other corpora hold every text in memory (a Hub dataset too); the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
 folder of that name); test/dev splits carved for multi_label and regression are seeded random, not stratified.
