@@ -82,7 +82,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     stage = STAGES
     numericalizing = text_executor(configs["numericalization"], configs["tokenization"])
     target = [
-        Instance("corpus", stage["corpus"], configs["corpus"], {}),
+        Instance("corpus", stage["corpus"], text_executor(configs["corpus"], configs["tokenization"], "corpus"), {}),
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
         Instance("numericalization", stage["numericalization"], numericalizing, {"tokens": "tokenization"}),
     ]
@@ -101,7 +101,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
     if general_source.lower() != "none" and (trains_lm or emb.general_corpus):
         general_corpus = dataclasses.replace(
-            corpus.CorpusConfig(), source=general_source, max_documents=pretrain.max_documents,
+            text_executor(corpus.CorpusConfig(), configs["tokenization"], "corpus"), source=general_source,
+            max_documents=pretrain.max_documents,
             # a Hub dataset (hf:wikitext:wikitext-103-raw-v1) is read as unlabelled text, as a pretraining corpus
             # is; cards and paths keep label_field None (their keys unchanged: their text is unlabelled anyway)
             **({"label_field": ""} if general_source.startswith("hf:") else {}),
@@ -147,15 +148,15 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
 
 
-def text_executor(numericalizing: Any, tokenizing: Any) -> Any:
-    """The numericalization config with tokenization's executor, ray_address and workers: one setting
-    (tokenization.executor = "ray") puts both text stages on Ray. None of them is in a key."""
+def text_executor(cfg: Any, tokenizing: Any, section: str = "numericalization") -> Any:
+    """The numericalization (or corpus) config with tokenization's executor, ray_address and workers: one setting
+    (tokenization.executor = "ray") puts corpus reading and both text stages on Ray. None of them is in a key."""
     copied = numericalization.VOLATILE
-    by_hand = [name for name in copied if getattr(numericalizing, name) != getattr(numericalization.NumericalizationConfig(), name)]
+    by_hand = [name for name in copied if getattr(cfg, name) != getattr(type(cfg)(), name)]
     if by_hand:
-        raise ConfigError(f"numericalization.{by_hand[0]} is set by the pipeline from tokenization.{by_hand[0]}, not by "
-                          f"hand; set tokenization.{by_hand[0]} (it applies to both text stages)")
-    return dataclasses.replace(numericalizing, **{name: getattr(tokenizing, name) for name in copied})
+        raise ConfigError(f"{section}.{by_hand[0]} is set by the pipeline from tokenization.{by_hand[0]}, not by "
+                          f"hand; set tokenization.{by_hand[0]} (it applies to corpus reading and both text stages)")
+    return dataclasses.replace(cfg, **{name: getattr(tokenizing, name) for name in copied})
 
 
 def backward_chain(pretrain: Any) -> Any:

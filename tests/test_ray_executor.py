@@ -1,4 +1,4 @@
-"""Ray Data as the executor of tokenization and of numericalization's vocabulary counting: the same artifacts,
+"""Ray Data as the executor of corpus reading, tokenization and numericalization's vocabulary counting: the same artifacts,
 byte for byte, and the same cache keys as the in-process path. One embedded Ray for the whole module (started through ray_executor.ray_session, as a run
 starts it). Skipped, with the reason, when Ray Data is not installed (`make test` installs it: extra `dev`).
 """
@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
 import hashlib
 import importlib.util
+import json
+import pickle
 
 import numpy as np
 import pytest
 
 from nlp_pipeline import pipeline
 from nlp_pipeline.core import ray_executor
-from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages import corpus as corpus_stage
 from nlp_pipeline.stages import numericalization as numericalization_stage
@@ -125,3 +128,90 @@ def test_one_setting_puts_both_text_stages_on_ray_and_neither_key_moves():
         assert local[name].key(upstream) == on_ray[name].key(upstream)
     with pytest.raises(ConfigError, match="numericalization.executor is set by the pipeline from tokenization.executor"):
         pipeline.instances(pipeline.load_config(sets=["numericalization.executor=ray"]))
+
+
+# --- corpus reading on Ray --------------------------------------------------------------------------------------
+
+def _read_both_ways(source, monkeypatch, **fields) -> tuple:
+    """The corpus of `source` read in this process and on Ray (2 actors): (local, on_ray, how many Ray runs)."""
+    runs = []
+    real_map = corpus_stage.map_chunks
+    monkeypatch.setattr(corpus_stage, "map_chunks", lambda *a, **k: runs.append(1) or real_map(*a, **k))
+    local = load_corpus(CorpusConfig(source=str(source), **fields))
+    on_ray = load_corpus(CorpusConfig(source=str(source), executor="ray", workers=2, **fields))
+    return local, on_ray, len(runs)
+
+
+def _same_corpus_artifact(local, on_ray, tmp_path) -> None:
+    store = ArtifactStore(tmp_path / "cache")
+    store.save("corpus", "a" * 64, local, {})
+    store.save("corpus", "b" * 64, on_ray, {})
+    assert _files(store, "corpus", "a" * 64) == _files(store, "corpus", "b" * 64)
+    assert local.info == on_ray.info and type(local.texts) is type(on_ray.texts)
+
+
+def test_corpus_key_leaves_out_where_the_files_are_parsed(small_corpus):
+    keys = {pipeline.STAGES["corpus"].key(CorpusConfig(source=str(small_corpus), **fields), {})
+            for fields in ({}, {"executor": "ray", "workers": 3, "ray_address": "auto"})}
+    assert len(keys) == 1
+    on_ray = {i.id: i.config for i in pipeline.instances(pipeline.load_config(sets=["tokenization.executor=ray"]))}
+    assert on_ray["corpus"].executor == "ray"
+    with pytest.raises(ConfigError, match="corpus.executor is set by the pipeline from tokenization.executor"):
+        pipeline.instances(pipeline.load_config(sets=["corpus.executor=ray"]))
+
+
+def test_ray_reads_a_labelled_folder_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(f"review {i}: {'good ' * (i % 4)}film", ["pos", "neg", "", "3"][i % 4]) for i in range(120)]
+    (data / "train.csv").write_text("text,label\n" + "".join(f'"{t}",{lab}\n' for t, lab in rows[:80]), encoding="utf-8")
+    (data / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": lab or None}) + "\n" for t, lab in rows[80:]),
+                                     encoding="utf-8")
+    (data / "unsup.txt").write_text(" = Heading = \n\n" + "".join(f"some text {i}\n" for i in range(30)), encoding="utf-8")
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 60)           # the text in blocks of a few lines
+    local, on_ray, runs = _read_both_ways(data, monkeypatch)
+    assert runs == 1 and len(local) == 150 and set(local.label_names) == {"3", "neg", "pos"}
+    _same_corpus_artifact(local, on_ray, tmp_path)
+
+
+def test_ray_reads_label_folders_in_groups_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
+    for split, label in (("train", "pos"), ("train", "neg"), ("test", "pos"), ("test", "neg")):
+        folder = tmp_path / "imdb" / split / label
+        folder.mkdir(parents=True)
+        for i in range(12):
+            (folder / f"{i}.txt").write_text(f"{label} document {i} of {split}", encoding="utf-8")
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 200)          # groups of a few documents each
+    local, on_ray, runs = _read_both_ways(tmp_path / "imdb", monkeypatch, max_documents=40)
+    assert runs == 1 and len(local) == 40
+    _same_corpus_artifact(local, on_ray, tmp_path)
+
+
+def test_ray_streams_plain_text_in_blocks_of_lines_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_stage, "STREAM_MIN_BYTES", 0)         # a TextColumn (the labelled test reads a list)
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 300)          # blocks of a few lines: ~20 blocks
+    lines = [" = Title = ", "", *(f"  line {i} says {'é ' * (i % 5)} \r" for i in range(150)), " = = Part = = ", "last"]
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "big.txt").write_text("\ufeff" + "\n".join(lines), encoding="utf-8")   # no final newline
+    (tmp_path / "texts" / "small.txt.gz").write_bytes(gzip.compress("\n".join(lines[:40]).encode("utf-8")))
+    local, on_ray, runs = _read_both_ways(tmp_path / "texts", monkeypatch)
+    assert runs == 1 and len(local) == 151 + 38 and local.info["dropped"]["headings"] == 3
+    assert local.texts[0] == "line 0 says" and local.texts[150] == "last"
+    _same_corpus_artifact(local, on_ray, tmp_path)
+
+
+def test_ray_gives_the_same_one_line_error_for_a_bad_file(ray_instance, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 100)
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.txt").write_bytes(b"".join(b"line %d\n" % i for i in range(60)) + b"caf\xe9\nok\n")
+    (tmp_path / "text" / "b.txt").write_text("never read: the error comes first\n", encoding="utf-8")
+    messages = []   # a piece that fails on an actor is read again here: any reader's error comes out as in process
+    for executor in ("local", "ray"):
+        with pytest.raises(DataError) as caught:
+            load_corpus(CorpusConfig(source=str(tmp_path / "text"), executor=executor, workers=2))
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "\n" not in messages[0]
+    assert "a.txt line 61, column 4: byte 0xe9 is not valid utf-8" in messages[0]     # several blocks in
+
+
+def test_unlabelled_marker_survives_pickling():
+    assert pickle.loads(pickle.dumps(corpus_stage._MARKED)) is corpus_stage._MARKED

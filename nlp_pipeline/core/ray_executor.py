@@ -3,15 +3,18 @@
     map_chunks(make_worker, settings, chunks, workers=2, address="")
         -> worker(chunk) of every chunk, in input order, each computed on a Ray worker
 
-Takes chunks from the caller, each a list of str (texts) or a 1-D numpy array (token ids), puts each into Ray's
+Takes chunks from the caller, each a list of str (texts), a 1-D numpy array (token ids) or any other picklable
+object (a task: which file to read, or a block of lines; one pickled row), puts each into Ray's
 object store as a one-column Arrow table, a wave of WAVE_BYTES at a time, and streams each wave through
 `Dataset.map_batches` with a callable class (`ray.data.from_arrow_refs`: no scratch files, so nothing needs a
 shared disk): each Ray actor calls `make_worker(settings)` once, inside its own process (a tokenizer is built
 from its settings there, never pickled), then calls the worker on each batch (a list of str, or a numpy array)
-and pickles what it returns (any tuple of lists and arrays) back. Results come back in input order
+(an object chunk: the object) and pickles what it returns (any tuple of lists and arrays) back. Results come back in input order
 (`preserve_order`), one batch at a time, so the caller's merge is the same as for the in-process path and the
-artifact is byte-identical. Callers: tokenization (texts -> (types, ids, lengths)) and numericalization's
-vocabulary counting (the ids of a shard -> (distinct ids, their counts)).
+artifact is byte-identical. Callers: tokenization (texts -> (types, ids, lengths)), numericalization's
+vocabulary counting (the ids of a shard -> (distinct ids, their counts)) and corpus reading (a file, or a block
+of lines read here -> its rows; table files, wiki dumps and label-folder documents are opened by the workers, so
+on a cluster those must be at the same path on every node).
 
 Where Ray runs: address "" starts an embedded Ray on this machine (ray.init(num_cpus=2 x workers + 1), no dashboard)
 and stops it afterwards; "auto" joins the cluster this machine belongs to and HOST:PORT a given one, left
@@ -85,7 +88,7 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
         kwargs["num_cpus"] = 2 * workers + 1
     try:
         ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError, and a bare Exception when the node times out starting
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ConfigError(f"could not start or join Ray (address {address or 'embedded'!r}): {first}") from None
     try:
@@ -105,6 +108,9 @@ class _ChunkActor:
         import pyarrow as pa
 
         column = batch.column(0)
+        if pa.types.is_large_binary(column.type):  # object chunks: one result per pickled object
+            return {"result": np.array([pickle.dumps(self.worker(pickle.loads(item)), protocol=pickle.HIGHEST_PROTOCOL)
+                                        for item in column.to_pylist()], dtype=object)}
         texts = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
         items = column.to_pylist() if texts else column.to_numpy()
         return {"result": np.array([pickle.dumps(self.worker(items), protocol=pickle.HIGHEST_PROTOCOL)], dtype=object)}
@@ -115,8 +121,10 @@ def map_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict[str,
                chunk_size: int | None = None) -> Iterator[Any]:
     """worker(batch) for every batch, in input order, computed by `workers` Ray actors, each holding
     make_worker(settings). A chunk is a list of texts or a 1-D numpy array; `chunk_size` items make a batch
-    (None: each chunk as it comes). The chunks go to Ray's object store as Arrow tables a wave of WAVE_BYTES
-    at a time, so neither this process nor the store holds the whole input."""
+    (None: each chunk as it comes). Any other chunk is an object given to the worker as it is (pickled; use
+    chunk_size None), counted in the wave as its `nbytes` attribute when it has one (the data it stands for).
+    The chunks go to Ray's object store as Arrow tables a wave of WAVE_BYTES at a time, so neither this
+    process nor the store holds the whole input."""
     import pyarrow as pa
 
     with ray_session(workers, address) as ray:
@@ -127,9 +135,13 @@ def map_chunks(make_worker: Callable[[dict[str, Any]], Any], settings: dict[str,
         wave: list[Any] = []
         size = 0
         for chunk in chunks:
-            table = pa.table({"items": pa.array(chunk, pa.large_string()) if isinstance(chunk, list) else chunk})
+            if isinstance(chunk, (list, np.ndarray)):
+                table = pa.table({"items": pa.array(chunk, pa.large_string()) if isinstance(chunk, list) else chunk})
+            else:
+                table = pa.table({"items": pa.array([pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)],
+                                                    pa.large_binary())})
             wave.append(ray.put(table))
-            size += table.nbytes
+            size += max(table.nbytes, getattr(chunk, "nbytes", 0))
             if size >= WAVE_BYTES:
                 yield from _run_wave(ray, wave, make_worker, settings, workers, chunk_size)
                 wave, size = [], 0

@@ -26,6 +26,11 @@ numbers and as text (1, "1" and 1.0 all read as the label "1"), and test texts t
 A large unlabelled text corpus (plain-text files, a folder of them, wiki dumps, STREAM_MIN_BYTES = 64 MiB on disk
 or more; a Hub dataset read with label_field = "" whose Arrow data is that large) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
 500 MB text file needs memory per line, not per file (same texts, labels, splits and info as the list path).
+executor = "ray" (set by the pipeline from tokenization.executor; in no key) parses the files on Ray Data actors
+(core/ray_executor.py): one piece per file, label-folder documents in groups, plain text in blocks of whole lines
+(RAY_CHUNK_BYTES), each read with the functions the in-process path uses and merged here in order, so the Corpus
+is the same byte for byte; a piece that fails on an actor is read again here to raise the same error. A Hub
+dataset is read here either way.
 Limits: other corpora hold every text in memory (a Hub dataset too); the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
 folder of that name); test/dev splits carved for multi_label and regression are seeded random, not stratified.
@@ -36,6 +41,8 @@ HF_HUB_OFFLINE=1 and a cached copy, keyed by name only).
 
 from __future__ import annotations
 
+import codecs
+import collections
 import dataclasses
 import hashlib
 import json
@@ -44,17 +51,19 @@ import math
 import os
 import random
 import re
+import sys
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from nlp_pipeline.artifacts import SPLITS, TARGET_TYPES, UNLABELLED, Corpus
-from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError, NlpPipelineError
 from nlp_pipeline.core.hashing import file_sha256
+from nlp_pipeline.core.ray_executor import check_executor, describe_executor, map_chunks, resolve_workers
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.rules import replace_surrogates
 from nlp_pipeline.stages import corpus_sources as sources
@@ -75,6 +84,7 @@ _SHARD = re.compile(r"^(?P<split>[A-Za-z]+)[-_]\d+(?:-of-\d+)?$")   # train-0000
 _CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _FILE_LIST_MAX = 64  # info lists each file up to this many; beyond, a count and a combined sha256
 UNSPLIT = "not yet split"  # the info and warnings name rows read before any split is assigned so
+VOLATILE = ("executor", "ray_address", "workers")  # where the files are parsed: not the output, so not in the key
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,9 @@ class CorpusConfig:
     max_labelled: int | None = None  # keep the labels of a seeded sample (stratified by label) of at most this many train documents; the other train and all dev documents become unlabelled text (few-label experiments); None = all
     target_type: str | None = None   # what a label is: "class", "multi_label" (a set of names) or "regression" (a number); None = the card's, else "class"
     label_separator: str = ","       # multi_label: a text cell is split on this ("a,b" -> {a, b}); list cells are taken as they are
+    executor: str = "local"          # "local" or "ray": where the files are parsed; set by the pipeline from tokenization.executor (volatile)
+    ray_address: str = ""            # set by the pipeline from tokenization.ray_address (volatile)
+    workers: int = 0                 # Ray actors parsing (0 = min(4, CPU count)); set by the pipeline from tokenization.workers (volatile)
 
     def validate(self) -> None:
         import codecs
@@ -112,6 +125,9 @@ class CorpusConfig:
             raise ConfigError(f"corpus.target_type is {self.target_type!r}; use one of {', '.join(TARGET_TYPES)} (or none for the card's)")
         if not self.label_separator:
             raise ConfigError("corpus.label_separator is empty; give the text between labels of a multi_label cell, e.g. \",\"")
+        if self.workers < 0:
+            raise ConfigError(f"corpus.workers must be 0 (automatic) or more, got {self.workers}")
+        check_executor("corpus", self.executor)
 
 
 # --- corpus cards -------------------------------------------------------------------------------------------
@@ -577,7 +593,14 @@ def _pick_field(names: list[str], wanted: str | None, candidates: tuple[str, ...
                     f"name it with {option}{extra}")
 
 
-_MARKED = object()  # _parse_label's answer for a value the card lists in unlabelled_values
+class _Marked:
+    """The type of _MARKED: one object, kept one when pickled (rows read on a Ray worker come back with it)."""
+
+    def __reduce__(self) -> str:
+        return "_MARKED"
+
+
+_MARKED = _Marked()  # _parse_label's answer for a value the card lists in unlabelled_values
 
 
 def _parse_label(value: Any, plan: _Plan, class_names: list[str] | None = None) -> Any:
@@ -641,6 +664,19 @@ class _Rows:
         self.labels += labels if labels is not None else [None] * len(texts)
         self.splits += [split] * len(texts)
 
+    def extend(self, other: "_Rows") -> None:
+        """The rows of `other`, read after these: as if read into these rows one after the other."""
+        self.add(other.texts, other.labels, None)
+        self.splits[len(self.splits) - len(other.splits):] = other.splits
+        self.labelled_sources += other.labelled_sources
+        self.label_fields += [name for name in other.label_fields if name not in self.label_fields]
+        self.headings += other.headings
+        for k, v in other.wiki.items():
+            self.wiki[k] = self.wiki.get(k, 0) + v
+        for label, cells in other.spellings.items():
+            for kind, shown in cells.items():
+                self.spellings.setdefault(label, {}).setdefault(kind, shown)
+
 
 def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, split: str | None,
                features: dict | None = None, n_rows: int | None = None) -> None:
@@ -687,8 +723,6 @@ def _as_json(value: Any) -> str:
 
 
 def _read_rows(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None) -> _Rows:
-    from tqdm import tqdm
-
     rows = _Rows()
     if plan.hub is not None:
         splits = hub if hub is not None else sources.read_hub(plan.hub["name"], plan.hub["config"], plan.hub["revision"])
@@ -700,10 +734,12 @@ def _read_rows(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None
             _add_table(rows, plan, list(dataset.column_names), lambda n, d=dataset: d[n],
                        f"hf:{plan.hub['name']} split {hub_split}", split, dict(dataset.features))
         return rows
+    read = _read_pieces(_pieces(plan.parts, cfg), plan, cfg)
     documents = [p for p in plan.parts if p.kind == "document"]
     if documents:
-        texts = [sources.read_text(p.path, cfg.encoding)
-                 for p in tqdm(documents, desc="reading documents", unit=" files", disable=None, leave=False)]
+        texts: list = []
+        while len(texts) < len(documents):  # the document pieces come first
+            texts += next(read).texts
         labels = []
         for p in documents:
             try:
@@ -715,22 +751,123 @@ def _read_rows(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = None
         if any(p.label is not None for p in documents):
             rows.labelled_sources += 1
             rows.label_fields.append("label")
-    for part in plan.parts:
-        if part.kind == "table":
-            table = sources.read_table(part.path, cfg.encoding, part.fmt)
-            _add_table(rows, plan, table.names, table.column, str(part.path), part.split, n_rows=table.rows)
-        elif part.kind == "text":
-            lines, headings = sources.read_lines(part.path, cfg.encoding)
-            rows.add(lines, None, "unsup")
-            rows.headings += headings
-        elif part.kind in sources.PARAGRAPH_READERS:
-            rows.add(sources.PARAGRAPH_READERS[part.kind](part.path), None, "unsup")
-        elif part.kind == "wikidump":
-            paragraphs, stats = sources.read_wiki_dump(part.path)
-            rows.add(paragraphs, None, "unsup")
-            for k, v in stats.items():
-                rows.wiki[k] = rows.wiki.get(k, 0) + v
+    for piece_rows in read:
+        rows.extend(piece_rows)
     return rows
+
+
+# --- pieces of reading, here or on Ray workers ----------------------------------------------------------------
+
+RAY_CHUNK_BYTES = 16 << 20   # executor "ray": plain text goes to the workers in blocks of whole lines this large, label-folder documents in groups this large
+_RAY_GROUP_FILES = 2000      # and at most this many documents per group
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One piece of reading, done in this process or on a Ray worker: a whole file (`part`), a group of
+    label-folder documents (`documents`), or a block of whole lines of a plain-text part (`block`, whose first
+    line is line `first_line` of the file). `nbytes`: the data it stands for (Ray's wave size counts it)."""
+
+    part: _Part | None = None
+    documents: tuple[Path, ...] = ()
+    block: bytes | None = None
+    first_line: int = 1
+    nbytes: int = 0
+
+
+def _pieces(parts: list[_Part], cfg: CorpusConfig) -> Iterator[_Piece]:
+    """The pieces that read `parts` in order, the label-folder documents first (as _read_rows takes them):
+    in this process one piece per file and one for all documents; on Ray (cfg.executor) documents in groups
+    of about RAY_CHUNK_BYTES, and plain text, in an encoding where b"\n" only ends lines, in blocks of whole
+    lines of about RAY_CHUNK_BYTES (read here, lazily: at most a wave of blocks is held)."""
+    ray = cfg.executor == "ray"
+    documents = [p.path for p in parts if p.kind == "document"]
+    group: list[Path] = []
+    size = 0
+    for path in documents:
+        group.append(path)
+        size += path.stat().st_size if ray else 0
+        if ray and (size >= RAY_CHUNK_BYTES or len(group) >= _RAY_GROUP_FILES):
+            yield _Piece(documents=tuple(group), nbytes=size)
+            group, size = [], 0
+    if group:
+        yield _Piece(documents=tuple(group), nbytes=size)
+    blocks = ray and codecs.lookup(cfg.encoding).name in sources.STREAM_ENCODINGS
+    for part in parts:
+        if part.kind in ("document", "hub"):
+            continue
+        if part.kind == "text" and blocks:
+            for block, first_line in sources.line_blocks(part.path, RAY_CHUNK_BYTES):
+                yield _Piece(part=part, block=block, first_line=first_line, nbytes=len(block))
+        else:
+            yield _Piece(part=part, nbytes=part.path.stat().st_size if ray else 0)
+
+
+def _read_piece(piece: _Piece, plan: _Plan, encoding: str) -> _Rows:
+    """The rows of one piece, read with the readers of corpus_sources (DataError on unusable data)."""
+    from tqdm import tqdm
+
+    rows = _Rows()
+    part = piece.part
+    if piece.documents:
+        rows.add([sources.read_text(path, encoding) for path in tqdm(
+            piece.documents, desc="reading documents", unit=" files", disable=None, leave=False)], None, None)
+    elif piece.block is not None:
+        lines, rows.headings = sources.paragraph_lines(sources.decode(piece.block, encoding, part.path, piece.first_line))
+        rows.add(lines, None, "unsup")
+    elif part.kind == "table":
+        table = sources.read_table(part.path, encoding, part.fmt)
+        _add_table(rows, plan, table.names, table.column, str(part.path), part.split, n_rows=table.rows)
+    elif part.kind == "text":
+        lines, rows.headings = sources.read_lines(part.path, encoding)
+        rows.add(lines, None, "unsup")
+    elif part.kind in sources.PARAGRAPH_READERS:
+        rows.add(sources.PARAGRAPH_READERS[part.kind](part.path), None, "unsup")
+    elif part.kind == "wikidump":
+        paragraphs, rows.wiki = sources.read_wiki_dump(part.path)
+        rows.add(paragraphs, None, "unsup")
+    return rows
+
+
+def _piece_reader(settings: dict[str, Any]) -> Any:
+    """What a Ray worker runs on each piece: its rows, or None when reading it fails with a user error (the
+    caller reads that piece again in its own process, to raise the error just as the local path does)."""
+    plan, encoding = settings["plan"], settings["encoding"]
+
+    def read(piece: _Piece) -> _Rows | None:
+        try:
+            return _read_piece(piece, plan, encoding)
+        except NlpPipelineError:
+            return None
+
+    return read
+
+
+def _read_pieces(pieces: Iterable[_Piece], plan: _Plan, cfg: CorpusConfig) -> Iterator[_Rows]:
+    """The rows of each piece, in order: read in this process, or on Ray Data workers (cfg.executor "ray",
+    core/ray_executor.map_chunks; preserve_order). A piece that fails on a worker is read again here, so the
+    error (file, line, column) is the one the local path gives; the pieces before it have been merged alike."""
+    if cfg.executor != "ray":
+        for piece in pieces:
+            yield _read_piece(piece, plan, cfg.encoding)
+        return
+    sent: collections.deque = collections.deque()   # pieces handed to Ray, not yet answered (a wave at most)
+
+    def handed() -> Iterator[_Piece]:
+        for piece in pieces:
+            sent.append(piece)
+            yield piece
+
+    settings = {"plan": dataclasses.replace(plan, parts=[]), "encoding": cfg.encoding}
+    for rows in map_chunks(_piece_reader, settings, handed(), resolve_workers(cfg.workers), cfg.ray_address):
+        piece = sent.popleft()
+        if rows is None:
+            yield _read_piece(piece, plan, cfg.encoding)
+            continue
+        # unpickled split names are copies of "train", "unsup", ...: take the interned ones again, so that the
+        # artifact pickles them as the in-process path does (pickle writes one object once, two equal ones twice)
+        rows.splits = [sys.intern(split) if split else split for split in rows.splits]
+        yield rows
 
 
 # --- splitting and sampling (pure helpers) ------------------------------------------------------------------
@@ -1028,6 +1165,13 @@ def _load_streamed(plan: _Plan, cfg: CorpusConfig, hub: dict[str, Any] | None = 
                     yield from (sources.cell_text(v) for v in batch[field])
                 except DataError as exc:
                     raise DataError(f"{where}: {exc}") from None
+        if hub is None and cfg.executor == "ray":
+            for rows in _read_pieces(_pieces(plan.parts, cfg), plan, cfg):   # a block of lines or a file at a time
+                stats["headings"] = stats.get("headings", 0) + rows.headings
+                for k, v in rows.wiki.items():
+                    wiki[k] = wiki.get(k, 0) + v
+                yield from rows.texts
+            return
         for part in ([] if hub is not None else plan.parts):
             if part.kind == "text":
                 yield from sources.stream_lines(part.path, cfg.encoding, stats)
@@ -1209,7 +1353,7 @@ def _volatile(cfg: CorpusConfig) -> tuple[str, ...]:
     """A path source is left out of the key: the fingerprint covers the contents, so a moved folder stays cached.
     max_labelled at none changes nothing, and is left out so that adding it kept every corpus key."""
     out = ("source",) if _source_kind(cfg.source) == "path" else ()
-    return out + (("max_labelled",) if cfg.max_labelled is None else ())
+    return out + (("max_labelled",) if cfg.max_labelled is None else ()) + VOLATILE
 
 
 STAGE = Stage(
@@ -1220,6 +1364,6 @@ STAGE = Stage(
     run=load_corpus,
     volatile=_volatile,
     fingerprint=corpus_fingerprint,
-    describe=lambda cfg: f"source={cfg.source}",
+    describe=lambda cfg: f"source={cfg.source}" + describe_executor(cfg.executor, cfg.ray_address),
     summary=summarize,
 )

@@ -5,7 +5,9 @@ columns of a JSON-lines / CSV / TSV / Parquet file, `read_lines` the paragraph l
 `read_wiki_dump` the prose paragraphs of a MediaWiki XML dump, `read_hub` the splits of a Hub dataset.
 Choosing fields, labels and splits is left to corpus.py; this module only reads and decodes.
 
-`stream_lines` is read_lines one line at a time, for large plain-text corpora (corpus.py streams those).
+`stream_lines` is read_lines one line at a time, for large plain-text corpora (corpus.py streams those);
+`line_blocks` cuts a text file into blocks of whole lines that `decode` + `paragraph_lines` read as read_lines does
+(corpus.py hands them to Ray workers).
 Limits: other formats read a file whole into memory (labelled corpora here are at most tens of MB). Text files are decoded by Python rather than by pyarrow so that an undecodable byte is
 reported with its file, line and column. Only JSON lines (or one JSON array), CSV/TSV with a header row,
 Parquet, plain text and MediaWiki XML are understood; `.gz`, `.bz2` and `.xz` compression is undone on the fly.
@@ -88,8 +90,14 @@ def read_bytes(path: str | Path) -> bytes:
         raise DataError(f"{path} cannot be decompressed ({exc}); replace the file or pass the uncompressed one") from None
 
 
-def decode(data: bytes, encoding: str, path: str | Path) -> str:
-    """Bytes to text, or a DataError naming the file, line and column of the first undecodable byte.
+def _undecodable(path: str | Path, line: int, column: int, byte: int, encoding: str) -> DataError:
+    return DataError(f"{path} line {line}, column {column}: byte 0x{byte:02x} is not valid {encoding}; "
+                     f"pass the file's encoding with --encoding (corpus.encoding), e.g. cp1252 or latin-1")
+
+
+def decode(data: bytes, encoding: str, path: str | Path, first_line: int = 1) -> str:
+    """Bytes to text, or a DataError naming the file, line and column of the first undecodable byte; `data`
+    may be a block of whole lines starting at line `first_line` (a byte-order mark counts only at line 1).
 
     decode(b'caf\\xc3\\xa9', 'utf-8', 'a.txt') -> 'café'; decode(b'ok\\ncaf\\xe9', 'utf-8', 'a.txt') raises
     DataError('a.txt line 2, column 4: byte 0xe9 is not valid utf-8; ...').
@@ -97,13 +105,10 @@ def decode(data: bytes, encoding: str, path: str | Path) -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + first_line
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DataError(
-            f"{path} line {line}, column {column}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
-            f"pass the file's encoding with --encoding (corpus.encoding), e.g. cp1252 or latin-1"
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text  # a UTF-8 byte-order mark is not text
+        raise _undecodable(path, line, column, data[exc.start], encoding) from None
+    return text[1:] if first_line == 1 and text.startswith("\ufeff") else text  # a UTF-8 byte-order mark is not text
 
 
 def read_text(path: str | Path, encoding: str) -> str:
@@ -359,8 +364,13 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> tuple[list[str], in
     WikiText style: blank lines separate nothing but themselves, ' = Title = ' lines are headings.
     'a b\\n\\n = T = \\n c \\n' -> (['a b', 'c'], 1)
     """
+    return paragraph_lines(read_text(path, encoding))
+
+
+def paragraph_lines(text: str) -> tuple[list[str], int]:
+    """read_lines of a text already read: its paragraph lines and the number of heading lines skipped."""
     documents, headings = [], 0
-    for line in read_text(path, encoding).split("\n"):  # "\n" only, as line numbers in errors count them
+    for line in text.split("\n"):  # "\n" only, as line numbers in errors count them
         line = line.strip()
         if not line:
             continue
@@ -394,10 +404,7 @@ def stream_lines(path: str | Path, encoding: str, stats: dict[str, int]) -> Iter
                     try:
                         text = raw.decode(encoding)
                     except UnicodeDecodeError as exc:
-                        raise DataError(
-                            f"{path} line {line_number}, column {exc.start + 1}: byte 0x{raw[exc.start]:02x} is not "
-                            f"valid {encoding}; pass the file's encoding with --encoding (corpus.encoding), e.g. cp1252 or latin-1"
-                        ) from None
+                        raise _undecodable(path, line_number, exc.start + 1, raw[exc.start], encoding) from None
                     if first:
                         text, first = (text[1:] if text.startswith("\ufeff") else text), False
                     text = text.strip()
@@ -407,6 +414,30 @@ def stream_lines(path: str | Path, encoding: str, stats: dict[str, int]) -> Iter
                         stats["headings"] = stats.get("headings", 0) + 1
                         continue
                     yield text
+                if not block:
+                    break
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{path} cannot be decompressed ({exc}); replace the file or pass the uncompressed one") from None
+
+
+def line_blocks(path: str | Path, size: int) -> Iterator[tuple[bytes, int]]:
+    """The (decompressed) bytes of a text file in blocks of whole lines, each `size` bytes or a line more, with
+    the number of its first line: read_lines(path) is the concatenation of paragraph_lines(decode(block, encoding,
+    path, first_line)) for an encoding of STREAM_ENCODINGS (in which b"\\n" is only a newline)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"corpus file {path} does not exist; check corpus.source")
+    first_line, rest = 1, b""
+    try:
+        with _open_binary(path) as handle:
+            while True:
+                block = handle.read(max(size, 1))
+                data = rest + block
+                cut = data.rfind(b"\n") + 1 if block else len(data)  # an unfinished line waits for the next block
+                if cut:
+                    yield data[:cut], first_line
+                    first_line += data.count(b"\n", 0, cut)
+                rest = data[cut:]
                 if not block:
                     break
     except (OSError, EOFError, lzma.LZMAError) as exc:
