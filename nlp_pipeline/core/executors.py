@@ -60,7 +60,7 @@ class Check:
         return self.saved and self.problem is None
 
 
-def look(store: ArtifactStore, stage: str, key: str, load: bool, only_if_saved: bool = False) -> Check:
+def _look(store: ArtifactStore, stage: str, key: str, load: bool, only_if_saved: bool = False) -> Check:
     """Check the artifact in this process: its signed meta.json, and every file's sha256 too when `load` (which
     returns it loaded). `only_if_saved`: an absent artifact is Check(saved=False), not a problem."""
     if only_if_saved and not store.exists(stage, key):
@@ -101,7 +101,7 @@ class LocalExecutor:
         return value
 
     def check(self, store: ArtifactStore, stage: str, key: str, load: bool, only_if_saved: bool = False) -> Check:
-        return look(store, stage, key, load, only_if_saved)
+        return _look(store, stage, key, load, only_if_saved)
 
     def forget(self, store: ArtifactStore, stage: str, key: str) -> None:
         store.remove(stage, key)
@@ -133,7 +133,7 @@ class CollectiveExecutor:
 
     def check(self, store: ArtifactStore, stage: str, key: str, load: bool, only_if_saved: bool = False) -> Check:
         if self.decides:
-            verdict = look(store, stage, key, load, only_if_saved)
+            verdict = _look(store, stage, key, load, only_if_saved)
             self.coordinator.agree((verdict.saved, verdict.problem))
             return verdict
         saved, problem = self.coordinator.agree(None)

@@ -167,8 +167,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-
-
 def execute(
     instances: list[Instance],
     store: ArtifactStore,
