@@ -7,7 +7,7 @@
     all_reduce_sum([loss_sum, tokens])                -> the totals over every process, on every process
     gather_shards(part, n)                            rows r, r + W, ... computed by process r -> all n rows
     wrap(model, device)                               DistributedDataParallel(model) when distributed, else model
-    coordinator()    -> what core.runner needs (rank 0 decides and writes, the others follow), None in one process
+    coordinator()    -> what core.executors needs (rank 0 decides and writes, the others follow), None in one process
 
 The convention: every process runs the same code with the same seeds, so weights start equal, shuffles, BPTT
 lengths and unfreezing steps are the same everywhere and every process takes the same number of steps; only
@@ -210,7 +210,7 @@ def _current_cuda() -> int:
 
 @dataclass(frozen=True)
 class ProcessGroupCoordinator:
-    """core.runner's Coordinator over torch.distributed: agree() broadcasts rank 0's value."""
+    """core.executors.Coordinator over torch.distributed: agree() broadcasts rank 0's value."""
 
     rank: int
     world_size: int
@@ -227,7 +227,7 @@ class ProcessGroupCoordinator:
 
 
 def coordinator() -> ProcessGroupCoordinator | None:
-    """Join the group if the environment asks for several processes; the runner's coordinator, or None."""
+    """Join the group if the environment asks for several processes; the collective executor's coordinator, or None."""
     if not setup():
         return None
     return ProcessGroupCoordinator(rank(), world_size())
