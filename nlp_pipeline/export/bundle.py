@@ -132,8 +132,9 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     """Write `result` as a bundle folder at out_dir and return its path.
 
     The folder is built under a hidden sibling and renamed into place (core.atomic.replace_folder: umask modes, an
-    OSError is one OutputError naming out_dir), so a reader never sees half a bundle. An existing out_dir is replaced only if it is empty or an earlier bundle; any other folder or a
-    file there is a ConfigError (nothing of the user's is deleted).
+    OSError is one OutputError naming out_dir), so a reader never sees half a bundle. An existing out_dir is
+    replaced only if it is empty or an earlier bundle; any other folder or a file there is a ConfigError (nothing
+    of the user's is deleted).
     """
     from nlp_pipeline.models.lm_file import write_safetensors
 

@@ -22,7 +22,8 @@ figures inlined).
 - most_wrong.jsonl: test documents the classifier got wrong, worst first (see most_wrong): corpus index, text,
   true and predicted label (label set, value), and how wrong.
 Scores are the test split's when the corpus has labelled test documents, else the validation set's (said so).
-Each file is written to a hidden temporary name and renamed (core.atomic.write_file), so a reader never sees half a file.
+Each file is written to a hidden temporary name and renamed (core.atomic.write_file), so a reader never sees
+half a file.
 Limits: matplotlib's Agg backend only (no display needed); a confusion matrix of more than ~40 labels gets
 small print; texts appear as the corpus holds them (no anonymisation).
 """
