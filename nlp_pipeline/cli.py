@@ -9,16 +9,15 @@
     nlp-pipeline export vectors|lm|projector  word vectors, a portable language model, TensorBoard projector files
 
 User mistakes print one line `error: ...` on stderr and exit 2 (usage) or 1 (data), never a traceback.
-Heavy libraries are imported inside commands so `--help` is instant.
+Heavy libraries are imported inside commands so `--help` is instant. This module imports only nlp_pipeline.pipeline,
+nlp_pipeline.runs, nlp_pipeline.export, nlp_pipeline.core.config and nlp_pipeline.core.errors (and
+nlp_pipeline.serve, the HTTP front end it starts); the import-linter contract in pyproject.toml keeps it so.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -40,9 +39,9 @@ class _Group(click.Group):
 
 
 def _store(cache_dir: str | None):
-    from nlp_pipeline.core.store import ArtifactStore
+    from nlp_pipeline.runs import open_store
 
-    return ArtifactStore(cache_dir)
+    return open_store(cache_dir)
 
 
 def cache_option(fn):
@@ -118,46 +117,18 @@ def run(corpus_source, text_field, label_field, target_type, encoding, config_fi
     stages run data-parallel and process 0 alone writes the cache and the run folder."""
     import time
 
-    from nlp_pipeline import pipeline, run_folder
-    from nlp_pipeline.export import tensorboard_log
-    from nlp_pipeline.models import distributed
-    from nlp_pipeline.models.observers import observe
+    from nlp_pipeline import pipeline, runs
 
     started = time.time()
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     # before any stage runs: a bad --name or an unusable --runs-dir is one line, and dead runs' leftovers go
-    target = run_folder.prepare(runs_dir, name if name is not None else pipeline.run_name(configs))
-    store = _store(cache_dir)
-    coordinator = distributed.coordinator()  # None unless launched by torchrun with several processes
-    main_process = coordinator is None or coordinator.rank == 0
-    if main_process and not tensorboard_log.available():
-        click.echo(tensorboard_log.NOTICE, err=True)
-    # live TensorBoard curves grow beside the run folder while stages train; write_run moves them in
-    live = tensorboard_log.LiveLog(run_folder.live_folder(target)) if main_process and tensorboard_log.available() else None
-    try:
-        with observe(live):
-            result = pipeline.run(configs, store, until=until, force=force, echo=lambda line: click.echo(line, err=True),
-                                  coordinator=coordinator)
-        if coordinator is not None and coordinator.rank != 0:
-            distributed.shutdown()  # waits for process 0's run folder
-            return
-
-        def report_artifacts() -> dict:
-            """What the bundle and report.md are made from. The run above verified every hit: only a refusal (or a
-            recompute) of what the report loads prints here."""
-            from nlp_pipeline.export.report import REPORT_ARTIFACTS
-
-            return pipeline.run(configs, store, until=until, keep=REPORT_ARTIFACTS, echo=lambda line: click.echo(line, err=True),
-                                coordinator=None, quiet_hits=True).artifacts
-
-        run_dir = run_folder.write_run(target, configs, result, report_artifacts=report_artifacts,
-                                       echo=lambda line: click.echo(line, err=True), live_log=live)
-    finally:
-        if live is not None:
-            live.discard()
+    target = runs.prepare(runs_dir, name if name is not None else pipeline.run_name(configs))
+    result, run_dir = runs.run(configs, _store(cache_dir), target, until=until, force=force,
+                               echo=lambda line: click.echo(line, err=True))
+    if run_dir is None:  # a torchrun process other than 0: process 0 writes the run folder and prints
+        return
     click.echo(_summary_table(result))
     click.echo(f"\nresults in {run_dir}  ({time.time() - started:.1f}s)")
-    distributed.shutdown()
 
 
 def _summary_table(result) -> str:
@@ -193,9 +164,9 @@ def show(corpus_source, text_field, label_field, target_type, encoding, config_f
 @main.command()
 def corpora():
     """List the corpus cards that --corpus NAME accepts."""
-    from nlp_pipeline.stages.corpus import list_cards
+    from nlp_pipeline.pipeline import corpus_cards
 
-    for name, card in list_cards().items():
+    for name, card in corpus_cards().items():
         click.echo(f"{name:<18} {card.get('description', '')}")
 
 
@@ -208,34 +179,15 @@ def cache():
 @cache_option
 def cache_ls(cache_dir):
     """List cached artifacts: stage, key, size, when saved, which instance (unverified: see `cache verify`)."""
+    from nlp_pipeline.runs import cache_listing
+
     store = _store(cache_dir)
     total = 0
-    for stage, key, folder in store.entries():
-        size = _folder_bytes(folder)
+    for stage, key, size, meta in cache_listing(store):
         total += size
-        try:
-            meta = store.read_meta(stage, key)
-        except (OSError, ValueError):
-            meta = None
-        if not isinstance(meta, dict):  # unreadable, or not what the store writes: `cache verify` says more
-            meta = {"saved_at": "?", "instance": "(meta.json unreadable)"}
         click.echo(f"{stage:<18} {key[:12]}  {size / 1e6:9.2f} MB  {str(meta.get('saved_at', '?')):<24} "
                    f"{meta.get('instance', '')}")
     click.echo(f"{total / 1e6:.2f} MB in {store.root}")
-
-
-def _folder_bytes(folder: Path) -> int:
-    """Size of the files in a folder; what vanishes or cannot be read meanwhile counts 0."""
-    total = 0
-    try:
-        for p in folder.iterdir():
-            try:
-                total += p.lstat().st_size
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return total
 
 
 @cache.command("verify")
@@ -243,41 +195,17 @@ def _folder_bytes(folder: Path) -> int:
 @click.option("--remove", is_flag=True, help="Delete artifacts that fail the check (they are recomputed on the next run).")
 def cache_verify(cache_dir, remove):
     """Check every artifact's signature and checksums; exit 1 if any fails."""
-    from nlp_pipeline.core.store import CorruptArtifact
+    from nlp_pipeline.runs import verify_cache
 
-    store = _store(cache_dir)
     bad = 0
-    for stage, key, _ in list(store.entries()):
-        try:
-            store.verify(stage, key)
+    for stage, key, problem in verify_cache(_store(cache_dir), remove=remove):
+        if problem is None:
             click.echo(f"ok       {stage:<18} {key[:12]}")
-        except CorruptArtifact as exc:
+        else:
             bad += 1
-            click.echo(f"CORRUPT  {stage:<18} {key[:12]}  {exc}{'  (removed)' if remove else ''}")
-            if remove:
-                store.remove(stage, key)
+            click.echo(f"CORRUPT  {stage:<18} {key[:12]}  {problem}{'  (removed)' if remove else ''}")
     if bad:
         raise SystemExit(1)
-
-
-def _kept_keys(runs_dir: Path) -> tuple[set[str], int]:
-    """The cache keys named by <runs_dir>/*/keys.json, and how many runs named them. A keys.json that is not a JSON
-    object of key strings stops gc with a one-line error: skipping it would delete that run's artifacts."""
-    from nlp_pipeline.core.errors import DataError
-
-    keep: set[str] = set()
-    files = sorted(f for f in runs_dir.glob("*/keys.json") if not f.parent.name.startswith(".")) if runs_dir.is_dir() else []
-    for keys_file in files:
-        try:
-            keys = json.loads(keys_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{keys_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); fix or delete "
-                            "that run folder, then run `cache gc` again") from None
-        if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
-            raise DataError(f"{keys_file} is not a JSON object of stage keys; fix or delete that run folder, then "
-                            "run `cache gc` again")
-        keep.update(keys.values())
-    return keep, len(files)
 
 
 @cache.command("gc")
@@ -294,32 +222,21 @@ def cache_gc(cache_dir, runs_dir, dry_run, keep_checkpoints, allow_no_runs):
     """Remove artifacts no run refers to, and leftovers of killed runs (temporary save folders and files no
     running process holds, unused lock files and, unless --keep-checkpoints, the checkpoints of interrupted
     training; never those of training in progress). Refuses when --runs-dir holds no run, unless --allow-no-runs."""
-    from nlp_pipeline.core.errors import ConfigError
+    from nlp_pipeline.runs import collect_garbage
 
-    store = _store(cache_dir)
-    keep, runs = _kept_keys(Path(runs_dir))
-    if not runs and not allow_no_runs:
-        state = "does not exist" if not Path(runs_dir).exists() else "holds no run (no */keys.json)"
-        raise ConfigError(f"--runs-dir {runs_dir} {state}, so every cached artifact would be removed; pass the "
-                          "--runs-dir of your runs, or --allow-no-runs to remove them all")
-    if not dry_run and store.root.exists():
-        store.ensure_writable()  # a read-only or foreign cache: one line before anything is touched
-    removed = 0
-    for stage, key, _ in list(store.entries()):
-        if key not in keep:
-            click.echo(f"{'would remove' if dry_run else 'removed'}  {stage:<18} {key[:12]}")
-            if not dry_run:
-                store.remove(stage, key)
-            removed += 1
+    def each(stage: str, key: str) -> None:
+        click.echo(f"{'would remove' if dry_run else 'removed'}  {stage:<18} {key[:12]}")
+
+    done = collect_garbage(_store(cache_dir), runs_dir, dry_run=dry_run, keep_checkpoints=keep_checkpoints,
+                           allow_no_runs=allow_no_runs, each=each)
     if dry_run:
-        click.echo(f"{removed} artifacts to remove")
+        click.echo(f"{done['artifacts']} artifacts to remove")
         return
-    temporaries = store.clean_temporaries()
-    checkpoints, size = (0, 0) if keep_checkpoints else store.clean_checkpoints()
-    locks = store.clean_locks()
-    click.echo(f"{removed} artifacts removed, {temporaries} temporary folders and files cleaned, {locks} unused lock "
-               "files removed"
-               + (f", {checkpoints} checkpoints of interrupted training removed ({size / 1e6:.1f} MB)" if checkpoints else ""))
+    checkpoints = done["checkpoints"]
+    click.echo(f"{done['artifacts']} artifacts removed, {done['temporaries']} temporary folders and files cleaned, "
+               f"{done['locks']} unused lock files removed"
+               + (f", {checkpoints} checkpoints of interrupted training removed ({done['checkpoint_bytes'] / 1e6:.1f} MB)"
+                  if checkpoints else ""))
 
 
 @main.command()
@@ -391,18 +308,6 @@ def serve(model_path, host, port, max_batch, max_request_bytes, max_texts, batch
     run_server(model_path, host, port, limits, num_threads=num_threads, echo=lambda line: click.echo(line, err=True))
 
 
-def _upstream_artifacts(configs, store, instance_id: str) -> dict:
-    """The artifacts an instance reads, by input name: loaded from the cache, computed when missing."""
-    from nlp_pipeline import pipeline
-
-    instance = next(i for i in pipeline.instances(configs) if i.id == instance_id)
-    inputs = {}
-    for name, source in instance.inputs.items():
-        result = pipeline.run(configs, store, until=source, keep=[source], echo=lambda line: click.echo(line, err=True))
-        inputs[name] = result.artifacts[source]
-    return inputs
-
-
 @main.command("lr-find")
 @config_options
 @click.option("--target", type=click.Choice(["classifier", "finetune_lm"]), default="classifier", show_default=True,
@@ -416,15 +321,11 @@ def _upstream_artifacts(configs, store, instance_id: str) -> dict:
 def lr_find(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset, cache_dir, target, num_steps,
             start_lr, end_lr, trainable_groups, out):
     """LR range test: raise the learning rate from --start-lr to --end-lr and suggest one (weights are not kept)."""
-    from nlp_pipeline.models.lr_find import plot_lr_find
-    from nlp_pipeline.stages import classifier, language_model
+    from nlp_pipeline.runs import range_test
 
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
-    inputs = _upstream_artifacts(configs, _store(cache_dir), target)  # by the stage's input names
-    range_test = {"classifier": classifier.range_test, "finetune_lm": language_model.range_test}[target]
-    result = range_test(configs[target], **inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
-                        trainable_groups=trainable_groups or None)
-    plot_lr_find(result, out, title=f"{target}: learning-rate range test")
+    result = range_test(configs, _store(cache_dir), target, out, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                        trainable_groups=trainable_groups or None, echo=lambda line: click.echo(line, err=True))
 
     def shown(lr):
         return f"{lr:.2g}" if lr is not None else "none (the loss never fell)"
@@ -434,28 +335,6 @@ def lr_find(corpus_source, text_field, label_field, target_type, encoding, confi
     click.echo(f"steepest descent  {shown(result['suggestion_steepest'])}")
     click.echo(f"minimum / 10      {shown(result['suggestion_min10'])}")
     click.echo(f"plot: {out}")
-
-
-def _cached_artifact(configs, store, instance_id: str):
-    """Load one computed artifact of this configuration; never computes. Errors say which command produces it."""
-    from nlp_pipeline import pipeline
-    from nlp_pipeline.core.errors import MissingInputError
-    from nlp_pipeline.core.store import CorruptArtifact
-
-    entries = {e.instance.id: e for e in pipeline.show(configs, store)}
-    if instance_id not in entries:
-        raise MissingInputError(
-            f"this configuration has no {instance_id!r} stage (e.g. embeddings.methods lacks it); "
-            f"add it with --set and run: nlp-pipeline run --until {instance_id}"
-        )
-    entry = entries[instance_id]
-    hint = f"run: nlp-pipeline run --until {instance_id} (with the same --corpus/--set options)"
-    if not entry.hit:
-        raise MissingInputError(f"no {instance_id!r} artifact for key {entry.key[:12]}; {hint}")
-    try:
-        return store.load(entry.instance.stage.name, entry.key)
-    except CorruptArtifact as exc:
-        raise MissingInputError(f"the cached {instance_id!r} artifact is corrupt ({exc}); {hint}") from None
 
 
 WORD_VECTOR_SOURCES = ("word2vec", "fasttext", "glove", "pretrained")
@@ -479,9 +358,10 @@ def export_vectors(corpus_source, text_field, label_field, target_type, encoding
                    out, overwrite):
     """Write word vectors of a finished run in word2vec format."""
     from nlp_pipeline.export.vectors import export_word_vectors
+    from nlp_pipeline.runs import read_artifact
 
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
-    vectors = _cached_artifact(configs, _store(cache_dir), f"embeddings:{source}")
+    vectors = read_artifact(configs, _store(cache_dir), f"embeddings:{source}")
     report = export_word_vectors(vectors, out, binary=fmt == "word2vec-binary", overwrite=overwrite)
     click.echo(f"{report['words']} x {report['dim']} {source} vectors written to {out} ({report['bytes'] / 1e6:.1f} MB)")
 
@@ -502,11 +382,10 @@ def export_lm(corpus_source, text_field, label_field, target_type, encoding, con
 
     Fine-tune from it in any later run with --set pretrain_lm.weights=OUT.
     """
-    from nlp_pipeline.models.lm_file import save_lm_folder
+    from nlp_pipeline.runs import export_language_model
 
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
-    lm = _cached_artifact(configs, _store(cache_dir), source)
-    report = save_lm_folder(lm, out, dtype=dtype, overwrite=overwrite)
+    lm, report = export_language_model(configs, _store(cache_dir), source, out, dtype=dtype, overwrite=overwrite)
     perplexity = lm.metrics.get("val_perplexity")
     click.echo(f"{source}: {report['parameters']:,} parameters ({report['dtype']}), vocabulary {report['vocab_size']:,}"
                + (f", validation perplexity {perplexity:.2f}" if isinstance(perplexity, (int, float)) else "")
@@ -531,15 +410,16 @@ def export_projector_command(corpus_source, text_field, label_field, target_type
     import warnings
 
     from nlp_pipeline.export.projector import classifier_documents, collect_sources, export_projector, lm_embedding
+    from nlp_pipeline.runs import read_artifact
 
     configs = _configs(corpus_source, text_field, label_field, target_type, encoding, config_file, sets, preset)
     store = _store(cache_dir)
     ids = {"lsa-docs": "lsa", "lm": "finetune_lm", "classifier-docs": "classifier"}
     embeddings = []
     for source in dict.fromkeys(sources):
-        artifact = _cached_artifact(configs, store, ids.get(source, f"embeddings:{source}"))
+        artifact = read_artifact(configs, store, ids.get(source, f"embeddings:{source}"))
         if source == "classifier-docs":
-            embeddings.append(classifier_documents(source, artifact, _cached_artifact(configs, store, "numericalization"), top))
+            embeddings.append(classifier_documents(source, artifact, read_artifact(configs, store, "numericalization"), top))
         elif source == "lm":
             embeddings.append(lm_embedding(source, artifact))
         else:

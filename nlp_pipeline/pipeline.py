@@ -199,11 +199,16 @@ def run(
 
 
 def run_name(configs: dict[str, Any]) -> str:
-    """A valid run name (run_folder.check_name) for runs/<name>/: the corpus card name or the path's stem."""
+    """A valid run name (runs.check_name) for runs/<name>/: the corpus card name or the path's stem."""
     source = configs["corpus"].source
     stem = Path(source.rstrip("/")).stem if ("/" in source or os.sep in source) else source
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem.replace("hf:", "hf-")).lstrip("._-")[:100].rstrip("-")
     return name or "run"
+
+
+def corpus_cards() -> dict[str, dict]:
+    """The corpus cards `--corpus NAME` accepts, by name."""
+    return corpus.list_cards()
 
 
 def to_toml(tables: dict[str, dict]) -> str:

@@ -181,29 +181,19 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
         """Write the fitted model as a predict bundle folder (`nlp-pipeline predict|serve --model FOLDER`), whole or
         not at all: it is written beside `folder` and renamed into place. An existing folder is replaced only when it
         is empty or an earlier bundle (else a ConfigError). Returns the folder."""
-        import os
-        import shutil
-
+        from nlp_pipeline.core.atomic import replace_folder
         from nlp_pipeline.export.bundle import _is_bundle_dir
 
         check_is_fitted(self, "bundle_files_")
         folder = Path(folder)
         if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or _is_bundle_dir(folder))):
             raise ConfigError(f"{folder} exists and is not a bundle folder; choose another path or remove it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 -> as any folder the user makes
+
+        def fill(staging: Path) -> None:
             for name, data in self.bundle_files_.items():
                 (staging / name).write_bytes(data)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.rename(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        replace_folder(folder, fill)
         return folder
 
     # --- internals ---------------------------------------------------------------------------------------------

@@ -118,6 +118,19 @@ def test_save_accepts_read_only_arrays_and_replaces_only_bundles(tiny, tmp_path)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_bundle_gets_the_modes_of_the_umask(tiny, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = save_bundle(tiny, tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755                      # not mkdtemp's 0700: others can serve it
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+
+
 def test_save_refuses_a_vocab_that_does_not_fit_the_embedding(tiny, tmp_path):
     import dataclasses
 

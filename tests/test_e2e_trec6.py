@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nlp_pipeline import pipeline, run_folder
+from nlp_pipeline import pipeline, runs
 from nlp_pipeline.core.errors import NlpPipelineError
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages.corpus import CorpusConfig, corpus_fingerprint
@@ -31,6 +31,6 @@ def test_trec6_through_lsa(tmp_path):
     # Published context: TF-IDF + logistic regression reaches ~89 % on TREC-6; far below that means a broken stage.
     assert lsa.metrics["tfidf_logreg"]["accuracy"] > 0.85
     assert lsa.metrics["lsa_logreg"]["accuracy"] > 0.70
-    run_dir = run_folder.write_run(tmp_path / "runs" / "trec6", configs, result)
+    run_dir = runs.write_run(tmp_path / "runs" / "trec6", configs, result)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["lsa"]["tfidf_logreg_accuracy"] == round(lsa.metrics["tfidf_logreg"]["accuracy"], 4)

@@ -58,6 +58,32 @@ def test_an_existing_folder_is_not_replaced_without_overwrite(lm, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "x"
 
 
+def test_a_full_disk_is_one_error_line_naming_the_folder_and_the_earlier_export_stays(lm, tmp_path, monkeypatch):
+    import errno
+    import os
+    import stat
+
+    from nlp_pipeline.core.errors import OutputError
+    from nlp_pipeline.models import lm_file
+
+    save_lm_folder(lm, tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask   # not mkdtemp's 0700
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(lm_file, "write_safetensors", full)
+    with pytest.raises(OutputError) as raised:
+        save_lm_folder(lm, tmp_path / "out", overwrite=True)
+    message = str(raised.value)
+    assert f"could not write {tmp_path / 'out'}: No space left on device" in message and "\n" not in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def _edit_config(folder, **changes):
     config = json.loads((folder / CONFIG_FILE).read_text())
     for dotted, value in changes.items():

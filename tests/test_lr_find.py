@@ -143,13 +143,13 @@ def test_range_tests_start_from_the_stages_models(tiny_data):
 
 
 def test_cli_lr_find_prints_suggestions_and_writes_the_plot(tiny_data, tmp_path, monkeypatch):
-    from nlp_pipeline import cli
+    from nlp_pipeline import cli, runs
 
-    def fake_upstream(configs, store, instance_id):
+    def fake_upstream(configs, store, instance_id, echo=None):
         assert instance_id == "classifier"
         return {"data": tiny_data, "lm": None}
 
-    monkeypatch.setattr(cli, "_upstream_artifacts", fake_upstream)
+    monkeypatch.setattr(runs, "upstream_artifacts", fake_upstream)
     out = tmp_path / "lr.png"
     sets = ["classifier.embedding_dim=8", "classifier.hidden_dim=12", "classifier.num_layers=1", "classifier.batch_size=4",
             "classifier.precision=float32", "classifier.num_threads=1"]

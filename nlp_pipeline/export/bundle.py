@@ -48,9 +48,7 @@ import math
 import os
 import re
 import select
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -58,6 +56,7 @@ import numpy as np
 
 from nlp_pipeline import __version__
 from nlp_pipeline.artifacts import ClassifierResult, Vocab
+from nlp_pipeline.core.atomic import replace_folder
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.rules import replace_surrogates
@@ -100,7 +99,7 @@ def full_tokenizer_settings(settings: dict[str, Any]) -> dict[str, Any]:
     full_tokenizer_settings({"lang": "en"}) -> {"lang": "en", "rules": [...8 rule names...], "max_token_length": 50,
     "add_bos": True, "mark_whitespace": False}
     """
-    from nlp_pipeline.stages.tokenization import TokenizationConfig, settings_of
+    from nlp_pipeline.tokenizer import TokenizationConfig, settings_of
 
     try:
         return settings_of(TokenizationConfig(**dict(settings)))
@@ -132,9 +131,10 @@ def _format_version(result: ClassifierResult) -> int:
 def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     """Write `result` as a bundle folder at out_dir and return its path.
 
-    The folder is built under a temporary sibling name and renamed into place, so a reader never sees half a
-    bundle. An existing out_dir is replaced only if it is empty or an earlier bundle; any other folder or a
-    file there is a ConfigError (nothing of the user's is deleted).
+    The folder is built under a hidden sibling and renamed into place (core.atomic.replace_folder: umask modes, an
+    OSError is one OutputError naming out_dir), so a reader never sees half a bundle. An existing out_dir is
+    replaced only if it is empty or an earlier bundle; any other folder or a file there is a ConfigError (nothing
+    of the user's is deleted).
     """
     from nlp_pipeline.models.lm_file import write_safetensors
 
@@ -155,9 +155,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
                         "train it from a numericalization made by the pipeline (it carries Tokens.settings)")
     tokenizer = full_tokenizer_settings(result.tokenizer)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
         version = _format_version(result)
@@ -181,16 +179,8 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
             "files": {name: file_sha256(tmp / name) for name in checked},
         }
         _write_json(tmp / CONFIG_FILE, seal_config(config))  # last: a folder with config.json is complete
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}-old-{os.getpid()}"
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_folder(out_dir, fill)
     return out_dir
 
 
@@ -514,7 +504,7 @@ class Classifier:
     def __init__(self, model: Any, vocab: Vocab, label_names: list[str], max_length: int,
                  tokenizer_settings: dict[str, Any], device: Any, dtype: Any = None, path: Path | None = None,
                  config: dict[str, Any] | None = None, linear: Any = None):
-        from nlp_pipeline.stages.tokenization import TokenizationConfig
+        from nlp_pipeline.tokenizer import TokenizationConfig
 
         self.model = model.eval()
         self.vocab = vocab
@@ -613,7 +603,7 @@ class Classifier:
         An empty text becomes [xxbos] (the tokenizer adds it; without add_bos it is put in here), so every
         document has at least one real step.
         """
-        from nlp_pipeline.stages.tokenization import tokenize_texts
+        from nlp_pipeline.tokenizer import tokenize_texts
 
         docs = []
         for tokens in tokenize_texts(self._tokenizer, texts):

@@ -13,17 +13,15 @@ TensorBoard's projector plugin reads tensor files as TSV (binary tensors are onl
 valid UTF-8, which float bytes can accidentally be), so TSV is the one reliable format. Metadata fields are
 made single-line and visible (tabs and newlines escaped, whitespace-only tokens shown as '␣'). At most
 `max_points` (100,000) points per source are kept, the highest-priority ones (word frequency), with a warning.
-The folder is written under a temporary name and renamed into place: nothing is ever half-written. An
-existing folder is replaced only if it is empty or an earlier export (it carries the marker).
+The folder is written under a hidden temporary name and renamed into place (core.atomic.replace_folder):
+nothing is ever half-written. An existing folder is replaced only if it is empty or an earlier export (it
+carries the marker).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nlp_pipeline.artifacts import SPLITS, LsaResult, WordVectors, label_text
+from nlp_pipeline.core.atomic import replace_folder
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.export.vectors import escape_token, format_float_rows
 
@@ -202,11 +201,9 @@ def export_projector(out_dir: str | Path, embeddings: Sequence[ProjectorEmbeddin
         raise ConfigError(f"projector embedding names must be distinct, got {names}")
     checked = [_check(item) for item in items]
     replaced = _prepare_target(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    temporary.mkdir()
-    report = []
-    try:
+    report: list[dict[str, Any]] = []
+
+    def fill(temporary: Path) -> None:
         config_lines = []
         for item, (vectors, rows, header) in zip(items, checked):
             kept = _select(item, len(vectors), max_points)
@@ -237,22 +234,7 @@ def export_projector(out_dir: str | Path, embeddings: Sequence[ProjectorEmbeddin
                            "metadata": f"{item.name}/metadata.tsv"})
         (temporary / CONFIG_FILE).write_text("\n".join(config_lines) + "\n", encoding="utf-8")
         (temporary / MARKER_FILE).write_text(json.dumps({"format": 1, "embeddings": report}, indent=1), encoding="utf-8")
-        _swap_into_place(temporary, out_dir, replaced)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+
+    replace_folder(out_dir, fill)
     return {"out_dir": str(out_dir), "replaced": replaced, "embeddings": report}
 
-
-def _swap_into_place(temporary: Path, out_dir: Path, replaced: bool) -> None:
-    if not replaced:
-        os.rename(temporary, out_dir)
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.rename(out_dir, old)
-    try:
-        os.rename(temporary, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)  # put the earlier export back
-        raise
-    shutil.rmtree(old, ignore_errors=True)

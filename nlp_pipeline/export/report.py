@@ -22,7 +22,8 @@ figures inlined).
 - most_wrong.jsonl: test documents the classifier got wrong, worst first (see most_wrong): corpus index, text,
   true and predicted label (label set, value), and how wrong.
 Scores are the test split's when the corpus has labelled test documents, else the validation set's (said so).
-Each file is written to a temporary name and renamed, so a reader never sees half a file.
+Each file is written to a hidden temporary name and renamed (core.atomic.write_file), so a reader never sees
+half a file.
 Limits: matplotlib's Agg backend only (no display needed); a confusion matrix of more than ~40 labels gets
 small print; texts appear as the corpus holds them (no anonymisation).
 """
@@ -31,8 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, LsaResult, WordVectors, label_text
+from nlp_pipeline.core.atomic import write_file
 from nlp_pipeline.core.errors import DataError, MissingInputError
 from nlp_pipeline.targets import PRIMARY, THRESHOLD, predicted_text
 
@@ -76,25 +76,11 @@ def primary_name(target_type: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, lambda handle: handle.write(data))
 
 
 def _save_figure(figure: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, lambda handle: figure.savefig(handle, format=path.suffix.lstrip(".") or "png"))
 
 
 def _figure(width: float, height: float) -> Any:

@@ -2,7 +2,7 @@
 
     live = LiveLog(folder)                        # cli.run: an observer of the training loops while stages train
     with models.training.observe(live): ...       # event files grow in folder/<instance>/ as steps and epochs end
-    write_run_log(staging / "tensorboard", artifacts, ...)   # run_folder.write_run: the log of the run folder
+    write_run_log(staging / "tensorboard", artifacts, ...)   # runs.write_run: the log of the run folder
 
 Layout of runs/<name>/tensorboard/ (each folder holding an event file is one TensorBoard run):
 - <instance>/ for every training stage of the run (pretrain_lm, finetune_lm, their ":backward" twins spelt

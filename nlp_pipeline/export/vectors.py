@@ -1,11 +1,11 @@
 """Word vectors to and from files: word2vec text / binary format (which gensim's KeyedVectors.load_word2vec_format,
 the original C tools and most libraries read), and gensim KeyedVectors built from a WordVectors artifact.
 
-Takes WordVectors (or keys + a float matrix); writes one file atomically (a temporary sibling renamed into
-place, so a failed export leaves nothing half-written). Text output formats every float32 with its shortest
-round-trip decimal form (pyarrow's C++ CSV writer, in threads), so 100k x 300 vectors take a few seconds.
-Reading (`read_vectors`, for embeddings.pretrained_path) lives in the embeddings stage, which may not import
-this layer; it is re-exported here.
+Takes WordVectors (or keys + a float matrix); writes one file atomically (core.atomic.write_file: a hidden
+sibling renamed into place, so a failed export leaves nothing half-written). Text output formats every float32
+with its shortest round-trip decimal form (pyarrow's C++ CSV writer, in threads), so 100k x 300 vectors take a
+few seconds. Reading (`read_vectors`, for embeddings.pretrained_path) lives in the embeddings stage, which may
+not import this layer; it is re-exported here.
 
 Limits: word2vec files cannot hold words with whitespace, so such characters are written visibly
 (`escape_token`: a space becomes '␣', a tab '\\t'); the number of changed keys is reported. Two keys that
@@ -15,7 +15,6 @@ become equal after escaping raise DataError.
 from __future__ import annotations
 
 import io
-import os
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nlp_pipeline.artifacts import WordVectors
+from nlp_pipeline.core.atomic import write_file
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.stages.embeddings import read_vectors
 
@@ -118,17 +118,7 @@ def _atomic_write(path: Path, overwrite: bool, write) -> int:
         raise ConfigError(f"{path} already exists; choose another output path or allow overwriting")
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file path for the vectors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-        size = temporary.stat().st_size
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return size
+    return write_file(path, write)
 
 
 def write_word2vec(path: str | Path, keys: list[str], vectors: np.ndarray, binary: bool = False,

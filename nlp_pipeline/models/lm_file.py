@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nlp_pipeline.artifacts import LanguageModel, Vocab
+from nlp_pipeline.core.atomic import replace_folder
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 
@@ -90,7 +89,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16", overwrite: bool = False) -> dict:
-    """Write `lm` as a folder at out_dir (built under a temporary sibling, then renamed into place).
+    """Write `lm` as a folder at out_dir, whole or not at all (core.atomic.replace_folder; files fsynced; an
+    OSError is one OutputError naming out_dir).
 
     dtype "float16" or "float32". An existing out_dir is replaced only with overwrite=True and only when it
     is an LM folder or empty; anything else is a ConfigError (nothing of the user's is deleted).
@@ -117,9 +117,7 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
                 raise DataError(f"weight {name} exceeds float16's range; export with --dtype float32")
             value = value.astype(target)
         tensors[name] = np.array(value, copy=True, order="C")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         # one metadata entry: safetensors orders several at random, and the file's bytes must not change between exports
         write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
         (tmp / VOCAB_FILE).write_text(json.dumps({"itos": list(lm.vocab.itos), "unk_token": lm.vocab.unk_token},
@@ -136,19 +134,11 @@ def save_lm_folder(lm: LanguageModel, out_dir: str | Path, dtype: str = "float16
             "files": {name: file_sha256(tmp / name) for name in FILES},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
         for p in tmp.iterdir():
-            os.chmod(p, 0o666 & ~umask)  # as any file the user writes (mkdtemp and safetensors use 0600/0700)
             with open(p, "rb") as handle:
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o777 & ~umask)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_folder(out_dir, fill)
     size = sum((out_dir / n).stat().st_size for n in (*FILES, CONFIG_FILE))
     return {"out_dir": str(out_dir), "bytes": size, "parameters": int(sum(v.size for v in tensors.values())),
             "vocab_size": len(lm.vocab), "dtype": dtype}

@@ -1,6 +1,6 @@
-"""The run folder under faults: a failed or killed write leaves the previous folder whole and a rerun repairs it,
-run names are one plain folder name, an unusable --runs-dir is refused before any stage runs, leftovers of dead
-processes are cleaned and never carried into a new folder."""
+"""runs.py: the run folder under faults. A failed or killed write leaves the previous folder whole and a rerun
+repairs it, run names are one plain folder name, an unusable --runs-dir is refused before any stage runs, leftovers
+of dead processes are cleaned and never carried into a new folder."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nlp_pipeline import run_folder
+from nlp_pipeline import runs as runs_module
 from nlp_pipeline.cli import main
+from nlp_pipeline.core import atomic
 from test_cli import FAST, TINY_LM, corpus_dir  # noqa: F401  (corpus_dir is a fixture)
 
 STRICT = ["--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
@@ -132,7 +133,7 @@ def _write(run_dir, seed, model, corpus, key, calls=None):
             calls.append(key)
         return {"classifier": model, "corpus": corpus}
 
-    return run_folder.write_run(run_dir, _configs(seed), _run_result(key), report_artifacts=artifacts)
+    return runs_module.write_run(run_dir, _configs(seed), _run_result(key), report_artifacts=artifacts)
 
 
 def _bundle_weights(run_dir: Path) -> bytes:
@@ -215,7 +216,7 @@ def test_a_run_that_stops_before_the_classifier_drops_the_old_model(two_models, 
     _write(run_dir, 0, first, corpus, "a" * 64)
     (run_dir / "plot.png").write_bytes(b"the user's plot")
     until_corpus = RunResult([StageReport("corpus", "corpus", "c" * 64, "hit", 0.0)], {})
-    run_folder.write_run(run_dir, _configs(0), until_corpus, report_artifacts=lambda: pytest.fail("nothing to report"))
+    runs_module.write_run(run_dir, _configs(0), until_corpus, report_artifacts=lambda: pytest.fail("nothing to report"))
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "keys.json", "metrics.json", "plot.png", "run.json"]
 
 
@@ -238,7 +239,7 @@ def test_run_names_are_one_plain_folder_name(corpus_dir, tmp_path, name):
 
 def test_a_default_name_is_always_a_valid_one():
     from nlp_pipeline import pipeline
-    from nlp_pipeline.run_folder import check_name
+    from nlp_pipeline.runs import check_name
 
     for source in ("trec6", "/data/.hidden/", "hf:..", "..", "/", "~/my corpus.csv", "hf:org/set"):
         configs = pipeline.load_config(overrides={"corpus": {"source": source}})
@@ -338,13 +339,11 @@ def _dead_pid() -> int:
 def test_leftovers_of_dead_runs_are_cleaned_and_hidden_files_never_carried(two_models, tmp_path):
     import socket
 
-    from nlp_pipeline import run_folder
-
     first, _, corpus = two_models
     runs = tmp_path / "runs"
     run_dir = runs / "tiny"
     _write(run_dir, 0, first, corpus, "a" * 64)
-    host = run_folder.host_tag()
+    host = atomic.host_tag()
     dead, alive = _dead_pid(), os.getpid()
     stale = [runs / f".tiny.staging.{dead}@{host}.x1y2", runs / f".other.old.{dead}@{host}.abcd",
              runs / f".runs.probe.{dead}@{host}.zz"]
@@ -363,7 +362,7 @@ def test_leftovers_of_dead_runs_are_cleaned_and_hidden_files_never_carried(two_m
         path.write_bytes(b"half")
     assert socket.gethostname()  # host_tag is derived from it
 
-    run_folder.prepare(runs, "tiny")
+    runs_module.prepare(runs, "tiny")
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     assert (runs / "lost" / "keys.json").is_file() and not restorable.exists()
     _write(run_dir, 0, first, corpus, "a" * 64)
@@ -379,9 +378,9 @@ def test_a_killed_run_leaves_nothing_a_rerun_trusts(corpus_dir, tmp_path):
     assert subprocess.run(command, env=env, capture_output=True, timeout=300).returncode == 0
     before = _snapshot(runs / "tiny")
     killer = ("import os, signal, sys, runpy\n"
-              "import nlp_pipeline.run_folder as rf\n"
+              "import nlp_pipeline.core.atomic as atomic\n"
               "def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)\n"
-              "rf._swap = die\n"
+              "atomic.swap = die\n"
               "sys.argv = ['nlp-pipeline', *sys.argv[1:]]\n"
               "runpy.run_module('nlp_pipeline.cli', run_name='__main__')\n")
     killed = subprocess.run([sys.executable, "-c", killer, *command[3:], "--set", "corpus.seed=5"], env=env,
@@ -510,8 +509,6 @@ def test_on_a_terminal_the_bar_draws_and_the_epoch_lines_stay(monkeypatch):
 
 
 def test_an_earlier_versions_leftovers_are_cleaned_when_they_hold_nothing_of_the_users(tmp_path):
-    from nlp_pipeline import run_folder
-
     runs = tmp_path / "runs"
     (runs / "tiny").mkdir(parents=True)
     (runs / "tiny" / "keys.json").write_text("{}")
@@ -529,7 +526,7 @@ def test_an_earlier_versions_leftovers_are_cleaned_when_they_hold_nothing_of_the
     for folder in (stale, users):
         os.utime(folder, (two_hours_ago, two_hours_ago))
 
-    run_folder.prepare(runs, "tiny")
+    runs_module.prepare(runs, "tiny")
     assert not old_aside.exists() and (runs / "lost" / "keys.json").is_file() and not lost.exists()
     assert not stale.exists() and recent.exists() and (users / "thesis.tex").exists()
 
