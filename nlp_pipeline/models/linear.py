@@ -1,9 +1,9 @@
 """A TF-IDF n-gram logistic regression over token ids: the classifier's linear partner in a probability blend.
 
+    docs = document_ids(data, indexes, max_length)  # id arrays of documents of a Numericalized, cut as the RNN reads them
     model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[0.25, 1, 4, 16], seed=0)
     probs = linear_proba(model, docs)            # (len(docs), n_classes) float32
-    blended = blend(neural_probs, probs, model.weight)
-    blended = blend_in(model, neural_probs, docs)  # the same, and a no-op for model None or weight 0
+    model = LinearModel.from_parts(model.settings(), model.arrays(), itos)  # the same model from plain data
 
 Features are computed from the same id arrays the RNN reads, so a bundle needs no second vocabulary of
 strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
@@ -20,18 +20,19 @@ same for negative ones (Wang & Manning 2012, "NBSVM"), and the row L2-normalised
 C, and with lists of character lengths (e.g. [0, 6]) and of nb (e.g. [False, True]) whether to add that block and
 that scaling, are chosen by stratified 3-fold cross-validation on the fitting documents only (the ratios of each
 fold from its fitting part), so the classifier's validation set stays unseen until the blend weight is
-chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
+chosen on it (models/blend.py). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 MAX_NGRAMS = 3
 CHAR_BUCKETS = 2 ** 22  # hash space of character n-grams (collisions are rare at a few 100k distinct n-grams)
-WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # blend weights of the linear model tried on validation
+MIN_DF = 2  # an n-gram (order >= 2) or character bucket needs this many fitting documents to get a column
 
 
 @dataclass
@@ -54,17 +55,6 @@ class LinearModel:
 
     def __post_init__(self) -> None:
         self._token_chars = None  # (vocab_size, len(char_keys)) counts, built from itos on first use
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_token_chars"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("char_ngrams", 0)
-        self.__dict__.setdefault("char_keys", np.zeros(0, np.int64))
-        self.__dict__.setdefault("itos", None)
-        self.__dict__.setdefault("nb_ratio", np.zeros(0, np.float32))
-        self._token_chars = None
 
     @property
     def n_word_features(self) -> int:
@@ -99,6 +89,11 @@ class LinearModel:
                    weight=float(settings.get("weight", 0.0)), char_ngrams=char_ngrams,
                    char_keys=np.asarray(arrays.get("char_keys", np.zeros(0, np.int64)), np.int64),
                    itos=list(itos) if itos is not None else None, nb_ratio=nb_ratio)
+
+
+def document_ids(data: Any, indexes: np.ndarray, max_length: int) -> list[np.ndarray]:
+    """The id arrays of documents `indexes` of a Numericalized (doc_ids), cut to max_length like the RNN reads them."""
+    return [data.doc_ids(int(i))[:max_length] for i in indexes]
 
 
 def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -252,7 +247,7 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
 
 
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
-               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int | list[int] = 0,
+               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = MIN_DF, char_ngrams: int | list[int] = 0,
                itos: list[str] | None = None, nb: bool | list[bool] = False) -> LinearModel:
     """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them.
     char_ngrams > 0 adds the character block (itos: the vocabulary's strings); nb scales the features by their
@@ -348,32 +343,3 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
                        n_classes=n_classes, pad_id=pad_id, C=float(best), selection=selection,
                        char_ngrams=n_best, char_keys=char_keys, itos=list(itos) if n_best else None, nb_ratio=ratio)
-
-
-def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
-    """(1 - weight) * neural + weight * linear, as float32 rows that sum to 1."""
-    if weight <= 0.0:
-        return np.asarray(neural, np.float32)
-    return ((1.0 - weight) * np.asarray(neural, np.float64) + weight * np.asarray(linear, np.float64)).astype(np.float32)
-
-
-def blend_in(model: LinearModel | None, neural: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """The classifier's output: `neural` probabilities of `docs` (id arrays as the RNN read them) blended with
-    model's at model.weight; `neural` unchanged when there is no model or its weight is 0."""
-    if model is None or model.weight <= 0.0:
-        return np.asarray(neural, np.float32)
-    return blend(neural, linear_proba(model, docs), model.weight)
-
-
-def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """The blend weight in WEIGHTS with the best validation accuracy, ties broken by lower log-loss, then by
-    the smaller weight; returns (weight, {weight: [accuracy, log-loss]})."""
-    y = np.asarray(y, np.int64)
-    scores = {}
-    for w in WEIGHTS:
-        p = blend(neural, linear, w).astype(np.float64)
-        accuracy = float((p.argmax(1) == y).mean()) if len(y) else 0.0
-        loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).mean()) if len(y) else 0.0
-        scores[w] = [round(accuracy, 4), round(loss, 4)]
-    best = max(WEIGHTS, key=lambda w: (scores[w][0], -scores[w][1], -w))
-    return best, scores
