@@ -13,13 +13,15 @@ import pytest
 from nlp_pipeline import pipeline
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
-from nlp_pipeline.models.blend import blend, compose
-from nlp_pipeline.models.linear import document_ids, linear_proba
+from nlp_pipeline.artifacts import ClassifierResult
+from nlp_pipeline.models.blend import WEIGHTS, blend, choose_weight, compose
+from nlp_pipeline.models.linear import document_ids, fit_linear, linear_proba
 from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
 from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
 
 from test_classifier import TINY, pang_lee  # noqa: F401 (a fixture)
+from test_lm import numericalize_docs
 
 # Written out from the previous commit (3e3a4ad, the blend inside the classifier stage): train_classifier(
 # ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2), pang_lee)
@@ -38,6 +40,99 @@ BEFORE_P1_NO_REFIT = [0.5188, 0.4901, 0.48663, 0.53401, 0.49127, 0.50944, 0.5417
                       0.54543, 0.52647, 0.51766, 0.55055, 0.50586, 0.52973, 0.53794, 0.53398, 0.50883, 0.55685, 0.54384,
                       0.54288, 0.54155, 0.5017, 0.52381, 0.50588, 0.51722, 0.50812, 0.51329, 0.51702, 0.5393, 0.54916,
                       0.50651, 0.48791, 0.49295, 0.54797, 0.54828, 0.49209]
+
+
+# --- blend and choose_weight ----------------------------------------------------------------------------------
+
+NEURAL = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+LINEAR = np.array([[0.5, 0.5], [0.7, 0.3], [0.0, 1.0]], np.float32)
+
+
+def test_blend_endpoints_and_weighted_mean():
+    np.testing.assert_array_equal(blend(NEURAL, LINEAR, 0.0), NEURAL)
+    np.testing.assert_allclose(blend(NEURAL, LINEAR, 1.0), LINEAR, atol=1e-7)
+    mixed = blend(NEURAL, LINEAR, 0.3)
+    np.testing.assert_allclose(mixed, [[0.78, 0.22], [0.35, 0.65], [0.42, 0.58]], atol=1e-6)
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_choose_weight_prefers_the_right_model():
+    y = np.array([0, 1, 1, 0, 2])
+    right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
+    wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
+    weight, scores = choose_weight(right, wrong, y)
+    assert weight == 0.0
+    assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
+    weight, scores = choose_weight(wrong, right, y)
+    assert weight == 1.0
+    assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
+    assert list(scores) == list(WEIGHTS) and len(scores) == 11
+    assert WEIGHTS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def test_choose_weight_scores_are_accuracy_and_log_loss():
+    y = np.array([0, 1, 2])
+    neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
+    uniform = np.full((3, 3), 1 / 3, np.float32)
+    weight, scores = choose_weight(neural, uniform, y)
+    # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
+    assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
+    # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
+    assert scores[1.0] == [0.3333, round(float(np.log(3)), 4)]
+    assert weight < 1.0 and scores[weight][0] == 0.6667
+
+
+def _rnn_of(data, fit: np.ndarray, valid: np.ndarray, val_probs: np.ndarray) -> ClassifierResult:
+    """A classifier result by hand: the carve (fit, valid), the RNN's validation probabilities, no test split."""
+    return ClassifierResult(arch={}, state_dict={}, vocab=data.vocab, label_names=list(data.label_names), max_length=500,
+                            metrics={"validation": {"source": "carved from train"}}, train_indexes=fit,
+                            validation_indexes=valid, validation_probabilities=val_probs,
+                            test_probabilities=np.zeros((0, 2), np.float32))
+
+
+def test_the_blend_refits_its_linear_model_on_train_and_validation():
+    from nlp_pipeline.models.batching import pad_id
+
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(30)]
+    cue = {0: ["awful", "dull", "bad"], 1: ["great", "fine", "good"]}
+    y = rng.integers(0, 2, 150)
+    docs = [list(rng.choice(filler, 6)) + [str(rng.choice(cue[int(c)]))] for c in y]
+    data = numericalize_docs(docs, labels=y.tolist(), label_names=["neg", "pos"])
+    labels, pad, itos = np.asarray(data.labels), pad_id(data.vocab), list(data.vocab.itos)
+    fit, valid = np.arange(110), np.arange(110, 150)
+    unsure = _rnn_of(data, fit, valid, np.full((len(valid), 2), 0.5, np.float32))  # an RNN that knows nothing
+    linear = fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, unsure)
+    refit, kept = (blend_classifier(BlendConfig(refit=flag), unsure, data, linear) for flag in (True, False))
+    report, kept_report = refit.metrics["blend"], kept.metrics["blend"]
+    assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
+    refit_model, kept_model = compose(unsure, refit).linear, compose(unsure, kept).linear
+    nb = bool(len(kept_model.nb_ratio))
+    assert (refit_model.C, refit_model.char_ngrams, bool(len(refit_model.nb_ratio))) == \
+        (kept_model.C, kept_model.char_ngrams, nb) == (report["C"], report["char_ngrams"], report["nb"])
+    # the refit is the chosen settings fitted on all 150 documents; the kept model is the linear stage's (110 only)
+    again = fit_linear(document_ids(data, np.arange(150), 500), labels, 2, 2, len(itos), [kept_model.C], 0, pad_id=pad,
+                       char_ngrams=kept_model.char_ngrams, itos=itos, nb=nb)
+    np.testing.assert_array_equal(refit_model.nb_ratio, again.nb_ratio)
+    np.testing.assert_array_equal(refit_model.coef, again.coef)
+    np.testing.assert_array_equal(kept_model.coef, linear.arrays["coef"])
+    assert refit_model.coef.shape != kept_model.coef.shape or not np.array_equal(refit_model.coef, kept_model.coef)
+    # validation scores are the train-only fit's in both cases (the refit has seen those documents)
+    assert refit.metrics["validation"] == kept.metrics["validation"]
+    expected = blend(unsure.validation_probabilities, linear.validation_probabilities, kept.weight)
+    assert refit.metrics["validation"]["accuracy"] == round(float((expected.argmax(1) == labels[valid]).mean()), 4)
+    # weight 0 (an RNN that is always right): nothing to refit
+    sure = _rnn_of(data, fit, valid, np.eye(2, dtype=np.float32)[labels[valid]])
+    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, sure))
+    assert alone.weight == 0.0 and alone.metrics["blend"]["refit_documents"] == 0
+
+
+def test_linear_settings_are_checked_in_one_line():
+    with pytest.raises(ConfigError, match=r"^linear.nb must list true and/or false, e.g. \[false, true\]; got \[\]$"):
+        LinearConfig(nb=[]).validate()
+    with pytest.raises(ConfigError, match=r"^linear.chars must list lengths"):
+        LinearConfig(chars=[2]).validate()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@
   (binary and 3 classes), rows summing to 1, no documents -> (0, k);
 - fit_linear learns a small separable problem, picks C from the grid with one CV score per C;
 - a class absent from the fitting documents still has a column of probabilities and never wins;
-- blend / choose_weight by hand;
 - the settings()/arrays() round trip, in memory and through safetensors;
 - the pad id is never a feature.
 """
@@ -20,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from nlp_pipeline.models.linear import (
-    WEIGHTS, LinearModel, blend, choose_weight, features, fit_linear, linear_proba, ngram_keys,
+    LinearModel, features, fit_linear, linear_proba, ngram_keys,
 )
 
 V = 12
@@ -249,47 +248,6 @@ def test_absent_class_in_a_multiclass_fit_never_wins():
     assert 2 not in p.argmax(1)
     assert p[:, 2].max() < 1e-6
     assert (p.argmax(1) == y).mean() >= 0.9
-
-
-# --- blend and choose_weight ----------------------------------------------------------------------------------
-
-NEURAL = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
-LINEAR = np.array([[0.5, 0.5], [0.7, 0.3], [0.0, 1.0]], np.float32)
-
-
-def test_blend_endpoints_and_weighted_mean():
-    np.testing.assert_array_equal(blend(NEURAL, LINEAR, 0.0), NEURAL)
-    np.testing.assert_allclose(blend(NEURAL, LINEAR, 1.0), LINEAR, atol=1e-7)
-    mixed = blend(NEURAL, LINEAR, 0.3)
-    np.testing.assert_allclose(mixed, [[0.78, 0.22], [0.35, 0.65], [0.42, 0.58]], atol=1e-6)
-    assert mixed.dtype == np.float32
-    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
-
-
-def test_choose_weight_prefers_the_right_model():
-    y = np.array([0, 1, 1, 0, 2])
-    right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
-    wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
-    weight, scores = choose_weight(right, wrong, y)
-    assert weight == 0.0
-    assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
-    weight, scores = choose_weight(wrong, right, y)
-    assert weight == 1.0
-    assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
-    assert list(scores) == list(WEIGHTS) and len(scores) == 11
-    assert WEIGHTS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def test_choose_weight_scores_are_accuracy_and_log_loss():
-    y = np.array([0, 1, 2])
-    neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
-    uniform = np.full((3, 3), 1 / 3, np.float32)
-    weight, scores = choose_weight(neural, uniform, y)
-    # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
-    assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
-    # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
-    assert scores[1.0] == [0.3333, round(float(np.log(3)), 4)]
-    assert weight < 1.0 and scores[weight][0] == 0.6667
 
 
 # --- round trip -----------------------------------------------------------------------------------------------

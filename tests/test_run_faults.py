@@ -20,7 +20,7 @@ from nlp_pipeline import run_folder
 from nlp_pipeline.cli import main
 from test_cli import FAST, TINY_LM, corpus_dir  # noqa: F401  (corpus_dir is a fixture)
 
-STRICT = ["--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
+STRICT = ["--set", "blend.linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
 
 
 def _invoke(args, tmp_path):
