@@ -139,6 +139,27 @@ def test_features_equal_sklearn_tfidf_with_columns_mapped(ngrams, min_df):
     assert not ours[:, [0, 1]].any()
 
 
+@pytest.mark.parametrize("ngrams,min_df,max_df,sublinear", [(2, 2, 0.5, False), (3, 1, 1.0, True), (1, 3, 0.6, True)])
+def test_fit_tfidf_equals_sklearn_tfidf_with_its_min_df_max_df_and_sublinear_options(ngrams, min_df, max_df, sublinear):
+    """The lsa stage's baseline columns: scikit-learn's TfidfVectorizer(min_df, max_df, sublinear_tf) on the
+    same tokens, every term's column equal; the columns sklearn drops (idf 0 here) are empty."""
+    from nlp_pipeline.models.linear import fit_tfidf
+
+    docs = SMALL_DOCS + [np.array([2, 3, 4, 5, 10])]  # 2, 3, 4, 5 now in most documents: max_df drops some
+    columns, rows = fit_tfidf(docs, ngrams, V, min_df=min_df, max_df=max_df, sublinear=sublinear, unigram_min_df=True)
+    ours = features(columns, docs).toarray()
+    np.testing.assert_allclose(rows.toarray(), ours, atol=1e-6)
+    vec = TfidfVectorizer(analyzer=identity, sublinear_tf=sublinear, min_df=min_df, max_df=max_df, dtype=np.float64)
+    ref = vec.fit_transform([as_strings(d, ngrams) for d in docs]).toarray()
+    used = set()
+    for term, j in vec.vocabulary_.items():
+        col = column_of(columns, term)
+        used.add(col)
+        np.testing.assert_allclose(ours[:, col], ref[:, j], atol=1e-6, err_msg=term)
+    assert len(vec.vocabulary_) < V + sum(len(k) for k in columns.keys)  # options dropped something
+    assert not ours[:, sorted(set(range(ours.shape[1])) - used)].any()
+
+
 def test_bigram_keys_are_those_in_at_least_min_df_documents():
     model = fit_linear(SMALL_DOCS, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=2, vocab_size=V,
                        c_grid=[1.0], seed=0)

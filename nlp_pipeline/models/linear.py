@@ -52,6 +52,7 @@ class LinearModel:
     char_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted kept buckets (their columns follow the word block)
     itos: list[str] | None = None           # the vocabulary's strings (the character block's source); not in arrays()
     nb_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (n_features,) NB scaling; empty = none
+    sublinear: bool = True                  # tf is 1 + log(count); False = raw counts (lsa's baseline option); not in settings()
 
     def __post_init__(self) -> None:
         self._token_chars = None  # (vocab_size, len(char_keys)) counts, built from itos on first use
@@ -192,11 +193,11 @@ def _char_block(model: "LinearModel", terms, n_docs: int):
     return _unit_rows(_sublinear(counts), model.idf[model.n_word_features:])
 
 
-def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int):
+def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int, sublinear: bool = True):
     import scipy.sparse as sp
 
     flat, counts = np.unique(rows * n_features + cols, return_counts=True)
-    tf = (1.0 + np.log(counts)).astype(np.float32)
+    tf = (1.0 + np.log(counts) if sublinear else counts).astype(np.float32)
     return sp.csr_matrix((tf, (flat // n_features, flat % n_features)), shape=(n_docs, n_features))
 
 
@@ -212,7 +213,7 @@ def features(model: LinearModel, docs: list[np.ndarray]):
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
     n_word = model.n_word_features
-    x = _unit_rows(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
+    x = _unit_rows(_tf_matrix(rows, cols, len(docs), n_word, model.sublinear), model.idf[:n_word])
     if model.char_ngrams:
         x = _join_blocks(x, _char_block(model, terms, len(docs)))
     return _unit_rows(x, model.nb_ratio) if len(model.nb_ratio) else x
@@ -246,6 +247,44 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
     return _probabilities(scores, model.n_classes)
 
 
+def _fit_words(terms, n_docs: int, vocab_size: int, min_df: int, max_df: float = 1.0, sublinear: bool = True,
+               unigram_min_df: bool = False):
+    """(n-gram keys of orders 2.., idf of every word column, the docs' L2-normalised TF-IDF rows) from _doc_terms.
+    An n-gram gets a column when min_df documents have it; a column whose idf is 0 is no feature: never seen,
+    in more than max_df of the documents, or (unigram_min_df) a unigram in fewer than min_df."""
+    keys = []
+    for rows, k in terms[1:]:
+        order = np.lexsort((rows, k))
+        ks, rs = k[order], rows[order]
+        first = np.ones(len(ks), bool)
+        first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
+        uniq, df = np.unique(ks[first], return_counts=True)
+        keys.append(uniq[(df >= min_df) & (df <= max_df * n_docs)])
+    n_word = vocab_size + sum(len(k) for k in keys)
+    rows, cols = _columns(terms, keys, vocab_size)
+    tf = _tf_matrix(rows, cols, n_docs, n_word, sublinear)
+    df = np.bincount(tf.indices, minlength=n_word)
+    idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+    idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
+    idf[df > max_df * n_docs] = 0.0
+    if unigram_min_df:
+        idf[:vocab_size][df[:vocab_size] < min_df] = 0.0
+    return keys, idf, _unit_rows(tf, idf)
+
+
+def fit_tfidf(docs: list[np.ndarray], ngrams: int, vocab_size: int, pad_id: int = -1, min_df: int = MIN_DF,
+              max_df: float = 1.0, sublinear: bool = True, unigram_min_df: bool = False) -> tuple[LinearModel, Any]:
+    """TF-IDF columns of token 1..ngrams-grams fitted on docs, as the linear model builds them: (a LinearModel
+    holding the columns and idf but no classifier yet, for features() of other documents; the docs' rows).
+    max_df (a share of docs), sublinear False and unigram_min_df make the columns scikit-learn's
+    TfidfVectorizer(min_df, max_df, sublinear_tf) over the same tokens (the lsa stage's baseline)."""
+    keys, idf, x = _fit_words(_doc_terms(docs, ngrams, vocab_size, pad_id), len(docs), vocab_size, min_df, max_df,
+                              sublinear, unigram_min_df)
+    model = LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=np.zeros((0, len(idf)), np.float32),
+                        intercept=np.zeros(0, np.float32), n_classes=0, pad_id=pad_id, sublinear=sublinear)
+    return model, x
+
+
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
                c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = MIN_DF, char_ngrams: int | list[int] = 0,
                itos: list[str] | None = None, nb: bool | list[bool] = False) -> LinearModel:
@@ -266,21 +305,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     if any(lengths) and (itos is None or len(itos) != vocab_size):
         raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
     terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
-    keys = []
-    for rows, k in terms[1:]:
-        order = np.lexsort((rows, k))
-        ks, rs = k[order], rows[order]
-        first = np.ones(len(ks), bool)
-        first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
-        uniq, df = np.unique(ks[first], return_counts=True)
-        keys.append(uniq[df >= min_df])
-    n_word = vocab_size + sum(len(k) for k in keys)
-    rows, cols = _columns(terms, keys, vocab_size)
-    tf = _tf_matrix(rows, cols, len(docs), n_word)
-    df = np.bincount(tf.indices, minlength=n_word)
-    word_idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
-    word_idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
-    words = _unit_rows(tf, word_idf)
+    keys, word_idf, words = _fit_words(terms, len(docs), vocab_size, min_df)
     token_counts = _doc_token_counts(terms, len(docs), vocab_size) if any(lengths) else None
     blocks = {}  # length -> (features, idf, char_keys)
     for n in dict.fromkeys(lengths):
