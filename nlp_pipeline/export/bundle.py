@@ -139,8 +139,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     try:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
-        version = FORMAT_VERSION
-        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": FORMAT, "format_version": str(version)})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:
             write_safetensors(tmp / LINEAR_FILE, {k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()})
@@ -149,7 +148,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
         _write_json(tmp / TOKENIZER_FILE, tokenizer)
         config = {
             "format": FORMAT,
-            "format_version": version,
+            "format_version": FORMAT_VERSION,
             "nlp_pipeline_version": __version__,
             "arch": dict(result.arch),
             "label_names": list(result.label_names),
@@ -276,8 +275,7 @@ class _ConfigCheck:
 
 def _check_config(folder: Path, config: Any) -> None:
     """Refuse a config.json that is not a readable bundle's: another format or version, a changed value (its
-    checksum), or any field of the wrong
-    type or out of range. Sizes are bounded here (and checked against the weights' header later), so nothing
+    checksum, required), or any field of the wrong type or out of range. Sizes are bounded here (and checked against the weights' header later), so nothing
     is allocated from a value that was never trained."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{folder / CONFIG_FILE} is not an nlp-pipeline classifier bundle (format {FORMAT!r} expected)")

@@ -4,6 +4,7 @@
     model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[0.25, 1, 4, 16], seed=0)
     probs = linear_proba(model, docs)            # (len(docs), n_classes) float32
     model = LinearModel.from_parts(model.settings(), model.arrays(), itos)  # the same model from plain data
+    columns, x = fit_tfidf(docs, ngrams=2, vocab_size=V, min_df=2, max_df=0.95)  # the TF-IDF columns alone (lsa's baseline)
 
 Features are computed from the same id arrays the RNN reads, so a bundle needs no second vocabulary of
 strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
