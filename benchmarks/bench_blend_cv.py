@@ -2,18 +2,17 @@
 model compared on thousands of held-out predictions instead of one validation slice of a few hundred.
 
     python benchmarks/bench_blend_cv.py [--dataset mr] [--folds 5] [--members 1]
-        [--variants "linear_nb=[false] linear_refit=false; linear_nb=[false]; defaults"]
+        [--variants "linear.nb=[false] blend.refit=false; linear.nb=[false]; defaults"]
         [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
 Pretraining and fine-tuning as in bench_ulmfit.py (the pretrained LM comes from the same --cache-dir). The
 labelled train documents are cut into --folds stratified folds. For each fold the data is rewritten so that
 the fold is the test split and the real test split is unlabelled (its labels are set to -1 before anything
 sees them: no test label is read). The RNN classifier is trained as the stage trains it, carving its own
-validation slice from the remaining documents (blend_linear off, so its raw probabilities are kept). Then,
-for every `--variants` entry (';' between entries; each is classifier fields of the blend, "field=value"
-separated by spaces, or "defaults"), the stage's blend is fitted as the stage fits it (linear model on the
-same train documents, weight on the same validation slice, refit when linear_refit says so) and scored on
-the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
+validation slice from the remaining documents (the classifier stage: the RNN alone). Then, for every
+`--variants` entry (';' between entries; each is linear/blend fields, "section.field=value" separated by
+spaces, or "defaults"), the linear and blend stages run on it (linear model on the same train documents,
+weight on the same validation slice, refit when blend.refit says so) and are scored on the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
 with its standard error (per-document differences). Writes benchmarks/results/blend-cv-<dataset>.json (+ .md).
 """
 
@@ -44,63 +43,51 @@ def fold_data(data, fold_docs: np.ndarray):
 
 
 def rnn_fold(cfg, data, lm) -> dict:
-    """Train the RNN classifier on one fold's data; its probabilities on its validation slice and on the fold."""
-    import torch
-
-    from nlp_pipeline.models.batching import pad_id
-    from nlp_pipeline.models.device import resolve_precision
-    from nlp_pipeline.models.inference import load_classifier
-    from nlp_pipeline.models.training import predict_classifier
+    """Train the RNN classifier on one fold's data (the classifier stage: its result keeps the carve and its
+    validation probabilities); its test indexes and probabilities on the fold."""
     from nlp_pipeline.stages.classifier import train_classifier
 
-    result = train_classifier(dataclasses.replace(cfg, blend_linear=False), data, lm)
-    valid = result.validation_indexes
-    model = load_classifier(result)
-    val_probs = predict_classifier(model, np.asarray(data.ids, np.int64), np.asarray(data.offsets), valid,
-                                   pad_id(data.vocab), cfg.max_length, cfg.batch_size, torch.device("cpu"),
-                                   resolve_precision(torch.device("cpu"), cfg.precision))  # as the stage predicts
-    train = np.setdiff1d(data.indices("train", labelled=True), valid)
-    return {"train": train, "valid": valid, "test": result.test_indexes, "rnn_val": val_probs,
-            "rnn_test": result.test_probabilities, "selected": result.metrics["selected"]}
+    result = train_classifier(cfg, data, lm)
+    return {"result": result, "test": result.test_indexes, "rnn_test": result.test_probabilities,
+            "selected": result.metrics["selected"]}
 
 
-def variants(text: str) -> dict[str, dict]:
-    """'linear_chars=[0] linear_refit=false; defaults' -> {that text: {field: value}, 'defaults': {}}."""
+def variants(text: str, section: str = "classifier") -> dict[str, dict]:
+    """Fields of `section` per entry: 'max_length=200; defaults' -> {that text: {field: value}, 'defaults': {}};
+    with section None, tables by section: 'linear.chars=[0] blend.refit=false' -> {...: {"linear": {...}, "blend": {...}}}."""
     from nlp_pipeline.core.config import parse_sets
 
     out = {}
     for entry in (e.strip() for e in text.split(";")):
         if entry:
-            items = [] if entry == "defaults" else [f"classifier.{item}" for item in entry.split()]
-            out[entry] = parse_sets(items).get("classifier", {})
+            items = [] if entry == "defaults" else entry.split()
+            tables = parse_sets(items if section is None else [f"{section}.{item}" for item in items])
+            out[entry] = tables if section is None else tables.get(section, {})
     return out
 
 
-def blended(cfg, data, fold: dict, fields: dict) -> tuple[np.ndarray, dict]:
-    """Per fold document: is the blend right? The stage's own blend fit (linear model and weight on the fold's
-    train and validation documents, then the refit), with the classifier fields `fields`; and what it chose."""
-    from nlp_pipeline.models.batching import pad_id
-    from nlp_pipeline.models.linear import blend, linear_proba
-    from nlp_pipeline.stages.classifier import _docs, _fit_blend
+def blended(data, fold: dict, tables: dict) -> tuple[np.ndarray, dict]:
+    """Per fold document: is the blend right? The linear and blend stages on the fold's classifier result, with
+    the linear/blend fields `tables` ({"linear": {...}, "blend": {...}}); and what they chose."""
+    from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
+    from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
 
-    labels = np.asarray(data.labels)
-    cfg = dataclasses.replace(cfg, **fields)
-    linear, _, report = _fit_blend(cfg, data, labels, fold["train"], fold["valid"], fold["rnn_val"], pad_id(data.vocab))
-    test = linear_proba(linear, _docs(data, fold["test"], cfg.max_length))
-    y = labels[fold["test"]]
-    right = blend(fold["rnn_test"], test, linear.weight).argmax(1) == y
-    return right, {"chars": linear.char_ngrams, "nb": report["nb"], "C": linear.C, "weight": linear.weight,
-                   "refit_documents": report["refit_documents"],
-                   "linear_accuracy": round(float((test.argmax(1) == y).mean()), 4), "blend_accuracy": round(float(right.mean()), 4)}
+    linear = fit_linear_stage(LinearConfig(**tables.get("linear", {})), data, fold["result"])
+    result = blend_classifier(BlendConfig(**tables.get("blend", {})), fold["result"], data, linear)
+    report = result.metrics["blend"]
+    right = result.test_probabilities.argmax(1) == np.asarray(data.labels)[fold["test"]]
+    return right, {"chars": report["char_ngrams"], "nb": report["nb"], "C": report["C"], "weight": result.weight,
+                   "refit_documents": report["refit_documents"], "linear_accuracy": report["test_accuracy"]["linear"],
+                   "blend_accuracy": round(float(right.mean()), 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--variants", default="linear_nb=[false] linear_refit=false; linear_nb=[false]; defaults; linear_chars=[0] linear_nb=[false] linear_refit=false",
-                        help="blend settings compared, ';' between them: classifier fields as field=value separated "
-                             "by spaces, or 'defaults'; the first is the reference")
+    parser.add_argument("--variants", default="linear.nb=[false] blend.refit=false; linear.nb=[false]; defaults; linear.chars=[0] linear.nb=[false] blend.refit=false",
+                        help="blend settings compared, ';' between them: linear/blend fields as section.field=value "
+                             "separated by spaces, or 'defaults'; the first is the reference")
     parser.add_argument("--members", type=int, default=1, help="classifier.members of the RNN")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "nlp-pipeline-bench"))
@@ -113,9 +100,10 @@ def main() -> None:
     from nlp_pipeline.stages.language_model import finetune_language_model
 
     threads = args.threads or usable_cpu_count()
-    cfgs = {k: dataclasses.replace(v, num_threads=threads) for k, v in configs("full", args.set).items()}
+    cfgs = {k: dataclasses.replace(v, num_threads=threads) if hasattr(v, "num_threads") else v
+            for k, v in configs("full", args.set).items()}
     cfgs["classifier"] = dataclasses.replace(cfgs["classifier"], members=args.members)
-    settings = variants(args.variants)
+    settings = variants(args.variants, section=None)
     started = time.perf_counter()
     _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
@@ -134,7 +122,7 @@ def main() -> None:
         rnn_right.append(fold["rnn_test"].argmax(1) == y)
         row = {"fold": k, "documents": int(len(y)), "rnn_accuracy": round(float(rnn_right[-1].mean()), 4), "settings": {}}
         for s, fields in settings.items():
-            right, chosen = blended(cfgs["classifier"], data_k, fold, fields)
+            right, chosen = blended(data_k, fold, fields)
             rights[s].append(right)
             row["settings"][s] = chosen
         row["minutes"] = round((time.perf_counter() - fold_started) / 60, 2)

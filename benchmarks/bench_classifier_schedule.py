@@ -11,7 +11,7 @@ folds, of which the first --max-folds are used; for each, the fold becomes the t
 split becomes unlabelled (its labels are dropped before anything runs). For every --variants entry (';'
 between entries; classifier fields as field=value separated by spaces, or "defaults") the RNN classifier is
 trained as the stage trains it (it carves its own validation slice from the rest and keeps its best epoch;
-blend_linear off, so the RNN alone is scored) and scored on the fold. Reported per dataset: fold accuracy, the
+the classifier stage alone, so the RNN alone is scored) and scored on the fold. Reported per dataset: fold accuracy, the
 paired difference from the first entry with its standard error (per-document differences), the selected epoch
 and minutes; and the mean difference over datasets. Writes benchmarks/results/classifier-schedule.json (+ .md).
 With --max-labelled N (few labels), the classifier keeps N labelled train documents (corpus.max_labelled) and
@@ -64,7 +64,7 @@ def main() -> None:
     threads = args.threads or usable_cpu_count()
     cfgs = {k: dataclasses.replace(v, num_threads=threads) if hasattr(v, "num_threads") else v
             for k, v in configs("full", args.set).items()}
-    base = dataclasses.replace(cfgs["classifier"], blend_linear=False)
+    base = cfgs["classifier"]  # the classifier stage: the RNN alone
     settings = variants(args.variants)
     for fields in settings.values():
         dataclasses.replace(base, **fields).validate()  # a typo fails now, not after the first fine-tuning

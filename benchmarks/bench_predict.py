@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, markdown_table, save, versions
+from common import DATA, markdown_table, save, train_blended, versions
 
 SCALES = {"small": {"texts": 2000, "latency_calls": 50}, "full": {"texts": 10000, "latency_calls": 200}}
 
@@ -61,7 +61,7 @@ def train_bundle(train: list[str], labels: list[str], folder: Path, threads: int
     (--scale small trains on every k-th training text, about 2,000.)"""
     from nlp_pipeline.artifacts import SPLITS, Corpus
     from nlp_pipeline.export.bundle import save_bundle
-    from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+    from nlp_pipeline.stages.classifier import ClassifierConfig
     from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
     from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
 
@@ -71,7 +71,7 @@ def train_bundle(train: list[str], labels: list[str], folder: Path, threads: int
                     splits=np.full(len(train), SPLITS.index("train"), np.int8), label_names=names, texts=list(train))
     data = numericalize(NumericalizationConfig(min_freq=2), tokenize(TokenizationConfig(workers=1), corpus))
     cfg = ClassifierConfig(stage_epochs=[1, 0], stage_learning_rates=[2e-2, 1e-3], num_threads=threads, precision="float32")
-    result = train_classifier(cfg, data)
+    result = train_blended(cfg, data)
     print(f"trained a {result.arch['embedding_dim']}/{result.arch['hidden_dim']}/{result.arch['num_layers']} bundle "
           f"in {time.perf_counter() - started:.1f}s (validation accuracy {result.metrics['validation']['accuracy']})",
           file=sys.stderr)

@@ -63,7 +63,8 @@ def validation_scores(cache: Path, run: Path) -> dict:
     keys = json.loads((run / "keys.json").read_text())
     stage_seconds = {inst: round(float(store.read_meta(inst.split(":")[0], key).get("seconds", 0.0)), 1)
                      for inst, key in keys.items()}
-    metrics = store.load("classifier", keys["classifier"]).metrics
+    metrics = store.load("classifier", keys["classifier"]).metrics  # the RNN's; the blend stage's scores replace them
+    metrics.update(store.load("blend", keys["blend"]).metrics)
     valid, blend = metrics["validation"], metrics.get("blend") or {}
     support = [c["support"] for c in valid["per_class"].values()]
     return {

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, markdown_table, save, versions
+from common import DATA, markdown_table, save, train_blended, versions
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench_lm_perplexity, when run from elsewhere
@@ -101,19 +101,22 @@ def fingerprint(data) -> str:
 def configs(scale: str, overrides: list[str]):
     """The package defaults (what default_config.toml holds) or a tiny smoke-test variant, then --set."""
     from nlp_pipeline.core.config import parse_sets
+    from nlp_pipeline.stages.blend import BlendConfig
     from nlp_pipeline.stages.classifier import ClassifierConfig
     from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
+    from nlp_pipeline.stages.linear import LinearConfig
 
     from nlp_pipeline.stages.corpus import CorpusConfig
 
     cfgs = {"corpus": CorpusConfig(), "pretrain_lm": PretrainLmConfig(), "finetune_lm": FinetuneLmConfig(),
-            "classifier": ClassifierConfig()}
+            "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
     if scale == "tiny":
         small = dict(embedding_dim=32, hidden_dim=64, num_layers=2)
         cfgs = {"corpus": cfgs["corpus"], "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], **small, epochs=1),
                 "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], **small, epochs=1),
                 "classifier": dataclasses.replace(cfgs["classifier"], **small, stage_epochs=[1, 1],
-                                                  stage_learning_rates=[2e-2, 5e-3])}
+                                                  stage_learning_rates=[2e-2, 5e-3]),
+                "linear": cfgs["linear"], "blend": cfgs["blend"]}
     for section, values in parse_sets(overrides).items():
         cfgs[section] = dataclasses.replace(cfgs[section], **values)
     return cfgs
@@ -169,8 +172,8 @@ def word_vectors(tokens, dim: int, seed: int):
 
 
 def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrained_backward=None) -> dict:
-    """finetune_lm (each direction classifier.direction asks for) then the classifier, as the pipeline chains them."""
-    from nlp_pipeline.stages.classifier import train_classifier
+    """finetune_lm (each direction classifier.direction asks for) then the classifier, linear and blend stages, as
+    the pipeline chains them."""
     from nlp_pipeline.stages.language_model import finetune_language_model
 
     started = time.perf_counter()
@@ -181,7 +184,7 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrain
         backward_cfg = dataclasses.replace(cfgs["finetune_lm"], backward=True)
         lm_backward = finetune_language_model(backward_cfg, data, pretrained_backward if pretrained is not None else None, vectors)
     lm_seconds = time.perf_counter() - started
-    result = train_classifier(cfgs["classifier"], data, lm, lm_backward)
+    result = train_blended(cfgs["classifier"], data, lm, lm_backward, cfgs.get("linear"), cfgs.get("blend"))
     lm = lm or lm_backward
     total = time.perf_counter() - started
     test = result.metrics.get("test") or {}

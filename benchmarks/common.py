@@ -59,3 +59,17 @@ def git_commit() -> str:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
         return "?"
+
+
+def train_blended(classifier_cfg, data, lm=None, lm_backward=None, linear_cfg=None, blend_cfg=None):
+    """classifier -> linear -> blend as the pipeline chains them, through the stages' public functions; returns
+    the classifier as the bundle and report see it (models.blend.compose). Default linear/blend configs."""
+    from nlp_pipeline.models.blend import compose
+    from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
+    from nlp_pipeline.stages.classifier import train_classifier
+    from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
+
+    rnn = train_classifier(classifier_cfg, data, lm, lm_backward)
+    blend_cfg = blend_cfg or BlendConfig()
+    linear = fit_linear_stage(linear_cfg or LinearConfig(), data, rnn) if blend_cfg.linear else None
+    return compose(rnn, blend_classifier(blend_cfg, rnn, data, linear))

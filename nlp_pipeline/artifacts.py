@@ -4,7 +4,8 @@ Each stage returns one of these and receives upstream ones; the store pickles th
 memory-mapped `.npy` files. Documents of a corpus keep one order through every stage, so `labels` and
 `splits` line up with token and id offsets. Arrays loaded from the store are read-only: copy before editing.
 
-    Corpus ──tokenize──► Tokens ──numericalize──► Numericalized ──► LanguageModel ──► ClassifierResult
+    Corpus ──tokenize──► Tokens ──numericalize──► Numericalized ──► LanguageModel ──► ClassifierResult ─┐
+                            │                             └──► LinearResult (+ the classifier's carve) ──┴► BlendResult
                             ├──► WordVectors (embeddings)
                             └──► LsaResult (lsa)
 """
@@ -288,6 +289,39 @@ class ClassifierResult:
     validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored for model selection
     test_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))        # (n_test,) corpus positions of test documents
     test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))         # (n_test,) true label ids (shapes: TARGET_TYPES)
-    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes), blended; regression: (n_test, 1) predicted values
-    linear: Any = None                   # models.linear.LinearModel blended in with weight linear.weight, or None (the RNN alone)
+    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes); regression: (n_test, 1) predicted values
+    linear: Any = None                   # None in the classifier stage's artifact; models.blend.compose sets the blended LinearModel
     target_type: str = "class"           # one of TARGET_TYPES
+    train_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))       # (n_train,) documents trained on, in training order
+    validation_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_val, n_classes) the RNN's, rows as validation_indexes
+    seed: int = 0                        # classifier.seed: it carved validation, and the linear stage's CV folds follow it
+
+
+@dataclass
+class LinearResult:
+    """The linear stage's TF-IDF n-gram logistic regression as plain data (models.linear.LinearModel.from_parts
+    rebuilds it, with the vocabulary's strings when it has a character block), fitted on the classifier's train
+    documents, with its cross-validation table and its validation probabilities. `skipped` says why there is no
+    model (a target that is not one class per text, or one class in train); then settings and arrays are empty."""
+
+    settings: dict[str, Any] = field(default_factory=dict)         # LinearModel.settings() + fit: min_df, seed, max_length
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)    # LinearModel.arrays(): idf, coef, intercept, keys_<n>, ...
+    selection: dict[str, Any] = field(default_factory=dict)        # CV accuracy by C (and by character length, by NB scaling)
+    train_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))       # (n_train,) documents fitted on
+    validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored below
+    validation_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_val, n_classes)
+    skipped: str = ""                                              # why no model was fitted; "" = fitted
+    metrics: dict[str, Any] = field(default_factory=dict)          # features, seconds
+
+
+@dataclass
+class BlendResult:
+    """The blend of the RNN classifier's and the linear model's probabilities, (1 - weight) * RNN + weight * linear,
+    with weight chosen on validation, and the linear model the blend uses (refitted on train + validation when
+    blend.refit): what the bundle, the report and metrics.json show (models.blend.compose joins it to the RNN)."""
+
+    weight: float = 0.0                                            # 0 = the RNN alone
+    linear_settings: dict[str, Any] | None = None                  # LinearModel.settings() of the blended model, or None
+    linear_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # its LinearModel.arrays()
+    metrics: dict[str, Any] = field(default_factory=dict)          # "validation", "test" (blended scores), "blend" (what the choice saw)
+    test_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_test, n_classes), blended

@@ -22,14 +22,21 @@ from nlp_pipeline.core import config as config_layer
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
-from nlp_pipeline.stages import classifier, corpus, embeddings, language_model, lsa, numericalization, tokenization
+from nlp_pipeline.stages import (
+    blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization,
+)
 
 STAGES = {
     stage.name: stage
     for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, embeddings.STAGE, lsa.STAGE,
-                  language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE)
+                  language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE, linear.STAGE, blend.STAGE)
 }
 SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
+MOVED = {  # fields that moved to another table: an old config naming them gets a one-line error naming the new field
+    "classifier.blend_linear": "blend.linear", "classifier.linear_refit": "blend.refit",
+    "classifier.linear_ngrams": "linear.ngrams", "classifier.linear_c_grid": "linear.c_grid",
+    "classifier.linear_chars": "linear.chars", "classifier.linear_nb": "linear.nb",
+}
 PRESETS = ("quick",)
 
 
@@ -64,7 +71,7 @@ def load_config(
     if overrides:
         layers.append(overrides)
     layers.append(config_layer.parse_sets(list(sets)))
-    return config_layer.resolve(SCHEMAS, layers)
+    return config_layer.resolve(SCHEMAS, layers, moved=MOVED)
 
 
 def instances(configs: dict[str, Any]) -> list[Instance]:
@@ -145,7 +152,25 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                                  dataclasses.replace(finetune, backward=chain.backward), finetune_inputs))
         classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
     language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
+    language += blend_instances(configs)
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+
+
+def blend_instances(configs: dict[str, Any]) -> list[Instance]:
+    """linear (unless blend.linear is false) and blend, after the classifier. Without the linear model, a
+    linear.* setting or blend.refit cannot apply: setting one is a ConfigError (and none is in a key)."""
+    blending = configs["blend"]
+    if not blending.linear:
+        unused = [f"linear.{f.name}" for f in dataclasses.fields(linear.LinearConfig)
+                  if getattr(configs["linear"], f.name) != getattr(linear.LinearConfig(), f.name)]
+        unused += ["blend.refit"] if blending.refit != blend.BlendConfig().refit else []
+        if unused:
+            raise ConfigError(f"{unused[0]} cannot apply: blend.linear = false blends no linear model; remove "
+                              f"{unused[0]} or set blend.linear = true")
+        return [Instance("blend", STAGES["blend"], blending, {"classifier": "classifier", "data": "numericalization"})]
+    return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "classifier": "classifier"}),
+            Instance("blend", STAGES["blend"], blending,
+                     {"classifier": "classifier", "data": "numericalization", "linear": "linear"})]
 
 
 def text_executor(cfg: Any, tokenizing: Any, section: str = "numericalization") -> Any:

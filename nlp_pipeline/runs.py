@@ -270,7 +270,7 @@ def write_run(run_dir: str | Path, configs: dict[str, Any], result: "RunResult",
                     if os.path.lexists(previous / name):
                         carry(previous / name, staging / name)
             else:
-                bundle.save_bundle(artifacts()["classifier"], staging / model_dir)
+                bundle.save_bundle(report.run_classifier(artifacts()), staging / model_dir)
                 report.write_run_report(staging, artifacts(), title=run_dir.name, config_text=config_text, timings=metrics)
                 written.append(True)
         if report_artifacts is not None:

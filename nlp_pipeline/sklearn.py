@@ -11,7 +11,7 @@ Takes: X, any sequence of strings (a list, a 1-D array, a pandas Series, or a on
 as a ColumnTransformer hands over); y, one class label per text (strings, integers or booleans; sklearn's
 type_of_target must call it binary or multiclass). fit writes the texts with their labels to a JSONL file in a
 temporary folder and runs the pipeline on it until the classifier (corpus -> tokenization -> numericalization ->
-pretrain_lm -> finetune_lm -> classifier; word vectors and LSA are not built): every artifact goes to the
+pretrain_lm -> finetune_lm -> classifier -> linear -> blend; word vectors and LSA are not built): every artifact goes to the
 artifact cache, keyed by the file's contents and the config, so refitting the same data and settings is a cache
 hit, and a cross-validation fold whose training rows and settings repeat loads instead of training.
 Prediction goes through the predict bundle (export/bundle.py): fit saves the classifier as a bundle, keeps its
@@ -61,7 +61,7 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
       finetune_epochs   finetune_lm.epochs: LM fine-tuning epochs with every layer trainable (0 skips them)
       classifier_epochs classifier.stage_epochs: epochs of each gradual-unfreezing stage (an int: the same for each)
       max_length        classifier.max_length: documents are cut to their first max_length tokens
-      blend_linear      classifier.blend_linear: blend in the TF-IDF n-gram logistic regression
+      blend_linear      blend.linear: blend in the TF-IDF n-gram logistic regression (the linear stage)
       seed              the seed of every stage (corpus, pretrain_lm, finetune_lm, classifier, ...)
       num_threads       torch threads for training and prediction (0 = every usable core; not part of any key)
       cache_dir         artifact cache folder (None: NLP_PIPELINE_CACHE, else ~/.cache/nlp-pipeline)
@@ -99,7 +99,7 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
         if self.max_length is not None:
             named.setdefault("classifier", {})["max_length"] = self.max_length
         if self.blend_linear is not None:
-            named.setdefault("classifier", {})["blend_linear"] = self.blend_linear
+            named.setdefault("blend", {})["linear"] = self.blend_linear
         for value, sections, field in ((self.seed, SEED_SECTIONS, "seed"), (self.num_threads, THREAD_SECTIONS, "num_threads")):
             if value is not None:
                 for section in sections:
@@ -119,9 +119,9 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
                 raise ConfigError(f"corpus.{fixed[0]} is set by fit() (the texts and labels it is given); "
                                   f"remove it from ULMFiTClassifier's config")
         if self.classifier_epochs is not None and not isinstance(self.classifier_epochs, (list, tuple)):
-            stages = len(config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers[:-1], source))["classifier"].stage_epochs)
+            stages = len(config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers[:-1], source), moved=pipeline.MOVED)["classifier"].stage_epochs)
             layers[-1]["classifier"]["stage_epochs"] = [self.classifier_epochs] * stages
-        return config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers, source))
+        return config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers, source), moved=pipeline.MOVED)
 
     def _all_layers(self, layers: list[dict], source: str) -> list[dict]:
         from nlp_pipeline import pipeline
@@ -135,6 +135,7 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
         from nlp_pipeline import pipeline
         from nlp_pipeline.core.store import ArtifactStore
         from nlp_pipeline.export.bundle import save_bundle
+        from nlp_pipeline.models.blend import compose
 
         texts = as_texts(X, "fit")
         labels = _as_labels(y, len(texts))
@@ -153,8 +154,8 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
                     handle.write(json.dumps({"text": text, "label": names[label]}) + "\n")
             configs = self.pipeline_config(str(path))
             store = ArtifactStore(self.cache_dir)
-            result = pipeline.run(configs, store, until="classifier", keep=["classifier"], echo=echo, coordinator=None)
-            trained = result.artifacts["classifier"]
+            result = pipeline.run(configs, store, until="blend", keep=["classifier", "blend"], echo=echo, coordinator=None)
+            trained = compose(result.artifacts["classifier"], result.artifacts["blend"])
             bundle = save_bundle(trained, Path(folder) / "model")
             files = {p.name: p.read_bytes() for p in sorted(bundle.iterdir()) if p.is_file()}
         self.classes_ = classes

@@ -18,7 +18,7 @@ from nlp_pipeline.targets import THRESHOLDS
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
-    CHARS_VERSION, CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, NB_VERSION, SINGLE_LABEL_VERSION, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, batches, format_prediction,
+    CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, batches, format_prediction,
     save_bundle, seal_config, snippet,
 )
 
@@ -30,9 +30,14 @@ TEXTS = POSITIVE + NEGATIVE
 ODD_TEXTS = ["", "   \n\t ", "i loved it and " * 2000, "Это ужасный фильм", "映画は素晴らしい", "🎬🍿 GREAT!!!"]
 
 
-def make_tiny_result(max_length: int = 500, **options) -> tuple[ClassifierResult, Corpus]:
-    """A 2-class classifier trained for 2 epochs on 12 short reviews (4 more are its test split), ~1 s."""
+def make_tiny_result(max_length: int = 500, linear_nb: list[bool] | None = None, linear_chars: list[int] | None = None,
+                     blend_linear: bool = True, **options) -> tuple[ClassifierResult, Corpus]:
+    """A 2-class classifier trained for 2 epochs on 12 short reviews (4 more are its test split), ~1 s, then the
+    linear and blend stages (linear_nb, linear_chars: linear.nb, linear.chars), composed as a run's bundle is."""
+    from nlp_pipeline.models.blend import compose
+    from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+    from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
     from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
     from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
 
@@ -43,12 +48,15 @@ def make_tiny_result(max_length: int = 500, **options) -> tuple[ClassifierResult
     cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4, max_length=max_length,
                            stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
                            precision="float32", num_threads=1, **options)
-    return train_classifier(cfg, data), corpus
+    rnn = train_classifier(cfg, data)
+    fields = {name: value for name, value in (("nb", linear_nb), ("chars", linear_chars)) if value is not None}
+    linear = fit_linear_stage(LinearConfig(**fields), data, rnn) if blend_linear else None
+    return compose(rnn, blend_classifier(BlendConfig(linear=blend_linear), rnn, data, linear)), corpus
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return make_tiny_result(linear_nb=[False])[0]  # a plain single-label bundle (format 2); NB scaling: format 4, below
+    return make_tiny_result(linear_nb=[False])[0]  # a plain single-label bundle; NB scaling and characters below
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +86,11 @@ def _rewrite(folder: Path, name: str, data: bytes) -> None:
 # --- saving ---------------------------------------------------------------------------------------------
 
 def test_bundle_files_are_readable_without_pickle(tiny, bundle_dir):
-    assert tiny.linear is not None  # blend_linear is on by default
+    assert tiny.linear is not None  # blend.linear is on by default
     assert sorted(p.name for p in bundle_dir.iterdir()) == sorted([WEIGHTS_FILE, LINEAR_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE])
     config = json.loads((bundle_dir / CONFIG_FILE).read_text())
     assert config["linear"] == tiny.linear.settings() and LINEAR_FILE in config["files"]
-    assert config["format_version"] == SINGLE_LABEL_VERSION == 2 and config["nlp_pipeline_version"] == "0.1.0"
+    assert config["format_version"] == FORMAT_VERSION == 6 and config["nlp_pipeline_version"] == "0.1.0"
     assert config["label_names"] == ["neg", "pos"] and config["max_length"] == 500
     assert config["arch"] == tiny.arch and config["arch"]["vocab_size"] == len(tiny.vocab)
     assert json.loads((bundle_dir / VOCAB_FILE).read_text())["itos"] == tiny.vocab.itos
@@ -238,7 +246,8 @@ def test_corrupted_weights_are_refused(bundle_dir, tmp_path):
 def test_linear_part_is_used_checked_and_optional(tiny, bundle_dir, tmp_path):
     import dataclasses
 
-    from nlp_pipeline.models.linear import blend, linear_proba
+    from nlp_pipeline.models.blend import blend
+    from nlp_pipeline.models.linear import linear_proba
 
     texts = [TEXTS[i] for i in tiny.test_indexes]
     loaded = Classifier.load(bundle_dir, num_threads=1)
@@ -254,18 +263,23 @@ def test_linear_part_is_used_checked_and_optional(tiny, bundle_dir, tmp_path):
     (copy / LINEAR_FILE).write_bytes(data[:-8])
     with pytest.raises(DataError, match="linear.safetensors is corrupted"):
         Classifier.load(copy)
-    # a format-1 bundle (before the blend, and before config checksums) has no linear file and no "linear" entry:
-    # it still loads, RNN alone
-    (copy / LINEAR_FILE).unlink()
-    config = json.loads((copy / CONFIG_FILE).read_text())
-    config.update(format_version=1, linear=None)
-    del config["files"][LINEAR_FILE], config["config_sha256"]
-    (copy / CONFIG_FILE).write_text(json.dumps(config))
-    old = Classifier.load(copy, num_threads=1)
-    assert old.linear is None
-    np.testing.assert_allclose(old.predict_proba(texts), rnn_probs, rtol=0, atol=1e-6)
+    # a bundle of the RNN alone (blend.linear = false) has no linear file and no "linear" entry
     rnn_bundle = save_bundle(rnn_only, tmp_path / "rnn")
     assert not (rnn_bundle / LINEAR_FILE).exists() and json.loads((rnn_bundle / CONFIG_FILE).read_text())["linear"] is None
+    np.testing.assert_allclose(Classifier.load(rnn_bundle, num_threads=1).predict_proba(texts), rnn_probs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+def test_an_old_format_bundle_is_refused_with_one_line(bundle_dir, tmp_path, version):
+    """Bundles of formats 1-5 (written by the classifier stage that held the blend) are not read: one format."""
+    copy = _copy(bundle_dir, tmp_path)
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config.update(format_version=version, nlp_pipeline_version="0.0.9")
+    (copy / CONFIG_FILE).write_text(json.dumps(seal_config(config)))
+    with pytest.raises(DataError) as error:
+        Classifier.load(copy)
+    assert str(error.value).startswith(f"bundle made by nlp-pipeline 0.0.9 (format {version}); this is 0.1.0 (format 6): ")
+    assert "\n" not in str(error.value)
 
 
 def test_json_that_does_not_parse_is_refused(bundle_dir, tmp_path):
@@ -382,7 +396,7 @@ def test_multi_label_and_regression_bundles_round_trip_and_predict(target_type, 
     result = make_target_result(target_type)
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["arch"]["target_type"] == target_type and config["format_version"] == CHARS_VERSION == 3
+    assert config["arch"]["target_type"] == target_type and config["format_version"] == FORMAT_VERSION
     loaded = Classifier.load(folder, num_threads=1)
     texts = ["i loved this film", "boring", ""]
     outputs = loaded._outputs(texts, 64)
@@ -422,26 +436,26 @@ def test_format_prediction_of_each_target_type():
     assert json.loads(format_prediction("t", {"value": 2.5}, True)) == {"text": "t", "value": 2.5}
 
 
-def test_a_linear_model_with_character_ngrams_round_trips_as_format_3(tmp_path):
+def test_a_linear_model_with_character_ngrams_round_trips(tmp_path):
     result, _ = make_tiny_result(linear_chars=[3], linear_nb=[False])
     result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
     assert result.linear.char_ngrams == 3 and len(result.linear.char_keys) > 0
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["format_version"] == CHARS_VERSION == 3 and config["linear"]["char_ngrams"] == 3
+    assert config["format_version"] == FORMAT_VERSION and config["linear"]["char_ngrams"] == 3
     loaded = Classifier.load(folder, num_threads=1)
     texts = ["a wonderful film", "dull and boring", "superbly moving", ""]
     np.testing.assert_allclose(loaded.predict_proba(texts), Classifier.from_result(result, num_threads=1).predict_proba(texts),
                                atol=1e-6)
 
 
-def test_a_linear_model_with_nb_scaling_round_trips_as_format_4(tmp_path):
+def test_a_linear_model_with_nb_scaling_round_trips(tmp_path):
     result, _ = make_tiny_result(linear_nb=[True])
     result.linear.weight = max(result.linear.weight, 0.5)  # make sure the linear part counts in the answer
     assert len(result.linear.nb_ratio) == len(result.linear.idf)
     folder = save_bundle(result, tmp_path / "model")
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["format_version"] == NB_VERSION == 4 and config["linear"]["nb"] is True
+    assert config["format_version"] == FORMAT_VERSION and config["linear"]["nb"] is True
     loaded = Classifier.load(folder, num_threads=1)
     np.testing.assert_array_equal(loaded.linear.nb_ratio, result.linear.nb_ratio)
     texts = ["a wonderful film", "dull and boring", "superbly moving", ""]

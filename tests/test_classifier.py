@@ -18,6 +18,7 @@ from nlp_pipeline.stages.classifier import (
     STAGE, ClassifierConfig, _stages, classification_metrics, train_classifier,
 )
 from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_language_model
+from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
 from nlp_pipeline.targets import THRESHOLDS, best_threshold, multi_label_metrics
 
 from test_lm import numericalize_docs
@@ -91,8 +92,7 @@ def test_classifier_uses_a_language_model_and_checks_its_vocabulary(pang_lee):
 
 
 def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2,
-                           blend_linear=False)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
     single = train_classifier(cfg, pang_lee)
     pair = train_classifier(dataclasses.replace(cfg, members=2), pang_lee)
     assert pair.arch["members"] == 2 and "members" not in single.arch
@@ -114,44 +114,6 @@ def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
     np.testing.assert_allclose(each[0], single.test_probabilities, atol=1e-5)
     with pytest.raises(ConfigError, match="members"):
         ClassifierConfig(members=0).validate()
-    with pytest.raises(ConfigError, match=r"linear_nb must list true and/or false, e.g. \[false, true\]; got \[\]"):
-        ClassifierConfig(linear_nb=[]).validate()
-
-
-def test_the_blend_refits_its_linear_model_on_train_and_validation():
-    from nlp_pipeline.models.batching import pad_id
-    from nlp_pipeline.models.linear import blend, fit_linear, linear_proba
-    from nlp_pipeline.stages.classifier import _docs, _fit_blend
-
-    rng = np.random.default_rng(0)
-    filler = [f"w{i}" for i in range(30)]
-    cue = {0: ["awful", "dull", "bad"], 1: ["great", "fine", "good"]}
-    y = rng.integers(0, 2, 150)
-    docs = [list(rng.choice(filler, 6)) + [str(rng.choice(cue[int(c)]))] for c in y]
-    data = numericalize_docs(docs, labels=y.tolist(), label_names=["neg", "pos"])
-    labels, pad, itos = np.asarray(data.labels), pad_id(data.vocab), list(data.vocab.itos)
-    fit, valid = np.arange(110), np.arange(110, 150)
-    unsure = np.full((len(valid), 2), 0.5, np.float32)  # an RNN that knows nothing: the linear model gets weight
-    cfg = ClassifierConfig(linear_c_grid=[1.0, 4.0], linear_chars=[0, 4])
-    refit, val_probs, report = _fit_blend(cfg, data, labels, fit, valid, unsure, pad)
-    kept, kept_val, kept_report = _fit_blend(dataclasses.replace(cfg, linear_refit=False), data, labels, fit, valid, unsure, pad)
-    assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
-    nb = bool(len(kept.nb_ratio))
-    assert (refit.C, refit.char_ngrams, bool(len(refit.nb_ratio))) == (kept.C, kept.char_ngrams, nb) == \
-        (report["C"], report["char_ngrams"], report["nb"])
-    # the refit is the chosen settings fitted on all 150 documents; the kept model saw the first 110 only
-    again = fit_linear(_docs(data, np.arange(150), 500), labels, 2, 2, len(itos), [kept.C], 0, pad_id=pad,
-                       char_ngrams=kept.char_ngrams, itos=itos, nb=nb)
-    np.testing.assert_array_equal(refit.nb_ratio, again.nb_ratio)
-    np.testing.assert_array_equal(refit.coef, again.coef)
-    assert refit.coef.shape != kept.coef.shape or not np.array_equal(refit.coef, kept.coef)
-    # validation scores are the train-only fit's in both cases (the refit has seen those documents)
-    np.testing.assert_array_equal(val_probs, kept_val)
-    np.testing.assert_allclose(val_probs, blend(unsure, linear_proba(kept, _docs(data, valid, 500)), kept.weight), atol=1e-6)
-    # weight 0 (an RNN that is always right): nothing to refit
-    sure = np.eye(2, dtype=np.float32)[labels[valid]]
-    alone, _, alone_report = _fit_blend(cfg, data, labels, fit, valid, sure, pad)
-    assert alone.weight == 0.0 and alone_report["refit_documents"] == 0
 
 
 def test_validation_uses_the_dev_split_when_present():
@@ -214,7 +176,8 @@ def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, t
         test = data.indices("test")
         width = 3 if target == "multi_label" else 1
         assert result.target_type == target and result.arch["target_type"] == target
-        assert result.linear is None and "blend" not in result.metrics  # the blend is single-label only
+        assert result.linear is None and "blend" not in result.metrics  # the classifier stage is the RNN alone
+        assert fit_linear_stage(LinearConfig(), data, result).skipped.startswith(f"a {target} target")  # no blend
         assert result.test_probabilities.shape == (50, width) and result.arch["num_classes"] == width
         assert np.array_equal(result.test_labels, labels[test])
         assert len(result.validation_indexes) == 30  # 20 % of the 150 train documents, carved at random
@@ -307,7 +270,7 @@ def test_both_directions_train_a_forward_and_a_backward_member_from_their_own_lm
     forward_lm = pretrain_language_model(lm_cfg, pang_lee)
     backward_lm = pretrain_language_model(dataclasses.replace(lm_cfg, backward=True), pang_lee)
     assert backward_lm.arch["backward"] is True and "backward" not in forward_lm.arch
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2, blend_linear=False)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
     forward = train_classifier(cfg, pang_lee, forward_lm)
     both = train_classifier(dataclasses.replace(cfg, direction="both"), pang_lee, forward_lm, backward_lm)
     assert both.arch["backward_members"] == [False, True]

@@ -195,8 +195,9 @@ def test_full_run_writes_bundle_and_report_then_predict_and_export(corpus_dir, t
     assert "pretrain_lm" not in ran.stderr                      # pretrain_lm.corpus=none skips pretraining
     for name in ("report.md", "confusion_matrix.png", "training_curves.png", "model/model.safetensors", "model/config.json"):
         assert (run_dir / name).is_file(), name
-    classifier = json.loads((run_dir / "metrics.json").read_text())["classifier"]
-    assert {"rnn_test_accuracy", "linear_test_accuracy", "test_accuracy"} <= set(classifier)  # the blend's parts too
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics)[-3:] == ["classifier", "linear", "blend"]
+    assert {"rnn_test_accuracy", "linear_test_accuracy", "test_accuracy", "blend_weight"} <= set(metrics["blend"])  # its parts too
     predicted = _invoke(["predict", "--model", str(run_dir), "--json", "a wonderful film", ""], tmp_path)
     assert predicted.exit_code == 0, predicted.output
     lines = [json.loads(line) for line in predicted.stdout.splitlines()]
@@ -288,14 +289,14 @@ def test_both_directions_end_to_end_the_bundle_predicts_like_the_run(corpus_dir,
     """classifier.direction = both without pretraining: two fine-tuned LMs, one classifier of each direction,
     a report, and a bundle whose predictions are the run's test probabilities."""
     args = ["--corpus", str(corpus_dir), *FAST, *TINY_LM, "--set", "classifier.direction=both",
-            "--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]
+            "--set", "blend.linear=false", "--set", "classifier.precision=float32"]
     ran = _invoke(["run", *args, "--runs-dir", str(tmp_path / "runs")], tmp_path)
     assert ran.exit_code == 0, ran.output
     assert "finetune_lm:backward" in ran.stderr
     run_dir = tmp_path / "runs" / "tiny"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"finetune_lm", "finetune_lm:backward", "classifier"} <= set(metrics)
-    assert json.loads((run_dir / "model" / "config.json").read_text())["format_version"] == 5
+    assert json.loads((run_dir / "model" / "config.json").read_text())["format_version"] == 6
     from nlp_pipeline.export.bundle import Classifier
     from nlp_pipeline.core.store import ArtifactStore
 

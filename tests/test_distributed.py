@@ -78,8 +78,7 @@ def _tiny_classifier_data():
 
 
 CLASSIFIER = dict(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=16, precision="float32",
-                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], validation_fraction=0.25, patience=2, num_threads=1,
-                  blend_linear=False)  # the RNN's data-parallel training is the subject; the linear fit is the same code in every process
+                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], validation_fraction=0.25, patience=2, num_threads=1)
 
 
 def classifier_job(out: str) -> None:

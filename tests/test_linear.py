@@ -7,7 +7,6 @@
   (binary and 3 classes), rows summing to 1, no documents -> (0, k);
 - fit_linear learns a small separable problem, picks C from the grid with one CV score per C;
 - a class absent from the fitting documents still has a column of probabilities and never wins;
-- blend / choose_weight by hand;
 - the settings()/arrays() round trip, in memory and through safetensors;
 - the pad id is never a feature.
 """
@@ -20,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from nlp_pipeline.models.linear import (
-    WEIGHTS, LinearModel, blend, choose_weight, features, fit_linear, linear_proba, ngram_keys,
+    LinearModel, features, fit_linear, linear_proba, ngram_keys,
 )
 
 V = 12
@@ -140,6 +139,27 @@ def test_features_equal_sklearn_tfidf_with_columns_mapped(ngrams, min_df):
     assert not ours[:, [0, 1]].any()
 
 
+@pytest.mark.parametrize("ngrams,min_df,max_df,sublinear", [(2, 2, 0.5, False), (3, 1, 1.0, True), (1, 3, 0.6, True)])
+def test_fit_tfidf_equals_sklearn_tfidf_with_its_min_df_max_df_and_sublinear_options(ngrams, min_df, max_df, sublinear):
+    """The lsa stage's baseline columns: scikit-learn's TfidfVectorizer(min_df, max_df, sublinear_tf) on the
+    same tokens, every term's column equal; the columns sklearn drops (idf 0 here) are empty."""
+    from nlp_pipeline.models.linear import fit_tfidf
+
+    docs = SMALL_DOCS + [np.array([2, 3, 4, 5, 10])]  # 2, 3, 4, 5 now in most documents: max_df drops some
+    columns, rows = fit_tfidf(docs, ngrams, V, min_df=min_df, max_df=max_df, sublinear=sublinear, unigram_min_df=True)
+    ours = features(columns, docs).toarray()
+    np.testing.assert_allclose(rows.toarray(), ours, atol=1e-6)
+    vec = TfidfVectorizer(analyzer=identity, sublinear_tf=sublinear, min_df=min_df, max_df=max_df, dtype=np.float64)
+    ref = vec.fit_transform([as_strings(d, ngrams) for d in docs]).toarray()
+    used = set()
+    for term, j in vec.vocabulary_.items():
+        col = column_of(columns, term)
+        used.add(col)
+        np.testing.assert_allclose(ours[:, col], ref[:, j], atol=1e-6, err_msg=term)
+    assert len(vec.vocabulary_) < V + sum(len(k) for k in columns.keys)  # options dropped something
+    assert not ours[:, sorted(set(range(ours.shape[1])) - used)].any()
+
+
 def test_bigram_keys_are_those_in_at_least_min_df_documents():
     model = fit_linear(SMALL_DOCS, np.array([0, 1, 0, 1, 0, 1]), n_classes=2, ngrams=2, vocab_size=V,
                        c_grid=[1.0], seed=0)
@@ -249,47 +269,6 @@ def test_absent_class_in_a_multiclass_fit_never_wins():
     assert 2 not in p.argmax(1)
     assert p[:, 2].max() < 1e-6
     assert (p.argmax(1) == y).mean() >= 0.9
-
-
-# --- blend and choose_weight ----------------------------------------------------------------------------------
-
-NEURAL = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
-LINEAR = np.array([[0.5, 0.5], [0.7, 0.3], [0.0, 1.0]], np.float32)
-
-
-def test_blend_endpoints_and_weighted_mean():
-    np.testing.assert_array_equal(blend(NEURAL, LINEAR, 0.0), NEURAL)
-    np.testing.assert_allclose(blend(NEURAL, LINEAR, 1.0), LINEAR, atol=1e-7)
-    mixed = blend(NEURAL, LINEAR, 0.3)
-    np.testing.assert_allclose(mixed, [[0.78, 0.22], [0.35, 0.65], [0.42, 0.58]], atol=1e-6)
-    assert mixed.dtype == np.float32
-    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
-
-
-def test_choose_weight_prefers_the_right_model():
-    y = np.array([0, 1, 1, 0, 2])
-    right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
-    wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
-    weight, scores = choose_weight(right, wrong, y)
-    assert weight == 0.0
-    assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
-    weight, scores = choose_weight(wrong, right, y)
-    assert weight == 1.0
-    assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
-    assert list(scores) == list(WEIGHTS) and len(scores) == 11
-    assert WEIGHTS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def test_choose_weight_scores_are_accuracy_and_log_loss():
-    y = np.array([0, 1, 2])
-    neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
-    uniform = np.full((3, 3), 1 / 3, np.float32)
-    weight, scores = choose_weight(neural, uniform, y)
-    # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
-    assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
-    # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
-    assert scores[1.0] == [0.3333, round(float(np.log(3)), 4)]
-    assert weight < 1.0 and scores[weight][0] == 0.6667
 
 
 # --- round trip -----------------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from helpers import make_tokens
-from nlp_pipeline.stages.lsa import LsaConfig, _ngrams, fit_lsa, summarize
+from nlp_pipeline.stages.lsa import LsaConfig, _id_docs, fit_lsa, summarize
 
 
-def test_ngrams_worked_example():
-    assert _ngrams(["a", "b", "c"], 2) == ["a", "b", "c", "a b", "b c"]
+def test_id_docs_leave_out_the_special_tokens():
+    tokens = make_tokens([["xxbos", "a", "b"], ["xxbos", "b", "xxpad", "c"]], [0, 1], ["train", "train"], ["x", "y"])
+    assert [[tokens.types[i] for i in doc] for doc in _id_docs(tokens)] == [["a", "b"], ["b", "c"]]
 
 
 def _toy_tokens():

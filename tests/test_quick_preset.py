@@ -18,6 +18,7 @@ from helpers import has_default_corpus
 
 from nlp_pipeline import pipeline
 from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.models.blend import compose
 
 SAMPLE = 2000           # documents of the default corpus: the preset's own corpus.max_documents
 RNN_MARGIN = 0.08       # RNN validation accuracy at least this far above the majority class's
@@ -29,9 +30,9 @@ def quick_scores(cache_dir, seed: int = 0, documents: int = SAMPLE, sets: tuple[
     with `sets` (--set overrides) on top."""
     configs = pipeline.load_config(preset="quick", sets=[f"corpus.max_documents={documents}", f"corpus.seed={seed}",
                                                          "tokenization.workers=1", *sets])
-    result = pipeline.run(configs, ArtifactStore(cache_dir), until="classifier", keep=["classifier"], echo=lambda line: None,
+    result = pipeline.run(configs, ArtifactStore(cache_dir), until="blend", keep=["classifier", "blend"], echo=lambda line: None,
                           coordinator=None)
-    metrics = result.artifacts["classifier"].metrics
+    metrics = compose(result.artifacts["classifier"], result.artifacts["blend"]).metrics
     valid = metrics["validation"]
     support = [c["support"] for c in valid["per_class"].values()]
     top, n = max(support), sum(support)

@@ -21,7 +21,7 @@ from nlp_pipeline.cli import main
 from nlp_pipeline.core import atomic
 from test_cli import FAST, TINY_LM, corpus_dir  # noqa: F401  (corpus_dir is a fixture)
 
-STRICT = ["--set", "classifier.blend_linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
+STRICT = ["--set", "blend.linear=false", "--set", "classifier.precision=float32"]  # the bundle = the artifact
 
 
 def _invoke(args, tmp_path):

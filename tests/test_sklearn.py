@@ -37,15 +37,15 @@ TINY = {"tokenization.workers": 1, "numericalization.min_freq": 1, "pretrain_lm.
         "pretrain_lm.corpus": "none", "finetune_lm.embedding_dim": 8, "finetune_lm.hidden_dim": 12,
         "finetune_lm.num_layers": 1, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 8, "finetune_lm.epochs": 1,
         "finetune_lm.frozen_epochs": 0, "classifier.batch_size": 4, "classifier.stage_epochs": [1, 2],
-        "classifier.stage_learning_rates": [0.01, 0.01], "classifier.linear_c_grid": [1.0], "classifier.linear_nb": [False]}
+        "classifier.stage_learning_rates": [0.01, 0.01], "linear.c_grid": [1.0], "linear.nb": [False]}
 # the packaged general-English LM (300/600x2, in the package: nothing is downloaded), fine-tuned one epoch; float32
 # rather than "auto" (bfloat16 on CPUs that have it), so the scores do not depend on the machine
 PACKAGED = {"tokenization.workers": 1, "numericalization.min_freq": 1, "finetune_lm.epochs": 1,
             "finetune_lm.precision": "float32", "classifier.precision": "float32",
             "finetune_lm.frozen_epochs": 0, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 16,
             "classifier.batch_size": 8, "classifier.stage_epochs": [1, 1], "classifier.stage_learning_rates": [0.01, 0.01],
-            "classifier.linear_chars": [0], "classifier.max_length": 50}
-STAGES = ("corpus", "tokenization", "numericalization", "pretrain_lm", "finetune_lm", "classifier")
+            "linear.chars": [0], "classifier.max_length": 50}
+STAGES = ("corpus", "tokenization", "numericalization", "pretrain_lm", "finetune_lm", "classifier", "linear", "blend")
 
 
 @pytest.fixture(scope="module", autouse=True)

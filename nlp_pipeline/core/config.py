@@ -143,9 +143,14 @@ def merge(layers: list[dict]) -> dict:
     return out
 
 
-def resolve(schemas: dict[str, type], layers: list[dict]) -> dict[str, Any]:
-    """One frozen dataclass per schema section from merged layers; unknown sections raise ConfigError."""
+def resolve(schemas: dict[str, type], layers: list[dict], moved: dict[str, str] | None = None) -> dict[str, Any]:
+    """One frozen dataclass per schema section from merged layers; unknown sections raise ConfigError, and so
+    does a field named in `moved` ({"old.field": "new.field"}), naming where it went."""
     merged = merge(layers)
+    for name, new in (moved or {}).items():
+        section, _, field = name.partition(".")
+        if field in merged.get(section, {}):
+            raise ConfigError(f"{name} is now {new}; rename it in your config file or --set")
     unknown = sorted(set(merged) - set(schemas))
     if unknown:
         raise ConfigError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(schemas)}")

@@ -28,11 +28,8 @@ Input: any string gets an answer (an empty one: the model's answer for [xxbos]; 
 warning naming the line, an empty or whitespace-only line is left unclassified (a blank row) with a warning,
 and stdin is answered line by line as it arrives (LineReader).
 Limits: documents keep their first max_length tokens; the bundle needs nlp-pipeline itself (its tokenizer
-rules and net definitions), not only torch. Formats: 1 = no linear model, 2 = single-label (still what a
-single-label bundle is written as, so older readers load it), 3 = multi-label or regression; any other format
-version is refused with the command that re-exports it. (A single-label bundle whose linear model has
-character n-grams is format 3 too: a format 2 reader would silently drop them.) config_sha256 needs no new
-format: older readers ignore it, and a bundle written before it, without one, loads with its values validated.
+rules and net definitions), not only torch. Format: one current version (FORMAT_VERSION); a bundle of any other
+version, or without config_sha256, is refused with a one-line error naming the command that re-exports it.
 Loading checks every config.json field's type and range and the weights' safetensors header against the file
 and the arch before anything is built (see Classifier.load), so no value allocates more than the weights hold.
 """
@@ -62,12 +59,8 @@ from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.rules import replace_surrogates
 
 FORMAT = "nlp-pipeline-classifier"   # config.json "format": what kind of folder this is
-FORMAT_VERSION = 5                   # bumped when the layout or a file's meaning changes; loaders refuse others
-READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 1 = before the linear blend (no linear.safetensors); 2 = before target types (all
-                                     # single-label); 3 = before NB scaling of the linear model; 4 = before backward members
-NB_VERSION = 4                       # a linear model with NB scaling (and forward RNN members only)
-SINGLE_LABEL_VERSION = 2             # what a single-label bundle (without character n-grams) is written as: older readers load it
-CHARS_VERSION = 3                    # a linear model with character n-grams, or a multi-label/regression target
+FORMAT_VERSION = 6                   # bumped when the layout or a file's meaning changes; loaders refuse every other
+                                     # (6: written from the blend stage's result; config_sha256 required)
 METRIC_KEYS = ("accuracy", "macro_f1", "micro_f1", "subset_accuracy", "r2", "rmse", "mae", "n")  # copied into config.json
 WEIGHTS_FILE = "model.safetensors"
 LINEAR_FILE = "linear.safetensors"
@@ -75,7 +68,7 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKED_FILES = (WEIGHTS_FILE, VOCAB_FILE, TOKENIZER_FILE)  # their sha256 is recorded in config.json
-CONFIG_CHECKSUM = "config_sha256"   # config.json's own checksum (config_checksum); bundles written before it lack it
+CONFIG_CHECKSUM = "config_sha256"   # config.json's own checksum (config_checksum): required
 MAX_LENGTH = 1_000_000               # what config.json may hold: larger values are no bundle this package wrote
 MAX_VOCAB = 10_000_000
 MAX_DIM = 1 << 16                    # embedding, hidden and head widths
@@ -114,20 +107,6 @@ def _is_bundle_dir(path: Path) -> bool:
         return False
 
 
-def _format_version(result: ClassifierResult) -> int:
-    """The oldest format that holds the result, so older readers load what they can read right: an older reader
-    would silently ignore character n-grams (format 2), NB scaling (format 3) or backward members (format 4) and
-    predict something else."""
-    linear = result.linear  # a LinearModel unpickled from an older cache has both fields (its __setstate__)
-    if result.arch.get("backward") or any(result.arch.get("backward_members", ())):
-        return FORMAT_VERSION  # an older reader would feed the backward net its text left to right
-    if linear is not None and len(linear.nb_ratio):
-        return NB_VERSION
-    if result.target_type != "class" or (linear is not None and linear.char_ngrams):
-        return CHARS_VERSION
-    return SINGLE_LABEL_VERSION
-
-
 def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     """Write `result` as a bundle folder at out_dir and return its path.
 
@@ -158,8 +137,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
     def fill(tmp: Path) -> None:
         # copies: the artifact's arrays may be read-only memory maps of the cache, and safetensors wants C order
         tensors = {name: np.array(value, copy=True, order="C") for name, value in result.state_dict.items()}
-        version = _format_version(result)
-        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": FORMAT, "format_version": str(version)})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
         checked = list(CHECKED_FILES)
         if result.linear is not None:
             write_safetensors(tmp / LINEAR_FILE, {k: np.array(v, copy=True, order="C") for k, v in result.linear.arrays().items()})
@@ -168,7 +146,7 @@ def save_bundle(result: ClassifierResult, out_dir: str | Path) -> Path:
         _write_json(tmp / TOKENIZER_FILE, tokenizer)
         config = {
             "format": FORMAT,
-            "format_version": version,
+            "format_version": FORMAT_VERSION,
             "nlp_pipeline_version": __version__,
             "arch": dict(result.arch),
             "label_names": list(result.label_names),
@@ -287,22 +265,21 @@ class _ConfigCheck:
 
 def _check_config(folder: Path, config: Any) -> None:
     """Refuse a config.json that is not a readable bundle's: another format or version, a changed value (its
-    checksum; bundles written before checksums have none and are only validated), or any field of the wrong
-    type or out of range. Sizes are bounded here (and checked against the weights' header later), so nothing
+    checksum, required), or any field of the wrong type or out of range. Sizes are bounded here (and checked against the weights' header later), so nothing
     is allocated from a value that was never trained."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{folder / CONFIG_FILE} is not an nlp-pipeline classifier bundle (format {FORMAT!r} expected)")
     check = _ConfigCheck(folder)
     version = config.get("format_version")
     if isinstance(version, bool):
-        raise check.fail("format_version", version, f"an integer, one of {', '.join(map(str, READABLE_VERSIONS))}")
-    if version not in READABLE_VERSIONS:
+        raise check.fail("format_version", version, f"the integer {FORMAT_VERSION}")
+    if version != FORMAT_VERSION:
         made_by = config.get("nlp_pipeline_version", "?")
         raise DataError(
             f"bundle made by nlp-pipeline {made_by} (format {version}); this is {__version__} (format {FORMAT_VERSION}): "
             f"re-export it with nlp-pipeline {__version__}: {EXPORT_HINT}, or load it with nlp-pipeline {made_by}"
         )
-    if CONFIG_CHECKSUM in config and config[CONFIG_CHECKSUM] != config_checksum(config):
+    if config.get(CONFIG_CHECKSUM) != config_checksum(config):
         raise DataError(f"bundle {folder}: {CONFIG_FILE} was changed after export (its checksum {CONFIG_CHECKSUM} no "
                         f"longer matches its values); re-export the bundle with {EXPORT_HINT}")
     for key in ("arch", "label_names", "max_length", "files"):
@@ -616,7 +593,7 @@ class Classifier:
         Texts are tokenized, encoded, length-sorted into padded batches of batch_size and put back in order."""
         import torch
 
-        from nlp_pipeline.models.linear import blend_in
+        from nlp_pipeline.models.blend import blend_in
         from nlp_pipeline.models.training import predict_classifier
 
         if batch_size < 1:

@@ -53,7 +53,7 @@ REPORT_FILES = (REPORT_FILE, HTML_FILE, CONFUSION_FILE, SCATTER_FILE, CURVES_FIL
 LM_IDS = ("pretrain_lm", "finetune_lm", "pretrain_lm:backward", "finetune_lm:backward")
 VECTOR_IDS = ("embeddings:word2vec", "embeddings:fasttext", "embeddings:glove", "embeddings:pretrained")
 # instance ids a run report reads (numericalization: the classifier's document vectors in the TensorBoard projector)
-REPORT_ARTIFACTS = ("corpus", "numericalization", "lsa", *VECTOR_IDS, *LM_IDS, "classifier")
+REPORT_ARTIFACTS = ("corpus", "numericalization", "lsa", *VECTOR_IDS, *LM_IDS, "classifier", "blend")
 HEADLINE = {  # target type -> the scores table's columns: (key in targets.score(...), column name)
     "class": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
     "multi_label": (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("subset_accuracy", "subset accuracy"),
@@ -613,15 +613,23 @@ def write_report(run_dir: str | Path, corpus_texts: list[str] | None, classifier
     return [report, html, *figures, curves, wrong_path]
 
 
+def run_classifier(artifacts: dict[str, Any]) -> ClassifierResult:
+    """The classifier a run's bundle and report show: the "classifier" artifact composed with the "blend" one
+    (models.blend.compose; the RNN alone for a run that stopped before the blend)."""
+    from nlp_pipeline.models.blend import compose
+
+    if artifacts.get("classifier") is None:
+        raise MissingInputError("the report needs the classifier artifact; run the pipeline through the classifier stage")
+    return compose(artifacts["classifier"], artifacts.get("blend"))
+
+
 def write_run_report(run_dir: str | Path, artifacts: dict[str, Any], title: str | None = None,
                      config_text: str | None = None, timings: dict[str, Any] | None = None) -> list[Path]:
     """write_report from a run's artifacts by instance id (RunResult.artifacts of a run that kept
-    REPORT_ARTIFACTS): "classifier" is required; "corpus", the language models (LM_IDS), "lsa" and the word
+    REPORT_ARTIFACTS): "classifier" is required, with "blend" its blended scores (models.blend.compose); "corpus", the language models (LM_IDS), "lsa" and the word
     vectors (VECTOR_IDS) are used when there. title: the report's heading (default: run_dir's name; pass the run's
     name when writing into a staging folder); config_text and timings: the run's config.toml and metrics.json."""
-    classifier = artifacts.get("classifier")
-    if classifier is None:
-        raise MissingInputError("the report needs the classifier artifact; run the pipeline through the classifier stage")
+    classifier = run_classifier(artifacts)
     corpus = artifacts.get("corpus")
     models = {name: artifacts[name] for name in LM_IDS if artifacts.get(name) is not None}
     vectors = {name.split(":", 1)[1]: artifacts[name] for name in VECTOR_IDS if artifacts.get(name) is not None}

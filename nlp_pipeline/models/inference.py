@@ -15,7 +15,7 @@ import torch
 
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel
 from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet, build_classifier, build_language_model
-from nlp_pipeline.models.linear import blend_in
+from nlp_pipeline.models.blend import blend_in
 from nlp_pipeline.models.training import load_numpy_state, predict_classifier
 
 

@@ -1,9 +1,10 @@
 """A TF-IDF n-gram logistic regression over token ids: the classifier's linear partner in a probability blend.
 
+    docs = document_ids(data, indexes, max_length)  # id arrays of documents of a Numericalized, cut as the RNN reads them
     model = fit_linear(docs, y, n_classes=2, ngrams=2, vocab_size=V, c_grid=[0.25, 1, 4, 16], seed=0)
     probs = linear_proba(model, docs)            # (len(docs), n_classes) float32
-    blended = blend(neural_probs, probs, model.weight)
-    blended = blend_in(model, neural_probs, docs)  # the same, and a no-op for model None or weight 0
+    model = LinearModel.from_parts(model.settings(), model.arrays(), itos)  # the same model from plain data
+    columns, x = fit_tfidf(docs, ngrams=2, vocab_size=V, min_df=2, max_df=0.95)  # the TF-IDF columns alone (lsa's baseline)
 
 Features are computed from the same id arrays the RNN reads, so a bundle needs no second vocabulary of
 strings: unigram columns are token ids; an n-gram (n >= 2) is the key sum(ids[j] * V ** (n - 1 - j)), and the
@@ -20,18 +21,19 @@ same for negative ones (Wang & Manning 2012, "NBSVM"), and the row L2-normalised
 C, and with lists of character lengths (e.g. [0, 6]) and of nb (e.g. [False, True]) whether to add that block and
 that scaling, are chosen by stratified 3-fold cross-validation on the fitting documents only (the ratios of each
 fold from its fitting part), so the classifier's validation set stays unseen until the blend weight is
-chosen on it (choose_weight). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
+chosen on it (models/blend.py). xxpad is never a feature. Limits: n <= 3 (keys stay below 2**63 for V <= 2M).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 MAX_NGRAMS = 3
 CHAR_BUCKETS = 2 ** 22  # hash space of character n-grams (collisions are rare at a few 100k distinct n-grams)
-WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # blend weights of the linear model tried on validation
+MIN_DF = 2  # an n-gram (order >= 2) or character bucket needs this many fitting documents to get a column
 
 
 @dataclass
@@ -51,20 +53,10 @@ class LinearModel:
     char_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted kept buckets (their columns follow the word block)
     itos: list[str] | None = None           # the vocabulary's strings (the character block's source); not in arrays()
     nb_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (n_features,) NB scaling; empty = none
+    sublinear: bool = True                  # tf is 1 + log(count); False = raw counts (lsa's baseline option); not in settings()
 
     def __post_init__(self) -> None:
         self._token_chars = None  # (vocab_size, len(char_keys)) counts, built from itos on first use
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_token_chars"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("char_ngrams", 0)
-        self.__dict__.setdefault("char_keys", np.zeros(0, np.int64))
-        self.__dict__.setdefault("itos", None)
-        self.__dict__.setdefault("nb_ratio", np.zeros(0, np.float32))
-        self._token_chars = None
 
     @property
     def n_word_features(self) -> int:
@@ -99,6 +91,11 @@ class LinearModel:
                    weight=float(settings.get("weight", 0.0)), char_ngrams=char_ngrams,
                    char_keys=np.asarray(arrays.get("char_keys", np.zeros(0, np.int64)), np.int64),
                    itos=list(itos) if itos is not None else None, nb_ratio=nb_ratio)
+
+
+def document_ids(data: Any, indexes: np.ndarray, max_length: int) -> list[np.ndarray]:
+    """The id arrays of documents `indexes` of a Numericalized (doc_ids), cut to max_length like the RNN reads them."""
+    return [data.doc_ids(int(i))[:max_length] for i in indexes]
 
 
 def ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -197,11 +194,11 @@ def _char_block(model: "LinearModel", terms, n_docs: int):
     return _unit_rows(_sublinear(counts), model.idf[model.n_word_features:])
 
 
-def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int):
+def _tf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, n_features: int, sublinear: bool = True):
     import scipy.sparse as sp
 
     flat, counts = np.unique(rows * n_features + cols, return_counts=True)
-    tf = (1.0 + np.log(counts)).astype(np.float32)
+    tf = (1.0 + np.log(counts) if sublinear else counts).astype(np.float32)
     return sp.csr_matrix((tf, (flat // n_features, flat % n_features)), shape=(n_docs, n_features))
 
 
@@ -217,7 +214,7 @@ def features(model: LinearModel, docs: list[np.ndarray]):
     terms = _doc_terms(docs, model.ngrams, model.vocab_size, model.pad_id)
     rows, cols = _columns(terms, model.keys, model.vocab_size)
     n_word = model.n_word_features
-    x = _unit_rows(_tf_matrix(rows, cols, len(docs), n_word), model.idf[:n_word])
+    x = _unit_rows(_tf_matrix(rows, cols, len(docs), n_word, model.sublinear), model.idf[:n_word])
     if model.char_ngrams:
         x = _join_blocks(x, _char_block(model, terms, len(docs)))
     return _unit_rows(x, model.nb_ratio) if len(model.nb_ratio) else x
@@ -251,8 +248,46 @@ def linear_proba(model: LinearModel, docs: list[np.ndarray]) -> np.ndarray:
     return _probabilities(scores, model.n_classes)
 
 
+def _fit_words(terms, n_docs: int, vocab_size: int, min_df: int, max_df: float = 1.0, sublinear: bool = True,
+               unigram_min_df: bool = False):
+    """(n-gram keys of orders 2.., idf of every word column, the docs' L2-normalised TF-IDF rows) from _doc_terms.
+    An n-gram gets a column when min_df documents have it; a column whose idf is 0 is no feature: never seen,
+    in more than max_df of the documents, or (unigram_min_df) a unigram in fewer than min_df."""
+    keys = []
+    for rows, k in terms[1:]:
+        order = np.lexsort((rows, k))
+        ks, rs = k[order], rows[order]
+        first = np.ones(len(ks), bool)
+        first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
+        uniq, df = np.unique(ks[first], return_counts=True)
+        keys.append(uniq[(df >= min_df) & (df <= max_df * n_docs)])
+    n_word = vocab_size + sum(len(k) for k in keys)
+    rows, cols = _columns(terms, keys, vocab_size)
+    tf = _tf_matrix(rows, cols, n_docs, n_word, sublinear)
+    df = np.bincount(tf.indices, minlength=n_word)
+    idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+    idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
+    idf[df > max_df * n_docs] = 0.0
+    if unigram_min_df:
+        idf[:vocab_size][df[:vocab_size] < min_df] = 0.0
+    return keys, idf, _unit_rows(tf, idf)
+
+
+def fit_tfidf(docs: list[np.ndarray], ngrams: int, vocab_size: int, pad_id: int = -1, min_df: int = MIN_DF,
+              max_df: float = 1.0, sublinear: bool = True, unigram_min_df: bool = False) -> tuple[LinearModel, Any]:
+    """TF-IDF columns of token 1..ngrams-grams fitted on docs, as the linear model builds them: (a LinearModel
+    holding the columns and idf but no classifier yet, for features() of other documents; the docs' rows).
+    max_df (a share of docs), sublinear False and unigram_min_df make the columns scikit-learn's
+    TfidfVectorizer(min_df, max_df, sublinear_tf) over the same tokens (the lsa stage's baseline)."""
+    keys, idf, x = _fit_words(_doc_terms(docs, ngrams, vocab_size, pad_id), len(docs), vocab_size, min_df, max_df,
+                              sublinear, unigram_min_df)
+    model = LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=np.zeros((0, len(idf)), np.float32),
+                        intercept=np.zeros(0, np.float32), n_classes=0, pad_id=pad_id, sublinear=sublinear)
+    return model, x
+
+
 def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: int, vocab_size: int,
-               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = 2, char_ngrams: int | list[int] = 0,
+               c_grid: list[float], seed: int, pad_id: int = -1, min_df: int = MIN_DF, char_ngrams: int | list[int] = 0,
                itos: list[str] | None = None, nb: bool | list[bool] = False) -> LinearModel:
     """Fit columns, idf and a logistic regression on (docs, y); C by stratified 3-fold CV accuracy on them.
     char_ngrams > 0 adds the character block (itos: the vocabulary's strings); nb scales the features by their
@@ -271,21 +306,7 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     if any(lengths) and (itos is None or len(itos) != vocab_size):
         raise ValueError("char_ngrams needs the vocabulary's strings (itos, one per id)")
     terms = _doc_terms(docs, ngrams, vocab_size, pad_id)
-    keys = []
-    for rows, k in terms[1:]:
-        order = np.lexsort((rows, k))
-        ks, rs = k[order], rows[order]
-        first = np.ones(len(ks), bool)
-        first[1:] = (ks[1:] != ks[:-1]) | (rs[1:] != rs[:-1])  # one count per (n-gram, document)
-        uniq, df = np.unique(ks[first], return_counts=True)
-        keys.append(uniq[df >= min_df])
-    n_word = vocab_size + sum(len(k) for k in keys)
-    rows, cols = _columns(terms, keys, vocab_size)
-    tf = _tf_matrix(rows, cols, len(docs), n_word)
-    df = np.bincount(tf.indices, minlength=n_word)
-    word_idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
-    word_idf[df == 0] = 0.0  # ids never seen in fitting are no feature (they would only shrink the others in the L2 norm)
-    words = _unit_rows(tf, word_idf)
+    keys, word_idf, words = _fit_words(terms, len(docs), vocab_size, min_df)
     token_counts = _doc_token_counts(terms, len(docs), vocab_size) if any(lengths) else None
     blocks = {}  # length -> (features, idf, char_keys)
     for n in dict.fromkeys(lengths):
@@ -348,32 +369,3 @@ def fit_linear(docs: list[np.ndarray], y: np.ndarray, n_classes: int, ngrams: in
     return LinearModel(vocab_size=vocab_size, ngrams=ngrams, keys=keys, idf=idf, coef=coef, intercept=intercept,
                        n_classes=n_classes, pad_id=pad_id, C=float(best), selection=selection,
                        char_ngrams=n_best, char_keys=char_keys, itos=list(itos) if n_best else None, nb_ratio=ratio)
-
-
-def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
-    """(1 - weight) * neural + weight * linear, as float32 rows that sum to 1."""
-    if weight <= 0.0:
-        return np.asarray(neural, np.float32)
-    return ((1.0 - weight) * np.asarray(neural, np.float64) + weight * np.asarray(linear, np.float64)).astype(np.float32)
-
-
-def blend_in(model: LinearModel | None, neural: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """The classifier's output: `neural` probabilities of `docs` (id arrays as the RNN read them) blended with
-    model's at model.weight; `neural` unchanged when there is no model or its weight is 0."""
-    if model is None or model.weight <= 0.0:
-        return np.asarray(neural, np.float32)
-    return blend(neural, linear_proba(model, docs), model.weight)
-
-
-def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """The blend weight in WEIGHTS with the best validation accuracy, ties broken by lower log-loss, then by
-    the smaller weight; returns (weight, {weight: [accuracy, log-loss]})."""
-    y = np.asarray(y, np.int64)
-    scores = {}
-    for w in WEIGHTS:
-        p = blend(neural, linear, w).astype(np.float64)
-        accuracy = float((p.argmax(1) == y).mean()) if len(y) else 0.0
-        loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).mean()) if len(y) else 0.0
-        scores[w] = [round(accuracy, 4), round(loss, 4)]
-    best = max(WEIGHTS, key=lambda w: (scores[w][0], -scores[w][1], -w))
-    return best, scores

@@ -20,13 +20,8 @@ seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble)
 Direction (ULMFiT's bidirectional ensemble): "backward" trains on the encoder of a backward LM (lm_backward) and
 reads each document right to left; "both" trains `members` classifiers of each direction, each from its own LM,
 and averages all of them; metrics["directions"] keeps the validation score of each direction alone and of both.
-Blend (blend_linear, on by default): a TF-IDF n-gram logistic regression (models/linear.py) is fitted on the same
-train documents (C, the character block and NB scaling by 3-fold CV among them), and the reported and bundled
-probabilities are (1 - w) * RNN + w * linear with the w in 0, 0.1, ..., 1 that scores best on validation
-(w = 0 is the RNN alone); metrics["blend"] keeps both parts' scores. Then (linear_refit) the linear model is
-refitted with the chosen settings on train + validation documents, the one place validation documents are
-trained on: the RNN's epochs and the weight were already chosen, and the reported validation scores are the
-train-only fit's. The blend is fitted for single-label targets only.
+The RNN's validation probabilities, the train documents and the seed are kept in the result: the linear and
+blend stages (stages/linear.py, stages/blend.py) read that carve to fit and weigh their TF-IDF model.
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
@@ -81,12 +76,6 @@ class ClassifierConfig:
     validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
     validation_fraction: float = 0.1    # share of train carved for validation (of each label, for single-label targets)
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
-    blend_linear: bool = True           # (single-label targets) also fit a TF-IDF n-gram logistic regression on the train documents and average its probabilities in, weighted as validation prefers (0 = the RNN alone)
-    linear_ngrams: int = 2              # longest token n-gram of that linear model (1-3)
-    linear_c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # its C values, chosen by 3-fold CV on the train documents
-    linear_chars: list[int] = field(default_factory=lambda: [0, 6])  # character n-gram blocks tried for that linear model, chosen with C by the same CV: 0 = none, n (3-6) = each token's character 2..n-grams
-    linear_nb: list[bool] = field(default_factory=lambda: [False, True])  # Naive Bayes log-count-ratio scaling of its features (NBSVM; two-class targets only) tried, chosen with C by the same CV
-    linear_refit: bool = True           # once C, characters and the blend weight are chosen, refit that linear model on train + validation documents (as GridSearchCV's refit); validation scores stay those of the model fitted on train only
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     direction: str = "forward"          # "forward", "backward" (from a backward LM: texts read right to left) or "both": members classifiers of each direction, averaged (ULMFiT's ensemble; twice the LM fine-tuning and classifier time)
     seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
@@ -111,13 +100,6 @@ class ClassifierConfig:
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
-        if not 1 <= self.linear_ngrams <= 3 or not self.linear_c_grid or any(c <= 0 for c in self.linear_c_grid):
-            raise ConfigError("classifier.linear_ngrams must be 1, 2 or 3 and linear_c_grid a non-empty list of C > 0")
-        if not self.linear_chars or any(n != 0 and not 3 <= n <= 6 for n in self.linear_chars):
-            raise ConfigError(f"classifier.linear_chars must list lengths that are 0 (no character n-grams) or 3 to 6, "
-                              f"e.g. [0, 6]; got {self.linear_chars}")
-        if not self.linear_nb or any(not isinstance(b, bool) for b in self.linear_nb):
-            raise ConfigError(f"classifier.linear_nb must list true and/or false, e.g. [false, true]; got {self.linear_nb}")
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"classifier.direction must be one of {list(DIRECTIONS)}, got {self.direction!r}")
         if not 1 <= self.members <= 10:
@@ -320,23 +302,11 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 probs = predict_classifier_sharded(alone, ids, offsets, valid, pad, cfg.max_length, cfg.batch_size, device, dtype)
                 metrics["directions"][way] = scored(valid, probs)[PRIMARY[target]]
             metrics["directions"]["both"] = scored(valid, val_probs)[PRIMARY[target]]
-        linear = None
-        if cfg.blend_linear and target == "class" and len(np.unique(labels[train])) >= 2:  # two classes to fit
-            linear, val_probs, metrics["blend"] = _fit_blend(cfg, data, labels, train, valid, val_probs, pad)
         metrics["validation"] = dict(scored(valid, val_probs), source=valid_source)
         test_probs = np.zeros((0, model.num_classes), np.float32)
         if len(test):  # the only time test labels are read
             test_probs = predict(test)
-            if linear is not None:
-                from nlp_pipeline.models.linear import blend, linear_proba
-
-                linear_test = linear_proba(linear, _docs(data, test, cfg.max_length))
-                rnn_accuracy, linear_accuracy = (float((p.argmax(1) == labels[test]).mean()) for p in (test_probs, linear_test))
-                test_probs = blend(test_probs, linear_test, linear.weight)  # what predict gives (models.linear.blend_in)
             metrics["test"] = scored(test, test_probs)
-            if linear is not None:
-                metrics["blend"]["test_accuracy"] = {"rnn": round(rnn_accuracy, 4), "linear": round(linear_accuracy, 4),
-                                                     "blend": metrics["test"]["accuracy"]}
         metrics.update(seconds=round(time.perf_counter() - started, 1), device=device.type,
                        precision=str(dtype).replace("torch.", "") if dtype is not None else "float32")
         if processes > 1:
@@ -346,44 +316,9 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
             label_names=list(data.label_names), max_length=cfg.max_length, tokenizer=dict(data.tokenizer),
             history=history, metrics=metrics, validation_indexes=valid.astype(np.int64),
             test_indexes=test.astype(np.int64), test_labels=np.array(labels[test]), test_probabilities=test_probs,
-            linear=linear, target_type=target,
+            target_type=target, train_indexes=train.astype(np.int64), validation_probabilities=np.asarray(val_probs, np.float32),
+            seed=cfg.seed,
         )
-
-
-def _docs(data: Numericalized, docs: np.ndarray, max_length: int) -> list[np.ndarray]:
-    """The id arrays of documents `docs`, cut to max_length like the RNN reads them."""
-    return [data.doc_ids(int(i))[:max_length] for i in docs]
-
-
-def _fit_blend(cfg: ClassifierConfig, data: Numericalized, labels: np.ndarray, train: np.ndarray, valid: np.ndarray,
-               rnn_val: np.ndarray, pad: int):
-    """Fit the linear model on the train documents, choose its blend weight on validation, and (linear_refit,
-    weight > 0) refit it with the chosen C, character length and NB scaling on train + validation.
-    Returns (LinearModel with .weight set, blended validation probabilities of the train-only fit, what the choice saw)."""
-    from nlp_pipeline.models.linear import blend, choose_weight, fit_linear, linear_proba
-
-    started = time.perf_counter()
-    linear = fit_linear(_docs(data, train, cfg.max_length), labels[train], len(data.label_names), cfg.linear_ngrams,
-                        len(data.vocab), list(cfg.linear_c_grid), cfg.seed, pad_id=pad, char_ngrams=list(cfg.linear_chars),
-                        itos=list(data.vocab.itos), nb=list(cfg.linear_nb))
-    linear_val = linear_proba(linear, _docs(data, valid, cfg.max_length))
-    weight, scores = choose_weight(rnn_val, linear_val, labels[valid])
-    fitted, refit = linear, cfg.linear_refit and weight > 0
-    if refit:  # the chosen settings, fitted on every labelled document the RNN saw
-        both = np.concatenate([train, valid])
-        linear = fit_linear(_docs(data, both, cfg.max_length), labels[both], len(data.label_names), cfg.linear_ngrams,
-                            len(data.vocab), [fitted.C], cfg.seed, pad_id=pad, char_ngrams=fitted.char_ngrams,
-                            itos=list(data.vocab.itos), nb=bool(len(fitted.nb_ratio)))
-    linear.weight = weight
-    report = {"weight": weight, "C": fitted.C, "char_ngrams": fitted.char_ngrams, "nb": bool(len(fitted.nb_ratio)),
-              "features": int(len(fitted.idf)),
-              "validation_accuracy": {"rnn": scores[0.0][0], "linear": scores[1.0][0], "blend": scores[weight][0]},
-              "weights_tried": {str(w): v for w, v in scores.items()}, "cv_accuracy": fitted.selection["cv_accuracy"],
-              "cv_accuracy_by_chars": {str(n): v for n, v in fitted.selection.get("cv_accuracy_by_chars", {}).items()},
-              "cv_accuracy_by_nb": {str(b).lower(): v for b, v in fitted.selection.get("cv_accuracy_by_nb", {}).items()},
-              "refit_documents": int(len(train) + len(valid)) if refit else 0,
-              "seconds": round(time.perf_counter() - started, 1)}
-    return linear, blend(rnn_val, linear_val, linear.weight), report
 
 
 def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, **options: Any) -> dict[str, Any]:
@@ -406,16 +341,16 @@ def summarize(result: ClassifierResult) -> dict:
     out = {f"val_{primary}": result.metrics.get("validation", {}).get(primary), f"test_{primary}": test.get(primary)}
     if result.target_type != "regression":
         out["test_macro_f1"] = test.get("macro_f1")
-    blend = result.metrics.get("blend") or {}
-    parts = {f"{part}_test_accuracy": value for part, value in (blend.get("test_accuracy") or {}).items() if part != "blend"}
-    return dict(out, blend_weight=blend.get("weight"), **parts, seconds=result.metrics.get("seconds"))
+    return dict(out, seconds=result.metrics.get("seconds"))
 
 
 STAGE = Stage(
     name="classifier",
-    version=4,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
+    version=5,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
                 # 3: targets.holdout (at most n - 1 of a label's n documents go to validation)
                 # 4: the blend's linear model refitted on train + validation (linear_refit), NB scaling (linear_nb)
+                # 5: the RNN alone: the linear model and the blend are the linear and blend stages; keeps train
+                #    indexes, validation probabilities and the seed for them
     config=ClassifierConfig,
     inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"},
     optional=("lm", "lm_backward"),

@@ -5,7 +5,8 @@ Fits TF-IDF and the SVD on every split but test (test documents are only transfo
 component, and trains two linear baselines that every later model must beat, one model per target type
 (artifacts.TARGET_TYPES):
   lsa_logreg / lsa_ridge      on the (L2-normalised) LSA vectors
-  tfidf_logreg / tfidf_ridge  on TF-IDF of word 1..`ngram_max`-grams
+  tfidf_logreg / tfidf_ridge  on TF-IDF of word 1..`ngram_max`-grams (models.linear.fit_tfidf: the columns the
+                              linear stage's model is built on, with this stage's min_df, max_df and sublinear_tf)
   class: logistic regression; multi_label: one logistic regression per label (one-vs-rest, a label constant in
   train predicts that constant), its decision threshold chosen on validation with C (targets.best_threshold, as
   the classifier does); regression: ridge regression with alpha = 1 / C.
@@ -39,7 +40,7 @@ class LsaConfig:
     min_df: int = 2                    # drop terms found in fewer documents
     max_df: float = 0.95               # drop terms found in more than this share of documents
     sublinear_tf: bool = True          # use 1 + log(tf) instead of raw term counts
-    ngram_max: int = 2                 # longest word n-gram of the TF-IDF baseline
+    ngram_max: int = 2                 # longest word n-gram of the TF-IDF baseline (1-3)
     top_terms: int = 10                # terms listed per component
     c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # C tried on validation (ridge: alpha = 1 / C)
     validation_size: float = 0.1       # share of train held out to choose C when the corpus has no dev split
@@ -50,6 +51,8 @@ class LsaConfig:
             raise ConfigError(f"lsa.n_components must be at least 1, got {self.n_components}")
         if not 0 < self.validation_size < 1:
             raise ConfigError(f"lsa.validation_size must be between 0 and 1, got {self.validation_size}")
+        if not 1 <= self.ngram_max <= 3:
+            raise ConfigError(f"lsa.ngram_max must be 1, 2 or 3, got {self.ngram_max}")
         if not self.c_grid or min(self.c_grid) <= 0:
             raise ConfigError(f"lsa.c_grid must list positive numbers, got {self.c_grid}")
 
@@ -130,6 +133,8 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
+    from nlp_pipeline.models.linear import features as tfidf_features, fit_tfidf
+
     docs = _docs(tokens)
     labels = np.asarray(tokens.labels)
     test = tokens.indices("test")
@@ -166,16 +171,16 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
             features[fit_idx], labels[fit_idx], features[val_idx], labels[val_idx], features[test], labels[test],
             cfg.c_grid, cfg.seed, target_type=target_type, label_names=names,
         )
-        ngrams = TfidfVectorizer(
-            analyzer=lambda doc: _ngrams(doc, cfg.ngram_max), min_df=cfg.min_df, max_df=cfg.max_df,
-            sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-        )
-        ngrams.fit([docs[i] for i in fit_idx] + [docs[i] for i in val_idx])
+        ids = _id_docs(tokens)
+        columns, _ = fit_tfidf([ids[i] for i in fit_idx] + [ids[i] for i in val_idx], cfg.ngram_max, len(tokens.types),
+                               min_df=cfg.min_df, max_df=cfg.max_df, sublinear=cfg.sublinear_tf, unigram_min_df=True)
+
+        def tfidf(indexes: np.ndarray):
+            return tfidf_features(columns, [ids[i] for i in indexes])
+
         metrics[f"tfidf_{model}"] = fit_baseline(
-            ngrams.transform([docs[i] for i in fit_idx]), labels[fit_idx],
-            ngrams.transform([docs[i] for i in val_idx]), labels[val_idx],
-            ngrams.transform([docs[i] for i in test]), labels[test], cfg.c_grid, cfg.seed,
-            target_type=target_type, label_names=names,
+            tfidf(fit_idx), labels[fit_idx], tfidf(val_idx), labels[val_idx], tfidf(test), labels[test], cfg.c_grid,
+            cfg.seed, target_type=target_type, label_names=names,
         )
     return LsaResult(
         **documents_of(tokens),
@@ -187,12 +192,10 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
     )
 
 
-def _ngrams(doc: list[str], n_max: int) -> list[str]:
-    """Word 1..n_max-grams: _ngrams(['a', 'b', 'c'], 2) -> ['a', 'b', 'c', 'a b', 'b c']"""
-    out = list(doc)
-    for n in range(2, n_max + 1):
-        out.extend(" ".join(doc[i:i + n]) for i in range(len(doc) - n + 1))
-    return out
+def _id_docs(tokens: Tokens) -> list[np.ndarray]:
+    """Each document's token ids (into tokens.types) without IGNORED_TOKENS, as the bag-of-words models read it."""
+    ignored = np.array([i for i, t in enumerate(tokens.types) if t in IGNORED_TOKENS], np.int64)
+    return [ids[~np.isin(ids, ignored)] for ids in (np.asarray(tokens.doc_ids(i), np.int64) for i in range(len(tokens)))]
 
 
 BASELINES = ("lsa_logreg", "tfidf_logreg", "lsa_ridge", "tfidf_ridge")  # metrics keys of the baselines fit_lsa trains

@@ -1,0 +1,264 @@
+"""linear and blend stages: the same blend as before they were stages (numbers written out from a run of the
+classifier stage that still held the blend), their own cache entries (a linear.* or blend.* change never
+retrains the RNN), fields that cannot apply and moved field names as one-line errors, and compose()."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from nlp_pipeline import pipeline
+from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.artifacts import ClassifierResult
+from nlp_pipeline.models.blend import WEIGHTS, blend, choose_weight, compose
+from nlp_pipeline.models.linear import document_ids, fit_linear, linear_proba
+from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
+from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
+from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
+
+from test_classifier import TINY, pang_lee  # noqa: F401 (a fixture)
+from test_lm import numericalize_docs
+
+# Written out from the previous commit (3e3a4ad, the blend inside the classifier stage): train_classifier(
+# ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2), pang_lee)
+# -> metrics["blend"] and test_probabilities[:, 1] rounded to 5 decimals; with linear_refit = false, the second list.
+BEFORE_CV = {0.25: 0.5333, 1.0: 0.5333, 4.0: 0.5333, 16.0: 0.5417}
+BEFORE_WEIGHTS = {"0.0": [0.4667, 0.6998], "0.1": [0.5, 0.7094], "0.2": [0.3333, 0.7224], "0.3": [0.3667, 0.7388],
+                  "0.4": [0.3667, 0.7591], "0.5": [0.3667, 0.7838], "0.6": [0.3667, 0.8134], "0.7": [0.3667, 0.8495],
+                  "0.8": [0.3667, 0.894], "0.9": [0.3667, 0.9522], "1.0": [0.3667, 1.0436]}
+BEFORE_P1 = [0.51674, 0.52219, 0.49461, 0.53087, 0.49516, 0.51067, 0.55365, 0.50259, 0.50786, 0.48536, 0.51707,
+             0.53071, 0.5201, 0.49655, 0.5281, 0.52098, 0.55341, 0.56462, 0.5394, 0.55142, 0.49837, 0.54053, 0.54116,
+             0.52286, 0.5534, 0.54334, 0.51267, 0.52761, 0.53823, 0.54997, 0.52777, 0.52945, 0.54803, 0.52268, 0.51114,
+             0.53545, 0.55934, 0.49425, 0.51504, 0.49535, 0.5237, 0.51475, 0.54977, 0.53222, 0.50127, 0.48791, 0.51836,
+             0.54557, 0.55067, 0.50343]
+BEFORE_P1_NO_REFIT = [0.5188, 0.4901, 0.48663, 0.53401, 0.49127, 0.50944, 0.54179, 0.49316, 0.49745, 0.4861, 0.51784,
+                      0.54875, 0.52419, 0.49979, 0.54374, 0.52074, 0.56335, 0.56338, 0.54053, 0.51402, 0.52369, 0.52448,
+                      0.54543, 0.52647, 0.51766, 0.55055, 0.50586, 0.52973, 0.53794, 0.53398, 0.50883, 0.55685, 0.54384,
+                      0.54288, 0.54155, 0.5017, 0.52381, 0.50588, 0.51722, 0.50812, 0.51329, 0.51702, 0.5393, 0.54916,
+                      0.50651, 0.48791, 0.49295, 0.54797, 0.54828, 0.49209]
+
+
+# --- blend and choose_weight ----------------------------------------------------------------------------------
+
+NEURAL = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+LINEAR = np.array([[0.5, 0.5], [0.7, 0.3], [0.0, 1.0]], np.float32)
+
+
+def test_blend_endpoints_and_weighted_mean():
+    np.testing.assert_array_equal(blend(NEURAL, LINEAR, 0.0), NEURAL)
+    np.testing.assert_allclose(blend(NEURAL, LINEAR, 1.0), LINEAR, atol=1e-7)
+    mixed = blend(NEURAL, LINEAR, 0.3)
+    np.testing.assert_allclose(mixed, [[0.78, 0.22], [0.35, 0.65], [0.42, 0.58]], atol=1e-6)
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_choose_weight_prefers_the_right_model():
+    y = np.array([0, 1, 1, 0, 2])
+    right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
+    wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
+    weight, scores = choose_weight(right, wrong, y)
+    assert weight == 0.0
+    assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
+    weight, scores = choose_weight(wrong, right, y)
+    assert weight == 1.0
+    assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
+    assert list(scores) == list(WEIGHTS) and len(scores) == 11
+    assert WEIGHTS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def test_choose_weight_scores_are_accuracy_and_log_loss():
+    y = np.array([0, 1, 2])
+    neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
+    uniform = np.full((3, 3), 1 / 3, np.float32)
+    weight, scores = choose_weight(neural, uniform, y)
+    # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
+    assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
+    # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
+    assert scores[1.0] == [0.3333, round(float(np.log(3)), 4)]
+    assert weight < 1.0 and scores[weight][0] == 0.6667
+
+
+def _rnn_of(data, fit: np.ndarray, valid: np.ndarray, val_probs: np.ndarray) -> ClassifierResult:
+    """A classifier result by hand: the carve (fit, valid), the RNN's validation probabilities, no test split."""
+    return ClassifierResult(arch={}, state_dict={}, vocab=data.vocab, label_names=list(data.label_names), max_length=500,
+                            metrics={"validation": {"source": "carved from train"}}, train_indexes=fit,
+                            validation_indexes=valid, validation_probabilities=val_probs,
+                            test_probabilities=np.zeros((0, 2), np.float32))
+
+
+def test_the_blend_refits_its_linear_model_on_train_and_validation():
+    from nlp_pipeline.models.batching import pad_id
+
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(30)]
+    cue = {0: ["awful", "dull", "bad"], 1: ["great", "fine", "good"]}
+    y = rng.integers(0, 2, 150)
+    docs = [list(rng.choice(filler, 6)) + [str(rng.choice(cue[int(c)]))] for c in y]
+    data = numericalize_docs(docs, labels=y.tolist(), label_names=["neg", "pos"])
+    labels, pad, itos = np.asarray(data.labels), pad_id(data.vocab), list(data.vocab.itos)
+    fit, valid = np.arange(110), np.arange(110, 150)
+    unsure = _rnn_of(data, fit, valid, np.full((len(valid), 2), 0.5, np.float32))  # an RNN that knows nothing
+    linear = fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, unsure)
+    refit, kept = (blend_classifier(BlendConfig(refit=flag), unsure, data, linear) for flag in (True, False))
+    report, kept_report = refit.metrics["blend"], kept.metrics["blend"]
+    assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
+    refit_model, kept_model = compose(unsure, refit).linear, compose(unsure, kept).linear
+    nb = bool(len(kept_model.nb_ratio))
+    assert (refit_model.C, refit_model.char_ngrams, bool(len(refit_model.nb_ratio))) == \
+        (kept_model.C, kept_model.char_ngrams, nb) == (report["C"], report["char_ngrams"], report["nb"])
+    # the refit is the chosen settings fitted on all 150 documents; the kept model is the linear stage's (110 only)
+    again = fit_linear(document_ids(data, np.arange(150), 500), labels, 2, 2, len(itos), [kept_model.C], 0, pad_id=pad,
+                       char_ngrams=kept_model.char_ngrams, itos=itos, nb=nb)
+    np.testing.assert_array_equal(refit_model.nb_ratio, again.nb_ratio)
+    np.testing.assert_array_equal(refit_model.coef, again.coef)
+    np.testing.assert_array_equal(kept_model.coef, linear.arrays["coef"])
+    assert refit_model.coef.shape != kept_model.coef.shape or not np.array_equal(refit_model.coef, kept_model.coef)
+    # validation scores are the train-only fit's in both cases (the refit has seen those documents)
+    assert refit.metrics["validation"] == kept.metrics["validation"]
+    expected = blend(unsure.validation_probabilities, linear.validation_probabilities, kept.weight)
+    assert refit.metrics["validation"]["accuracy"] == round(float((expected.argmax(1) == labels[valid]).mean()), 4)
+    # weight 0 (an RNN that is always right): nothing to refit
+    sure = _rnn_of(data, fit, valid, np.eye(2, dtype=np.float32)[labels[valid]])
+    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, sure))
+    assert alone.weight == 0.0 and alone.metrics["blend"]["refit_documents"] == 0
+
+
+def test_linear_settings_are_checked_in_one_line():
+    with pytest.raises(ConfigError, match=r"^linear.nb must list true and/or false, e.g. \[false, true\]; got \[\]$"):
+        LinearConfig(nb=[]).validate()
+    with pytest.raises(ConfigError, match=r"^linear.chars must list lengths"):
+        LinearConfig(chars=[2]).validate()
+
+
+@pytest.fixture(scope="module")
+def rnn(pang_lee):  # noqa: F811
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
+    return train_classifier(cfg, pang_lee)
+
+
+@pytest.fixture(scope="module")
+def linear(rnn, pang_lee):  # noqa: F811
+    return fit_linear_stage(LinearConfig(), pang_lee, rnn)
+
+
+def test_the_stages_blend_as_the_classifier_stage_did(rnn, linear, pang_lee):  # noqa: F811
+    result = blend_classifier(BlendConfig(), rnn, pang_lee, linear)
+    report = result.metrics["blend"]
+    assert (result.weight, report["C"], report["char_ngrams"], report["nb"], report["features"]) == (0.1, 16.0, 0, True, 1831)
+    assert report["weights_tried"] == BEFORE_WEIGHTS and report["cv_accuracy"] == BEFORE_CV
+    assert report["cv_accuracy_by_chars"]["6"] == {0.25: 0.5333, 1.0: 0.5, 4.0: 0.525, 16.0: 0.525}
+    assert report["cv_accuracy_by_nb"]["false"] == {0.25: 0.525, 1.0: 0.5333, 4.0: 0.5333, 16.0: 0.5083}
+    assert report["validation_accuracy"] == {"rnn": 0.4667, "linear": 0.3667, "blend": 0.5}
+    assert report["test_accuracy"] == {"rnn": 0.58, "linear": 0.56, "blend": 0.62} and report["refit_documents"] == 150
+    assert result.metrics["validation"]["accuracy"] == 0.5 and result.metrics["test"]["accuracy"] == 0.62
+    np.testing.assert_allclose(result.test_probabilities[:, 1], BEFORE_P1, atol=2e-5)
+    kept = blend_classifier(BlendConfig(refit=False), rnn, pang_lee, linear)
+    assert kept.weight == 0.1 and kept.metrics["blend"]["test_accuracy"] == {"rnn": 0.58, "linear": 0.54, "blend": 0.66}
+    np.testing.assert_allclose(kept.test_probabilities[:, 1], BEFORE_P1_NO_REFIT, atol=2e-5)
+    # without refit the blended model is the linear stage's own: (1 - w) * RNN + w * its probabilities
+    test_docs = document_ids(pang_lee, rnn.test_indexes, rnn.max_length)
+    composed = compose(rnn, kept)
+    np.testing.assert_array_equal(composed.test_probabilities, kept.test_probabilities)
+    np.testing.assert_allclose(kept.test_probabilities,
+                               blend(rnn.test_probabilities, linear_proba(composed.linear, test_docs), 0.1), atol=1e-6)
+    np.testing.assert_array_equal(composed.linear.coef, linear.arrays["coef"])
+
+
+def test_the_linear_result_is_plain_data_fitted_on_the_classifiers_carve(rnn, linear, pang_lee):  # noqa: F811
+    assert np.array_equal(linear.train_indexes, rnn.train_indexes)
+    assert np.array_equal(linear.validation_indexes, rnn.validation_indexes)
+    assert not set(linear.train_indexes) & set(rnn.validation_indexes) and not set(linear.train_indexes) & set(rnn.test_indexes)
+    assert linear.validation_probabilities.shape == (30, 2)
+    assert set(linear.arrays) == {"idf", "coef", "intercept", "keys_2", "nb_ratio"}
+    assert all(isinstance(v, np.ndarray) for v in linear.arrays.values())
+    assert {k: linear.settings[k] for k in ("C", "char_ngrams", "nb", "seed", "max_length")} == \
+        {"C": 16.0, "char_ngrams": 0, "nb": True, "seed": 0, "max_length": 500}
+
+
+def test_no_linear_model_passes_the_rnn_through(rnn, pang_lee):  # noqa: F811
+    alone = blend_classifier(BlendConfig(linear=False), rnn, pang_lee, None)
+    assert alone.weight == 0.0 and alone.linear_settings is None and "blend" not in alone.metrics
+    composed = compose(rnn, alone)
+    assert composed.linear is None and composed.metrics["test"] == rnn.metrics["test"]
+    np.testing.assert_array_equal(composed.test_probabilities, rnn.test_probabilities)
+
+
+def test_a_linear_result_of_another_carve_is_refused(rnn, linear, pang_lee):  # noqa: F811
+    other = dataclasses.replace(linear, validation_indexes=linear.validation_indexes[:-1])
+    with pytest.raises(DataError, match="another train/validation carve") as caught:
+        blend_classifier(BlendConfig(), rnn, pang_lee, other)
+    assert "\n" not in str(caught.value)
+
+
+# --- configuration --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("old, new", sorted(pipeline.MOVED.items()))
+def test_an_old_field_name_is_a_one_line_error_naming_the_new_one(old, new):
+    value = {"classifier.blend_linear": "true", "classifier.linear_refit": "true", "classifier.linear_ngrams": "2"}.get(old, "[1.0]")
+    with pytest.raises(ConfigError) as caught:
+        pipeline.load_config(sets=[f"{old}={value}"])
+    assert str(caught.value) == f"{old} is now {new}; rename it in your config file or --set"
+
+
+@pytest.mark.parametrize("field", ["linear.ngrams=3", "linear.nb=[false]", "blend.refit=false"])
+def test_a_field_that_cannot_apply_is_a_one_line_error(field):
+    configs = pipeline.load_config(sets=["blend.linear=false", field])
+    with pytest.raises(ConfigError) as caught:
+        pipeline.instances(configs)
+    name = field.split("=")[0]
+    assert str(caught.value) == (f"{name} cannot apply: blend.linear = false blends no linear model; remove {name} "
+                                 f"or set blend.linear = true")
+
+
+def test_without_the_linear_model_refit_is_in_no_key():
+    ids = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=["blend.linear=false"]))}
+    assert "linear" not in ids and "linear" not in ids["blend"].inputs
+    stage, cfg = pipeline.STAGES["blend"], ids["blend"].config
+    upstream = {"classifier": "0" * 64, "data": "1" * 64}
+    assert stage.key(cfg, upstream) == stage.key(dataclasses.replace(cfg, refit=False), upstream)
+    on = BlendConfig()
+    assert stage.key(on, upstream) != stage.key(dataclasses.replace(on, refit=False), upstream)
+
+
+# --- caching through the pipeline ------------------------------------------------------------------------------
+
+POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
+            "brilliant fun", "wonderful and warm", "great fun for all", "a great joy", "loved the story"]
+NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
+            "boring mess", "dull and cold", "terrible waste of time", "a dull pain", "hated the story"]
+FAST = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none",
+        "pretrain_lm.corpus=none", "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12", "finetune_lm.num_layers=1",
+        "finetune_lm.epochs=1", "finetune_lm.batch_size=4", "finetune_lm.bptt_length=8", "finetune_lm.num_threads=1",
+        "classifier.stage_epochs=[1]", "classifier.stage_learning_rates=[0.01]", "classifier.batch_size=4",
+        "classifier.head_hidden_dim=6", "classifier.num_threads=1", "classifier.precision=float32",
+        "classifier.validation_fraction=0.3", "linear.c_grid=[1.0]", "linear.chars=[0]"]
+
+
+def test_a_linear_or_blend_setting_reruns_only_linear_and_blend(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[::2] + rows[1::2][:8]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[1::2][8:] + rows[-3:]))
+    store = ArtifactStore(tmp_path / "cache")
+
+    def run(*sets):
+        configs = pipeline.load_config(sets=[f"corpus.source={folder}", *FAST, *sets])
+        result = pipeline.run(configs, store, until="blend", keep=["classifier", "blend"], coordinator=None)
+        return {r.id: r.status for r in result.reports}, result
+
+    first, result = run()
+    assert first["classifier"] == first["linear"] == first["blend"] == "ran"
+    assert "blend" in result.artifacts["blend"].metrics
+    changed, _ = run("linear.ngrams=1")
+    assert changed["finetune_lm"] == changed["classifier"] == "hit"  # the RNN is not retrained
+    assert changed["linear"] == changed["blend"] == "ran"
+    refit, _ = run("linear.ngrams=1", "blend.refit=false")
+    assert refit["classifier"] == refit["linear"] == "hit" and refit["blend"] == "ran"
+    again, _ = run("linear.ngrams=1", "blend.refit=false")
+    assert set(again.values()) == {"hit"}
