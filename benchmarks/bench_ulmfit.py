@@ -38,7 +38,6 @@ import numpy as np
 from common import DATA, markdown_table, save, train_blended, versions
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # bench_lm_perplexity, when run from elsewhere
 DATASETS = ("trec6", "mr", "sst2")
 GENERAL = ("wikitext2", "enwiki_sample")
 ABLATIONS = ("no_pretraining", "no_unfreezing", "no_discriminative", "gru", "vectors")
