@@ -199,6 +199,43 @@ def test_ray_streams_plain_text_in_blocks_of_lines_to_the_same_corpus(ray_instan
     _same_corpus_artifact(local, on_ray, tmp_path)
 
 
+def test_ray_parses_a_large_json_lines_file_in_blocks_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 400)          # the large file in ~19 blocks of lines
+    blocks = []
+    real_blocks = corpus_stage.sources.line_blocks
+    monkeypatch.setattr(corpus_stage.sources, "line_blocks", lambda *a: (blocks.append(b) or b for b in real_blocks(*a)))
+    records = [{"text": f"review {i} is {'good ' * (i % 3)}", "label": ["pos", "neg"][i % 2]} for i in range(150)]
+    records[3] = {"text": "no label here"}                               # unlabelled row
+    records[140]["rating"] = 4                                           # a column seen only near the end
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    lines[7:7] = ["", "   "]                                             # blank lines are skipped
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+    (data / "test.jsonl.gz").write_bytes(gzip.compress("\n".join(lines[:60]).encode("utf-8")))   # no final newline
+    local, on_ray, runs = _read_both_ways(data, monkeypatch)
+    assert runs == 1 and len(blocks) > 10 and len(local) == 150 + 58
+    _same_corpus_artifact(local, on_ray, tmp_path)
+
+
+@pytest.mark.parametrize("broken", ["json", "json-then-byte"])
+def test_a_bad_json_lines_block_gives_the_in_process_error(ray_instance, tmp_path, monkeypatch, broken):
+    monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 200)
+    lines = [json.dumps({"text": f"line {i}", "label": "a" if i % 2 else "b"}).encode() for i in range(80)]
+    lines[50] = b'{"text": "unfinished'                                 # not JSON, several blocks in
+    if broken == "json-then-byte":
+        lines[70] = b'{"text": "caf\xe9", "label": "a"}'                # the whole file is decoded before parsing
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    messages = []
+    for executor in ("local", "ray"):
+        with pytest.raises(DataError) as caught:
+            load_corpus(CorpusConfig(source=str(tmp_path / "data"), executor=executor, workers=2))
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "\n" not in messages[0]
+    assert ("line 51: not valid JSON" if broken == "json" else "line 71, column 14: byte 0xe9") in messages[0]
+
+
 def test_ray_gives_the_same_one_line_error_for_a_bad_file(ray_instance, tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 100)
     (tmp_path / "text").mkdir()

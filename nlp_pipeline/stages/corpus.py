@@ -27,9 +27,11 @@ A large unlabelled text corpus (plain-text files, a folder of them, wiki dumps, 
 or more; a Hub dataset read with label_field = "" whose Arrow data is that large) is streamed: read one line at a time into a memory-mapped artifacts.TextColumn instead of a list, so a
 500 MB text file needs memory per line, not per file (same texts, labels, splits and info as the list path).
 executor = "ray" (set by the pipeline from tokenization.executor; in no key) parses the files on Ray Data actors
-(core/ray_executor.py): one piece per file, label-folder documents in groups, plain text in blocks of whole lines
-(RAY_CHUNK_BYTES), each read with the functions the in-process path uses and merged here in order, so the Corpus
-is the same byte for byte; a piece that fails on an actor is read again here to raise the same error. A Hub
+(core/ray_executor.py): one piece per file, label-folder documents in groups, plain text and large JSON-lines files
+in blocks of whole lines (RAY_CHUNK_BYTES), each read with the functions the in-process path uses and merged here
+in order, so the Corpus is the same byte for byte; a piece that fails on an actor is read again here to raise the
+same error. A JSON-lines file's records are parsed on the actors but its columns are assembled here (memory per
+file, as in process); CSV/TSV (quoted fields may span lines) and Parquet files are one piece each. A Hub
 dataset is read here either way.
 Limits: other corpora hold every text in memory (a Hub dataset too); the label of a folder tree is its folder name; a nested folder of plain
 text files is read as label folders, not as text; a bare name is a card when one exists (write ./NAME for a
@@ -773,13 +775,15 @@ class _Piece:
     block: bytes | None = None
     first_line: int = 1
     nbytes: int = 0
+    last: bool = True           # the last block of its part (a JSON-lines part's records are assembled after it)
 
 
 def _pieces(parts: list[_Part], cfg: CorpusConfig) -> Iterator[_Piece]:
     """The pieces that read `parts` in order, the label-folder documents first (as _read_rows takes them):
     in this process one piece per file and one for all documents; on Ray (cfg.executor) documents in groups
-    of about RAY_CHUNK_BYTES, and plain text, in an encoding where b"\n" only ends lines, in blocks of whole
-    lines of about RAY_CHUNK_BYTES (read here, lazily: at most a wave of blocks is held)."""
+    of about RAY_CHUNK_BYTES, and plain text and JSON-lines files larger than that, in an encoding where b"\n"
+    only ends lines, in blocks of whole lines of about RAY_CHUNK_BYTES (read here, lazily: at most a wave of
+    blocks is held)."""
     ray = cfg.executor == "ray"
     documents = [p.path for p in parts if p.kind == "document"]
     group: list[Path] = []
@@ -796,15 +800,27 @@ def _pieces(parts: list[_Part], cfg: CorpusConfig) -> Iterator[_Piece]:
     for part in parts:
         if part.kind in ("document", "hub"):
             continue
-        if part.kind == "text" and blocks:
+        if blocks and (part.kind == "text" or _jsonl_in_blocks(part)):
+            previous = None
             for block, first_line in sources.line_blocks(part.path, RAY_CHUNK_BYTES):
-                yield _Piece(part=part, block=block, first_line=first_line, nbytes=len(block))
+                if previous is not None:
+                    yield dataclasses.replace(previous, last=False)
+                previous = _Piece(part=part, block=block, first_line=first_line, nbytes=len(block))
+            if previous is not None:
+                yield previous
         else:
             yield _Piece(part=part, nbytes=part.path.stat().st_size if ray else 0)
 
 
-def _read_piece(piece: _Piece, plan: _Plan, encoding: str) -> _Rows:
-    """The rows of one piece, read with the readers of corpus_sources (DataError on unusable data)."""
+def _jsonl_in_blocks(part: _Part) -> bool:
+    """A JSON-lines table file large enough to be parsed in blocks on Ray (not one JSON array)."""
+    return (part.kind == "table" and (part.fmt or sources.file_format(part.path)) == "jsonl"
+            and part.path.stat().st_size > RAY_CHUNK_BYTES and not sources.starts_json_array(part.path))
+
+
+def _read_piece(piece: _Piece, plan: _Plan, encoding: str) -> _Rows | list[dict]:
+    """The rows of one piece, read with the readers of corpus_sources (DataError on unusable data); for a block
+    of a JSON-lines file, its records (the file's columns are known only once every block is read)."""
     from tqdm import tqdm
 
     rows = _Rows()
@@ -812,12 +828,14 @@ def _read_piece(piece: _Piece, plan: _Plan, encoding: str) -> _Rows:
     if piece.documents:
         rows.add([sources.read_text(path, encoding) for path in tqdm(
             piece.documents, desc="reading documents", unit=" files", disable=None, leave=False)], None, None)
+    elif piece.block is not None and part.kind == "table":
+        return sources.jsonl_records(sources.decode(piece.block, encoding, part.path, piece.first_line), part.path,
+                                     piece.first_line)
     elif piece.block is not None:
         lines, rows.headings = sources.paragraph_lines(sources.decode(piece.block, encoding, part.path, piece.first_line))
         rows.add(lines, None, "unsup")
     elif part.kind == "table":
-        table = sources.read_table(part.path, encoding, part.fmt)
-        _add_table(rows, plan, table.names, table.column, str(part.path), part.split, n_rows=table.rows)
+        return _table_rows(plan, part, sources.read_table(part.path, encoding, part.fmt))
     elif part.kind == "text":
         lines, rows.headings = sources.read_lines(part.path, encoding)
         rows.add(lines, None, "unsup")
@@ -829,12 +847,18 @@ def _read_piece(piece: _Piece, plan: _Plan, encoding: str) -> _Rows:
     return rows
 
 
+def _table_rows(plan: _Plan, part: _Part, table: sources.Table) -> _Rows:
+    rows = _Rows()
+    _add_table(rows, plan, table.names, table.column, str(part.path), part.split, n_rows=table.rows)
+    return rows
+
+
 def _piece_reader(settings: dict[str, Any]) -> Any:
     """What a Ray worker runs on each piece: its rows, or None when reading it fails with a user error (the
     caller reads that piece again in its own process, to raise the error just as the local path does)."""
     plan, encoding = settings["plan"], settings["encoding"]
 
-    def read(piece: _Piece) -> _Rows | None:
+    def read(piece: _Piece) -> _Rows | list[dict] | None:
         try:
             return _read_piece(piece, plan, encoding)
         except NlpPipelineError:
@@ -846,11 +870,32 @@ def _piece_reader(settings: dict[str, Any]) -> Any:
 def _read_pieces(pieces: Iterable[_Piece], plan: _Plan, cfg: CorpusConfig) -> Iterator[_Rows]:
     """The rows of each piece, in order: read in this process, or on Ray Data workers (cfg.executor "ray",
     core/ray_executor.map_chunks; preserve_order). A piece that fails on a worker is read again here, so the
-    error (file, line, column) is the one the local path gives; the pieces before it have been merged alike."""
+    error (file, line, column) is the one the local path gives; the pieces before it have been merged alike.
+    The records of a JSON-lines file's blocks are gathered and made into its rows after its last block, as one
+    table, the columns found over the whole file; a block that fails sends the whole file to the local reader,
+    so that its error is the one the local path gives (which decodes the whole file before parsing it)."""
     if cfg.executor != "ray":
         for piece in pieces:
             yield _read_piece(piece, plan, cfg.encoding)
         return
+    records: list[dict] | None = []   # of the JSON-lines file being read in blocks; None after a failed block
+    for piece, rows in _ray_results(pieces, plan, cfg):
+        if isinstance(rows, _Rows):
+            yield rows
+            continue
+        if records is not None and rows is not None:
+            records += rows
+        elif records is not None:   # read again here: its error as in process (or, if it reads, its table)
+            table = sources.read_table(piece.part.path, cfg.encoding, piece.part.fmt)
+            records = None
+        if piece.last:
+            yield _table_rows(plan, piece.part, sources.records_table(records) if records is not None else table)
+            records = []
+
+
+def _ray_results(pieces: Iterable[_Piece], plan: _Plan, cfg: CorpusConfig) -> Iterator[tuple[_Piece, Any]]:
+    """(piece, what a Ray worker read of it) in order: _Rows, a JSON-lines block's records, or None for a
+    JSON-lines block that failed; any other piece that failed is read again here, raising its error."""
     sent: collections.deque = collections.deque()   # pieces handed to Ray, not yet answered (a wave at most)
 
     def handed() -> Iterator[_Piece]:
@@ -861,13 +906,16 @@ def _read_pieces(pieces: Iterable[_Piece], plan: _Plan, cfg: CorpusConfig) -> It
     settings = {"plan": dataclasses.replace(plan, parts=[]), "encoding": cfg.encoding}
     for rows in map_chunks(_piece_reader, settings, handed(), resolve_workers(cfg.workers), cfg.ray_address):
         piece = sent.popleft()
+        if piece.block is not None and piece.part.kind == "table":
+            yield piece, rows
+            continue
         if rows is None:
-            yield _read_piece(piece, plan, cfg.encoding)
+            yield piece, _read_piece(piece, plan, cfg.encoding)
             continue
         # unpickled split names are copies of "train", "unsup", ...: take the interned ones again, so that the
         # artifact pickles them as the in-process path does (pickle writes one object once, two equal ones twice)
         rows.splits = [sys.intern(split) if split else split for split in rows.splits]
-        yield rows
+        yield piece, rows
 
 
 # --- splitting and sampling (pure helpers) ------------------------------------------------------------------

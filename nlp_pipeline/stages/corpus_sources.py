@@ -131,7 +131,6 @@ class Table:
 
 def _read_jsonl(path: Path, encoding: str) -> Table:
     text = read_text(path, encoding)
-    records: list[dict] = []
     if text.lstrip().startswith("["):  # one JSON array of objects rather than JSON lines
         try:
             data = json.loads(text)
@@ -139,29 +138,50 @@ def _read_jsonl(path: Path, encoding: str) -> Table:
             raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: a JSON file must hold one object per line or one array of objects; fix the file")
-        records_iter = enumerate(data, 1)
-        where = "item"
-    else:
-        # split at "\n" only: str.splitlines would also cut at U+2028 and friends, legal inside JSON strings
-        records_iter = ((i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip())
-        where = "line"
-    for number, item in records_iter:
-        if where == "line":
-            try:
-                item = json.loads(item)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path} line {number}: not valid JSON ({exc.msg}); each line must be one JSON object like "
-                    f'{{"text": "...", "label": "..."}}'
-                ) from None
+        for number, item in enumerate(data, 1):
+            if not isinstance(item, dict):
+                raise DataError(f"{path} item {number}: expected a JSON object with named fields, got {type(item).__name__}")
+        return records_table(data)
+    return records_table(jsonl_records(text, path))
+
+
+def jsonl_records(text: str, path: str | Path, first_line: int = 1) -> list[dict]:
+    """The objects of JSON-lines text (blank lines skipped) whose first line is line `first_line` of `path`;
+    a DataError names the file and line of the first line that is not one JSON object. A file read in blocks
+    of whole lines gives, block after block, the records of the whole file."""
+    records: list[dict] = []
+    # split at "\n" only: str.splitlines would also cut at U+2028 and friends, legal inside JSON strings
+    for number, line in enumerate(text.split("\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path} line {number}: not valid JSON ({exc.msg}); each line must be one JSON object like "
+                f'{{"text": "...", "label": "..."}}'
+            ) from None
         if not isinstance(item, dict):
-            raise DataError(f"{path} {where} {number}: expected a JSON object with named fields, got {type(item).__name__}")
+            raise DataError(f"{path} line {number}: expected a JSON object with named fields, got {type(item).__name__}")
         records.append(item)
+    return records
+
+
+def records_table(records: list[dict]) -> Table:
+    """A Table of JSON objects: the columns in order of first appearance, None where a record lacks one."""
     names: dict[str, None] = {}
     for record in records:
         for name in record:
             names.setdefault(name, None)
     return Table(list(names), len(records), lambda name: [r.get(name) for r in records])
+
+
+def starts_json_array(path: str | Path) -> bool:
+    """True when the (decompressed) file's first non-blank character, after a byte-order mark, is "[": one
+    JSON array, which cannot be read in blocks of lines."""
+    with _open_binary(Path(path)) as handle:
+        head = handle.read(1 << 16)
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"[")
 
 
 _QUOTE_FIX = ('a stray quote? remove it, or quote the whole field and write each quote inside it as two ("") '
