@@ -216,7 +216,7 @@ def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
     source = tmp_path / "mine.txt"
     source.write_text("great 0.5 -1.0 2.0\nfilm 1.5 0.25 -0.5\nunknownword 9 9 9\n", encoding="utf-8")
     emb = ["--set", "embeddings.methods=[\"pretrained\"]", "--set", "embeddings.min_count=1", "--set", "embeddings.vector_size=3",
-           "--set", f"embeddings.pretrained_path={source}"]
+           "--set", f"embeddings.pretrained.path={source}"]
     ran = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(tmp_path / "runs"), "--until", "embeddings:pretrained",
                    *FAST, *emb], tmp_path)
     assert ran.exit_code == 0, ran.output
@@ -226,7 +226,7 @@ def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
     from gensim.models import KeyedVectors
 
     vectors = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
-    assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained_vocabulary = "corpus"
+    assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained.vocabulary = "corpus"
     assert vectors["great"].tolist() == [0.5, -1.0, 2.0] and vectors["film"].tolist() == [1.5, 0.25, -0.5]
 
 
