@@ -118,21 +118,24 @@ class EmbeddingsConfig:
             if changed and method not in self.methods:
                 raise ConfigError(f"embeddings.{method}.{changed[0]} cannot apply: {method!r} is not in "
                                   f"embeddings.methods; add it or remove the setting")
-        at_least_1 = {"": ("vector_size", "min_count", "neighbours", "restrict_vocab"), "word2vec": ("window", "epochs"),
-                      "fasttext": ("window", "epochs"), "glove": ("window", "epochs", "batch_size")}
-        positive = {"word2vec": ("alpha",), "fasttext": ("alpha",), "glove": ("learning_rate", "x_max", "alpha")}
-        for table, names in [*at_least_1.items(), *positive.items()]:
+        def check(table: str, names: tuple[str, ...], positive: bool = False) -> None:
             for name in names:
                 value = getattr(getattr(self, table) if table else self, name)
-                if (value < 1) if name in at_least_1.get(table, ()) else not value > 0:
-                    bound = "at least 1" if name in at_least_1.get(table, ()) else "positive"
-                    raise ConfigError(f"embeddings.{table + '.' if table else ''}{name} must be {bound}, got {value}")
+                if (not value > 0) if positive else value < 1:
+                    raise ConfigError(f"embeddings.{table + '.' if table else ''}{name} must be "
+                                      f"{'positive' if positive else 'at least 1'}, got {value}")
+
+        check("", ("vector_size", "min_count", "neighbours", "restrict_vocab"))
         if self.workers < 0:
             raise ConfigError(f"embeddings.workers must be 0 (automatic) or more, got {self.workers}")
         for table in ("word2vec", "fasttext"):
+            check(table, ("window", "epochs"))
+            check(table, ("alpha",), positive=True)
             if getattr(self, table).architecture not in ARCHITECTURES:
                 raise ConfigError(f"embeddings.{table}.architecture must be 'cbow' or 'skipgram', "
                                   f"got {getattr(self, table).architecture!r}")
+        check("glove", ("window", "epochs", "batch_size"))
+        check("glove", ("learning_rate", "x_max", "alpha"), positive=True)
         ngrams = self.fasttext
         if ngrams.max_n and (ngrams.min_n < 1 or ngrams.max_n < ngrams.min_n):
             raise ConfigError(f"embeddings.fasttext.min_n ({ngrams.min_n}) must be between 1 and max_n ({ngrams.max_n}); "
