@@ -5,7 +5,8 @@
 `inputs` maps the run function's keyword arguments to the stage that usually produces them; the pipeline
 wires stage *instances* (the same stage applied to another corpus is another instance with another key).
 `volatile` names config fields that cannot change the output (workers, inference batch size): they are left
-out of the key; a dotted name ("pretrained.path") drops a field of a nested config, a sub-table's name all of it. `fingerprint`, when given, returns extra key material computed from the config alone, such as
+out of the key; a dotted name ("pretrained.path") drops one field of a nested config, a nested config's own
+name all of it. `fingerprint`, when given, returns extra key material computed from the config alone, such as
 the sha256 of the files a corpus reads, so that editing a file changes the key.
 Bump `version` by hand, with a one-line reason beside it, whenever the code changes what the stage outputs.
 """
@@ -43,8 +44,9 @@ class Stage:
             *parents, leaf = name.split(".")
             table = config
             for part in parents:
-                table = table.get(part, {})
-            table.pop(leaf, None)
+                table = table.get(part) if isinstance(table, dict) else None
+            if isinstance(table, dict):  # a nested config that is None has nothing to drop
+                table.pop(leaf, None)
         payload = {
             "stage": self.name,
             "version": self.version,
