@@ -71,20 +71,23 @@ def make_tokens(docs: list[list[str]]):
                   offsets=offsets, types=list(index))
 
 
-def run(label: str, tokens, **settings) -> dict:
+def run(label: str, tokens, method: str, own: dict, **shared) -> dict:
+    """Train `method` with its sub-table settings `own` ([embeddings.<method>]) and the [embeddings] fields `shared`."""
+    from nlp_pipeline.core.config import build
     from nlp_pipeline.evaluation import evaluate_word_vectors
     from nlp_pipeline.stages.embeddings import EmbeddingsConfig, train_embeddings
 
-    cfg = EmbeddingsConfig(evaluate=False, **settings)
+    cfg = build(EmbeddingsConfig, {"methods": [method], "method": method, "evaluate": False, method: own, **shared},
+                "embeddings")
     started = time.perf_counter()
     vectors = train_embeddings(cfg, tokens)
     seconds = time.perf_counter() - started
     metrics = evaluate_word_vectors(vectors.keys, vectors.vectors, neighbour_words=["king", "france", "computer"],
                                     neighbours=5)
-    epochs = cfg.glove_epochs if cfg.method == "glove" else cfg.epochs
+    epochs = cfg.own.epochs
     pairs = metrics["word_pairs"]
     row = {
-        "run": label, "method": cfg.method, "architecture": cfg.architecture if cfg.method != "glove" else "",
+        "run": label, "method": cfg.method, "architecture": getattr(cfg.own, "architecture", ""),
         "epochs": epochs, "seconds": round(seconds, 2), "words_per_second": round(len(tokens.ids) * epochs / seconds),
         "vocabulary": len(vectors.keys), "analogy_accuracy": metrics["analogies"]["total"]["accuracy"],
         "analogy_coverage": metrics["analogies"]["total"]["coverage"],
@@ -172,10 +175,10 @@ def main() -> None:
     warm_up_glove()
     print("equal epochs", flush=True)
     equal = [
-        run("word2vec CBOW", tokens, method="word2vec", architecture="cbow", epochs=epochs, **common),
-        run("word2vec skip-gram", tokens, method="word2vec", architecture="skipgram", epochs=epochs, **common),
-        run("fastText CBOW", tokens, method="fasttext", architecture="cbow", epochs=epochs, **common),
-        run("GloVe (ours)", tokens, method="glove", glove_epochs=epochs, **common),
+        run("word2vec CBOW", tokens, "word2vec", {"architecture": "cbow", "epochs": epochs}, **common),
+        run("word2vec skip-gram", tokens, "word2vec", {"architecture": "skipgram", "epochs": epochs}, **common),
+        run("fastText CBOW", tokens, "fasttext", {"architecture": "cbow", "epochs": epochs}, **common),
+        run("GloVe (ours)", tokens, "glove", {"epochs": epochs}, **common),
     ]
     by_label = {row["run"]: row for row in equal}
     glove = by_label["GloVe (ours)"]
@@ -185,12 +188,12 @@ def main() -> None:
     for label, architecture in (("word2vec CBOW", "cbow"), ("word2vec skip-gram", "skipgram")):
         per_epoch = by_label[label]["seconds"] / epochs
         fitted = max(epochs, int(budget / per_epoch))
-        timed.append(run(f"{label}, {fitted} epochs", tokens, method="word2vec", architecture=architecture,
-                         epochs=fitted, **common))
+        timed.append(run(f"{label}, {fitted} epochs", tokens, "word2vec", {"architecture": architecture, "epochs": fitted},
+                         **common))
     longer = []
     if args.scale == "full":
         print("GloVe at its default 25 epochs", flush=True)
-        longer.append(run("GloVe (ours), 25 epochs", tokens, method="glove", glove_epochs=25, **common))
+        longer.append(run("GloVe (ours), 25 epochs", tokens, "glove", {"epochs": 25}, **common))
     print("export", flush=True)
     export = bench_export(100_000 if args.scale == "full" else 10_000, 300)
 

@@ -57,10 +57,10 @@ def main() -> None:
         sys.exit("chromium not found; install it (Debian: apt-get install -y chromium)")
 
     from nlp_pipeline.export.projector import export_projector, word_embedding
-    from nlp_pipeline.stages.embeddings import EmbeddingsConfig, train_embeddings
+    from nlp_pipeline.stages.embeddings import EmbeddingsConfig, Word2VecConfig, train_embeddings
 
-    vectors = train_embeddings(EmbeddingsConfig(method="word2vec", architecture="skipgram", min_count=3, epochs=20,
-                                                workers=2, evaluate=False), lee_tokens())
+    vectors = train_embeddings(EmbeddingsConfig(method="word2vec", word2vec=Word2VecConfig(architecture="skipgram", epochs=20),
+                                                min_count=3, workers=2, evaluate=False), lee_tokens())
     print(f"word2vec on lee_background.cor: {len(vectors.keys):,} words x {vectors.vectors.shape[1]}")
     with tempfile.TemporaryDirectory() as work:
         logdir = Path(work) / "projector"

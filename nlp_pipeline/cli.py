@@ -349,7 +349,7 @@ def export():
 @export.command("vectors")
 @config_options
 @click.option("--source", type=click.Choice(WORD_VECTOR_SOURCES), default="word2vec", show_default=True,
-              help="Which word vectors (pretrained: the file given by embeddings.pretrained_path, as loaded).")
+              help="Which word vectors (pretrained: the file given by embeddings.pretrained.path, as loaded).")
 @click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary"]), default="word2vec", show_default=True,
               help="Text or binary word2vec format (gensim KeyedVectors.load_word2vec_format reads both).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")

@@ -36,6 +36,7 @@ MOVED = {  # fields that moved to another table: an old config naming them gets 
     "classifier.blend_linear": "blend.linear", "classifier.linear_refit": "blend.refit",
     "classifier.linear_ngrams": "linear.ngrams", "classifier.linear_c_grid": "linear.c_grid",
     "classifier.linear_chars": "linear.chars", "classifier.linear_nb": "linear.nb",
+    **embeddings.MOVED,  # embeddings.window -> embeddings.word2vec.window and ..., embeddings.glove_* -> embeddings.glove.*
 }
 PRESETS = ("quick",)
 
@@ -103,6 +104,9 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         chains.append(backward_chain(pretrain))
     emb = configs["embeddings"]
     general_source = pretrain.corpus
+    if emb.general_corpus and general_source.lower() == "none":
+        raise ConfigError("embeddings.general_corpus cannot apply: pretrain_lm.corpus = \"none\" names no general corpus; "
+                          "set pretrain_lm.corpus or remove embeddings.general_corpus")
     trains_lm = any(not p.loads_weights for p in chains) and general_source.lower() != "none"
     general: list[Instance] = []
     context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
@@ -237,13 +241,20 @@ def corpus_cards() -> dict[str, dict]:
 
 
 def to_toml(tables: dict[str, dict]) -> str:
-    """Resolved configs as TOML; None becomes "none", which the loader reads back as None."""
-    lines = []
-    for section, table in tables.items():
+    """Resolved configs as TOML; None becomes "none", which the loader reads back as None. A nested table (a
+    nested config, e.g. embeddings.glove) becomes a [embeddings.glove] section after its parent's fields."""
+    lines: list[str] = []
+
+    def write(section: str, table: dict) -> None:
         lines.append(f"[{section}]")
-        for name, value in table.items():
-            lines.append(f"{name} = {_toml_value(value)}")
+        lines.extend(f"{name} = {_toml_value(value)}" for name, value in table.items() if not isinstance(value, dict))
         lines.append("")
+        for name, value in table.items():
+            if isinstance(value, dict):
+                write(f"{section}.{name}", value)
+
+    for section, table in tables.items():
+        write(section, table)
     return "\n".join(lines)
 
 

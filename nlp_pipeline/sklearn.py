@@ -313,17 +313,20 @@ def label_names(classes: np.ndarray) -> list[str]:
 
 
 def _config_layer(config: dict | None) -> dict:
-    """{"classifier.max_length": 200, "lsa": {"min_df": 1}} -> {"classifier": {"max_length": 200}, "lsa": {"min_df": 1}}"""
+    """{"classifier.max_length": 200, "lsa": {"min_df": 1}} -> {"classifier": {"max_length": 200}, "lsa": {"min_df": 1}};
+    {"embeddings.glove.window": 5} -> {"embeddings": {"glove": {"window": 5}}}"""
     if config is None:
         return {}
     if not isinstance(config, dict):
         raise ConfigError(f"ULMFiTClassifier's config must be a dict of settings such as {{\"classifier.max_length\": 200}}, "
                           f"got {type(config).__name__}")
+    from nlp_pipeline.core.config import set_dotted
+
     layer: dict[str, dict] = {}
     for key, value in config.items():
-        section, dot, field = str(key).partition(".")
-        if dot and section and field:
-            layer.setdefault(section, {})[field] = value
+        path = str(key).split(".")
+        if len(path) > 1 and all(path):  # "classifier.max_length", or "embeddings.glove.window" in a sub-table
+            set_dotted(layer, path, value, f"ULMFiTClassifier config key {key!r}")
         elif isinstance(value, dict):
             layer.setdefault(str(key), {}).update(value)
         else:

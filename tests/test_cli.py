@@ -92,6 +92,10 @@ def test_resolved_config_file_reproduces_the_run(corpus_dir, tmp_path):
         (["run", "--set", "lsa.n_componentz=5"], 2, "unknown setting lsa.n_componentz"),
         (["run", "--set", "lsa.n_components=many"], 2, "whole number"),
         (["run", "--set", "nosuchstage.x=1"], 2, "unknown config section"),
+        (["run", "--set", "embeddings.glove_window=5"], 2, "embeddings.glove_window is now embeddings.glove.window"),
+        (["run", "--set", "embeddings.glove.windw=5"], 2, "unknown setting embeddings.glove.windw"),
+        (["run", "--set", "embeddings.methods=[\"word2vec\"]", "--set", "embeddings.glove.window=5"], 2,
+         "embeddings.glove.window cannot apply: 'glove' is not in embeddings.methods"),
         (["run", "--until", "nosuchstage"], 2, "unknown stage"),
         (["run", "--corpus", "no_such_card"], 2, "no_such_card"),
     ],
@@ -216,7 +220,7 @@ def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
     source = tmp_path / "mine.txt"
     source.write_text("great 0.5 -1.0 2.0\nfilm 1.5 0.25 -0.5\nunknownword 9 9 9\n", encoding="utf-8")
     emb = ["--set", "embeddings.methods=[\"pretrained\"]", "--set", "embeddings.min_count=1", "--set", "embeddings.vector_size=3",
-           "--set", f"embeddings.pretrained_path={source}"]
+           "--set", f"embeddings.pretrained.path={source}"]
     ran = _invoke(["run", "--corpus", str(corpus_dir), "--runs-dir", str(tmp_path / "runs"), "--until", "embeddings:pretrained",
                    *FAST, *emb], tmp_path)
     assert ran.exit_code == 0, ran.output
@@ -226,7 +230,7 @@ def test_export_vectors_of_a_pretrained_file(corpus_dir, tmp_path):
     from gensim.models import KeyedVectors
 
     vectors = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
-    assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained_vocabulary = "corpus"
+    assert "unknownword" not in vectors.key_to_index  # not a corpus word: pretrained.vocabulary = "corpus"
     assert vectors["great"].tolist() == [0.5, -1.0, 2.0] and vectors["film"].tolist() == [1.5, 0.25, -0.5]
 
 

@@ -14,8 +14,9 @@ from nlp_pipeline.evaluation import (build_lookup, evaluate_analogies, evaluate_
                                      load_analogies, load_word_pairs, nearest_neighbours, pick_frequent_words,
                                      standard_test_file)
 from nlp_pipeline.stages import embeddings
-from nlp_pipeline.stages.embeddings import (STAGE, EmbeddingsConfig, _Sentences, read_vectors, stable_hash,
-                                            train_embeddings, volatile_fields)
+from nlp_pipeline.stages.embeddings import (STAGE, EmbeddingsConfig, FastTextConfig, GloveConfig, PretrainedConfig,
+                                            Word2VecConfig, _Sentences, read_vectors, stable_hash, train_embeddings,
+                                            volatile_fields)
 
 UPSTREAM = {"tokens": "0" * 64}
 
@@ -36,7 +37,18 @@ def topic_corpus(seed: int = 0, docs: int = 60) -> Tokens:
     return make_tokens([["common"] * 3 + [str(w) for w in rng.choice(topics[k % 2], 25)] for k in range(docs)])
 
 
-FAST = dict(vector_size=16, epochs=3, min_count=2, evaluate=False, workers=1, glove_epochs=5)
+FAST = dict(vector_size=16, min_count=2, evaluate=False, workers=1, word2vec=Word2VecConfig(epochs=3),
+            fasttext=FastTextConfig(epochs=3), glove=GloveConfig(epochs=5))
+
+
+def pretrained(path, **settings) -> EmbeddingsConfig:
+    return EmbeddingsConfig(methods=["pretrained"], method="pretrained", pretrained=PretrainedConfig(path=str(path)),
+                            **settings)
+
+
+def replace_in(cfg: EmbeddingsConfig, table: str, **changes) -> EmbeddingsConfig:
+    """cfg with fields of one sub-table changed: replace_in(cfg, "glove", window=4)."""
+    return dataclasses.replace(cfg, **{table: dataclasses.replace(getattr(cfg, table), **changes)})
 
 
 # --- config and keys -----------------------------------------------------------------------------------------
@@ -45,19 +57,50 @@ def test_each_method_keys_only_its_own_fields():
     w2v, glove = EmbeddingsConfig(method="word2vec"), EmbeddingsConfig(method="glove")
     key = STAGE.key(w2v, UPSTREAM)
     # other methods' fields, the list of methods and the thread count leave the word2vec key alone
-    for change in ({"glove_epochs": 50}, {"bucket": 10}, {"methods": ["word2vec"]}, {"workers": 7}):
-        assert STAGE.key(dataclasses.replace(w2v, **change), UPSTREAM) == key, change
+    for cfg in (replace_in(w2v, "glove", epochs=50), replace_in(w2v, "fasttext", bucket=10, window=2),
+                dataclasses.replace(w2v, methods=["word2vec"]), dataclasses.replace(w2v, workers=7)):
+        assert STAGE.key(cfg, UPSTREAM) == key, cfg
     # its own and shared fields change it
-    for change in ({"window": 3}, {"architecture": "skipgram"}, {"vector_size": 50}, {"seed": 1}, {"min_count": 1}):
-        assert STAGE.key(dataclasses.replace(w2v, **change), UPSTREAM) != key, change
+    for cfg in (replace_in(w2v, "word2vec", window=3), replace_in(w2v, "word2vec", architecture="skipgram"),
+                dataclasses.replace(w2v, vector_size=50), dataclasses.replace(w2v, seed=1),
+                dataclasses.replace(w2v, min_count=1)):
+        assert STAGE.key(cfg, UPSTREAM) != key, cfg
     glove_key = STAGE.key(glove, UPSTREAM)
-    assert STAGE.key(dataclasses.replace(glove, window=2, epochs=9), UPSTREAM) == glove_key
-    assert STAGE.key(dataclasses.replace(glove, glove_window=4), UPSTREAM) != glove_key
-    # fastText keys the word2vec fields plus its n-gram settings; methods differ in key
+    assert STAGE.key(replace_in(glove, "word2vec", window=2, epochs=9), UPSTREAM) == glove_key
+    assert STAGE.key(replace_in(glove, "glove", window=4), UPSTREAM) != glove_key
+    # fastText keys its own sub-table (the word2vec fields plus n-grams); methods differ in key
     fasttext = EmbeddingsConfig(method="fasttext")
-    assert STAGE.key(dataclasses.replace(fasttext, bucket=10), UPSTREAM) != STAGE.key(fasttext, UPSTREAM)
+    assert STAGE.key(replace_in(fasttext, "fasttext", bucket=10), UPSTREAM) != STAGE.key(fasttext, UPSTREAM)
+    assert STAGE.key(replace_in(fasttext, "word2vec", window=2), UPSTREAM) == STAGE.key(fasttext, UPSTREAM)
     assert len({key, glove_key, STAGE.key(fasttext, UPSTREAM)}) == 3
-    assert "workers" in volatile_fields(glove) and "glove_epochs" not in volatile_fields(glove)
+    assert "workers" in volatile_fields(glove) and "glove" not in volatile_fields(glove)
+    payload = STAGE.key_payload(glove, UPSTREAM)["config"]
+    assert set(payload) == {"method", "vector_size", "min_count", "seed", "evaluate", "restrict_vocab", "neighbour_words",
+                            "neighbours", "glove"}
+    assert payload["glove"] == dataclasses.asdict(GloveConfig())
+
+
+def test_changing_the_glove_window_changes_only_the_glove_instance_key():
+    from nlp_pipeline import pipeline
+
+    def keys(*sets):  # each embeddings instance's key, with fixed upstream keys
+        return {i.id: i.stage.key(i.config, {name: "0" * 64 for name in i.inputs})
+                for i in pipeline.instances(pipeline.load_config(sets=list(sets))) if i.id.startswith("embeddings:")}
+
+    before, after = keys(), keys("embeddings.glove.window=5")
+    assert set(before) == {"embeddings:word2vec", "embeddings:fasttext", "embeddings:glove"}
+    assert after["embeddings:glove"] != before["embeddings:glove"]
+    assert after["embeddings:word2vec"] == before["embeddings:word2vec"]
+    assert after["embeddings:fasttext"] == before["embeddings:fasttext"]
+
+
+def test_general_corpus_without_a_general_corpus_cannot_apply():
+    from nlp_pipeline import pipeline
+
+    configs = pipeline.load_config(sets=["pretrain_lm.weights=none", "pretrain_lm.corpus=none", "embeddings.general_corpus=true"])
+    with pytest.raises(ConfigError, match=r'^embeddings\.general_corpus cannot apply: pretrain_lm\.corpus = "none" names no '
+                                          r'general corpus; set pretrain_lm\.corpus or remove embeddings\.general_corpus$'):
+        pipeline.instances(configs)
 
 
 def test_pretrained_key_follows_file_contents_not_path(tmp_path):
@@ -66,22 +109,34 @@ def test_pretrained_key_follows_file_contents_not_path(tmp_path):
     moved = tmp_path / "sub" / "b.txt"
     moved.parent.mkdir()
     shutil.copy(first, moved)
-    cfg = EmbeddingsConfig(methods=["pretrained"], method="pretrained", pretrained_path=str(first), vector_size=2)
+    cfg = pretrained(first, vector_size=2)
     key = STAGE.key(cfg, UPSTREAM)
-    assert STAGE.key(dataclasses.replace(cfg, pretrained_path=str(moved)), UPSTREAM) == key
+    assert "path" not in STAGE.key_payload(cfg, UPSTREAM)["config"]["pretrained"]  # a dotted volatile name
+    assert STAGE.key(replace_in(cfg, "pretrained", path=str(moved)), UPSTREAM) == key
     moved.write_text("cat 1 2\ndog 3 5\n", encoding="utf-8")
-    assert STAGE.key(dataclasses.replace(cfg, pretrained_path=str(moved)), UPSTREAM) != key
-    with pytest.raises(MissingInputError, match="pretrained_path"):
-        STAGE.key(dataclasses.replace(cfg, pretrained_path=str(tmp_path / "missing.txt")), UPSTREAM)
+    assert STAGE.key(replace_in(cfg, "pretrained", path=str(moved)), UPSTREAM) != key
+    assert STAGE.key(replace_in(cfg, "pretrained", vocabulary="all"), UPSTREAM) != key
+    with pytest.raises(MissingInputError, match=r"embeddings\.pretrained\.path"):
+        STAGE.key(replace_in(cfg, "pretrained", path=str(tmp_path / "missing.txt")), UPSTREAM)
 
 
 @pytest.mark.parametrize("values, message", [
     ({"methods": ["word2vec", "bert"]}, "bert"),
-    ({"architecture": "sg"}, "architecture"),
-    ({"pretrained_path": "x.txt"}, "not in embeddings.methods"),
-    ({"methods": ["pretrained"], "method": "pretrained"}, "pretrained_path"),
-    ({"min_n": 5, "max_n": 3}, "min_n"),
-    ({"min_count": 0}, "min_count"),
+    ({"word2vec": {"architecture": "sg"}}, r"embeddings\.word2vec\.architecture must be 'cbow' or 'skipgram'"),
+    ({"methods": ["pretrained"], "method": "pretrained"}, r"set embeddings\.pretrained\.path"),
+    ({"methods": ["pretrained"]}, r"set embeddings\.pretrained\.path"),
+    ({"fasttext": {"min_n": 5, "max_n": 3}}, r"embeddings\.fasttext\.min_n \(5\) must be between 1 and max_n"),
+    ({"min_count": 0}, "embeddings.min_count must be at least 1"),
+    ({"glove": {"epochs": 0}}, r"embeddings\.glove\.epochs must be at least 1, got 0"),
+    ({"glove": {"learning_rate": 0}}, r"embeddings\.glove\.learning_rate must be positive"),
+    ({"glove": {"windw": 3}}, r"unknown setting embeddings\.glove\.windw; valid settings of \[embeddings\.glove\]: "
+                               r"alpha, batch_size, epochs, learning_rate, window, x_max$"),
+    ({"glove": 5}, r"embeddings\.glove must be a table of settings like \[embeddings\.glove\], got 5"),
+    # a sub-table of a method that is not trained cannot apply
+    ({"pretrained": {"path": "x.txt"}}, r"^embeddings\.pretrained\.path cannot apply: 'pretrained' is not in "
+                                         r"embeddings\.methods; add it or remove the setting$"),
+    ({"methods": ["word2vec"], "glove": {"window": 5}}, r"^embeddings\.glove\.window cannot apply: 'glove' is not in "),
+    ({"methods": ["glove"], "fasttext": {"bucket": 10}}, r"^embeddings\.fasttext\.bucket cannot apply"),
 ])
 def test_invalid_settings_are_config_errors(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -89,8 +144,15 @@ def test_invalid_settings_are_config_errors(values, message):
 
 
 def test_config_builds_from_toml_values():
-    cfg = build(EmbeddingsConfig, {"methods": ["glove"], "sample": 0, "neighbour_words": ["king"]}, "embeddings")
-    assert cfg.methods == ["glove"] and cfg.sample == 0.0 and cfg.neighbour_words == ["king"]
+    cfg = build(EmbeddingsConfig, {"methods": ["word2vec"], "word2vec": {"sample": 0}, "neighbour_words": ["king"]},
+                "embeddings")
+    assert cfg.methods == ["word2vec"] and cfg.word2vec.sample == 0.0 and cfg.neighbour_words == ["king"]
+    assert isinstance(cfg.word2vec.sample, float) and cfg.word2vec == Word2VecConfig(sample=0.0)
+    # a sub-table with one field keeps that sub-table's other defaults
+    glove = build(EmbeddingsConfig, {"glove": {"window": 4}}, "embeddings").glove
+    assert glove == GloveConfig(window=4) and glove.epochs == 25
+    # not set = equal to the default: the default sub-tables of untrained methods are fine
+    assert build(EmbeddingsConfig, {"methods": [], "glove": {"window": 10}}, "embeddings").glove == GloveConfig()
 
 
 # --- training ----------------------------------------------------------------------------------------------
@@ -121,14 +183,15 @@ def test_word2vec_reports_a_loss_per_epoch_and_frequency_ordered_counts():
 
 def test_word2vec_repeats_exactly_with_one_worker():
     tokens = topic_corpus()
-    cfg = EmbeddingsConfig(method="word2vec", architecture="skipgram", **FAST)
+    cfg = EmbeddingsConfig(method="word2vec", **{**FAST, "word2vec": Word2VecConfig(architecture="skipgram", epochs=3)})
     first, second = train_embeddings(cfg, tokens), train_embeddings(cfg, tokens)
     np.testing.assert_array_equal(first.vectors, second.vectors)
     assert stable_hash("a") == 3904355907  # crc32: independent of PYTHONHASHSEED
 
 
 def test_fasttext_keeps_ngram_vectors_and_says_it_has_no_loss():
-    result = train_embeddings(EmbeddingsConfig(method="fasttext", bucket=1000, **FAST), topic_corpus())
+    result = train_embeddings(EmbeddingsConfig(method="fasttext", **{**FAST, "fasttext": FastTextConfig(bucket=1000, epochs=3)}),
+                              topic_corpus())
     assert result.losses == []
     assert "no training loss" in result.metrics["training"]["loss"]
     assert result.ngram_vectors.shape == (1000, 16)
@@ -144,7 +207,7 @@ def test_glove_key_follows_its_code_version_alone(monkeypatch):
 
 
 def test_glove_with_one_worker_repeats_exactly():
-    cfg = EmbeddingsConfig(method="glove", glove_epochs=5, vector_size=8, min_count=2, evaluate=False, workers=1)
+    cfg = EmbeddingsConfig(method="glove", glove=GloveConfig(epochs=5), vector_size=8, min_count=2, evaluate=False, workers=1)
     first, second = train_embeddings(cfg, topic_corpus()), train_embeddings(cfg, topic_corpus())
     assert first.metrics["training"]["threads"] == 1
     np.testing.assert_array_equal(first.vectors, second.vectors)
@@ -154,7 +217,7 @@ def test_glove_with_one_worker_repeats_exactly():
 def test_glove_separates_topics_and_general_corpus_adds_words_and_counts():
     tokens = topic_corpus()
     general = make_tokens([["common", "extra", "extra"]] * 3)
-    result = train_embeddings(EmbeddingsConfig(method="glove", glove_epochs=40, vector_size=16, min_count=2,
+    result = train_embeddings(EmbeddingsConfig(method="glove", glove=GloveConfig(epochs=40), vector_size=16, min_count=2,
                                                evaluate=False, workers=1), tokens, general)
     assert result.method == "glove" and len(result.losses) == 40
     assert result.losses[-1] < result.losses[0]
@@ -174,7 +237,7 @@ def test_glove_separates_topics_and_general_corpus_adds_words_and_counts():
 def test_glove_threads_follow_workers():
     tokens = topic_corpus()
     for workers, threads in ((0, min(4, os.cpu_count() or 1)), (2, 2)):
-        result = train_embeddings(EmbeddingsConfig(method="glove", glove_epochs=3, vector_size=8, min_count=2,
+        result = train_embeddings(EmbeddingsConfig(method="glove", glove=GloveConfig(epochs=3), vector_size=8, min_count=2,
                                                    evaluate=False, workers=workers), tokens)
         # numba is a dependency, so the compiled kernel runs, on `workers` threads (0 = min(4, CPU count))
         assert result.metrics["training"]["kernel"] == "numba"
@@ -206,23 +269,21 @@ def test_pretrained_glove_file_restricted_to_the_corpus(tmp_path):
     path = tmp_path / "glove.txt"
     path.write_text("common 0.5 1\nsport1 1 0\nParis 2 2\nunused 3 3\n", encoding="utf-8")
     tokens = make_tokens([["common", "sport1", "paris", "common", "other"]])
-    cfg = EmbeddingsConfig(methods=["pretrained"], method="pretrained", pretrained_path=str(path), vector_size=2,
-                           min_count=1, evaluate=False)
+    cfg = pretrained(path, vector_size=2, min_count=1, evaluate=False)
     result = train_embeddings(cfg, tokens)
     assert result.method == "pretrained"
     assert result.keys == ["common", "sport1", "paris"]  # frequency order; 'paris' found as 'Paris'
     np.testing.assert_array_equal(result.vectors, [[0.5, 1], [1, 0], [2, 2]])
     assert list(result.counts) == [2, 1, 1]
     assert result.metrics["training"]["corpus_word_coverage"] == pytest.approx(3 / 4)
-    everything = train_embeddings(dataclasses.replace(cfg, pretrained_vocabulary="all"), tokens)
+    everything = train_embeddings(replace_in(cfg, "pretrained", vocabulary="all"), tokens)
     assert everything.keys == ["common", "sport1", "Paris", "unused"] and list(everything.counts) == [2, 1, 0, 0]
 
 
 def test_pretrained_with_the_wrong_dimension_is_a_data_error(tmp_path):
     path = tmp_path / "glove.txt"
     path.write_text("common 0.5 1 2\n", encoding="utf-8")
-    cfg = EmbeddingsConfig(methods=["pretrained"], method="pretrained", pretrained_path=str(path), vector_size=2,
-                           min_count=1, evaluate=False)
+    cfg = pretrained(path, vector_size=2, min_count=1, evaluate=False)
     with pytest.raises(DataError, match=r"3-dimensional .* set embeddings.vector_size = 3"):
         train_embeddings(cfg, make_tokens([["common"]]))
 

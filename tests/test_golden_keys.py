@@ -13,7 +13,7 @@ from nlp_pipeline import pipeline
 GOLDEN = {
     "tokenization": "d7c6e17b0210a147c74a38201493bd7f6776d65767437091b4aa7e6473d2718f",
     "numericalization": "7a4a47b2d58b3545b5dc821ae575d0bf5159a478c01e24e685cadc3cf4460aaf",
-    "embeddings": "290c85916bbc7c452823df428682af67918fb19aa559bac511b7e9643e72c1ca",
+    "embeddings": "7342d9a09ca1f9d885f5e849521a82ad2be2cb433c7e649d40b36ee62a1384ae",
     "lsa": "9f16c9aaf01719090155f9b84c11ee521118468327ae6e21c595835437258aee",
     "pretrain_lm": "f6b4ae3635dad18736a63d48bf5f614cba5ec0b98f62b521b24eb28b0cb84a6c",
     "finetune_lm": "5fd048499f929a975098cbe3f72d8ab98b57f310384199de9bec1b23921b0d8a",

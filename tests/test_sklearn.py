@@ -217,6 +217,7 @@ def test_parameters_map_to_the_pipeline_config():
     assert configs["classifier"].num_threads == 1 and configs["corpus"].test_size == 0.0
     assert (configs["corpus"].source, configs["corpus"].text_field, configs["corpus"].label_field) == ("data.jsonl", "text", "label")
     assert ULMFiTClassifier().pipeline_config()["classifier"].max_length == 500  # None: the default config's
+    assert ULMFiTClassifier(config={"embeddings.glove.window": 4}).pipeline_config()["embeddings"].glove.window == 4
     assert estimator.get_params()["config"] == {"classifier.max_length": 77, "finetune_lm": {"epochs": 2, "seed": 3}}
 
 

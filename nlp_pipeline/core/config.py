@@ -4,12 +4,14 @@ dataclass per section.
     resolve({"lsa": LsaConfig}, [{"lsa": {"n_components": 100}}, parse_sets(["lsa.n_components=50"])])
     -> {"lsa": LsaConfig(n_components=50, ...)}
 
-Values are coerced to the field's declared type (int, float, bool, str, list[...], `X | None`); a value
-that does not fit, an unknown section or an unknown field raises ConfigError listing what is valid.
+Values are coerced to the field's declared type (int, float, bool, str, list[...], `X | None`, or a nested
+frozen dataclass, written as a sub-table such as [embeddings.glove]); a value that does not fit, an unknown
+section or an unknown field (at any depth) raises ConfigError listing what is valid.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import tomllib
@@ -41,15 +43,29 @@ def parse_value(text: str) -> Any:
 
 
 def parse_sets(items: list[str] | tuple[str, ...]) -> dict:
-    """['lsa.n_components=50'] -> {'lsa': {'n_components': 50}}; malformed items raise ConfigError."""
+    """['lsa.n_components=50', 'embeddings.glove.window=5'] -> {'lsa': {'n_components': 50}, 'embeddings':
+    {'glove': {'window': 5}}} (a dotted name nests at any depth); malformed items raise ConfigError."""
     out: dict[str, dict] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        section, dot, field = name.strip().partition(".")
-        if not sep or not dot or not section or not field:
-            raise ConfigError(f"--set {item!r} is not of the form stage.field=value (e.g. --set lsa.n_components=50)")
-        out.setdefault(section, {})[field] = parse_value(value.strip())
+        path = [part.strip() for part in name.split(".")]
+        if not sep or len(path) < 2 or not all(path):
+            raise ConfigError(f"--set {item!r} is not of the form stage.field=value (e.g. --set lsa.n_components=50, "
+                              f"or --set embeddings.glove.window=5 inside a sub-table)")
+        set_dotted(out, path, parse_value(value.strip()), f"--set {item!r}")
     return out
+
+
+def set_dotted(layer: dict, path: list[str], value: Any, origin: str) -> None:
+    """layer[path[0]][path[1]]... = value, creating tables on the way; a table that already holds a plain
+    value raises ConfigError naming `origin` (e.g. "--set 'embeddings.glove.window=5'")."""
+    table = layer
+    for depth, part in enumerate(path[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin} sets a field of {'.'.join(path[:depth + 1])}, which is given a plain value "
+                              f"elsewhere; set only its fields")
+    table[path[-1]] = value
 
 
 def _type_name(tp: Any) -> str:
@@ -85,6 +101,13 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return items if origin is list else tuple(items)
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table of settings like [{where}], got {value!r}; set its fields, "
+                              f"e.g. {where}.{dataclasses.fields(tp)[0].name}")
+        return build(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -133,13 +156,25 @@ def build(cls: type, values: dict, section: str) -> Any:
 
 
 def merge(layers: list[dict]) -> dict:
-    """Later layers win, table by table and key by key: [{'a': {'x': 1}}, {'a': {'y': 2}}] -> {'a': {'x': 1, 'y': 2}}."""
+    """Later layers win, table by table and key by key, sub-tables too: [{'a': {'x': 1, 's': {'p': 1, 'q': 1}}},
+    {'a': {'y': 2, 's': {'q': 2}}}] -> {'a': {'x': 1, 's': {'p': 1, 'q': 2}, 'y': 2}}. The layers are not modified."""
     out: dict[str, dict] = {}
     for layer in layers:
         for section, table in layer.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"config key {section!r} must be a table like [{section}], got {table!r}")
-            out.setdefault(section, {}).update(table)
+        _merge_into(out, layer)
+    return out
+
+
+def _merge_into(out: dict, table: dict) -> dict:
+    for name, value in table.items():
+        if isinstance(value, dict):
+            if not isinstance(out.get(name), dict):
+                out[name] = {}  # a new table (or one replacing a plain value), filled from copies
+            _merge_into(out[name], value)
+        else:
+            out[name] = value
     return out
 
 
@@ -158,5 +193,15 @@ def resolve(schemas: dict[str, type], layers: list[dict], moved: dict[str, str] 
 
 
 def to_dict(configs: dict[str, Any]) -> dict:
-    """The resolved configs as plain tables (for runs/<name>/config.toml and meta.json)."""
-    return {name: dataclasses.asdict(cfg) for name, cfg in configs.items()}
+    """The resolved configs as plain tables, nested configs as nested tables (for runs/<name>/config.toml and
+    meta.json). Fields the pipeline sets (metadata "set_by") are left out: a config file may not name them."""
+    return {name: _table(cfg) for name, cfg in configs.items()}
+
+
+def _table(cfg: Any) -> dict:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if "set_by" not in f.metadata:
+            value = getattr(cfg, f.name)
+            out[f.name] = _table(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out

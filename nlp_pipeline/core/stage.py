@@ -5,7 +5,8 @@
 `inputs` maps the run function's keyword arguments to the stage that usually produces them; the pipeline
 wires stage *instances* (the same stage applied to another corpus is another instance with another key).
 `volatile` names config fields that cannot change the output (workers, inference batch size): they are left
-out of the key. `fingerprint`, when given, returns extra key material computed from the config alone, such as
+out of the key; a dotted name ("pretrained.path") drops one field of a nested config, a nested config's own
+name all of it. `fingerprint`, when given, returns extra key material computed from the config alone, such as
 the sha256 of the files a corpus reads, so that editing a file changes the key.
 Bump `version` by hand, with a one-line reason beside it, whenever the code changes what the stage outputs.
 """
@@ -27,8 +28,8 @@ class Stage:
     inputs: dict[str, str]                      # run() keyword -> upstream stage name
     run: Callable[..., Any]                     # run(cfg, **inputs) -> artifact; pure
     optional: tuple[str, ...] = ()              # inputs that may be absent (passed as None), e.g. no pretrained LM
-    volatile: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()  # config fields left out of the key
-                                                # (or cfg -> such a tuple, when it depends on e.g. the method)
+    volatile: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()  # config fields left out of the key, dotted
+                                                # inside nested configs (or cfg -> such a tuple, e.g. per method)
     fingerprint: Callable[[Any], Any] | None = None  # cfg -> JSON value added to the key (e.g. file hashes), or None
     describe: Callable[[Any], str] | None = field(default=None)  # cfg -> short text for the log line
     summary: Callable[[Any], dict] | None = field(default=None)   # artifact -> small JSON dict kept in meta.json
@@ -38,7 +39,14 @@ class Stage:
     def key_payload(self, cfg: Any, upstream: dict[str, str]) -> dict:
         """What the key of this stage, with this config and these upstream keys, is computed from."""
         volatile = self.volatile(cfg) if callable(self.volatile) else self.volatile
-        config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in volatile}
+        config = dataclasses.asdict(cfg)
+        for name in volatile:  # "workers", or a dotted name inside a nested config: "pretrained.path"
+            *parents, leaf = name.split(".")
+            table = config
+            for part in parents:
+                table = table.get(part) if isinstance(table, dict) else None
+            if isinstance(table, dict):  # a nested config that is None has nothing to drop
+                table.pop(leaf, None)
         payload = {
             "stage": self.name,
             "version": self.version,

@@ -4,7 +4,7 @@ the original C tools and most libraries read), and gensim KeyedVectors built fro
 Takes WordVectors (or keys + a float matrix); writes one file atomically (core.atomic.write_file: a hidden
 sibling renamed into place, so a failed export leaves nothing half-written). Text output formats every float32
 with its shortest round-trip decimal form (pyarrow's C++ CSV writer, in threads), so 100k x 300 vectors take a
-few seconds. Reading (`read_vectors`, for embeddings.pretrained_path) lives in the embeddings stage, which may
+few seconds. Reading (`read_vectors`, for embeddings.pretrained.path) lives in the embeddings stage, which may
 not import this layer; it is re-exported here.
 
 Limits: word2vec files cannot hold words with whitespace, so such characters are written visibly

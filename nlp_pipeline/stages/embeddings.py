@@ -3,8 +3,10 @@
 Takes the target corpus Tokens and, optionally, the Tokens of a general corpus (vectors then train on both);
 returns WordVectors: keys most frequent first, float32 vectors, corpus counts, per-epoch losses, and metrics
 (analogies, word-pair Spearman, nearest neighbours on gensim's bundled test sets; see nlp_pipeline.evaluation).
-The pipeline makes one instance per entry of `methods` (dataclasses.replace(cfg, method=m)); each instance's
-key holds only the fields its method reads (see `volatile_fields`), so tuning GloVe never retrains word2vec.
+The pipeline makes one instance per entry of `methods` (dataclasses.replace(cfg, method=m)). Settings every
+method reads are [embeddings] fields; each method's own are a sub-table ([embeddings.word2vec], .fasttext, .glove,
+.pretrained). An instance's key holds the shared fields and its own sub-table only (see `volatile_fields`), so
+tuning GloVe never retrains word2vec; setting the sub-table of a method not in `methods` is a ConfigError.
 
 Limits and notes:
 - word2vec and fastText are gensim's; no gensim object is kept (data only). Documents longer than 10,000
@@ -47,13 +49,8 @@ GENSIM_MAX_WORDS = 10000  # gensim truncates longer sentences; documents are cut
 
 
 @dataclass(frozen=True)
-class EmbeddingsConfig:
-    methods: list[str] = field(default_factory=lambda: ["word2vec", "fasttext", "glove"])  # methods the pipeline trains, one cached instance each: word2vec | fasttext | glove | pretrained
-    method: str = "word2vec"           # the method this instance trains (set by the pipeline from `methods`)
-    general_corpus: bool = False       # also train on the general corpus's tokens (pretrain_lm.corpus), not only the target's
-    vector_size: int = 100             # dimensions of every vector (a pretrained file must have exactly this many)
-    min_count: int = 5                 # words seen fewer times in the training tokens get no vector
-    # word2vec and fastText (gensim's names and defaults)
+class Word2VecConfig:
+    """[embeddings.word2vec] (gensim's names and defaults); [embeddings.fasttext] adds the n-gram fields."""
     architecture: str = "cbow"         # "cbow" (gensim sg=0: predict a word from its context) or "skipgram" (sg=1)
     window: int = 5                    # largest distance, in tokens, between a word and a context word
     sample: float = 1e-3               # downsampling threshold for frequent words (0 turns it off)
@@ -61,20 +58,41 @@ class EmbeddingsConfig:
     alpha: float = 0.025               # initial learning rate, decaying linearly to min_alpha
     min_alpha: float = 0.0001          # learning rate at the end of the last epoch
     epochs: int = 5                    # passes over the tokens
-    # fastText only
+
+
+@dataclass(frozen=True)
+class FastTextConfig(Word2VecConfig):
+    """[embeddings.fasttext]: the word2vec fields plus character n-grams."""
     min_n: int = 3                     # shortest character n-gram, in characters
     max_n: int = 6                     # longest character n-gram (0 = no n-grams)
     bucket: int = 200000               # hash buckets for n-gram vectors; gensim's 2,000,000 makes a 800 MB artifact at 100 dims
-    # GloVe only (Pennington et al. 2014 defaults)
-    glove_window: int = 10             # symmetric window in tokens; a pair at distance d counts 1/d
-    glove_x_max: float = 100.0         # co-occurrence count at which the weight f(x) = (x / x_max)^alpha reaches 1
-    glove_alpha: float = 0.75          # exponent of the weighting function f
-    glove_learning_rate: float = 0.5   # AdaGrad learning rate, per entry (numba) or per summed minibatch (numpy fallback); the reference's 0.05 learns too slowly on small corpora
-    glove_epochs: int = 25             # passes over the nonzero co-occurrence entries
-    glove_batch_size: int = 65536      # entries per vectorised AdaGrad step of the numpy fallback (numba steps after every entry)
-    # pretrained only
-    pretrained_path: str | None = None  # vectors file: GloVe .txt (no header), word2vec .bin or .txt, fastText .vec; its contents are hashed into the key
-    pretrained_vocabulary: str = "corpus"  # "corpus": keep the corpus words (seen min_count times) found in the file; "all": every word of the file
+
+
+@dataclass(frozen=True)
+class GloveConfig:
+    """[embeddings.glove] (Pennington et al. 2014 defaults)."""
+    window: int = 10                   # symmetric window in tokens; a pair at distance d counts 1/d
+    x_max: float = 100.0               # co-occurrence count at which the weight f(x) = (x / x_max)^alpha reaches 1
+    alpha: float = 0.75                # exponent of the weighting function f
+    learning_rate: float = 0.5         # AdaGrad learning rate, per entry (numba) or per summed minibatch (numpy fallback); the reference's 0.05 learns too slowly on small corpora
+    epochs: int = 25                   # passes over the nonzero co-occurrence entries
+    batch_size: int = 65536            # entries per vectorised AdaGrad step of the numpy fallback (numba steps after every entry)
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """[embeddings.pretrained]: a vectors file instead of training."""
+    path: str | None = None            # vectors file: GloVe .txt (no header), word2vec .bin or .txt, fastText .vec; its contents are hashed into the key
+    vocabulary: str = "corpus"         # "corpus": keep the corpus words (seen min_count times) found in the file; "all": every word of the file
+
+
+@dataclass(frozen=True)
+class EmbeddingsConfig:
+    methods: list[str] = field(default_factory=lambda: ["word2vec", "fasttext", "glove"])  # methods the pipeline trains, one cached instance each: word2vec | fasttext | glove | pretrained
+    method: str = "word2vec"           # the method this instance trains (set by the pipeline from `methods`)
+    general_corpus: bool = False       # also train on the general corpus's tokens (pretrain_lm.corpus), not only the target's
+    vector_size: int = 100             # dimensions of every vector (a pretrained file must have exactly this many)
+    min_count: int = 5                 # words seen fewer times in the training tokens get no vector
     # evaluation, stored in WordVectors.metrics
     evaluate: bool = True              # score analogies, word-pair similarity and neighbours (gensim's bundled test sets)
     restrict_vocab: int = 30000        # analogies search only the most frequent words (the word2vec paper's 30,000)
@@ -82,6 +100,11 @@ class EmbeddingsConfig:
     neighbours: int = 10               # neighbours stored per word
     seed: int = 0                      # random seed: initial vectors, negative sampling, GloVe shuffles
     workers: int = 0                   # gensim and GloVe threads; 0 = min(4, CPU count) (not part of the key)
+    # each method's own settings, one sub-table each ([embeddings.glove], ...); only its own is in its key
+    word2vec: Word2VecConfig = field(default_factory=Word2VecConfig)
+    fasttext: FastTextConfig = field(default_factory=FastTextConfig)
+    glove: GloveConfig = field(default_factory=GloveConfig)
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
 
     def validate(self) -> None:
         for name in [*self.methods, self.method]:
@@ -89,45 +112,64 @@ class EmbeddingsConfig:
                 raise ConfigError(f"embeddings method {name!r} is unknown; choose from {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"embeddings.methods lists a method twice: {self.methods}")
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"embeddings.architecture must be 'cbow' or 'skipgram', got {self.architecture!r}")
-        if self.pretrained_vocabulary not in ("corpus", "all"):
-            raise ConfigError(f"embeddings.pretrained_vocabulary must be 'corpus' or 'all', got {self.pretrained_vocabulary!r}")
-        for name in ("vector_size", "min_count", "window", "epochs", "glove_window", "glove_epochs", "glove_batch_size",
-                     "neighbours", "restrict_vocab"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"embeddings.{name} must be at least 1, got {getattr(self, name)}")
+        for method in METHODS:  # a method's sub-table only applies when the method is trained
+            own, default = getattr(self, method), type(getattr(self, method))()
+            changed = [f.name for f in dataclasses.fields(own) if getattr(own, f.name) != getattr(default, f.name)]
+            if changed and method not in self.methods:
+                raise ConfigError(f"embeddings.{method}.{changed[0]} cannot apply: {method!r} is not in "
+                                  f"embeddings.methods; add it or remove the setting")
+        def check(table: str, names: tuple[str, ...], positive: bool = False) -> None:
+            for name in names:
+                value = getattr(getattr(self, table) if table else self, name)
+                if (not value > 0) if positive else value < 1:
+                    raise ConfigError(f"embeddings.{table + '.' if table else ''}{name} must be "
+                                      f"{'positive' if positive else 'at least 1'}, got {value}")
+
+        check("", ("vector_size", "min_count", "neighbours", "restrict_vocab"))
         if self.workers < 0:
             raise ConfigError(f"embeddings.workers must be 0 (automatic) or more, got {self.workers}")
-        for name in ("alpha", "glove_learning_rate", "glove_x_max", "glove_alpha"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"embeddings.{name} must be positive, got {getattr(self, name)}")
-        if self.max_n and (self.min_n < 1 or self.max_n < self.min_n):
-            raise ConfigError(f"embeddings.min_n ({self.min_n}) must be between 1 and max_n ({self.max_n}); max_n = 0 turns n-grams off")
-        if self.method == "pretrained" and not self.pretrained_path:
-            raise ConfigError("embeddings method 'pretrained' needs a file; set embeddings.pretrained_path")
-        if self.pretrained_path and "pretrained" not in self.methods:
-            raise ConfigError("embeddings.pretrained_path is set but 'pretrained' is not in embeddings.methods; "
-                              "add it to methods or unset pretrained_path")
+        for table in ("word2vec", "fasttext"):
+            check(table, ("window", "epochs"))
+            check(table, ("alpha",), positive=True)
+            if getattr(self, table).architecture not in ARCHITECTURES:
+                raise ConfigError(f"embeddings.{table}.architecture must be 'cbow' or 'skipgram', "
+                                  f"got {getattr(self, table).architecture!r}")
+        check("glove", ("window", "epochs", "batch_size"))
+        check("glove", ("learning_rate", "x_max", "alpha"), positive=True)
+        ngrams = self.fasttext
+        if ngrams.max_n and (ngrams.min_n < 1 or ngrams.max_n < ngrams.min_n):
+            raise ConfigError(f"embeddings.fasttext.min_n ({ngrams.min_n}) must be between 1 and max_n ({ngrams.max_n}); "
+                              "max_n = 0 turns n-grams off")
+        if self.pretrained.vocabulary not in ("corpus", "all"):
+            raise ConfigError(f"embeddings.pretrained.vocabulary must be 'corpus' or 'all', got {self.pretrained.vocabulary!r}")
+        if "pretrained" in (*self.methods, self.method) and not self.pretrained.path:
+            raise ConfigError("embeddings method 'pretrained' needs a file; set embeddings.pretrained.path")
+
+    @property
+    def own(self) -> Word2VecConfig | GloveConfig | PretrainedConfig:
+        """The sub-table of the method this instance trains: cfg.own.epochs is word2vec's, fastText's or GloVe's."""
+        return getattr(self, self.method)
 
 
-# Fields each method reads, beyond the shared ones; everything else is left out of that method's key.
+# Fields every method reads; an instance's key holds these and its own sub-table, nothing else.
 _SHARED = ("method", "vector_size", "min_count", "seed", "evaluate", "restrict_vocab", "neighbour_words", "neighbours")
-_WORD2VEC = ("architecture", "window", "sample", "negative", "alpha", "min_alpha", "epochs")
-_OWN_FIELDS = {
-    "word2vec": _WORD2VEC,
-    "fasttext": _WORD2VEC + ("min_n", "max_n", "bucket"),
-    "glove": ("glove_window", "glove_x_max", "glove_alpha", "glove_learning_rate", "glove_epochs", "glove_batch_size"),
-    "pretrained": ("pretrained_vocabulary",),  # the path is not keyed: the file's sha256 is (see method_fingerprint)
+MOVED = {  # old flat names -> the sub-table fields that replaced them (pipeline.MOVED: a one-line error names them)
+    **{f"embeddings.{f.name}": f"embeddings.word2vec.{f.name} and embeddings.fasttext.{f.name}"
+       for f in dataclasses.fields(Word2VecConfig)},
+    **{f"embeddings.{name}": f"embeddings.fasttext.{name}" for name in ("min_n", "max_n", "bucket")},
+    **{f"embeddings.glove_{f.name}": f"embeddings.glove.{f.name}" for f in dataclasses.fields(GloveConfig)},
+    **{f"embeddings.pretrained_{f.name}": f"embeddings.pretrained.{f.name}" for f in dataclasses.fields(PretrainedConfig)},
 }
 
 
 def volatile_fields(cfg: EmbeddingsConfig) -> tuple[str, ...]:
-    """Config fields that cannot change this instance's output: `methods`, `workers`, the pretrained path
-    (its contents are keyed instead) and every field of the other methods.
-    EmbeddingsConfig(method='glove') -> (..., 'epochs', ..., 'methods', ..., 'window', 'workers')."""
-    keep = set(_SHARED) | set(_OWN_FIELDS.get(cfg.method, ()))
-    return tuple(sorted(f.name for f in dataclasses.fields(cfg) if f.name not in keep))
+    """Config fields that cannot change this instance's output: `methods`, `workers`, general_corpus (the
+    general tokens come in as an input, keyed upstream), the other methods' sub-tables and the pretrained path
+    (its contents are keyed instead). EmbeddingsConfig(method='glove') -> ('fasttext', 'general_corpus',
+    'methods', 'pretrained', 'word2vec', 'workers')."""
+    keep = set(_SHARED) | {cfg.method}
+    dropped = sorted(f.name for f in dataclasses.fields(cfg) if f.name not in keep)
+    return (*dropped, "pretrained.path") if cfg.method == "pretrained" else tuple(dropped)
 
 
 GLOVE_VERSION = 2  # 2: per-entry AdaGrad (numba, hogwild threads) replaces minibatch steps; keyed for GloVe only
@@ -141,9 +183,9 @@ def method_fingerprint(cfg: EmbeddingsConfig) -> dict | None:
         return {"glove_version": GLOVE_VERSION}
     if cfg.method != "pretrained":
         return None
-    path = Path(cfg.pretrained_path or "").expanduser()
+    path = Path(cfg.pretrained.path or "").expanduser()
     if not path.is_file():
-        raise MissingInputError(f"pretrained vectors file {path} does not exist; check embeddings.pretrained_path")
+        raise MissingInputError(f"pretrained vectors file {path} does not exist; check embeddings.pretrained.path")
     return {"pretrained_sha256": file_sha256(path)}
 
 
@@ -215,12 +257,13 @@ def _train_gensim(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voc
     from gensim.models.callbacks import CallbackAny2Vec
 
     kept = vocabulary.frequent(cfg.min_count)
-    common = dict(vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count, sample=cfg.sample,
-                  negative=cfg.negative, hs=0, sg=int(cfg.architecture == "skipgram"), alpha=cfg.alpha,
-                  min_alpha=cfg.min_alpha, seed=cfg.seed, workers=cfg.workers or min(4, os.cpu_count() or 1),
-                  epochs=cfg.epochs, hashfxn=stable_hash)
+    own = cfg.own  # [embeddings.word2vec] or [embeddings.fasttext]
+    common = dict(vector_size=cfg.vector_size, window=own.window, min_count=cfg.min_count, sample=own.sample,
+                  negative=own.negative, hs=0, sg=int(own.architecture == "skipgram"), alpha=own.alpha,
+                  min_alpha=own.min_alpha, seed=cfg.seed, workers=cfg.workers or min(4, os.cpu_count() or 1),
+                  epochs=own.epochs, hashfxn=stable_hash)
     if cfg.method == "fasttext":
-        model = FastText(min_n=cfg.min_n, max_n=cfg.max_n, bucket=cfg.bucket, **common)
+        model = FastText(min_n=own.min_n, max_n=own.max_n, bucket=own.bucket, **common)
     else:
         model = Word2Vec(**common)
     sentences = _Sentences(corpora)
@@ -229,7 +272,7 @@ def _train_gensim(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voc
                                 corpus_count=sentences.count())
     losses: list[float] = []
     seconds: list[float] = []
-    bar = _progress(cfg.epochs, f"embeddings {cfg.method}")
+    bar = _progress(own.epochs, f"embeddings {cfg.method}")
 
     class EpochLoss(CallbackAny2Vec):
         def on_epoch_begin(self, model):
@@ -244,7 +287,7 @@ def _train_gensim(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voc
             bar.update(1)
 
     try:
-        trained, raw = model.train(sentences, total_examples=model.corpus_count, epochs=cfg.epochs,
+        trained, raw = model.train(sentences, total_examples=model.corpus_count, epochs=own.epochs,
                                    compute_loss=cfg.method == "word2vec", callbacks=[EpochLoss()])
     finally:
         bar.close()
@@ -255,7 +298,7 @@ def _train_gensim(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voc
                          counts=np.array([count_of[k] for k in keys], dtype=np.int64), method=cfg.method, losses=losses)
     if cfg.method == "fasttext":
         result.ngram_vectors = np.array(wv.vectors_ngrams, dtype=np.float32)
-        result.ngram_settings = {"min_n": cfg.min_n, "max_n": cfg.max_n, "bucket": cfg.bucket}
+        result.ngram_settings = {"min_n": own.min_n, "max_n": own.max_n, "bucket": own.bucket}
     info = {"seconds": float(sum(seconds)), "epoch_seconds": seconds, "raw_words": int(raw), "trained_words": int(trained),
             "words_per_second": float(raw / max(sum(seconds), 1e-9))}
     if cfg.method == "word2vec":
@@ -276,19 +319,19 @@ def _train_glove(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voca
     start = time.perf_counter()
     matrix = None
     for corpus, remap in zip(corpora, vocabulary.remaps):
-        part = count_cooccurrences(corpus.ids, corpus.offsets, len(kept), cfg.glove_window, remap=to_vocab[remap],
+        part = count_cooccurrences(corpus.ids, corpus.offsets, len(kept), cfg.glove.window, remap=to_vocab[remap],
                                    kernel=kernel)
         matrix = part if matrix is None else matrix + part
     counted = time.perf_counter()
-    bar = _progress(cfg.glove_epochs, "embeddings glove")
+    bar = _progress(cfg.glove.epochs, "embeddings glove")
 
     def on_epoch(epoch: int, loss: float) -> None:
         bar.set_postfix(loss=f"{loss:.4g}")
         bar.update(1)
 
     try:
-        vectors, losses = fit_glove(matrix, cfg.vector_size, cfg.glove_epochs, cfg.glove_x_max, cfg.glove_alpha,
-                                    cfg.glove_learning_rate, cfg.glove_batch_size, cfg.seed, on_epoch,
+        vectors, losses = fit_glove(matrix, cfg.vector_size, cfg.glove.epochs, cfg.glove.x_max, cfg.glove.alpha,
+                                    cfg.glove.learning_rate, cfg.glove.batch_size, cfg.seed, on_epoch,
                                     threads=threads, kernel=kernel)
     finally:
         bar.close()
@@ -297,19 +340,19 @@ def _train_glove(cfg: EmbeddingsConfig, corpora: list[Tokens], vocabulary: _Voca
     result = WordVectors(keys=[vocabulary.words[i] for i in kept], vectors=vectors,
                          counts=vocabulary.counts[kept].astype(np.int64), method="glove", losses=losses)
     info = {"seconds": done - start, "cooccurrence_seconds": counted - start, "nonzero_cooccurrences": int(matrix.nnz),
-            "raw_words": raw, "words_per_second": raw * cfg.glove_epochs / max(done - start, 1e-9),
+            "raw_words": raw, "words_per_second": raw * cfg.glove.epochs / max(done - start, 1e-9),
             "kernel": kernel, "threads": threads if kernel == "numba" else 1,
             "loss": "mean over nonzero co-occurrences of 0.5 f(x) (w.w~ + b + b~ - log x)^2"}
     return result, info
 
 
 def _load_pretrained(cfg: EmbeddingsConfig, vocabulary: _Vocabulary) -> tuple[WordVectors, dict]:
-    path = Path(cfg.pretrained_path or "").expanduser()
+    path = Path(cfg.pretrained.path or "").expanduser()
     if not path.is_file():
-        raise MissingInputError(f"pretrained vectors file {path} does not exist; check embeddings.pretrained_path")
+        raise MissingInputError(f"pretrained vectors file {path} does not exist; check embeddings.pretrained.path")
     file_keys, file_vectors = read_vectors(path, expected_dim=cfg.vector_size)
     count_of = dict(zip(vocabulary.words, vocabulary.counts.tolist()))
-    if cfg.pretrained_vocabulary == "all":
+    if cfg.pretrained.vocabulary == "all":
         counts = np.array([count_of.get(k, 0) for k in file_keys], dtype=np.int64)
         info = {"file_words": len(file_keys), "kept": len(file_keys)}
         return WordVectors(keys=file_keys, vectors=file_vectors, counts=counts, method="pretrained"), info
@@ -329,7 +372,7 @@ def _load_pretrained(cfg: EmbeddingsConfig, vocabulary: _Vocabulary) -> tuple[Wo
             rows.append(row)
     if not keys:
         raise DataError(f"none of the {len(kept):,} corpus words has a vector in {path}; check the file's language "
-                        "and casing, or set embeddings.pretrained_vocabulary = 'all'")
+                        "and casing, or set embeddings.pretrained.vocabulary = 'all'")
     counts = np.array([count_of[k] for k in keys], dtype=np.int64)
     info = {"file_words": len(file_keys), "kept": len(keys), "corpus_words": int(len(kept)),
             "corpus_word_coverage": len(keys) / len(kept),
