@@ -107,7 +107,7 @@ def _write_corpus(folder: Path) -> Path:
 
 def _run_args(corpus: Path, cache: Path, runs: Path) -> list[str]:
     sets = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none",
-            f"pretrain_lm.corpus={corpus}", "pretrain_lm.embedding_dim=16", "pretrain_lm.hidden_dim=24",
+            f"pretrain_lm.corpus={corpus}", "model.embedding_dim=16", "model.hidden_dim=24",
             "pretrain_lm.batch_size=4", "pretrain_lm.bptt_length=12", "pretrain_lm.epochs=2", "pretrain_lm.num_threads=1",
             "pretrain_lm.precision=float32", "pretrain_lm.checkpoint_minutes=0"]
     args = [sys.executable, "-m", "nlp_pipeline.cli", "run", "--corpus", str(corpus), "--until", "pretrain_lm",

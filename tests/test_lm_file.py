@@ -144,7 +144,7 @@ def test_export_lm_then_finetune_from_it(corpus_dir, tmp_path):  # noqa: F811 (f
     general = tmp_path / "general.txt"
     rng = np.random.default_rng(2)
     general.write_text("\n".join(" ".join(rng.choice(WORDS + ["film", "great", "dull"], size=15)) for _ in range(80)))
-    tiny = ["pretrain_lm.embedding_dim=8", "pretrain_lm.hidden_dim=12", "pretrain_lm.num_layers=1", "pretrain_lm.batch_size=4",
+    tiny = ["model.embedding_dim=8", "model.hidden_dim=12", "model.num_layers=1", "pretrain_lm.batch_size=4",
             "pretrain_lm.bptt_length=6", "pretrain_lm.epochs=1", "finetune_lm.batch_size=2", "finetune_lm.bptt_length=5",
             "finetune_lm.epochs=1", "embeddings.methods=[]", "pretrain_lm.num_threads=1", "finetune_lm.num_threads=1"]
     sets = [arg for item in tiny for arg in ("--set", item)]
