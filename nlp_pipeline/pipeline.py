@@ -218,9 +218,7 @@ def blend_instances(configs: dict[str, Any]) -> list[Instance]:
     linear.* setting or blend.refit cannot apply: setting one is a ConfigError (and none is in a key)."""
     blending = configs["blend"]
     if not blending.linear:
-        unused = [f"linear.{f.name}" for f in dataclasses.fields(linear.LinearConfig)
-                  if getattr(configs["linear"], f.name) != getattr(linear.LinearConfig(), f.name)]
-        unused += ["blend.refit"] if blending.refit != blend.BlendConfig().refit else []
+        unused = set_fields(configs["linear"], "linear") + [f for f in set_fields(blending, "blend") if f == "blend.refit"]
         if unused:
             raise ConfigError(f"{unused[0]} cannot apply: blend.linear = false blends no linear model; remove "
                               f"{unused[0]} or set blend.linear = true")

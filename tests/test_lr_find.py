@@ -3,6 +3,7 @@ weights restored exactly, the classifier / LM stages' range tests on tiny data, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -137,7 +138,10 @@ def test_range_tests_start_from_the_stages_models(tiny_data):
     threads = torch.get_num_threads()
     result = classifier.range_test(cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)
     assert result["initialisation"] == "language model" and result["steps"] >= 2
-    assert language_model.range_test(lm_cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)["initialisation"] == "pretrained"
+    from_lm = dataclasses.replace(lm_cfg, model=None)  # with a pretrained LM the architecture is the LM's
+    assert language_model.range_test(from_lm, tiny_data, lm, start_lr=1e-5, num_steps=5)["initialisation"] == "pretrained"
+    with pytest.raises(ConfigError, match="finetune_lm.model cannot apply"):
+        language_model.range_test(lm_cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)
     assert torch.get_num_threads() == threads
     other = numericalize_docs([["x", "y"]] * 4, labels=[0, 1, 0, 1], label_names=["a", "b"])
     with pytest.raises(DataError, match="language model's vocabulary .* differs from the classifier data's"):

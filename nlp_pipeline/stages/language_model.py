@@ -43,6 +43,7 @@ from nlp_pipeline.core import checkpoints
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.models.architecture import ModelConfig
+
 SCHEDULES = ("stlr", "one_cycle", "constant")
 VECTOR_MISMATCH = ("error", "project")
 log = logging.getLogger("nlp_pipeline")
@@ -369,9 +370,10 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
     vocab_new, pretrained_val_perplexity with a pretrained LM, vectors_method, vectors_rows_initialised with vectors).
 
     The pretrained LM with its rows matched to this vocabulary (new tokens get the mean row), or random weights
-    with cfg.model's architecture (a ConfigError when both a pretrained LM and cfg.model are given); word vectors then fill the rows the pretrained LM does not cover. The model is on the
-    CPU; its random weights come from torch's generator, so seed it first (the stage and range_test build
-    inside training_session(..., cfg.seed)).
+    with cfg.model's architecture (a ConfigError when both a pretrained LM and cfg.model are given); word
+    vectors then fill the rows the pretrained LM does not cover. The model is on the CPU; its random weights
+    come from torch's generator, so seed it first (the stage and range_test build inside
+    training_session(..., cfg.seed)).
     """
     import torch
 
