@@ -1,8 +1,9 @@
 """classifier: Numericalized labelled texts (+ an optional fine-tuned LanguageModel) -> ClassifierResult.
 
 ULMFiT step 3. The encoder starts from the fine-tuned LM (its vocabulary must be the data's), or from random
-weights with `model`'s architecture when lm is None (direct calls only: the pipeline always gives an LM). On top: concat pooling [last real step, max, mean]
--> BatchNorm/dropout/linear/ReLU -> BatchNorm/dropout/linear -> logits. Training runs in stages of gradual
+weights with `model`'s architecture when lm is None (direct calls; the pipeline always gives an LM). On
+top: concat pooling [last real step, max, mean] -> BatchNorm/dropout/linear/ReLU -> BatchNorm/dropout/linear
+-> logits. Training runs in stages of gradual
 unfreezing (stage 1 trains the head, stage 2 also the top RNN layer, ..., the last stage everything) with
 discriminative learning rates (lr / 2.6 ** depth) and a one-cycle (or STLR) schedule per stage; batches are
 length-sorted within shuffled chunks and padded at the end.
@@ -177,8 +178,9 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
     """(the ClassifierNet this stage starts training from, its initialisation: "random" or "language model").
 
     The encoder is the fine-tuned LM's (its vocabulary must be the data's; it must read texts the way `backward`
-    says; cfg.model must then be None) or random with cfg.model's architecture; dropouts are cfg's times dropout_scale. The model is on the CPU; its random weights come from torch's generator, so
-    seed it first (the stage and range_test build inside training_session(..., cfg.seed)).
+    says; cfg.model must then be None) or random with cfg.model's architecture; dropouts are cfg's times
+    dropout_scale. The model is on the CPU; its random weights come from torch's generator, so seed it first
+    (the stage and range_test build inside training_session(..., cfg.seed)).
     """
     import torch
 
