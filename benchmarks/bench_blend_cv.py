@@ -106,7 +106,7 @@ def main() -> None:
     settings = variants(args.variants, section=None)
     started = time.perf_counter()
     _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
-    pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
+    pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
     _, data = numericalized(corpus_of((args.dataset,), None), min_freq=2, max_vocab=30000)
     lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained)
     labels = np.asarray(data.labels)

@@ -72,7 +72,7 @@ def main() -> None:
     general = None
     if not cfgs["pretrain_lm"].loads_weights:
         _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
-    pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
+    pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
     results: dict = {}
     rows, totals = [], {s: [] for s in settings}
     reference = next(iter(settings))

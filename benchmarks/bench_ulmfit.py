@@ -100,6 +100,7 @@ def fingerprint(data) -> str:
 def configs(scale: str, overrides: list[str]):
     """The package defaults (what default_config.toml holds) or a tiny smoke-test variant, then --set."""
     from nlp_pipeline.core.config import parse_sets
+    from nlp_pipeline.models.architecture import ModelConfig
     from nlp_pipeline.stages.blend import BlendConfig
     from nlp_pipeline.stages.classifier import ClassifierConfig
     from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
@@ -107,14 +108,13 @@ def configs(scale: str, overrides: list[str]):
 
     from nlp_pipeline.stages.corpus import CorpusConfig
 
-    cfgs = {"corpus": CorpusConfig(), "pretrain_lm": PretrainLmConfig(), "finetune_lm": FinetuneLmConfig(),
-            "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
+    cfgs = {"corpus": CorpusConfig(), "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
+            "finetune_lm": FinetuneLmConfig(), "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
     if scale == "tiny":
-        small = dict(embedding_dim=32, hidden_dim=64, num_layers=2)
-        cfgs = {"corpus": cfgs["corpus"], "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], **small, epochs=1),
-                "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], **small, epochs=1),
-                "classifier": dataclasses.replace(cfgs["classifier"], **small, stage_epochs=[1, 1],
-                                                  stage_learning_rates=[2e-2, 5e-3]),
+        cfgs = {"corpus": cfgs["corpus"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
+                "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], epochs=1),
+                "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], epochs=1),
+                "classifier": dataclasses.replace(cfgs["classifier"], stage_epochs=[1, 1], stage_learning_rates=[2e-2, 5e-3]),
                 "linear": cfgs["linear"], "blend": cfgs["blend"]}
     for section, values in parse_sets(overrides).items():
         cfgs[section] = dataclasses.replace(cfgs[section], **values)
@@ -122,9 +122,9 @@ def configs(scale: str, overrides: list[str]):
 
 
 # --- our pipeline ------------------------------------------------------------------------------------------
-def pretrained_lm(cfg, general, cache_dir: Path):
+def pretrained_lm(cfg, general, cache_dir: Path, model):
     """The LM pretrain_lm.weights names (the packaged one by default), or pretrain_lm on the general corpus
-    (weights = none), through an artifact store so later runs reuse it."""
+    (weights = none) with `model`'s architecture ([model]), through an artifact store so later runs reuse it."""
     from nlp_pipeline.core.store import ArtifactStore
     from nlp_pipeline.stages.language_model import PRETRAIN_STAGE, pretrain_language_model
 
@@ -133,6 +133,7 @@ def pretrained_lm(cfg, general, cache_dir: Path):
         print(f"pretrain_lm  loaded {cfg.weights}", file=sys.stderr)
         return lm, True
 
+    cfg = dataclasses.replace(cfg, model=model)  # as the pipeline sets it on the pretrain_lm that trains
     store = ArtifactStore(cache_dir)
     key = PRETRAIN_STAGE.key(cfg, {"data": fingerprint(general)})
     if store.exists("pretrain_lm", key):
@@ -142,7 +143,7 @@ def pretrained_lm(cfg, general, cache_dir: Path):
             return lm, True
         except Exception as exc:  # a corrupt entry: recompute
             print(f"pretrain_lm  cache entry unusable ({exc}); recomputing", file=sys.stderr)
-    print(f"pretrain_lm  running ({cfg.embedding_dim}/{cfg.hidden_dim}x{cfg.num_layers}, {cfg.epochs} epochs)", file=sys.stderr)
+    print(f"pretrain_lm  running ({model.embedding_dim}/{model.hidden_dim}x{model.num_layers}, {cfg.epochs} epochs)", file=sys.stderr)
     lm = pretrain_language_model(cfg, general)
     store.save("pretrain_lm", key, lm, {"stage": "pretrain_lm", "config": dataclasses.asdict(cfg)})
     return lm, False
@@ -177,10 +178,12 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrain
 
     started = time.perf_counter()
     direction = cfgs["classifier"].direction
-    lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained, vectors) if direction != "backward" else None
+    # without a pretrained LM, fine-tuning builds the encoder from [model], as the pipeline wires it
+    finetune_cfg = dataclasses.replace(cfgs["finetune_lm"], model=cfgs["model"] if pretrained is None else None)
+    lm = finetune_language_model(finetune_cfg, data, pretrained, vectors) if direction != "backward" else None
     lm_backward = None
     if direction != "forward":
-        backward_cfg = dataclasses.replace(cfgs["finetune_lm"], backward=True)
+        backward_cfg = dataclasses.replace(finetune_cfg, backward=True)
         lm_backward = finetune_language_model(backward_cfg, data, pretrained_backward if pretrained is not None else None, vectors)
     lm_seconds = time.perf_counter() - started
     result = train_blended(cfgs["classifier"], data, lm, lm_backward, cfgs.get("linear"), cfgs.get("blend"))
@@ -220,8 +223,7 @@ def ablation_configs(name: str, cfgs):
         c["classifier"] = dataclasses.replace(c["classifier"], discriminative_factor=1.0)
         c["finetune_lm"] = dataclasses.replace(c["finetune_lm"], discriminative_factor=1.0)
     elif name == "gru":
-        c["pretrain_lm"] = dataclasses.replace(c["pretrain_lm"], rnn_type="gru")
-        c["finetune_lm"] = dataclasses.replace(c["finetune_lm"], rnn_type="gru")
+        c["model"] = dataclasses.replace(c["model"], rnn_type="gru")
     return c
 
 
@@ -271,8 +273,8 @@ def run_fastai(cfgs, corpus, validation_indexes: np.ndarray, workdir: Path) -> d
         set_seed, text_classifier_learner,
     )
 
-    lm_cfg, clf_cfg = cfgs["finetune_lm"], cfgs["classifier"]
-    sizes = dict(emb_sz=lm_cfg.embedding_dim, n_hid=lm_cfg.hidden_dim, n_layers=lm_cfg.num_layers)
+    lm_cfg, clf_cfg, model = cfgs["finetune_lm"], cfgs["classifier"], cfgs["model"]
+    sizes = dict(emb_sz=model.embedding_dim, n_hid=model.hidden_dim, n_layers=model.num_layers)
     texts, labels, splits = list(corpus.texts), np.asarray(corpus.labels), np.asarray(corpus.splits)
     set_seed(lm_cfg.seed)  # weights, dropout and batch order (runs before 2026-12-02's fourth session were unseeded)
     started = time.perf_counter()
@@ -462,8 +464,8 @@ def main() -> None:
         payload["general_corpus"] = {"documents": len(general), "tokens": int(len(general.ids)), "vocab": len(general.vocab)}
 
     if not args.skip_throughput:
-        pre = cfgs["pretrain_lm"]
-        default_sizes = [(pre.embedding_dim, pre.hidden_dim, pre.num_layers), (400, 1152, 3)]
+        model = cfgs["model"]
+        default_sizes = [(model.embedding_dim, model.hidden_dim, model.num_layers), (400, 1152, 3)]
         sizes = ([tuple(int(v) for v in s.split(",")) for s in args.throughput_sizes.split(";")] if args.throughput_sizes
                  else sorted(set(default_sizes), key=default_sizes.index))
         if args.scale == "tiny":
@@ -485,12 +487,12 @@ def main() -> None:
                                           "speed vs fastai", "CPU-time ratio"], table))
     if not args.throughput_only:
         pre_started = time.perf_counter()
-        pretrained, hit = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir))
+        pretrained, hit = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
         pretrained_backward = None
         if cfgs["classifier"].direction != "forward":
             from nlp_pipeline.pipeline import backward_chain
 
-            pretrained_backward, _ = pretrained_lm(backward_chain(cfgs["pretrain_lm"]), general, Path(args.cache_dir))
+            pretrained_backward, _ = pretrained_lm(backward_chain(cfgs["pretrain_lm"]), general, Path(args.cache_dir), cfgs["model"])
             payload["pretrain_backward"] = {"metrics": pretrained_backward.metrics, "history": pretrained_backward.history}
         pretrain_minutes = round((time.perf_counter() - pre_started) / 60, 2)
         if args.perplexity:
@@ -532,11 +534,11 @@ def main() -> None:
                 if ablation == "no_pretraining":
                     out = run_ours(cfgs, data, None, label=ablation)
                 elif ablation == "vectors":
-                    vectors = word_vectors(tokens, cfgs["finetune_lm"].embedding_dim, cfgs["finetune_lm"].seed)
+                    vectors = word_vectors(tokens, cfgs["model"].embedding_dim, cfgs["finetune_lm"].seed)
                     out = run_ours(cfgs, data, None, vectors, label=ablation)
                 elif ablation == "gru":
                     c = ablation_configs(ablation, cfgs)
-                    gru_lm, _ = pretrained_lm(c["pretrain_lm"], general, Path(args.cache_dir))
+                    gru_lm, _ = pretrained_lm(c["pretrain_lm"], general, Path(args.cache_dir), c["model"])
                     out = run_ours(c, data, gru_lm, label=ablation)
                 else:
                     out = run_ours(ablation_configs(ablation, cfgs), data, pretrained, label=ablation)

@@ -22,6 +22,7 @@ from nlp_pipeline.core import config as config_layer
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.stages import (
     blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization,
 )
@@ -31,12 +32,15 @@ STAGES = {
     for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, embeddings.STAGE, lsa.STAGE,
                   language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE, linear.STAGE, blend.STAGE)
 }
-SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
+SCHEMAS = {name: cls for stage_name, stage in STAGES.items()  # every table, [model] right before [pretrain_lm]
+           for name, cls in ([("model", ModelConfig)] if stage_name == "pretrain_lm" else []) + [(stage_name, stage.config)]}
 MOVED = {  # fields that moved to another table: an old config naming them gets a one-line error naming the new field
     "classifier.blend_linear": "blend.linear", "classifier.linear_refit": "blend.refit",
     "classifier.linear_ngrams": "linear.ngrams", "classifier.linear_c_grid": "linear.c_grid",
     "classifier.linear_chars": "linear.chars", "classifier.linear_nb": "linear.nb",
     **embeddings.MOVED,  # embeddings.window -> embeddings.word2vec.window and ..., embeddings.glove_* -> embeddings.glove.*
+    **{f"{section}.{f.name}": f"model.{f.name}" for section in ("pretrain_lm", "finetune_lm", "classifier")
+       for f in dataclasses.fields(ModelConfig)},
 }
 PRESETS = ("quick",)
 
@@ -85,7 +89,9 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...).
     classifier.direction = "backward" or "both" adds (or, for "backward", only builds) the backward chain
     "pretrain_lm:backward" -> "finetune_lm:backward" (weights from pretrain_lm.backward_weights), which the
-    classifier reads as its input "lm_backward".
+    classifier reads as its input "lm_backward". [model] goes to the instances that build an encoder (each
+    pretrain_lm that trains, else each finetune_lm without a pretrained LM); lm_settings() refuses settings
+    that cannot apply.
     """
     stage = STAGES
     numericalizing = text_executor(configs["numericalization"], configs["tokenization"])
@@ -99,15 +105,14 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         if cfg.backward:
             raise ConfigError(f"{section}.backward is set by the pipeline, not by hand; for a backward language model "
                               f"set classifier.direction = \"backward\" (or \"both\" for a forward + backward ensemble)")
-    chains = [pretrain] if classify.direction != "backward" else []
-    if classify.direction != "forward":
-        chains.append(backward_chain(pretrain))
+    chains = lm_chains(configs)
+    lm_settings(configs)
     emb = configs["embeddings"]
     general_source = pretrain.corpus
     if emb.general_corpus and general_source.lower() == "none":
         raise ConfigError("embeddings.general_corpus cannot apply: pretrain_lm.corpus = \"none\" names no general corpus; "
                           "set pretrain_lm.corpus or remove embeddings.general_corpus")
-    trains_lm = any(not p.loads_weights for p in chains) and general_source.lower() != "none"
+    trains_lm = trains_pretrain_lm(configs)
     general: list[Instance] = []
     context = f"the pretraining corpus (pretrain_lm.corpus = {general_source!r}; 'none' skips pretraining)"
     if general_source.lower() != "none" and (trains_lm or emb.general_corpus):
@@ -147,17 +152,69 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
                                      f"pretrain_lm.{weights_field} = {chain.weights!r} ('none' trains one on pretrain_lm.corpus)"))
             finetune_inputs["pretrained"] = f"pretrain_lm{suffix}"
         elif general_source.lower() != "none":
-            language.append(Instance(f"pretrain_lm{suffix}", stage["pretrain_lm"], chain, {"data": "numericalization:general"},
+            language.append(Instance(f"pretrain_lm{suffix}", stage["pretrain_lm"],
+                                     dataclasses.replace(chain, model=configs["model"]), {"data": "numericalization:general"},
                                      context))
             finetune_inputs["pretrained"] = f"pretrain_lm{suffix}"
         if init.lower() != "none":
             finetune_inputs["vectors"] = f"embeddings:{init}"
-        language.append(Instance(f"finetune_lm{suffix}", stage["finetune_lm"],
-                                 dataclasses.replace(finetune, backward=chain.backward), finetune_inputs))
+        builds = "pretrained" not in finetune_inputs  # no pretrained LM: fine-tuning starts from [model]
+        language.append(Instance(f"finetune_lm{suffix}", stage["finetune_lm"], dataclasses.replace(
+            finetune, backward=chain.backward, model=configs["model"] if builds else None), finetune_inputs))
         classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
     language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
     language += blend_instances(configs)
     return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+
+
+def lm_chains(configs: dict[str, Any]) -> list[Any]:
+    """The pretrain_lm config of each LM chain classifier.direction asks for: forward, backward, or both."""
+    pretrain, direction = configs["pretrain_lm"], configs["classifier"].direction
+    return ([pretrain] if direction != "backward" else []) + ([backward_chain(pretrain)] if direction != "forward" else [])
+
+
+def trains_pretrain_lm(configs: dict[str, Any]) -> bool:
+    """Whether some pretrain_lm instance trains (weights "none" on pretrain_lm.corpus), rather than every one
+    loading an exported LM or there being no pretraining (corpus "none")."""
+    return configs["pretrain_lm"].corpus.lower() != "none" and any(not c.loads_weights for c in lm_chains(configs))
+
+
+def set_fields(cfg: Any, section: str) -> list[str]:
+    """"section.field" of every field of `cfg` that differs from its dataclass default, i.e. that some layer set."""
+    default = type(cfg)()
+    return [f"{section}.{f.name}" for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
+
+
+def lm_settings(configs: dict[str, Any]) -> None:
+    """A ConfigError naming the first [model], [pretrain_lm] or [finetune_lm] setting that cannot apply: [model]
+    when every chain loads an LM; pretrain_lm's training fields when no pretrain_lm trains (its runtime fields,
+    language_model.VOLATILE, are left alone); the frozen phase without a pretrained LM; vectors_dim_mismatch
+    without init_vectors; backward_weights without a backward chain. Those fields are in no key either."""
+    pretrain, finetune, emb, chains = configs["pretrain_lm"], configs["finetune_lm"], configs["embeddings"], lm_chains(configs)
+    if configs["classifier"].direction == "forward" and "pretrain_lm.backward_weights" in set_fields(pretrain, "pretrain_lm"):
+        raise ConfigError('pretrain_lm.backward_weights cannot apply: classifier.direction = "forward" reads no backward '
+                          'LM; remove it or set classifier.direction = "both" (or "backward")')
+    loading, no_corpus = all(c.loads_weights for c in chains), pretrain.corpus.lower() == "none"
+    field = "backward_weights" if chains[0].backward else "weights"
+    model = set_fields(configs["model"], "model")
+    if loading and model:
+        raise ConfigError(f"{model[0]} cannot apply: pretrain_lm.{field} = "
+                          f"{chains[0].weights!r} fixes the architecture; set pretrain_lm.{field} = \"none\" to train another")
+    if not trains_pretrain_lm(configs):
+        keep = {"weights", "backward_weights", *language_model.VOLATILE, *(() if loading else ("corpus",)),
+                *(("corpus", "max_documents") if emb.general_corpus else ())}
+        unused = [name for name in set_fields(pretrain, "pretrain_lm") if name.split(".", 1)[1] not in keep]
+        because = (f"pretrain_lm.{field} = {chains[0].weights!r} loads a trained LM; remove it or set pretrain_lm.{field} = "
+                   f'"none" to train one') if loading else "pretrain_lm.corpus = 'none' pretrains nothing; remove it"
+        if unused:
+            raise ConfigError(f"{unused[0]} cannot apply: {because}")
+    frozen = [n for n in set_fields(finetune, "finetune_lm") if n.endswith(("frozen_epochs", "frozen_learning_rate"))]
+    if frozen and no_corpus and not any(c.loads_weights for c in chains):
+        raise ConfigError(f"{frozen[0]} cannot apply: without a pretrained LM (pretrain_lm.corpus = 'none') fine-tuning "
+                          f"has no frozen phase; remove it")
+    if finetune.init_vectors.lower() == "none" and "finetune_lm.vectors_dim_mismatch" in set_fields(finetune, "finetune_lm"):
+        raise ConfigError('finetune_lm.vectors_dim_mismatch cannot apply: finetune_lm.init_vectors = "none" reads no word '
+                          "vectors; remove it or set finetune_lm.init_vectors")
 
 
 def blend_instances(configs: dict[str, Any]) -> list[Instance]:
@@ -165,9 +222,7 @@ def blend_instances(configs: dict[str, Any]) -> list[Instance]:
     linear.* setting or blend.refit cannot apply: setting one is a ConfigError (and none is in a key)."""
     blending = configs["blend"]
     if not blending.linear:
-        unused = [f"linear.{f.name}" for f in dataclasses.fields(linear.LinearConfig)
-                  if getattr(configs["linear"], f.name) != getattr(linear.LinearConfig(), f.name)]
-        unused += ["blend.refit"] if blending.refit != blend.BlendConfig().refit else []
+        unused = set_fields(configs["linear"], "linear") + [f for f in set_fields(blending, "blend") if f == "blend.refit"]
         if unused:
             raise ConfigError(f"{unused[0]} cannot apply: blend.linear = false blends no linear model; remove "
                               f"{unused[0]} or set blend.linear = true")

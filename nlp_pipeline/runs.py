@@ -378,12 +378,17 @@ def read_artifact(configs: dict[str, Any], store: "ArtifactStore", instance_id: 
         raise MissingInputError(f"the cached {instance_id!r} artifact is corrupt ({exc}); {hint}") from None
 
 
+def pipeline_instance(configs: dict[str, Any], instance_id: str) -> Any:
+    """The pipeline's instance `instance_id`, whose config holds what the pipeline sets (e.g. [model])."""
+    from nlp_pipeline import pipeline
+
+    return next(i for i in pipeline.instances(configs) if i.id == instance_id)
+
+
 def upstream_artifacts(configs: dict[str, Any], store: "ArtifactStore", instance_id: str,
                        echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """The artifacts an instance reads, by its input names: loaded from the cache, computed when missing."""
-    from nlp_pipeline import pipeline
-
-    instance = next(i for i in pipeline.instances(configs) if i.id == instance_id)
+    instance = pipeline_instance(configs, instance_id)
     return {name: read_artifact(configs, store, source, compute=True, echo=echo) for name, source in instance.inputs.items()}
 
 
@@ -411,7 +416,7 @@ def range_test(configs: dict[str, Any], store: "ArtifactStore", target: str, out
 
     inputs = upstream_artifacts(configs, store, target, echo)  # by the stage's input names
     test = {"classifier": classifier.range_test, "finetune_lm": language_model.range_test}[target]
-    result = test(configs[target], **inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+    result = test(pipeline_instance(configs, target).config, **inputs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
                   trainable_groups=trainable_groups)
     plot_lr_find(result, out, title=f"{target}: learning-rate range test")
     return result

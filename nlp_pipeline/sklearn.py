@@ -48,7 +48,7 @@ from nlp_pipeline.core.errors import ConfigError
 FIT_FIELDS = ("source", "text_field", "label_field", "target_type")
 ESTIMATOR_LAYER = {"corpus": {"test_size": 0.0}}  # no test carve: the caller holds its own test data
 TRAIN_FILE = "train.jsonl"
-SEED_SECTIONS = ("corpus", "embeddings", "lsa", "pretrain_lm", "finetune_lm", "classifier")
+SEED_SECTIONS = ("corpus", "embeddings", "lsa", "finetune_lm", "classifier")  # and pretrain_lm when it trains
 THREAD_SECTIONS = ("pretrain_lm", "finetune_lm", "classifier")
 
 
@@ -121,7 +121,11 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
         if self.classifier_epochs is not None and not isinstance(self.classifier_epochs, (list, tuple)):
             stages = len(config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers[:-1], source), moved=pipeline.MOVED)["classifier"].stage_epochs)
             layers[-1]["classifier"]["stage_epochs"] = [self.classifier_epochs] * stages
-        return config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers, source), moved=pipeline.MOVED)
+        configs = config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers, source), moved=pipeline.MOVED)
+        if self.seed is not None and pipeline.trains_pretrain_lm(configs):  # a loaded LM has no seed to set
+            layers[-1].setdefault("pretrain_lm", {})["seed"] = self.seed
+            configs = config_layer.resolve(pipeline.SCHEMAS, self._all_layers(layers, source), moved=pipeline.MOVED)
+        return configs
 
     def _all_layers(self, layers: list[dict], source: str) -> list[dict]:
         from nlp_pipeline import pipeline

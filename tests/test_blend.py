@@ -232,7 +232,7 @@ POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", 
 NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
             "boring mess", "dull and cold", "terrible waste of time", "a dull pain", "hated the story"]
 FAST = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none",
-        "pretrain_lm.corpus=none", "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12", "finetune_lm.num_layers=1",
+        "pretrain_lm.corpus=none", "model.embedding_dim=8", "model.hidden_dim=12", "model.num_layers=1",
         "finetune_lm.epochs=1", "finetune_lm.batch_size=4", "finetune_lm.bptt_length=8", "finetune_lm.num_threads=1",
         "classifier.stage_epochs=[1]", "classifier.stage_learning_rates=[0.01]", "classifier.batch_size=4",
         "classifier.head_hidden_dim=6", "classifier.num_threads=1", "classifier.precision=float32",

@@ -21,6 +21,7 @@ from nlp_pipeline.export.bundle import (
     CONFIG_FILE, FORMAT_VERSION, LINEAR_FILE, TOKENIZER_FILE, VOCAB_FILE, WEIGHTS_FILE, Classifier, batches, format_prediction,
     save_bundle, seal_config, snippet,
 )
+from nlp_pipeline.models.architecture import ModelConfig
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
             "brilliant fun", "wonderful and warm", "great fun for all"]
@@ -45,7 +46,7 @@ def make_tiny_result(max_length: int = 500, linear_nb: list[bool] | None = None,
     corpus = Corpus(labels=np.array([1] * 8 + [0] * 8, np.int32), splits=np.array(splits, np.int8),
                     label_names=["neg", "pos"], texts=list(TEXTS))
     data = numericalize(NumericalizationConfig(min_freq=1), tokenize(TokenizationConfig(workers=1), corpus))
-    cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4, max_length=max_length,
+    cfg = ClassifierConfig(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), head_hidden_dim=6, batch_size=4, max_length=max_length,
                            stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
                            precision="float32", num_threads=1, **options)
     rnn = train_classifier(cfg, data)
@@ -385,7 +386,7 @@ def make_target_result(target_type: str) -> ClassifierResult:
     else:
         data = dataclasses.replace(data, labels=np.where(positive, 4.5, 1.5).astype(np.float32), label_names=["stars"],
                                    target_type="regression")
-    cfg = ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6, batch_size=4,
+    cfg = ClassifierConfig(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), head_hidden_dim=6, batch_size=4,
                            stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
                            precision="float32", num_threads=1)
     return train_classifier(cfg, data)

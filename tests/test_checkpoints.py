@@ -18,7 +18,7 @@ import pytest
 from nlp_pipeline.core import checkpoints
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig, finetune_language_model, pretrain_language_model
-from test_lm import TINY, numericalize_docs
+from test_lm import SMALL, TINY, numericalize_docs
 
 WORDS = "the a cat dog sat ran on under mat rug big small red blue and then".split()
 
@@ -46,7 +46,7 @@ def _interrupt_after(saves: int, monkeypatch) -> None:
 
 @pytest.mark.parametrize("saves", [3, 9])  # 3: inside the first epoch; 9: in the second (after an epoch-end save)
 def test_pretraining_interrupted_then_resumed_ends_with_the_same_weights(data, tmp_path, monkeypatch, saves):
-    cfg = PretrainLmConfig(**TINY, epochs=2, weights="none", checkpoint_minutes=0.0)
+    cfg = PretrainLmConfig(**TINY, model=SMALL, epochs=2, weights="none", checkpoint_minutes=0.0)
     uninterrupted = pretrain_language_model(cfg, data)  # no scope: checkpoints off
     _interrupt_after(saves, monkeypatch)
     with checkpoints.scope(tmp_path / "ckpt"), pytest.raises(KeyboardInterrupt):
@@ -62,7 +62,7 @@ def test_pretraining_interrupted_then_resumed_ends_with_the_same_weights(data, t
 
 
 def test_finetuning_resumes_across_its_frozen_and_unfrozen_phases(data, tmp_path, monkeypatch):
-    pretrained = pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none"), data)
+    pretrained = pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none"), data)
     cfg = FinetuneLmConfig(**TINY, epochs=1, frozen_epochs=1, checkpoint_minutes=0.0)
     uninterrupted = finetune_language_model(cfg, data, pretrained)
     steps = uninterrupted.history[0]["train_tokens"] // (TINY["batch_size"] * 5)  # windows >= 5 tokens: a lower bound
@@ -77,7 +77,7 @@ def test_finetuning_resumes_across_its_frozen_and_unfrozen_phases(data, tmp_path
 
 
 def test_a_checkpoint_that_does_not_fit_is_ignored(data, tmp_path, caplog):
-    cfg = PretrainLmConfig(**TINY, epochs=1, weights="none")
+    cfg = PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none")
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / checkpoints.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with checkpoints.scope(tmp_path / "ckpt"):
@@ -107,7 +107,7 @@ def _write_corpus(folder: Path) -> Path:
 
 def _run_args(corpus: Path, cache: Path, runs: Path) -> list[str]:
     sets = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none",
-            f"pretrain_lm.corpus={corpus}", "pretrain_lm.embedding_dim=16", "pretrain_lm.hidden_dim=24",
+            f"pretrain_lm.corpus={corpus}", "model.embedding_dim=16", "model.hidden_dim=24",
             "pretrain_lm.batch_size=4", "pretrain_lm.bptt_length=12", "pretrain_lm.epochs=2", "pretrain_lm.num_threads=1",
             "pretrain_lm.precision=float32", "pretrain_lm.checkpoint_minutes=0"]
     args = [sys.executable, "-m", "nlp_pipeline.cli", "run", "--corpus", str(corpus), "--until", "pretrain_lm",

@@ -13,6 +13,7 @@ import pytest
 
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.models.inference import classify_ids, load_classifier
 from nlp_pipeline.stages.classifier import (
     STAGE, ClassifierConfig, _stages, classification_metrics, train_classifier,
@@ -23,7 +24,7 @@ from nlp_pipeline.targets import THRESHOLDS, best_threshold, multi_label_metrics
 
 from test_lm import numericalize_docs
 
-TINY = dict(embedding_dim=16, hidden_dim=24, num_layers=2, batch_size=16, precision="float32", num_threads=1)
+TINY = dict(model=ModelConfig(embedding_dim=16, hidden_dim=24, num_layers=2), batch_size=16, precision="float32", num_threads=1)
 TREC = Path(os.environ.get("NLP_PIPELINE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "trec6"
 
 
@@ -82,7 +83,7 @@ def test_classifier_end_to_end_on_pang_lee(pang_lee, tmp_path):
 
 def test_classifier_uses_a_language_model_and_checks_its_vocabulary(pang_lee):
     lm = pretrain_language_model(PretrainLmConfig(**{**TINY, "batch_size": 8}, bptt_length=10, epochs=1, weights="none"), pang_lee)
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2])
+    cfg = ClassifierConfig(**{**TINY, "model": None}, stage_epochs=[1], stage_learning_rates=[1e-2])  # the LM's
     result = train_classifier(cfg, pang_lee, lm)
     assert result.metrics["initialisation"] == "language model"
     assert result.arch["hidden_dim"] == 24 and result.arch["num_classes"] == 2
@@ -150,7 +151,7 @@ def test_classifier_learns_trec6_questions_from_scratch():
     data = numericalize_docs([row["text"].lower().split() for row in rows], min_freq=2,
                              splits=["train"] * len(train) + ["test"] * len(test),
                              labels=[names.index(row["label"]) for row in rows], label_names=names)
-    cfg = ClassifierConfig(embedding_dim=32, hidden_dim=48, num_layers=1, batch_size=64, stage_epochs=[1, 3],
+    cfg = ClassifierConfig(model=ModelConfig(embedding_dim=32, hidden_dim=48, num_layers=1), batch_size=64, stage_epochs=[1, 3],
                            stage_learning_rates=[1e-2, 1e-2], dropout_scale=0.3, precision="float32", num_threads=1)
     result = train_classifier(cfg, data)
     assert result.metrics["test"]["accuracy"] > 0.7
@@ -252,7 +253,7 @@ def test_multi_label_and_regression_learn_real_trec6_questions():
             indicators[i, names.index(row["label_fine"])] = 1
     data = numericalize_docs([row["text"].lower().split() for row in rows], min_freq=2,
                              splits=["train"] * len(train) + ["test"] * len(test), labels=[0] * len(rows), label_names=["x"])
-    cfg = ClassifierConfig(embedding_dim=32, hidden_dim=48, num_layers=1, batch_size=64, stage_epochs=[1, 3],
+    cfg = ClassifierConfig(model=ModelConfig(embedding_dim=32, hidden_dim=48, num_layers=1), batch_size=64, stage_epochs=[1, 3],
                            stage_learning_rates=[1e-2, 1e-2], dropout_scale=0.3, precision="float32", num_threads=1)
     multi = train_classifier(cfg, _as_target(data, indicators, names, "multi_label"))
     # the trivial answer: every test question gets train's most frequent coarse and fine labels (0.16; the model 0.59)
@@ -270,7 +271,7 @@ def test_both_directions_train_a_forward_and_a_backward_member_from_their_own_lm
     forward_lm = pretrain_language_model(lm_cfg, pang_lee)
     backward_lm = pretrain_language_model(dataclasses.replace(lm_cfg, backward=True), pang_lee)
     assert backward_lm.arch["backward"] is True and "backward" not in forward_lm.arch
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
+    cfg = ClassifierConfig(**{**TINY, "model": None}, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
     forward = train_classifier(cfg, pang_lee, forward_lm)
     both = train_classifier(dataclasses.replace(cfg, direction="both"), pang_lee, forward_lm, backward_lm)
     assert both.arch["backward_members"] == [False, True]

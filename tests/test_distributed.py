@@ -19,6 +19,7 @@ import pytest
 from helpers import free_port, wait_for_processes
 
 from nlp_pipeline.models import distributed
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.models.batching import shard
 
 HERE = Path(__file__).resolve()
@@ -77,7 +78,7 @@ def _tiny_classifier_data():
     return numericalize_docs(docs, splits=splits, labels=labels, label_names=["neg", "pos"])
 
 
-CLASSIFIER = dict(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=16, precision="float32",
+CLASSIFIER = dict(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), batch_size=16, precision="float32",
                   stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], validation_fraction=0.25, patience=2, num_threads=1)
 
 
@@ -230,8 +231,8 @@ POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", 
 NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
             "boring mess", "dull and cold", "terrible waste of time"]
 CLI_SETTINGS = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.methods=[]", "pretrain_lm.weights=none", "pretrain_lm.corpus=none",
-                "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12", "finetune_lm.num_layers=1",
-                "finetune_lm.batch_size=2", "finetune_lm.bptt_length=5", "finetune_lm.epochs=1", "finetune_lm.frozen_epochs=0",
+                "model.embedding_dim=8", "model.hidden_dim=12", "model.num_layers=1",
+                "finetune_lm.batch_size=2", "finetune_lm.bptt_length=5", "finetune_lm.epochs=1",
                 "finetune_lm.precision=float32", "classifier.batch_size=4", "classifier.stage_epochs=[1, 1]",
                 "classifier.stage_learning_rates=[0.01, 0.005]", "classifier.precision=float32"]
 

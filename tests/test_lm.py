@@ -13,6 +13,7 @@ import torch
 from nlp_pipeline.artifacts import SPLITS, LanguageModel, Numericalized, Vocab, WordVectors
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.models.inference import load_language_model
 from nlp_pipeline.rules import SPECIAL_TOKENS
 from nlp_pipeline.stages.language_model import (
@@ -20,8 +21,8 @@ from nlp_pipeline.stages.language_model import (
     pretrain_language_model, split_documents,
 )
 
-TINY = dict(embedding_dim=16, hidden_dim=24, num_layers=2, bptt_length=12, batch_size=4, precision="float32",
-            num_threads=1, validation_fraction=0.2)
+TINY = dict(bptt_length=12, batch_size=4, precision="float32", num_threads=1, validation_fraction=0.2)
+SMALL = ModelConfig(embedding_dim=16, hidden_dim=24, num_layers=2)  # the architecture of an LM built from random weights
 LEE = {**TINY, "batch_size": 32, "bptt_length": 20}
 
 
@@ -54,7 +55,7 @@ def lee() -> Numericalized:
 
 @pytest.fixture(scope="module")
 def pretrained(lee) -> LanguageModel:
-    cfg = PretrainLmConfig(**LEE, epochs=3, learning_rate=2e-2, dropout_scale=0.2, seed=0, weights="none")
+    cfg = PretrainLmConfig(**LEE, model=SMALL, epochs=3, learning_rate=2e-2, dropout_scale=0.2, seed=0, weights="none")
     return pretrain_language_model(cfg, lee)
 
 
@@ -121,14 +122,14 @@ def test_finetune_from_scratch_with_word_vectors():
     keys = ["alpha", "beta", "unused"]
     vectors = WordVectors(keys=keys, vectors=np.arange(48, dtype=np.float32).reshape(3, 16), counts=np.zeros(3, np.int64),
                           method="word2vec")
-    cfg = FinetuneLmConfig(**TINY, epochs=0, frozen_epochs=0)
+    cfg = FinetuneLmConfig(**TINY, model=SMALL, epochs=0, frozen_epochs=0)
     lm = finetune_language_model(cfg, data, None, vectors)
     emb = lm.state_dict["encoder.embedding.weight"]
     a, b = emb[data.vocab.stoi["alpha"]], emb[data.vocab.stoi["beta"]]
     assert np.allclose(b - a, (b - a)[0])  # rows are (scaled) copies of the vectors: constant differences
     assert lm.metrics["vectors_rows_initialised"] == 2 and lm.metrics["initialisation"] == "random"
     wrong = dataclasses.replace(vectors, vectors=np.ones((3, 5), np.float32))
-    with pytest.raises(ConfigError, match="5 dimensions but finetune_lm.embedding_dim is 16"):
+    with pytest.raises(ConfigError, match="5 dimensions but model.embedding_dim is 16"):
         finetune_language_model(cfg, data, None, wrong)
     projected = finetune_language_model(dataclasses.replace(cfg, vectors_dim_mismatch="project"), data, None, wrong)
     assert projected.metrics["vectors_rows_initialised"] == 2
@@ -136,19 +137,20 @@ def test_finetune_from_scratch_with_word_vectors():
 
 def test_gru_language_model_trains():
     docs = [["one", "two", "three", "four", "five"]] * 40
-    cfg = PretrainLmConfig(**{**TINY, "rnn_type": "gru"}, epochs=2, learning_rate=1e-2, weights="none")
+    cfg = PretrainLmConfig(**TINY, model=dataclasses.replace(SMALL, rnn_type="gru"), epochs=2, learning_rate=1e-2,
+                           weights="none")
     lm = pretrain_language_model(cfg, numericalize_docs(docs))
     assert lm.arch["rnn_type"] == "gru"
     assert lm.history[-1]["train_loss"] < lm.history[0]["train_loss"]
 
 
 def test_bad_inputs_raise_one_line_errors():
-    with pytest.raises(ConfigError, match="rnn_type"):
-        PretrainLmConfig(rnn_type="transformer").validate()
+    with pytest.raises(ConfigError, match="model.rnn_type must be one of"):
+        ModelConfig(rnn_type="transformer").validate()
     with pytest.raises(ConfigError, match="dropout_scale"):
         FinetuneLmConfig(input_dropout=0.5, dropout_scale=2.0).validate()
     with pytest.raises(DataError, match="batch_size"):
-        pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none"), numericalize_docs([["a", "b"]] * 3))
+        pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none"), numericalize_docs([["a", "b"]] * 3))
 
 
 def test_split_documents_is_seeded_and_disjoint():
@@ -169,7 +171,7 @@ def test_stage_objects():
 
 def test_same_seed_same_model():
     docs = [["one", "two", "three", "four", "five", "six"]] * 30
-    cfg = PretrainLmConfig(**TINY, epochs=1, learning_rate=1e-2, weights="none")
+    cfg = PretrainLmConfig(**TINY, model=SMALL, epochs=1, learning_rate=1e-2, weights="none")
     threads, rng_state = torch.get_num_threads(), torch.random.get_rng_state()
     a = pretrain_language_model(cfg, numericalize_docs(docs))
     assert torch.get_num_threads() == threads  # the stage ran on 1 thread and gave the caller's setting back

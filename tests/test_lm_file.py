@@ -16,7 +16,7 @@ from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.models.lm_file import CONFIG_FILE, WEIGHTS_FILE, load_lm_folder, save_lm_folder
 from nlp_pipeline.stages.language_model import PRETRAIN_STAGE, PretrainLmConfig, pretrain_language_model
 from test_cli import FAST, corpus_dir  # noqa: F401 (fixture)
-from test_lm import TINY, numericalize_docs
+from test_lm import SMALL, TINY, numericalize_docs
 
 WORDS = "the a cat dog sat ran on under mat rug big small red blue and then".split()
 
@@ -25,7 +25,7 @@ WORDS = "the a cat dog sat ran on under mat rug big small red blue and then".spl
 def lm():
     rng = np.random.default_rng(0)
     data = numericalize_docs([list(rng.choice(WORDS, size=12)) for _ in range(30)])
-    return pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none"), data)
+    return pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none"), data)
 
 
 def test_round_trip_float32_is_exact_and_float16_close(lm, tmp_path):
@@ -144,18 +144,20 @@ def test_export_lm_then_finetune_from_it(corpus_dir, tmp_path):  # noqa: F811 (f
     general = tmp_path / "general.txt"
     rng = np.random.default_rng(2)
     general.write_text("\n".join(" ".join(rng.choice(WORDS + ["film", "great", "dull"], size=15)) for _ in range(80)))
-    tiny = ["pretrain_lm.embedding_dim=8", "pretrain_lm.hidden_dim=12", "pretrain_lm.num_layers=1", "pretrain_lm.batch_size=4",
-            "pretrain_lm.bptt_length=6", "pretrain_lm.epochs=1", "finetune_lm.batch_size=2", "finetune_lm.bptt_length=5",
-            "finetune_lm.epochs=1", "embeddings.methods=[]", "pretrain_lm.num_threads=1", "finetune_lm.num_threads=1"]
+    tiny = ["finetune_lm.batch_size=2", "finetune_lm.bptt_length=5", "finetune_lm.epochs=1", "embeddings.methods=[]",
+            "pretrain_lm.num_threads=1", "finetune_lm.num_threads=1"]
+    pretraining = ["model.embedding_dim=8", "model.hidden_dim=12", "model.num_layers=1", "pretrain_lm.batch_size=4",
+                   "pretrain_lm.bptt_length=6", "pretrain_lm.epochs=1"]  # cannot apply to an LM loaded from its folder
     sets = [arg for item in tiny for arg in ("--set", item)]
+    training = [*sets, *[arg for item in pretraining for arg in ("--set", item)]]
     env = {"NLP_PIPELINE_CACHE": str(tmp_path / "cache")}
     runner = CliRunner()
-    first = runner.invoke(main, ["run", "--corpus", str(corpus_dir), *FAST, *sets, "--set", "pretrain_lm.weights=none",
+    first = runner.invoke(main, ["run", "--corpus", str(corpus_dir), *FAST, *training, "--set", "pretrain_lm.weights=none",
                                  "--set", f"pretrain_lm.corpus={general}", "--until", "pretrain_lm",
                                  "--runs-dir", str(tmp_path / "runs")], env=env, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     out = tmp_path / "exported"
-    exported = runner.invoke(main, ["export", "lm", "--corpus", str(corpus_dir), *FAST, *sets, "--set", "pretrain_lm.weights=none",
+    exported = runner.invoke(main, ["export", "lm", "--corpus", str(corpus_dir), *FAST, *training, "--set", "pretrain_lm.weights=none",
                                     "--set", f"pretrain_lm.corpus={general}", "--out", str(out)], env=env, catch_exceptions=False)
     assert exported.exit_code == 0, exported.output
     assert f"use it with: --set pretrain_lm.weights={out}" in exported.stdout
@@ -167,7 +169,7 @@ def test_export_lm_then_finetune_from_it(corpus_dir, tmp_path):  # noqa: F811 (f
     metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
     assert metrics["pretrain_lm"]["loaded_from"] == str(out) and metrics["pretrain_lm"]["seconds"] < 30
     assert metrics["finetune_lm"]["initialisation"] == "pretrained"
-    again = runner.invoke(main, ["export", "lm", "--corpus", str(corpus_dir), *FAST, *sets, "--set", "pretrain_lm.weights=none",
+    again = runner.invoke(main, ["export", "lm", "--corpus", str(corpus_dir), *FAST, *training, "--set", "pretrain_lm.weights=none",
                                  "--set", f"pretrain_lm.corpus={general}", "--out", str(out)], env=env)
     assert again.exit_code != 0 and "already exists; pass --overwrite" in again.output
 
@@ -190,7 +192,7 @@ def test_the_packaged_language_model_is_small_loads_and_matches_the_default_toke
 def test_a_backward_lm_travels_with_its_direction_and_is_refused_where_a_forward_one_belongs(lm, tmp_path):
     rng = np.random.default_rng(0)
     data = numericalize_docs([list(rng.choice(WORDS, size=12)) for _ in range(30)])
-    backward = pretrain_language_model(PretrainLmConfig(**TINY, epochs=1, weights="none", backward=True), data)
+    backward = pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none", backward=True), data)
     save_lm_folder(backward, tmp_path / "bwd")
     save_lm_folder(lm, tmp_path / "fwd")
     assert json.loads((tmp_path / "bwd" / CONFIG_FILE).read_text())["arch"]["backward"] is True
@@ -207,7 +209,7 @@ def test_a_backward_lm_travels_with_its_direction_and_is_refused_where_a_forward
 def test_classifier_direction_builds_the_backward_chain_and_backward_cannot_be_set_by_hand(tmp_path, lm):
     save_lm_folder(lm, tmp_path / "lm")
     sets = [f"pretrain_lm.weights={tmp_path / 'lm'}", f"pretrain_lm.backward_weights={tmp_path / 'lm'}", "embeddings.methods=[]"]
-    forward = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=sets))}
+    forward = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=[sets[0], sets[2]]))}  # no backward_weights
     both = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=[*sets, "classifier.direction=both"]))}
     assert "finetune_lm:backward" not in forward
     assert both["finetune_lm:backward"].inputs["pretrained"] == "pretrain_lm:backward"

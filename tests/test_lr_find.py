@@ -3,6 +3,7 @@ weights restored exactly, the classifier / LM stages' range tests on tiny data, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,11 +12,13 @@ import torch
 from click.testing import CliRunner
 
 from nlp_pipeline.core.errors import ConfigError, DataError
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.models.lr_find import find_learning_rate, plot_lr_find, suggest_learning_rates
 from nlp_pipeline.stages import classifier, language_model
 
 from test_lm import numericalize_docs
 
+SMALL = ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1)
 POSITIVE = ["a wonderful film", "great acting and a great story", "i loved it", "superb and moving", "a joy to watch",
             "brilliant fun", "wonderful and warm", "great fun for all"]
 NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "awful and tedious", "a pain to watch",
@@ -107,7 +110,7 @@ def tiny_data():
 
 
 def test_classifier_and_language_model_range_tests_on_tiny_data(tiny_data, tmp_path):
-    cfg = classifier.ClassifierConfig(embedding_dim=8, hidden_dim=12, num_layers=1, head_hidden_dim=6,
+    cfg = classifier.ClassifierConfig(model=SMALL, head_hidden_dim=6,
                                       batch_size=4, precision="float32", num_threads=1)
     result = classifier.range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
     assert result["target"] == "classifier" and result["trainable_groups"] == 1 and result["layer_groups"] == 3
@@ -115,7 +118,7 @@ def test_classifier_and_language_model_range_tests_on_tiny_data(tiny_data, tmp_p
     assert result["suggestion_min10"] is not None and math.isfinite(result["suggestion_min10"])
     assert classifier.range_test(cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)["losses"] == result["losses"]
 
-    lm_cfg = language_model.FinetuneLmConfig(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=2, bptt_length=4,
+    lm_cfg = language_model.FinetuneLmConfig(model=SMALL, batch_size=2, bptt_length=4,
                                              precision="float32", num_threads=1)
     lm_result = language_model.range_test(lm_cfg, tiny_data, start_lr=1e-5, end_lr=10.0, num_steps=30)
     assert lm_result["target"] == "finetune_lm" and lm_result["trainable_groups"] == lm_result["layer_groups"] == 2
@@ -128,14 +131,17 @@ def test_classifier_and_language_model_range_tests_on_tiny_data(tiny_data, tmp_p
 
 def test_range_tests_start_from_the_stages_models(tiny_data):
     """The range tests build with the stages' builders: the LM's start, its vocabulary check, torch left as it was."""
-    lm_cfg = language_model.FinetuneLmConfig(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=2, bptt_length=4,
+    lm_cfg = language_model.FinetuneLmConfig(model=SMALL, batch_size=2, bptt_length=4,
                                              precision="float32", num_threads=1, epochs=0)
     lm = language_model.finetune_language_model(lm_cfg, tiny_data)
     cfg = classifier.ClassifierConfig(batch_size=4, precision="float32", num_threads=1)
     threads = torch.get_num_threads()
     result = classifier.range_test(cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)
     assert result["initialisation"] == "language model" and result["steps"] >= 2
-    assert language_model.range_test(lm_cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)["initialisation"] == "pretrained"
+    from_lm = dataclasses.replace(lm_cfg, model=None)  # with a pretrained LM the architecture is the LM's
+    assert language_model.range_test(from_lm, tiny_data, lm, start_lr=1e-5, num_steps=5)["initialisation"] == "pretrained"
+    with pytest.raises(ConfigError, match="finetune_lm.model cannot apply"):
+        language_model.range_test(lm_cfg, tiny_data, lm, start_lr=1e-5, num_steps=5)
     assert torch.get_num_threads() == threads
     other = numericalize_docs([["x", "y"]] * 4, labels=[0, 1, 0, 1], label_names=["a", "b"])
     with pytest.raises(DataError, match="language model's vocabulary .* differs from the classifier data's"):
@@ -145,14 +151,16 @@ def test_range_tests_start_from_the_stages_models(tiny_data):
 def test_cli_lr_find_prints_suggestions_and_writes_the_plot(tiny_data, tmp_path, monkeypatch):
     from nlp_pipeline import cli, runs
 
+    lm_cfg = language_model.FinetuneLmConfig(model=SMALL, batch_size=2, bptt_length=4, num_threads=1, epochs=0)
+    lm = language_model.finetune_language_model(lm_cfg, tiny_data)  # untrained: its 8/12x1 encoder is what counts
+
     def fake_upstream(configs, store, instance_id, echo=None):
         assert instance_id == "classifier"
-        return {"data": tiny_data, "lm": None}
+        return {"data": tiny_data, "lm": lm}
 
     monkeypatch.setattr(runs, "upstream_artifacts", fake_upstream)
     out = tmp_path / "lr.png"
-    sets = ["classifier.embedding_dim=8", "classifier.hidden_dim=12", "classifier.num_layers=1", "classifier.batch_size=4",
-            "classifier.precision=float32", "classifier.num_threads=1"]
+    sets = ["classifier.batch_size=4", "classifier.precision=float32", "classifier.num_threads=1"]
     result = CliRunner().invoke(cli.main, ["lr-find", "--steps", "20", "--start-lr", "1e-5", "--out", str(out),
                                            "--cache-dir", str(tmp_path / "cache"), *[a for s in sets for a in ("--set", s)]],
                                 catch_exceptions=False)
@@ -179,8 +187,8 @@ def test_cli_lr_find_through_the_pipeline(tmp_path):
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 != 3))
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i % 4 == 3))
     sets = ["tokenization.workers=1", "numericalization.min_freq=1", "pretrain_lm.weights=none", "pretrain_lm.corpus=none", "embeddings.methods=[]",
-            "finetune_lm.init_vectors=none", "finetune_lm.embedding_dim=8", "finetune_lm.hidden_dim=12",
-            "finetune_lm.num_layers=1", "finetune_lm.batch_size=2", "finetune_lm.bptt_length=4", "finetune_lm.epochs=1",
+            "finetune_lm.init_vectors=none", "model.embedding_dim=8", "model.hidden_dim=12",
+            "model.num_layers=1", "finetune_lm.batch_size=2", "finetune_lm.bptt_length=4", "finetune_lm.epochs=1",
             "finetune_lm.num_threads=1", "classifier.batch_size=4", "classifier.num_threads=1"]
     args = ["--corpus", str(folder), "--cache-dir", str(tmp_path / "cache"), *[a for s in sets for a in ("--set", s)]]
     for target, groups in (("classifier", "1 of 3"), ("finetune_lm", "2 of 2")):

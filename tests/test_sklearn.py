@@ -34,9 +34,9 @@ from nlp_pipeline.sklearn import ULMFiTClassifier, as_texts, label_names
 
 # no language model to start from and an 8/12-unit LSTM: a fit takes about a second
 TINY = {"tokenization.workers": 1, "numericalization.min_freq": 1, "pretrain_lm.weights": "none",
-        "pretrain_lm.corpus": "none", "finetune_lm.embedding_dim": 8, "finetune_lm.hidden_dim": 12,
-        "finetune_lm.num_layers": 1, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 8, "finetune_lm.epochs": 1,
-        "finetune_lm.frozen_epochs": 0, "classifier.batch_size": 4, "classifier.stage_epochs": [1, 2],
+        "pretrain_lm.corpus": "none", "model.embedding_dim": 8, "model.hidden_dim": 12,
+        "model.num_layers": 1, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 8, "finetune_lm.epochs": 1,
+        "classifier.batch_size": 4, "classifier.stage_epochs": [1, 2],
         "classifier.stage_learning_rates": [0.01, 0.01], "linear.c_grid": [1.0], "linear.nb": [False]}
 # the packaged general-English LM (300/600x2, in the package: nothing is downloaded), fine-tuned one epoch; float32
 # rather than "auto" (bfloat16 on CPUs that have it), so the scores do not depend on the machine

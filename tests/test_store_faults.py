@@ -244,9 +244,9 @@ NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "
 FAST = ["--set", "tokenization.workers=1", "--set", "numericalization.min_freq=1", "--set", "lsa.n_components=3",
         "--set", "lsa.min_df=1"]
 TINY_LM = ["--set", "embeddings.methods=[]", "--set", "pretrain_lm.weights=none", "--set", "pretrain_lm.corpus=none",
-           "--set", "finetune_lm.embedding_dim=8", "--set", "finetune_lm.hidden_dim=12", "--set", "finetune_lm.num_layers=1",
+           "--set", "model.embedding_dim=8", "--set", "model.hidden_dim=12", "--set", "model.num_layers=1",
            "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5", "--set", "finetune_lm.epochs=1",
-           "--set", "finetune_lm.frozen_epochs=0", "--set", "classifier.batch_size=4",
+           "--set", "classifier.batch_size=4",
            "--set", "classifier.stage_epochs=[1, 1]", "--set", "classifier.stage_learning_rates=[0.01, 0.005]"]
 
 

@@ -135,14 +135,25 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where} has an unsupported type {_type_name(tp)}")
 
 
+def pipeline_set(cls: type) -> list[str]:
+    """The fields of dataclass `cls` that the pipeline sets, never a table: those declared with
+    field(..., metadata={"set_by": "[model]"}) (what sets them)."""
+    return [f.name for f in dataclasses.fields(cls) if "set_by" in f.metadata]
+
+
 def build(cls: type, values: dict, section: str) -> Any:
-    """Instantiate dataclass `cls` from `values`, coercing types; unknown fields raise ConfigError."""
+    """Instantiate dataclass `cls` from `values`, coercing types; unknown fields, and fields the pipeline sets
+    (pipeline_set), raise ConfigError."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown setting {section}.{unknown[0]}; valid settings of [{section}]: {', '.join(sorted(fields))}"
+            f"unknown setting {section}.{unknown[0]}; valid settings of [{section}]: {', '.join(sorted(set(fields) - set(pipeline_set(cls))))}"
         )
+    fixed = sorted(set(values) & set(pipeline_set(cls)))
+    if fixed:
+        by = fields[fixed[0]].metadata["set_by"]
+        raise ConfigError(f"{section}.{fixed[0]} is set by the pipeline from {by}; set {by} instead")
     hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
     kwargs = {name: coerce(value, hints[name], f"{section}.{name}") for name, value in values.items()}
     try:

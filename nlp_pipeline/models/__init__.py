@@ -1,5 +1,6 @@
 """Pure torch models: the RNN encoder (LSTM | GRU with AWD dropouts), heads, batching, training loops.
 
+    architecture.py  ModelConfig, the [model] table (no torch import)
     rnn.py        AwdEncoder, WeightDropRnn, LockedDropout, embedding_dropout, ARCHITECTURE_PRESETS
     heads.py      LanguageModelNet (tied decoder, fused loss), ClassifierNet (concat pooling head), builders
     batching.py   LM streams and BPTT windows; sortish, end-padded classifier batches

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-RNN_TYPES = ("lstm", "gru")
+from nlp_pipeline.models.architecture import RNN_TYPES
 
 # Named sizes. "awd-lstm-paper" is Merity et al. / ULMFiT's 400/1150/3; "cpu" is the default, chosen by
 # held-out perplexity on WikiText-2 text after the same CPU time (240 CPU-seconds, bfloat16): 300/600/2

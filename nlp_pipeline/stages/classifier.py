@@ -1,8 +1,9 @@
 """classifier: Numericalized labelled texts (+ an optional fine-tuned LanguageModel) -> ClassifierResult.
 
 ULMFiT step 3. The encoder starts from the fine-tuned LM (its vocabulary must be the data's), or from random
-weights when lm is None (the "no pretraining" ablation). On top: concat pooling [last real step, max, mean]
--> BatchNorm/dropout/linear/ReLU -> BatchNorm/dropout/linear -> logits. Training runs in stages of gradual
+weights with `model`'s architecture when lm is None (direct calls; the pipeline always gives an LM). On
+top: concat pooling [last real step, max, mean] -> BatchNorm/dropout/linear/ReLU -> BatchNorm/dropout/linear
+-> logits. Training runs in stages of gradual
 unfreezing (stage 1 trains the head, stage 2 also the top RNN layer, ..., the last stage everything) with
 discriminative learning rates (lr / 2.6 ** depth) and a one-cycle (or STLR) schedule per stage; batches are
 length-sorted within shuffled chunks and padded at the end.
@@ -40,6 +41,7 @@ import numpy as np
 from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, holdout, score  # noqa: F401 (classification_metrics: re-exported)
 
 VALIDATION_SPLITS = ("auto", "train", "dev")
@@ -48,10 +50,8 @@ DIRECTIONS = {"forward": (False,), "backward": (True,), "both": (False, True)}  
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    rnn_type: str = "lstm"              # encoder cell when there is no LM ("lstm" or "gru"); else the LM's
-    embedding_dim: int = 300            # encoder embedding size when there is no LM; else the LM's
-    hidden_dim: int = 600               # encoder inner layer size when there is no LM; else the LM's
-    num_layers: int = 2                 # encoder layers when there is no LM; else the LM's
+    model: ModelConfig | None = field(default=None, metadata={"set_by": "[model]"})  # the encoder architecture
+                                        # without an LM (None: ModelConfig()); with one, the LM's (then it must be None)
     embedding_dropout: float = 0.05     # whole embedding rows dropped (times dropout_scale)
     input_dropout: float = 0.4          # locked dropout on the embedding output (times dropout_scale)
     hidden_dropout: float = 0.3         # locked dropout between RNN layers (times dropout_scale)
@@ -95,8 +95,6 @@ class ClassifierConfig:
             raise ConfigError(f"classifier.validation_split must be one of {list(VALIDATION_SPLITS)}, got {self.validation_split!r}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"classifier.validation_fraction must be between 0 and 1, got {self.validation_fraction}")
-        if self.rnn_type not in ("lstm", "gru"):
-            raise ConfigError(f"classifier.rnn_type must be 'lstm' or 'gru', got {self.rnn_type!r}")
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
@@ -180,8 +178,9 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
     """(the ClassifierNet this stage starts training from, its initialisation: "random" or "language model").
 
     The encoder is the fine-tuned LM's (its vocabulary must be the data's; it must read texts the way `backward`
-    says) or random with cfg's sizes; dropouts are cfg's times dropout_scale. The model is on the CPU; its random weights come from torch's generator, so
-    seed it first (the stage and range_test build inside training_session(..., cfg.seed)).
+    says; cfg.model must then be None) or random with cfg.model's architecture; dropouts are cfg's times
+    dropout_scale. The model is on the CPU; its random weights come from torch's generator, so seed it first
+    (the stage and range_test build inside training_session(..., cfg.seed)).
     """
     import torch
 
@@ -189,6 +188,9 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
     from nlp_pipeline.models.heads import ClassifierNet, build_encoder
     from nlp_pipeline.models.rnn import Dropouts
 
+    if lm is not None and cfg.model is not None:
+        raise ConfigError("classifier.model cannot apply: the encoder is the language model's; give no LM to train "
+                          "one with [model]")
     if lm is not None and list(lm.vocab.itos) != list(data.vocab.itos):
         raise DataError(
             f"the language model's vocabulary ({len(lm.vocab)} tokens) differs from the classifier data's "
@@ -199,9 +201,7 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
     dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout).scaled(cfg.dropout_scale)
     head_dropouts = (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)
     if lm is None:
-        arch = {"vocab_size": len(data.vocab), "embedding_dim": cfg.embedding_dim, "hidden_dim": cfg.hidden_dim,
-                "num_layers": cfg.num_layers, "rnn_type": cfg.rnn_type, "pad_id": pad_id(data.vocab)}
-        encoder = build_encoder(arch, dropouts)
+        encoder = build_encoder((cfg.model or ModelConfig()).arch(len(data.vocab), pad_id(data.vocab)), dropouts)
         initialisation = "random"
     else:
         encoder = build_encoder(lm.arch, dropouts)

@@ -20,8 +20,11 @@ Training is a long job that survives interruption: under the runner, the loop ch
 `checkpoint_minutes` (core/checkpoints.py) and a rerun of the same key resumes from the last checkpoint to
 the same weights as an uninterrupted run.
 
-Limits: the architecture of a fine-tuned LM is the pretrained one (the size fields of [finetune_lm] only
-apply when there is no pretrained LM); one device per process; variable BPTT follows AWD-LSTM (lengths
+Architecture: the pipeline sets `model` ([model], models/architecture.py) on the instance that builds the
+encoder, pretrain_lm when it trains, else finetune_lm; a fine-tuned LM keeps the pretrained one's (its `model`
+is None). Settings that cannot apply are in no key: frozen_epochs and frozen_learning_rate without a pretrained
+LM, vectors_dim_mismatch with init_vectors = "none", every field but the files when pretrain_lm loads weights.
+Limits: one device per process; variable BPTT follows AWD-LSTM (lengths
 N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
 """
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,8 +42,8 @@ from nlp_pipeline.artifacts import LanguageModel, Numericalized, WordVectors, sp
 from nlp_pipeline.core import checkpoints
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
+from nlp_pipeline.models.architecture import ModelConfig
 
-RNN_TYPES = ("lstm", "gru")
 SCHEDULES = ("stlr", "one_cycle", "constant")
 VECTOR_MISMATCH = ("error", "project")
 log = logging.getLogger("nlp_pipeline")
@@ -50,10 +53,8 @@ log = logging.getLogger("nlp_pipeline")
 class LanguageModelConfig:
     """Settings shared by pretraining and fine-tuning (each stage has its own table and defaults)."""
 
-    rnn_type: str = "lstm"              # recurrent cell: "lstm" or "gru" (same regularisers; GRU is ~2x slower on CPU)
-    embedding_dim: int = 300            # embedding size, also the size of the last RNN layer (decoder weights are tied)
-    hidden_dim: int = 600               # units of each inner RNN layer (AWD-LSTM paper: 400/1150/3; see ARCHITECTURE_PRESETS)
-    num_layers: int = 2                 # RNN layers
+    model: ModelConfig | None = field(default=None, metadata={"set_by": "[model]"})  # the architecture when this
+                                        # instance builds the encoder (None: the upstream LM's; direct calls: ModelConfig())
     embedding_dropout: float = 0.02     # probability of dropping a whole word type's embedding row per batch (times dropout_scale)
     input_dropout: float = 0.25         # locked dropout on the embedding output (times dropout_scale)
     hidden_dropout: float = 0.15        # locked dropout between RNN layers (times dropout_scale)
@@ -129,11 +130,9 @@ class FinetuneLmConfig(LanguageModelConfig):
 
 
 def _validate_common(cfg: PretrainLmConfig, section: str) -> None:
-    if cfg.rnn_type not in RNN_TYPES:
-        raise ConfigError(f"{section}.rnn_type must be one of {list(RNN_TYPES)}, got {cfg.rnn_type!r}")
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"{section}.schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
-    for name in ("embedding_dim", "hidden_dim", "num_layers", "bptt_length", "batch_size"):
+    for name in ("bptt_length", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{section}.{name} must be at least 1, got {getattr(cfg, name)}")
     for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "output_dropout"):
@@ -304,13 +303,12 @@ def _load_checkpoint(model: Any, optimizer: Any, device: Any) -> dict[str, Any] 
 
 
 def _new_model(cfg: PretrainLmConfig, data: Numericalized) -> Any:
+    """A LanguageModelNet of random weights with cfg.model's architecture (ModelConfig() when None)."""
     from nlp_pipeline.models.batching import pad_id
-    from nlp_pipeline.models.heads import LanguageModelNet
-    from nlp_pipeline.models.rnn import AwdEncoder
+    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
 
-    encoder = AwdEncoder(len(data.vocab), cfg.embedding_dim, cfg.hidden_dim, cfg.num_layers, cfg.rnn_type,
-                         pad_id(data.vocab), _dropouts(cfg))
-    return LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
+    arch = (cfg.model or ModelConfig()).arch(len(data.vocab), pad_id(data.vocab))
+    return LanguageModelNet(build_encoder(arch, _dropouts(cfg)), cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
 
 
 def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = None) -> LanguageModel:
@@ -344,7 +342,7 @@ def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = 
 
 
 def fit_vectors(cfg: FinetuneLmConfig, vectors: WordVectors, embedding_dim: int,
-                where: str = "finetune_lm.embedding_dim") -> np.ndarray:
+                where: str = "model.embedding_dim") -> np.ndarray:
     """Word vectors at embedding_dim columns: as they are, projected (cfg.vectors_dim_mismatch = "project"),
     or a ConfigError naming both sizes."""
     from nlp_pipeline.models.training import project_vectors
@@ -372,9 +370,10 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
     vocab_new, pretrained_val_perplexity with a pretrained LM, vectors_method, vectors_rows_initialised with vectors).
 
     The pretrained LM with its rows matched to this vocabulary (new tokens get the mean row), or random weights
-    with cfg's sizes; word vectors then fill the rows the pretrained LM does not cover. The model is on the
-    CPU; its random weights come from torch's generator, so seed it first (the stage and range_test build
-    inside training_session(..., cfg.seed)).
+    with cfg.model's architecture (a ConfigError when both a pretrained LM and cfg.model are given); word
+    vectors then fill the rows the pretrained LM does not cover. The model is on the CPU; its random weights
+    come from torch's generator, so seed it first (the stage and range_test build inside
+    training_session(..., cfg.seed)).
     """
     import torch
 
@@ -389,6 +388,9 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         model = _new_model(cfg, data)
         metrics["initialisation"] = "random"
     else:
+        if cfg.model is not None:
+            raise ConfigError("finetune_lm.model cannot apply: a fine-tuned LM has the pretrained LM's architecture; "
+                              "give no pretrained LM to train one with [model]")
         if pretrained.direction != ("backward" if cfg.backward else "forward"):
             raise ConfigError(f"the pretrained language model reads texts {pretrained.direction} but finetune_lm reads "
                               f"them {'backward' if cfg.backward else 'forward'}; both must go the same way")
@@ -408,7 +410,7 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
                        pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
     if vectors is not None:
-        where = "the pretrained LM's embedding_dim" if pretrained is not None else "finetune_lm.embedding_dim"
+        where = "the pretrained LM's embedding_dim" if pretrained is not None else "model.embedding_dim"
         fitted = fit_vectors(cfg, vectors, model.encoder.embedding_dim, where)
         with torch.no_grad():
             emb = model.encoder.embedding.weight
@@ -487,8 +489,9 @@ def _describe(cfg: PretrainLmConfig) -> str:
     way = ", backward" if cfg.backward else ""
     if isinstance(cfg, PretrainLmConfig) and cfg.loads_weights:
         return f"weights={cfg.weights}{way}"
-    return (f"{cfg.rnn_type} {cfg.embedding_dim}/{cfg.hidden_dim}x{cfg.num_layers}, {cfg.epochs} epochs, "
-            f"lr={cfg.learning_rate:g}, precision={cfg.precision}{way}")
+    model = cfg.model
+    size = f"{model.rnn_type} {model.embedding_dim}/{model.hidden_dim}x{model.num_layers}, " if model else ""
+    return f"{size}{cfg.epochs} epochs, lr={cfg.learning_rate:g}, precision={cfg.precision}{way}"
 
 
 VOLATILE = ("device", "num_threads", "checkpoint_minutes")  # and the number of torchrun processes, which no config field holds
@@ -497,6 +500,15 @@ VOLATILE = ("device", "num_threads", "checkpoint_minutes")  # and the number of 
 def _volatile(cfg: LanguageModelConfig) -> tuple[str, ...]:
     """VOLATILE, and `backward` while it is false (forward keys stay those of before the field existed)."""
     return VOLATILE if cfg.backward else (*VOLATILE, "backward")
+
+
+def _finetune_volatile(cfg: FinetuneLmConfig) -> tuple[str, ...]:
+    """_volatile, and what cannot apply: the frozen phase without a pretrained LM (cfg.model is set exactly
+    then), vectors_dim_mismatch without init_vectors."""
+    unused = ("frozen_epochs", "frozen_learning_rate") if cfg.model is not None else ()
+    if cfg.init_vectors.lower() == "none":
+        unused += ("vectors_dim_mismatch",)
+    return (*_volatile(cfg), *unused)
 
 
 def _pretrain_volatile(cfg: PretrainLmConfig) -> tuple[str, ...]:
@@ -538,7 +550,7 @@ FINETUNE_STAGE = Stage(
     inputs={"data": "numericalization", "pretrained": "pretrain_lm", "vectors": "embeddings"},
     optional=("pretrained", "vectors"),
     run=finetune_language_model,
-    volatile=_volatile,
+    volatile=_finetune_volatile,
     collective=True,
     describe=_describe,
     summary=summarize,

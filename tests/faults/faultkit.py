@@ -7,7 +7,7 @@ and the checks every fault ends with (one error line, a clean cache, the same re
     comparable(read_metrics(tmp / "runs" / "tiny"))   # metrics.json without timings and hit/miss status
 
 Every pipeline run here is the whole pipeline (corpus .. classifier, the predict bundle and report.md) on 20
-short texts with a tiny language model: about ten seconds on one core. finetune_lm.hidden_dim is 64 so that the
+short texts with a tiny language model: about ten seconds on one core. model.hidden_dim is 64 so that the
 language model and the classifier hold an array stored as a memory-mapped .npy file (the store's large-array
 path), which a smaller model would not exercise.
 """
@@ -41,9 +41,9 @@ NEGATIVE = ["a dull film", "terrible acting and a boring story", "i hated it", "
 SETTINGS = [
     "--set", "tokenization.workers=1", "--set", "numericalization.min_freq=1", "--set", "lsa.n_components=3",
     "--set", "lsa.min_df=1", "--set", "embeddings.methods=[]", "--set", "pretrain_lm.weights=none",
-    "--set", "pretrain_lm.corpus=none", "--set", "finetune_lm.embedding_dim=8", "--set", "finetune_lm.hidden_dim=64",
-    "--set", "finetune_lm.num_layers=2", "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5",
-    "--set", "finetune_lm.epochs=1", "--set", "finetune_lm.frozen_epochs=0", "--set", "classifier.batch_size=4",
+    "--set", "pretrain_lm.corpus=none", "--set", "model.embedding_dim=8", "--set", "model.hidden_dim=64",
+    "--set", "model.num_layers=2", "--set", "finetune_lm.batch_size=2", "--set", "finetune_lm.bptt_length=5",
+    "--set", "finetune_lm.epochs=1", "--set", "classifier.batch_size=4",
     "--set", "classifier.stage_epochs=[1, 1]", "--set", "classifier.stage_learning_rates=[0.01, 0.005]",
 ]
 OTHER_SEED = ["--set", "classifier.seed=1"]          # config B: shares every artifact with A but the classifier
