@@ -9,6 +9,7 @@ Nothing here computes anything itself: stages do the work, core.runner does the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from nlp_pipeline.core import config as config_layer
-from nlp_pipeline.core.errors import ConfigError
+from nlp_pipeline.core.errors import CannotApply, ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.models.architecture import ModelConfig
@@ -67,16 +68,22 @@ def load_config(
     preset: str | None = None,
     overrides: dict | None = None,
 ) -> dict[str, Any]:
-    """Resolve every stage's config: defaults <- preset <- config_file <- overrides (CLI options) <- sets."""
-    layers = default_layers()
-    if preset:
-        layers.append(preset_layer(preset))
-    if config_file:
-        layers.append(config_layer.load_toml(config_file))
-    if overrides:
-        layers.append(overrides)
-    layers.append(config_layer.parse_sets(list(sets)))
-    return config_layer.resolve(SCHEMAS, layers, moved=MOVED)
+    """Resolve every stage's config: defaults <- preset <- config_file <- overrides (CLI options) <- sets.
+
+    A setting that cannot apply (errors.CannotApply: a sub-table of a method not trained, a linear.* setting
+    without the linear model, ...) is an error when the user set it; when only the preset did, it is dropped, as
+    a default would be (--preset quick --set embeddings.methods=[\"word2vec\"] runs, without quick's GloVe lines)."""
+    chosen = copy.deepcopy(preset_layer(preset)) if preset else {}
+    user = ([config_layer.load_toml(config_file)] if config_file else []) + ([overrides] if overrides else [])
+    user.append(config_layer.parse_sets(list(sets)))
+    while True:
+        try:
+            configs = config_layer.resolve(SCHEMAS, [*default_layers(), chosen, *user], moved=MOVED)
+            instances(configs)  # raises what cannot apply across tables
+            return configs
+        except CannotApply as exc:
+            if config_layer.lookup(user, exc.field) or not config_layer.drop(chosen, exc.field):
+                raise
 
 
 def instances(configs: dict[str, Any]) -> list[Instance]:
@@ -110,7 +117,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     emb = configs["embeddings"]
     general_source = pretrain.corpus
     if emb.general_corpus and general_source.lower() == "none":
-        raise ConfigError("embeddings.general_corpus cannot apply: pretrain_lm.corpus = \"none\" names no general corpus; "
+        raise CannotApply("embeddings.general_corpus", "pretrain_lm.corpus = \"none\" names no general corpus; "
                           "set pretrain_lm.corpus or remove embeddings.general_corpus")
     trains_lm = trains_pretrain_lm(configs)
     general: list[Instance] = []
@@ -192,14 +199,14 @@ def lm_settings(configs: dict[str, Any]) -> None:
     without init_vectors; backward_weights without a backward chain. Those fields are in no key either."""
     pretrain, finetune, emb, chains = configs["pretrain_lm"], configs["finetune_lm"], configs["embeddings"], lm_chains(configs)
     if configs["classifier"].direction == "forward" and "pretrain_lm.backward_weights" in set_fields(pretrain, "pretrain_lm"):
-        raise ConfigError('pretrain_lm.backward_weights cannot apply: classifier.direction = "forward" reads no backward '
-                          'LM; remove it or set classifier.direction = "both" (or "backward")')
+        raise CannotApply("pretrain_lm.backward_weights", 'classifier.direction = "forward" reads no backward LM; '
+                          'remove it or set classifier.direction = "both" (or "backward")')
     loading, no_corpus = all(c.loads_weights for c in chains), pretrain.corpus.lower() == "none"
     field = "backward_weights" if chains[0].backward else "weights"
     model = set_fields(configs["model"], "model")
     if loading and model:
-        raise ConfigError(f"{model[0]} cannot apply: pretrain_lm.{field} = "
-                          f"{chains[0].weights!r} fixes the architecture; set pretrain_lm.{field} = \"none\" to train another")
+        raise CannotApply(model[0], f"pretrain_lm.{field} = {chains[0].weights!r} fixes the architecture; "
+                          f"set pretrain_lm.{field} = \"none\" to train another")
     if not trains_pretrain_lm(configs):
         keep = {"weights", "backward_weights", *language_model.VOLATILE, *(() if loading else ("corpus",)),
                 *(("corpus", "max_documents") if emb.general_corpus else ())}
@@ -207,13 +214,13 @@ def lm_settings(configs: dict[str, Any]) -> None:
         because = (f"pretrain_lm.{field} = {chains[0].weights!r} loads a trained LM; remove it or set pretrain_lm.{field} = "
                    f'"none" to train one') if loading else "pretrain_lm.corpus = 'none' pretrains nothing; remove it"
         if unused:
-            raise ConfigError(f"{unused[0]} cannot apply: {because}")
+            raise CannotApply(unused[0], because)
     frozen = [n for n in set_fields(finetune, "finetune_lm") if n.endswith(("frozen_epochs", "frozen_learning_rate"))]
     if frozen and no_corpus and not any(c.loads_weights for c in chains):
-        raise ConfigError(f"{frozen[0]} cannot apply: without a pretrained LM (pretrain_lm.corpus = 'none') fine-tuning "
-                          f"has no frozen phase; remove it")
+        raise CannotApply(frozen[0], "without a pretrained LM (pretrain_lm.corpus = 'none') fine-tuning has no "
+                          "frozen phase; remove it")
     if finetune.init_vectors.lower() == "none" and "finetune_lm.vectors_dim_mismatch" in set_fields(finetune, "finetune_lm"):
-        raise ConfigError('finetune_lm.vectors_dim_mismatch cannot apply: finetune_lm.init_vectors = "none" reads no word '
+        raise CannotApply("finetune_lm.vectors_dim_mismatch", 'finetune_lm.init_vectors = "none" reads no word '
                           "vectors; remove it or set finetune_lm.init_vectors")
 
 
@@ -224,8 +231,8 @@ def blend_instances(configs: dict[str, Any]) -> list[Instance]:
     if not blending.linear:
         unused = set_fields(configs["linear"], "linear") + [f for f in set_fields(blending, "blend") if f == "blend.refit"]
         if unused:
-            raise ConfigError(f"{unused[0]} cannot apply: blend.linear = false blends no linear model; remove "
-                              f"{unused[0]} or set blend.linear = true")
+            raise CannotApply(unused[0], f"blend.linear = false blends no linear model; remove {unused[0]} or set "
+                              f"blend.linear = true")
         return [Instance("blend", STAGES["blend"], blending, {"classifier": "classifier", "data": "numericalization"})]
     return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "classifier": "classifier"}),
             Instance("blend", STAGES["blend"], blending,

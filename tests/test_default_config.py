@@ -4,6 +4,8 @@ import dataclasses
 import tomllib
 from importlib import resources
 
+import pytest
+
 from nlp_pipeline import pipeline
 
 
@@ -34,3 +36,17 @@ def test_every_default_field_has_a_comment():
 def test_quick_preset_only_names_known_settings():
     configs = pipeline.load_config(preset="quick")
     assert set(configs) == set(pipeline.SCHEMAS)
+
+
+def test_a_preset_setting_that_cannot_apply_is_dropped_but_the_users_is_an_error():
+    from nlp_pipeline.core.errors import CannotApply
+    from nlp_pipeline.stages.embeddings import FastTextConfig, GloveConfig
+
+    configs = pipeline.load_config(preset="quick", sets=['embeddings.methods=["word2vec"]', "blend.linear=false"])
+    assert configs["embeddings"].glove == GloveConfig() and configs["embeddings"].fasttext == FastTextConfig()
+    assert configs["linear"].chars == pipeline.SCHEMAS["linear"]().chars      # quick's [0] dropped with the linear model
+    assert configs["embeddings"].word2vec.epochs == 2                        # what still applies keeps the preset's value
+    no_lm = pipeline.load_config(preset="quick", sets=["pretrain_lm.weights=none", "pretrain_lm.corpus=none"])
+    assert no_lm["finetune_lm"].frozen_epochs == pipeline.SCHEMAS["finetune_lm"]().frozen_epochs
+    with pytest.raises(CannotApply, match=r"^embeddings\.glove\.epochs cannot apply: 'glove' is not in embeddings\.methods"):
+        pipeline.load_config(preset="quick", sets=['embeddings.methods=["word2vec"]', "embeddings.glove.epochs=5"])

@@ -97,10 +97,9 @@ def test_changing_the_glove_window_changes_only_the_glove_instance_key():
 def test_general_corpus_without_a_general_corpus_cannot_apply():
     from nlp_pipeline import pipeline
 
-    configs = pipeline.load_config(sets=["pretrain_lm.weights=none", "pretrain_lm.corpus=none", "embeddings.general_corpus=true"])
     with pytest.raises(ConfigError, match=r'^embeddings\.general_corpus cannot apply: pretrain_lm\.corpus = "none" names no '
                                           r'general corpus; set pretrain_lm\.corpus or remove embeddings\.general_corpus$'):
-        pipeline.instances(configs)
+        pipeline.load_config(sets=["pretrain_lm.weights=none", "pretrain_lm.corpus=none", "embeddings.general_corpus=true"])
 
 
 def test_pretrained_key_follows_file_contents_not_path(tmp_path):

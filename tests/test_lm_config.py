@@ -66,9 +66,8 @@ def test_default_architecture_is_the_one_before_the_model_table():
      'pretrain_lm.backward_weights cannot apply: classifier.direction = "forward"'),
 ])
 def test_a_setting_that_cannot_apply_is_a_one_line_config_error(sets, message):
-    configs = pipeline.load_config(sets=sets)
-    with pytest.raises(ConfigError) as caught:
-        pipeline.instances(configs)
+    with pytest.raises(ConfigError) as caught:   # load_config checks what cannot apply (pipeline.instances too)
+        pipeline.instances(pipeline.load_config(sets=sets))
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 

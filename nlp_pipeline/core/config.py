@@ -203,6 +203,30 @@ def resolve(schemas: dict[str, type], layers: list[dict], moved: dict[str, str] 
     return {name: build(cls, merged.get(name, {}), name) for name, cls in schemas.items()}
 
 
+def lookup(layers: list[dict], dotted: str) -> bool:
+    """True when some layer sets `dotted` ("embeddings.glove.window"): lookup([{"a": {"b": 1}}], "a.b") -> True."""
+    for layer in layers:
+        table: Any = layer
+        for part in dotted.split("."):
+            table = table.get(part, _MISSING) if isinstance(table, dict) else _MISSING
+        if table is not _MISSING:
+            return True
+    return False
+
+
+def drop(layer: dict, dotted: str) -> bool:
+    """Remove `dotted` from `layer` in place; True when it was there."""
+    *path, name = dotted.split(".")
+    for part in path:
+        layer = layer.get(part)
+        if not isinstance(layer, dict):
+            return False
+    return layer.pop(name, _MISSING) is not _MISSING
+
+
+_MISSING = object()
+
+
 def to_dict(configs: dict[str, Any]) -> dict:
     """The resolved configs as plain tables, nested configs as nested tables (for runs/<name>/config.toml and
     meta.json). Fields the pipeline sets (metadata "set_by") are left out: a config file may not name them."""

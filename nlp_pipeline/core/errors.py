@@ -17,6 +17,15 @@ class ConfigError(NlpPipelineError, ValueError):
     exit_code = 2
 
 
+class CannotApply(ConfigError):
+    """A setting that this config makes meaningless (a method not trained, a stage not run): never silently
+    ignored. `field` is its dotted name ("linear.chars"); the message says why and what to do."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field} cannot apply: {reason}")
+        self.field = field
+
+
 class DataError(NlpPipelineError, ValueError):
     """The corpus or another input file cannot be used as it is."""
 

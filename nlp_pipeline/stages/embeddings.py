@@ -39,7 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from nlp_pipeline.artifacts import Tokens, WordVectors
-from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
+from nlp_pipeline.core.errors import CannotApply, ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.core.stage import Stage
 
@@ -116,8 +116,8 @@ class EmbeddingsConfig:
             own, default = getattr(self, method), type(getattr(self, method))()
             changed = [f.name for f in dataclasses.fields(own) if getattr(own, f.name) != getattr(default, f.name)]
             if changed and method not in self.methods:
-                raise ConfigError(f"embeddings.{method}.{changed[0]} cannot apply: {method!r} is not in "
-                                  f"embeddings.methods; add it or remove the setting")
+                raise CannotApply(f"embeddings.{method}.{changed[0]}", f"{method!r} is not in embeddings.methods; "
+                                  f"add it or remove the setting")
         def check(table: str, names: tuple[str, ...], positive: bool = False) -> None:
             for name in names:
                 value = getattr(getattr(self, table) if table else self, name)
