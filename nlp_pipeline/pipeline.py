@@ -23,12 +23,12 @@ from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages import (
-    blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization,
+    blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization, validation,
 )
 
 STAGES = {
     stage.name: stage
-    for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, embeddings.STAGE, lsa.STAGE,
+    for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, validation.STAGE, embeddings.STAGE, lsa.STAGE,
                   language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE, linear.STAGE, blend.STAGE)
 }
 SCHEMAS = {name: stage.config for name, stage in STAGES.items()}
@@ -36,6 +36,8 @@ MOVED = {  # fields that moved to another table: an old config naming them gets 
     "classifier.blend_linear": "blend.linear", "classifier.linear_refit": "blend.refit",
     "classifier.linear_ngrams": "linear.ngrams", "classifier.linear_c_grid": "linear.c_grid",
     "classifier.linear_chars": "linear.chars", "classifier.linear_nb": "linear.nb",
+    "classifier.validation_split": "validation.split", "classifier.validation_fraction": "validation.fraction",
+    "lsa.validation_size": "validation.fraction",
 }
 PRESETS = ("quick",)
 
@@ -81,7 +83,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     general corpus (pretrain_lm.corpus, unless "none") goes through its own corpus, tokenization and
     numericalization instances (ids ending in ":general"), with the target's tokenization and vocabulary
     settings, and pretrain_lm trains on it; those instances also exist when embeddings.general_corpus asks
-    for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...).
+    for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...). One
+    "validation" instance carves the target's train/validation documents for lsa, classifier, linear and blend.
     classifier.direction = "backward" or "both" adds (or, for "backward", only builds) the backward chain
     "pretrain_lm:backward" -> "finetune_lm:backward" (weights from pretrain_lm.backward_weights), which the
     classifier reads as its input "lm_backward".
@@ -92,6 +95,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         Instance("corpus", stage["corpus"], text_executor(configs["corpus"], configs["tokenization"], "corpus"), {}),
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
         Instance("numericalization", stage["numericalization"], numericalizing, {"tokens": "tokenization"}),
+        Instance("validation", stage["validation"], configs["validation"], {"tokens": "tokenization"}),
     ]
     pretrain, finetune, classify = configs["pretrain_lm"], configs["finetune_lm"], configs["classifier"]
     for section, cfg in (("pretrain_lm", pretrain), ("finetune_lm", finetune)):
@@ -133,7 +137,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
             f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
         )
     language = []
-    classifier_inputs = {"data": "numericalization"}
+    classifier_inputs = {"data": "numericalization", "carve": "validation"}
     for chain in chains:
         suffix = ":backward" if chain.backward else ""
         weights_field = "backward_weights" if chain.backward else "weights"
@@ -153,7 +157,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
     language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
     language += blend_instances(configs)
-    return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+    return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization", "carve": "validation"}),
+            *general, *language]
 
 
 def blend_instances(configs: dict[str, Any]) -> list[Instance]:
@@ -167,10 +172,11 @@ def blend_instances(configs: dict[str, Any]) -> list[Instance]:
         if unused:
             raise ConfigError(f"{unused[0]} cannot apply: blend.linear = false blends no linear model; remove "
                               f"{unused[0]} or set blend.linear = true")
-        return [Instance("blend", STAGES["blend"], blending, {"classifier": "classifier", "data": "numericalization"})]
-    return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "classifier": "classifier"}),
+        return [Instance("blend", STAGES["blend"], blending,
+                         {"classifier": "classifier", "data": "numericalization", "carve": "validation"})]
+    return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "carve": "validation"}),
             Instance("blend", STAGES["blend"], blending,
-                     {"classifier": "classifier", "data": "numericalization", "linear": "linear"})]
+                     {"classifier": "classifier", "data": "numericalization", "linear": "linear", "carve": "validation"})]
 
 
 def text_executor(cfg: Any, tokenizing: Any, section: str = "numericalization") -> Any:

@@ -20,6 +20,7 @@ from helpers import free_port, wait_for_processes
 
 from nlp_pipeline.models import distributed
 from nlp_pipeline.models.batching import shard
+from nlp_pipeline.targets import carve
 
 HERE = Path(__file__).resolve()
 
@@ -78,14 +79,15 @@ def _tiny_classifier_data():
 
 
 CLASSIFIER = dict(embedding_dim=8, hidden_dim=12, num_layers=1, batch_size=16, precision="float32",
-                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], validation_fraction=0.25, patience=2, num_threads=1)
+                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], patience=2, num_threads=1)
 
 
 def classifier_job(out: str) -> None:
     """The classifier stage function itself (gradual unfreezing: the model is re-wrapped between stages)."""
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 
-    result = train_classifier(ClassifierConfig(**CLASSIFIER), _tiny_classifier_data())
+    data = _tiny_classifier_data()
+    result = train_classifier(ClassifierConfig(**CLASSIFIER), data, carve=carve(data, fraction=0.25))
     np.savez(_rank_file(out), history=json.dumps(result.history), metrics=json.dumps(result.metrics, default=str),
              test_probabilities=result.test_probabilities, **result.state_dict)
 
@@ -95,7 +97,8 @@ def ensemble_job(out: str) -> None:
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 
     cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 1], "members": 2})
-    result = train_classifier(cfg, _tiny_classifier_data())
+    data = _tiny_classifier_data()
+    result = train_classifier(cfg, data, carve=carve(data, fraction=0.25))
     np.savez(_rank_file(out), test_probabilities=result.test_probabilities, **result.state_dict)
 
 
@@ -112,7 +115,8 @@ def targets_job(out: str) -> None:
     cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 2]})
     for target, labels, names in (("multi_label", np.stack([positive, long], 1).astype(np.int8), ["pos", "long"]),
                                   ("regression", np.where(positive, 3.0, -1.0).astype(np.float32), ["score"])):
-        result = train_classifier(cfg, dataclasses.replace(data, labels=labels, label_names=names, target_type=target))
+        as_target = dataclasses.replace(data, labels=labels, label_names=names, target_type=target)
+        result = train_classifier(cfg, as_target, carve=carve(as_target, fraction=0.25))
         np.savez(f"{out}-{target}.rank{distributed.rank()}.npz", history=json.dumps(result.history),
                  arch=json.dumps(result.arch), test_probabilities=result.test_probabilities, **result.state_dict)
 
