@@ -1,5 +1,5 @@
 """Scores for the three target types (artifacts.TARGET_TYPES): one class, a set of classes, or a number per text;
-and the validation carve that both the classifier and the lsa baselines make from train.
+and the train/validation carve (the validation stage's) that lsa, classifier, linear and blend choose on.
 
     score("class", [0, 1], probs, ["neg", "pos"])              # accuracy, macro-F1, per class, confusion
     score("multi_label", [[1, 0], [1, 1]], probs, ["a", "b"])  # micro/macro-F1, subset accuracy, Hamming loss
@@ -29,8 +29,8 @@ THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05, 0.1, ..., 
 
 
 def holdout(labels: np.ndarray, fraction: float, seed: int, target_type: str = "class") -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (kept, held-out) positions into `labels`, both ascending: the validation slice the classifier and
-    the lsa baselines carve from train. "class" labels are stratified (each label is a group); label sets and
+    """Seeded (kept, held-out) positions into `labels`, both ascending: the validation slice carve() holds out of
+    train. "class" labels are stratified (each label is a group); label sets and
     numbers are one group, so their slice is random. Of a group of n >= 2 rows, round(fraction * n) are held out,
     at least 1 and at most n - 1 (a group of one row is kept whole).
 
