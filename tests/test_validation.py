@@ -101,3 +101,24 @@ def test_one_carve_feeds_every_stage_that_chooses_on_validation():
     assert "classifier" not in ids["linear"].inputs  # a classifier setting never re-runs linear
     alone = {i.id: i for i in pipeline.instances(pipeline.load_config(sets=["blend.linear=false"]))}
     assert alone["blend"].inputs["carve"] == "validation"
+
+
+def test_the_cli_says_a_missing_dev_split_in_one_line(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from nlp_pipeline.cli import main
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    rows = [{"text": f"word{i} and more", "label": "ab"[i % 2]} for i in range(12)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[10:]))
+    result = CliRunner().invoke(main, ["run", "--corpus", str(folder), "--runs-dir", str(tmp_path / "runs"), "--until",
+                                       "validation", "--set", "tokenization.workers=1", "--set", "validation.split=dev"],
+                                env={"NLP_PIPELINE_CACHE": str(tmp_path / "cache")}, catch_exceptions=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert errors == ["error: validation.split = 'dev' but the corpus has no labelled dev documents; set "
+                      "validation.split to \"auto\" or \"train\" to hold out part of train"]
