@@ -267,7 +267,7 @@ def _running(stderr: str) -> list[str]:
 def test_torchrun_cli_run_stores_one_classifier_artifact_under_the_single_process_key(tmp_path):
     done = _torchrun_cli(tmp_path)
     assert done.stdout.count("results in") == 1                                # only process 0 reports and writes
-    assert _running(done.stderr) == ["corpus", "tokenization", "numericalization", "finetune_lm", "classifier"], done.stderr
+    assert _running(done.stderr) == ["corpus", "tokenization", "numericalization", "validation", "finetune_lm", "classifier"], done.stderr
     stored = [p for p in (tmp_path / "cache" / "classifier").iterdir() if (p / "meta.json").is_file()]
     assert len(stored) == 1 and not list((tmp_path / "cache" / "classifier").glob(".tmp-*"))
     from nlp_pipeline.core.store import ArtifactStore
@@ -285,7 +285,7 @@ def test_torchrun_cli_run_stores_one_classifier_artifact_under_the_single_proces
                                env={"NLP_PIPELINE_CACHE": str(tmp_path / "cache")})
     assert shown.exit_code == 0, shown.output
     lines = {line.split()[0]: line.split()[1:3] for line in shown.stdout.splitlines()}
-    for stage in ("corpus", "tokenization", "numericalization", "finetune_lm", "classifier"):
+    for stage in ("corpus", "tokenization", "numericalization", "validation", "finetune_lm", "classifier"):
         assert lines[stage][0] == "hit" and metrics[stage]["key"].startswith(lines[stage][1]), stage
 
 
@@ -297,7 +297,7 @@ def test_torchrun_rerun_loads_hits_everywhere_and_recomputes_only_the_forced_sta
     assert _running(again.stderr) == ["classifier"]
     assert len([p for p in (tmp_path / "cache" / "classifier").iterdir()]) == 1
     cached = _torchrun_cli(tmp_path)
-    assert _running(cached.stderr) == [] and cached.stderr.count("cache hit") == 5
+    assert _running(cached.stderr) == [] and cached.stderr.count("cache hit") == 6
 
 
 if __name__ == "__main__":  # a worker process: python test_distributed.py JOB OUT, with torchrun's variables set
