@@ -305,14 +305,17 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         )
 
 
-def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, **options: Any) -> dict[str, Any]:
+def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, carve: Carve | None = None,
+               **options: Any) -> dict[str, Any]:
     """The learning-rate range test (models/lr_find.py) on the model this stage would start training from, on
-    its labelled train documents; options: start_lr, end_lr, num_steps, trainable_groups (None = stage 1's).
+    the documents it trains on (the carve's train documents; carve None: [validation]'s default carve of data);
+    options: start_lr, end_lr, num_steps, trainable_groups (None = stage 1's).
     The result also says the model's initialisation; nothing is trained or kept."""
     from nlp_pipeline.models.device import training_session
     from nlp_pipeline.models.lr_find import classifier_range_test
 
-    _, _, train = _labelled_train(data)
+    _labelled_train(data)
+    train = np.asarray(carve_of(data, carve).train_indexes)
     with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
         model, initialisation = build_classifier_model(cfg, data, lm)
         result = classifier_range_test(model, cfg, data, train, device, **options)
