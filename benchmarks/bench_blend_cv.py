@@ -8,8 +8,8 @@ model compared on thousands of held-out predictions instead of one validation sl
 Pretraining and fine-tuning as in bench_ulmfit.py (the pretrained LM comes from the same --cache-dir). The
 labelled train documents are cut into --folds stratified folds. For each fold the data is rewritten so that
 the fold is the test split and the real test split is unlabelled (its labels are set to -1 before anything
-sees them: no test label is read). The RNN classifier is trained as the stage trains it, carving its own
-validation slice from the remaining documents (the classifier stage: the RNN alone). Then, for every
+sees them: no test label is read). The RNN classifier is trained as the stage trains it, on the default
+[validation] carve of the remaining documents (the classifier stage: the RNN alone). Then, for every
 `--variants` entry (';' between entries; each is linear/blend fields, "section.field=value" separated by
 spaces, or "defaults"), the linear and blend stages run on it (linear model on the same train documents,
 weight on the same validation slice, refit when blend.refit says so) and are scored on the fold. Reported: accuracy pooled over all folds, and the paired difference from the first setting
@@ -43,12 +43,14 @@ def fold_data(data, fold_docs: np.ndarray):
 
 
 def rnn_fold(cfg, data, lm) -> dict:
-    """Train the RNN classifier on one fold's data (the classifier stage: its result keeps the carve and its
-    validation probabilities); its test indexes and probabilities on the fold."""
+    """Train the RNN classifier on one fold's data and the default [validation] carve of it (the classifier stage:
+    its result keeps its validation probabilities); the carve, its test indexes and probabilities on the fold."""
     from nlp_pipeline.stages.classifier import train_classifier
+    from nlp_pipeline.targets import carve
 
-    result = train_classifier(cfg, data, lm)
-    return {"result": result, "test": result.test_indexes, "rnn_test": result.test_probabilities,
+    held = carve(data)
+    result = train_classifier(cfg, data, lm, carve=held)
+    return {"result": result, "carve": held, "test": result.test_indexes, "rnn_test": result.test_probabilities,
             "selected": result.metrics["selected"]}
 
 
@@ -67,13 +69,13 @@ def variants(text: str, section: str = "classifier") -> dict[str, dict]:
 
 
 def blended(data, fold: dict, tables: dict) -> tuple[np.ndarray, dict]:
-    """Per fold document: is the blend right? The linear and blend stages on the fold's classifier result, with
+    """Per fold document: is the blend right? The linear and blend stages on the fold's carve and classifier result, with
     the linear/blend fields `tables` ({"linear": {...}, "blend": {...}}); and what they chose."""
     from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
     from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
 
-    linear = fit_linear_stage(LinearConfig(**tables.get("linear", {})), data, fold["result"])
-    result = blend_classifier(BlendConfig(**tables.get("blend", {})), fold["result"], data, linear)
+    linear = fit_linear_stage(LinearConfig(**tables.get("linear", {})), data, fold["carve"])
+    result = blend_classifier(BlendConfig(**tables.get("blend", {})), fold["result"], data, linear, fold["carve"])
     report = result.metrics["blend"]
     right = result.test_probabilities.argmax(1) == np.asarray(data.labels)[fold["test"]]
     return right, {"chars": report["char_ngrams"], "nb": report["nb"], "C": report["C"], "weight": result.weight,

@@ -61,15 +61,18 @@ def git_commit() -> str:
         return "?"
 
 
-def train_blended(classifier_cfg, data, lm=None, lm_backward=None, linear_cfg=None, blend_cfg=None):
-    """classifier -> linear -> blend as the pipeline chains them, through the stages' public functions; returns
-    the classifier as the bundle and report see it (models.blend.compose). Default linear/blend configs."""
+def train_blended(classifier_cfg, data, lm=None, lm_backward=None, linear_cfg=None, blend_cfg=None, carve=None):
+    """validation -> classifier -> linear -> blend as the pipeline chains them, through the stages' public
+    functions; returns the classifier as the bundle and report see it (models.blend.compose). Default
+    linear/blend configs; carve None: the default [validation] carve of data (targets.carve)."""
     from nlp_pipeline.models.blend import compose
     from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
     from nlp_pipeline.stages.classifier import train_classifier
     from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
+    from nlp_pipeline.targets import carve_of
 
-    rnn = train_classifier(classifier_cfg, data, lm, lm_backward)
+    carve = carve_of(data, carve)
+    rnn = train_classifier(classifier_cfg, data, lm, lm_backward, carve=carve)
     blend_cfg = blend_cfg or BlendConfig()
-    linear = fit_linear_stage(linear_cfg or LinearConfig(), data, rnn) if blend_cfg.linear else None
-    return compose(rnn, blend_classifier(blend_cfg, rnn, data, linear))
+    linear = fit_linear_stage(linear_cfg or LinearConfig(), data, carve) if blend_cfg.linear else None
+    return compose(rnn, blend_classifier(blend_cfg, rnn, data, linear, carve))

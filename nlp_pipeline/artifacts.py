@@ -5,7 +5,8 @@ memory-mapped `.npy` files. Documents of a corpus keep one order through every s
 `splits` line up with token and id offsets. Arrays loaded from the store are read-only: copy before editing.
 
     Corpus ──tokenize──► Tokens ──numericalize──► Numericalized ──► LanguageModel ──► ClassifierResult ─┐
-                            │                             └──► LinearResult (+ the classifier's carve) ──┴► BlendResult
+                            │                             └──► LinearResult ──────────────────────────────┴► BlendResult
+                            ├──► Carve (validation: the train/validation documents lsa, classifier, linear, blend read)
                             ├──► WordVectors (embeddings)
                             └──► LsaResult (lsa)
 """
@@ -222,6 +223,20 @@ class Numericalized(_Ragged):
 
 
 @dataclass
+class Carve:
+    """Which labelled documents models fit on and which they are scored on to choose settings (epochs, C, the blend
+    weight): the validation stage makes it once, lsa, classifier, linear and blend read it. Indexes are document
+    positions in the corpus, ascending; both are empty when the corpus has no labelled train documents."""
+
+    train_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))       # (n_train,) documents fitted on
+    validation_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_val,) documents scored
+    source: str = ""             # "dev" (the corpus's labelled dev split) or "carved from train"
+    documents: int = 0           # documents in the corpus it was made for (a check that a stage reads the same corpus)
+    fraction: float | None = None  # share of each label's train documents held out; None for the dev split
+    seed: int | None = None      # seed of that carve; None for the dev split
+
+
+@dataclass
 class LsaResult(_Documents):
     """TF-IDF + truncated SVD of a corpus and the baseline classifiers trained on it."""
 
@@ -294,13 +309,13 @@ class ClassifierResult:
     target_type: str = "class"           # one of TARGET_TYPES
     train_indexes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))       # (n_train,) documents trained on, in training order
     validation_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n_val, n_classes) the RNN's, rows as validation_indexes
-    seed: int = 0                        # classifier.seed: it carved validation, and the linear stage's CV folds follow it
+    seed: int = 0                        # classifier.seed: weights, dropout and batch order
 
 
 @dataclass
 class LinearResult:
     """The linear stage's TF-IDF n-gram logistic regression as plain data (models.linear.LinearModel.from_parts
-    rebuilds it, with the vocabulary's strings when it has a character block), fitted on the classifier's train
+    rebuilds it, with the vocabulary's strings when it has a character block), fitted on the carve's train
     documents, with its cross-validation table and its validation probabilities. `skipped` says why there is no
     model (a target that is not one class per text, or one class in train); then settings and arrays are empty."""
 

@@ -25,12 +25,12 @@ from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, pl
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.stages import (
-    blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization,
+    blend, classifier, corpus, embeddings, language_model, linear, lsa, numericalization, tokenization, validation,
 )
 
 STAGES = {
     stage.name: stage
-    for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, embeddings.STAGE, lsa.STAGE,
+    for stage in (corpus.STAGE, tokenization.STAGE, numericalization.STAGE, validation.STAGE, embeddings.STAGE, lsa.STAGE,
                   language_model.PRETRAIN_STAGE, language_model.FINETUNE_STAGE, classifier.STAGE, linear.STAGE, blend.STAGE)
 }
 SCHEMAS = {name: cls for stage_name, stage in STAGES.items()  # every table, [model] right before [pretrain_lm]
@@ -42,6 +42,8 @@ MOVED = {  # fields that moved to another table: an old config naming them gets 
     **embeddings.MOVED,  # embeddings.window -> embeddings.word2vec.window and ..., embeddings.glove_* -> embeddings.glove.*
     **{f"{section}.{f.name}": f"model.{f.name}" for section in ("pretrain_lm", "finetune_lm", "classifier")
        for f in dataclasses.fields(ModelConfig)},
+    "classifier.validation_split": "validation.split", "classifier.validation_fraction": "validation.fraction",
+    "lsa.validation_size": "validation.fraction",
 }
 PRESETS = ("quick",)
 
@@ -93,7 +95,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
     general corpus (pretrain_lm.corpus, unless "none") goes through its own corpus, tokenization and
     numericalization instances (ids ending in ":general"), with the target's tokenization and vocabulary
     settings, and pretrain_lm trains on it; those instances also exist when embeddings.general_corpus asks
-    for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...).
+    for the general tokens. Embeddings get one instance per method ("embeddings:word2vec", ...). One
+    "validation" instance carves the target's train/validation documents for lsa, classifier, linear and blend.
     classifier.direction = "backward" or "both" adds (or, for "backward", only builds) the backward chain
     "pretrain_lm:backward" -> "finetune_lm:backward" (weights from pretrain_lm.backward_weights), which the
     classifier reads as its input "lm_backward". [model] goes to the instances that build an encoder (each
@@ -106,6 +109,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         Instance("corpus", stage["corpus"], text_executor(configs["corpus"], configs["tokenization"], "corpus"), {}),
         Instance("tokenization", stage["tokenization"], configs["tokenization"], {"corpus": "corpus"}),
         Instance("numericalization", stage["numericalization"], numericalizing, {"tokens": "tokenization"}),
+        Instance("validation", stage["validation"], configs["validation"], {"tokens": "tokenization"}),
     ]
     pretrain, finetune, classify = configs["pretrain_lm"], configs["finetune_lm"], configs["classifier"]
     for section, cfg in (("pretrain_lm", pretrain), ("finetune_lm", finetune)):
@@ -149,7 +153,7 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
             f"finetune_lm.init_vectors = {init!r} but embeddings.methods = {emb.methods}; add it to embeddings.methods or set it to none"
         )
     language = []
-    classifier_inputs = {"data": "numericalization"}
+    classifier_inputs = {"data": "numericalization", "carve": "validation"}
     for chain in chains:
         suffix = ":backward" if chain.backward else ""
         weights_field = "backward_weights" if chain.backward else "weights"
@@ -171,7 +175,8 @@ def instances(configs: dict[str, Any]) -> list[Instance]:
         classifier_inputs["lm_backward" if chain.backward else "lm"] = f"finetune_lm{suffix}"
     language.append(Instance("classifier", stage["classifier"], classify, classifier_inputs))
     language += blend_instances(configs)
-    return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization"}), *general, *language]
+    return [*target, *vectors, Instance("lsa", stage["lsa"], configs["lsa"], {"tokens": "tokenization", "carve": "validation"}),
+            *general, *language]
 
 
 def lm_chains(configs: dict[str, Any]) -> list[Any]:
@@ -233,10 +238,11 @@ def blend_instances(configs: dict[str, Any]) -> list[Instance]:
         if unused:
             raise CannotApply(unused[0], f"blend.linear = false blends no linear model; remove {unused[0]} or set "
                               f"blend.linear = true")
-        return [Instance("blend", STAGES["blend"], blending, {"classifier": "classifier", "data": "numericalization"})]
-    return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "classifier": "classifier"}),
+        return [Instance("blend", STAGES["blend"], blending,
+                         {"classifier": "classifier", "data": "numericalization", "carve": "validation"})]
+    return [Instance("linear", STAGES["linear"], configs["linear"], {"data": "numericalization", "carve": "validation"}),
             Instance("blend", STAGES["blend"], blending,
-                     {"classifier": "classifier", "data": "numericalization", "linear": "linear"})]
+                     {"classifier": "classifier", "data": "numericalization", "linear": "linear", "carve": "validation"})]
 
 
 def text_executor(cfg: Any, tokenizing: Any, section: str = "numericalization") -> Any:

@@ -48,7 +48,7 @@ from nlp_pipeline.core.errors import ConfigError
 FIT_FIELDS = ("source", "text_field", "label_field", "target_type")
 ESTIMATOR_LAYER = {"corpus": {"test_size": 0.0}}  # no test carve: the caller holds its own test data
 TRAIN_FILE = "train.jsonl"
-SEED_SECTIONS = ("corpus", "embeddings", "lsa", "finetune_lm", "classifier")  # and pretrain_lm when it trains
+SEED_SECTIONS = ("corpus", "validation", "embeddings", "lsa", "finetune_lm", "classifier", "linear")  # and pretrain_lm when it trains
 THREAD_SECTIONS = ("pretrain_lm", "finetune_lm", "classifier")
 
 
@@ -60,7 +60,7 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
       preset            a named settings layer ("quick"), applied before `config`
       finetune_epochs   finetune_lm.epochs: LM fine-tuning epochs with every layer trainable (0 skips them)
       classifier_epochs classifier.stage_epochs: epochs of each gradual-unfreezing stage (an int: the same for each)
-      max_length        classifier.max_length: documents are cut to their first max_length tokens
+      max_length        classifier.max_length and linear.max_length: documents are cut to their first max_length tokens
       blend_linear      blend.linear: blend in the TF-IDF n-gram logistic regression (the linear stage)
       seed              the seed of every stage (corpus, pretrain_lm, finetune_lm, classifier, ...)
       num_threads       torch threads for training and prediction (0 = every usable core; not part of any key)
@@ -97,7 +97,8 @@ class ULMFiTClassifier(ClassifierMixin, BaseEstimator):
         if self.classifier_epochs is not None:
             named.setdefault("classifier", {})["stage_epochs"] = self.classifier_epochs
         if self.max_length is not None:
-            named.setdefault("classifier", {})["max_length"] = self.max_length
+            for section in ("classifier", "linear"):
+                named.setdefault(section, {})["max_length"] = self.max_length
         if self.blend_linear is not None:
             named.setdefault("blend", {})["linear"] = self.blend_linear
         for value, sections, field in ((self.seed, SEED_SECTIONS, "seed"), (self.num_threads, THREAD_SECTIONS, "num_threads")):

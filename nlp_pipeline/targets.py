@@ -1,16 +1,17 @@
 """Scores for the three target types (artifacts.TARGET_TYPES): one class, a set of classes, or a number per text;
-and the validation carve that both the classifier and the lsa baselines make from train.
+and the train/validation carve (the validation stage's) that lsa, classifier, linear and blend choose on.
 
     score("class", [0, 1], probs, ["neg", "pos"])              # accuracy, macro-F1, per class, confusion
     score("multi_label", [[1, 0], [1, 1]], probs, ["a", "b"])  # micro/macro-F1, subset accuracy, Hamming loss
     score("regression", [2.0, 3.5], values, ["rating"])        # RMSE, MAE, R², Pearson, Spearman
     PRIMARY["multi_label"]                                     # "micro_f1": what model selection maximises
-    kept, held = holdout(labels, 0.1, seed, "class")           # the validation carve (stratified for classes)
+    kept, held = holdout(labels, 0.1, seed, "class")           # the validation slice (stratified for classes)
+    carve(tokens, "auto", 0.1, 0)                              # artifacts.Carve: the dev split, else that slice of train
 
 `outputs` are what the classifier predicts: class probabilities (n, k) (the predicted class is the argmax),
 per-label probabilities (n, k) (a label is predicted at p >= a threshold: THRESHOLD unless one was chosen on
 validation with best_threshold), or predicted values (n, 1) or (n,).
-Every function is pure numpy; the results are dicts of JSON types (rounded to 4 decimals).
+Every function but carve is pure numpy; the results are dicts of JSON types (rounded to 4 decimals).
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from nlp_pipeline.artifacts import Carve
+from nlp_pipeline.core.errors import DataError
+
 PRIMARY = {"class": "accuracy", "multi_label": "micro_f1", "regression": "r2"}  # higher is better for all three
 THRESHOLD = 0.5  # a multi-label prediction holds each label whose probability reaches this, unless chosen on validation
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05, 0.1, ..., 0.9: what best_threshold tries
 
 
 def holdout(labels: np.ndarray, fraction: float, seed: int, target_type: str = "class") -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (kept, held-out) positions into `labels`, both ascending: the validation slice the classifier and
-    the lsa baselines carve from train. "class" labels are stratified (each label is a group); label sets and
+    """Seeded (kept, held-out) positions into `labels`, both ascending: the validation slice carve() holds out of
+    train. "class" labels are stratified (each label is a group); label sets and
     numbers are one group, so their slice is random. Of a group of n >= 2 rows, round(fraction * n) are held out,
     at least 1 and at most n - 1 (a group of one row is kept whole).
 
@@ -42,6 +46,38 @@ def holdout(labels: np.ndarray, fraction: float, seed: int, target_type: str = "
         held.append(rng.permutation(group)[:n])
     held_out = np.sort(np.concatenate(held)).astype(np.int64) if held else np.zeros(0, np.int64)
     return np.setdiff1d(np.arange(len(labels)), held_out), held_out
+
+
+def carve(documents: Any, split: str = "auto", fraction: float = 0.1, seed: int = 0) -> Carve:
+    """The train/validation documents of a Tokens or Numericalized artifact (any artifacts._Documents): split
+    "auto" takes the labelled dev split when there is one, else holds out `fraction` of the labelled train
+    documents (holdout, seeded); "train" always holds out; "dev" takes the dev split or raises DataError. No
+    labelled train documents: an empty carve. The defaults are [validation]'s (stages/validation.py)."""
+    train = documents.indices("train", labelled=True)
+    empty = np.zeros(0, np.int64)
+    if len(train) == 0:
+        return Carve(train_indexes=empty, validation_indexes=empty, documents=len(documents))
+    dev = documents.indices("dev", labelled=True)
+    if split == "dev" and len(dev) == 0:
+        raise DataError("validation.split = 'dev' but the corpus has no labelled dev documents; set validation.split "
+                        "to \"auto\" or \"train\" to hold out part of train")
+    if split in ("auto", "dev") and len(dev):
+        return Carve(train_indexes=train.astype(np.int64), validation_indexes=dev.astype(np.int64), source="dev",
+                     documents=len(documents))
+    kept, held = holdout(np.asarray(documents.labels)[train], fraction, seed, documents.target_type)
+    return Carve(train_indexes=train[kept].astype(np.int64), validation_indexes=train[held].astype(np.int64),
+                 source="carved from train", documents=len(documents), fraction=fraction, seed=seed)
+
+
+def carve_of(documents: Any, given: Carve | None) -> Carve:
+    """`given` after checking it was made for these documents (the same corpus), or carve(documents) when None:
+    what a stage called directly, without the validation stage, fits and chooses on."""
+    if given is None:
+        return carve(documents)
+    if given.documents != len(documents):
+        raise DataError(f"the validation carve is of {given.documents} documents but the data has {len(documents)}; "
+                        f"make both from the same corpus (the same pipeline)")
+    return given
 
 
 def _prf(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

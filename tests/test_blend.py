@@ -13,12 +13,13 @@ import pytest
 from nlp_pipeline import pipeline
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
-from nlp_pipeline.artifacts import ClassifierResult
+from nlp_pipeline.artifacts import Carve, ClassifierResult
 from nlp_pipeline.models.blend import WEIGHTS, blend, choose_weight, compose
 from nlp_pipeline.models.linear import document_ids, fit_linear, linear_proba
 from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
 from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
+from nlp_pipeline.targets import carve
 
 from test_classifier import TINY, pang_lee  # noqa: F401 (a fixture)
 from test_lm import numericalize_docs
@@ -26,6 +27,7 @@ from test_lm import numericalize_docs
 # Written out from the previous commit (3e3a4ad, the blend inside the classifier stage): train_classifier(
 # ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2), pang_lee)
 # -> metrics["blend"] and test_probabilities[:, 1] rounded to 5 decimals; with linear_refit = false, the second list.
+# validation_fraction = 0.2 (seed 0) is now the carve targets.carve(pang_lee, fraction=0.2), which all three read.
 BEFORE_CV = {0.25: 0.5333, 1.0: 0.5333, 4.0: 0.5333, 16.0: 0.5417}
 BEFORE_WEIGHTS = {"0.0": [0.4667, 0.6998], "0.1": [0.5, 0.7094], "0.2": [0.3333, 0.7224], "0.3": [0.3667, 0.7388],
                   "0.4": [0.3667, 0.7591], "0.5": [0.3667, 0.7838], "0.6": [0.3667, 0.8134], "0.7": [0.3667, 0.8495],
@@ -102,8 +104,9 @@ def test_the_blend_refits_its_linear_model_on_train_and_validation():
     data = numericalize_docs(docs, labels=y.tolist(), label_names=["neg", "pos"])
     labels, pad, itos = np.asarray(data.labels), pad_id(data.vocab), list(data.vocab.itos)
     fit, valid = np.arange(110), np.arange(110, 150)
+    held = Carve(train_indexes=fit, validation_indexes=valid, source="carved from train", documents=len(data))
     unsure = _rnn_of(data, fit, valid, np.full((len(valid), 2), 0.5, np.float32))  # an RNN that knows nothing
-    linear = fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, unsure)
+    linear = fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held)
     refit, kept = (blend_classifier(BlendConfig(refit=flag), unsure, data, linear) for flag in (True, False))
     report, kept_report = refit.metrics["blend"], kept.metrics["blend"]
     assert report["weight"] == kept_report["weight"] > 0 and report["refit_documents"] == 150 and kept_report["refit_documents"] == 0
@@ -124,7 +127,7 @@ def test_the_blend_refits_its_linear_model_on_train_and_validation():
     assert refit.metrics["validation"]["accuracy"] == round(float((expected.argmax(1) == labels[valid]).mean()), 4)
     # weight 0 (an RNN that is always right): nothing to refit
     sure = _rnn_of(data, fit, valid, np.eye(2, dtype=np.float32)[labels[valid]])
-    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, sure))
+    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held))
     assert alone.weight == 0.0 and alone.metrics["blend"]["refit_documents"] == 0
 
 
@@ -136,18 +139,23 @@ def test_linear_settings_are_checked_in_one_line():
 
 
 @pytest.fixture(scope="module")
-def rnn(pang_lee):  # noqa: F811
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
-    return train_classifier(cfg, pang_lee)
+def fifth(pang_lee):  # noqa: F811
+    return carve(pang_lee, fraction=0.2)
 
 
 @pytest.fixture(scope="module")
-def linear(rnn, pang_lee):  # noqa: F811
-    return fit_linear_stage(LinearConfig(), pang_lee, rnn)
+def rnn(pang_lee, fifth):  # noqa: F811
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3])
+    return train_classifier(cfg, pang_lee, carve=fifth)
 
 
-def test_the_stages_blend_as_the_classifier_stage_did(rnn, linear, pang_lee):  # noqa: F811
-    result = blend_classifier(BlendConfig(), rnn, pang_lee, linear)
+@pytest.fixture(scope="module")
+def linear(pang_lee, fifth):  # noqa: F811
+    return fit_linear_stage(LinearConfig(), pang_lee, fifth)
+
+
+def test_the_stages_blend_as_the_classifier_stage_did(rnn, linear, pang_lee, fifth):  # noqa: F811
+    result = blend_classifier(BlendConfig(), rnn, pang_lee, linear, fifth)
     report = result.metrics["blend"]
     assert (result.weight, report["C"], report["char_ngrams"], report["nb"], report["features"]) == (0.1, 16.0, 0, True, 1831)
     assert report["weights_tried"] == BEFORE_WEIGHTS and report["cv_accuracy"] == BEFORE_CV
@@ -188,11 +196,20 @@ def test_no_linear_model_passes_the_rnn_through(rnn, pang_lee):  # noqa: F811
     np.testing.assert_array_equal(composed.test_probabilities, rnn.test_probabilities)
 
 
-def test_a_linear_result_of_another_carve_is_refused(rnn, linear, pang_lee):  # noqa: F811
+def test_a_linear_result_of_another_carve_is_refused(rnn, linear, pang_lee, fifth):  # noqa: F811
     other = dataclasses.replace(linear, validation_indexes=linear.validation_indexes[:-1])
     with pytest.raises(DataError, match="another train/validation carve") as caught:
         blend_classifier(BlendConfig(), rnn, pang_lee, other)
     assert "\n" not in str(caught.value)
+    # given the validation stage's carve, a classifier or a linear model of another carve is refused, in one line
+    tenth = carve(pang_lee)
+    rnn_of_tenth = dataclasses.replace(rnn, train_indexes=tenth.train_indexes, validation_indexes=tenth.validation_indexes)
+    for part, classifier, of_fifth in (("classifier", rnn, linear), ("linear model", rnn_of_tenth, linear)):
+        with pytest.raises(DataError) as caught:
+            blend_classifier(BlendConfig(), classifier, pang_lee, of_fifth, tenth)
+        assert str(caught.value) == (f"the {part} was fitted on another train/validation carve than the validation "
+                                     f"stage's; run them from the same pipeline (one [validation] table)")
+    assert blend_classifier(BlendConfig(), rnn, pang_lee, linear, fifth).weight == 0.1
 
 
 # --- configuration --------------------------------------------------------------------------------------------
@@ -235,7 +252,7 @@ FAST = ["tokenization.workers=1", "numericalization.min_freq=1", "embeddings.met
         "finetune_lm.epochs=1", "finetune_lm.batch_size=4", "finetune_lm.bptt_length=8", "finetune_lm.num_threads=1",
         "classifier.stage_epochs=[1]", "classifier.stage_learning_rates=[0.01]", "classifier.batch_size=4",
         "classifier.head_hidden_dim=6", "classifier.num_threads=1", "classifier.precision=float32",
-        "classifier.validation_fraction=0.3", "linear.c_grid=[1.0]", "linear.chars=[0]"]
+        "validation.fraction=0.3", "linear.c_grid=[1.0]", "linear.chars=[0]"]
 
 
 def test_a_linear_or_blend_setting_reruns_only_linear_and_blend(tmp_path):
@@ -261,3 +278,9 @@ def test_a_linear_or_blend_setting_reruns_only_linear_and_blend(tmp_path):
     assert refit["classifier"] == refit["linear"] == "hit" and refit["blend"] == "ran"
     again, _ = run("linear.ngrams=1", "blend.refit=false")
     assert set(again.values()) == {"hit"}
+    # a classifier setting retrains the RNN and re-blends, but linear reads only the data and the carve
+    retrained, _ = run("linear.ngrams=1", "blend.refit=false", "classifier.head_hidden_dim=5")
+    assert retrained["validation"] == retrained["linear"] == "hit" and retrained["classifier"] == retrained["blend"] == "ran"
+    # a [validation] setting moves every stage that chooses on the carve
+    moved, _ = run("linear.ngrams=1", "blend.refit=false", "validation.seed=1")
+    assert moved["finetune_lm"] == "hit" and all(moved[s] == "ran" for s in ("validation", "classifier", "linear", "blend"))

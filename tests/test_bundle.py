@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from nlp_pipeline.artifacts import SPLITS, ClassifierResult, Corpus
 from nlp_pipeline.cli import main
-from nlp_pipeline.targets import THRESHOLDS
+from nlp_pipeline.targets import THRESHOLDS, carve
 from nlp_pipeline.core.errors import ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.export.bundle import (
@@ -47,12 +47,13 @@ def make_tiny_result(max_length: int = 500, linear_nb: list[bool] | None = None,
                     label_names=["neg", "pos"], texts=list(TEXTS))
     data = numericalize(NumericalizationConfig(min_freq=1), tokenize(TokenizationConfig(workers=1), corpus))
     cfg = ClassifierConfig(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), head_hidden_dim=6, batch_size=4, max_length=max_length,
-                           stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
+                           stage_epochs=[2], stage_learning_rates=[1e-2],
                            precision="float32", num_threads=1, **options)
-    rnn = train_classifier(cfg, data)
+    held = carve(data, fraction=0.25)
+    rnn = train_classifier(cfg, data, carve=held)
     fields = {name: value for name, value in (("nb", linear_nb), ("chars", linear_chars)) if value is not None}
-    linear = fit_linear_stage(LinearConfig(**fields), data, rnn) if blend_linear else None
-    return compose(rnn, blend_classifier(BlendConfig(linear=blend_linear), rnn, data, linear)), corpus
+    linear = fit_linear_stage(LinearConfig(**fields, max_length=max_length), data, held) if blend_linear else None
+    return compose(rnn, blend_classifier(BlendConfig(linear=blend_linear), rnn, data, linear, held)), corpus
 
 
 @pytest.fixture(scope="module")
@@ -387,9 +388,9 @@ def make_target_result(target_type: str) -> ClassifierResult:
         data = dataclasses.replace(data, labels=np.where(positive, 4.5, 1.5).astype(np.float32), label_names=["stars"],
                                    target_type="regression")
     cfg = ClassifierConfig(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), head_hidden_dim=6, batch_size=4,
-                           stage_epochs=[2], stage_learning_rates=[1e-2], validation_fraction=0.25,
+                           stage_epochs=[2], stage_learning_rates=[1e-2],
                            precision="float32", num_threads=1)
-    return train_classifier(cfg, data)
+    return train_classifier(cfg, data, carve=carve(data, fraction=0.25))
 
 
 @pytest.mark.parametrize("target_type", ["multi_label", "regression"])

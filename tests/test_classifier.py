@@ -20,7 +20,7 @@ from nlp_pipeline.stages.classifier import (
 )
 from nlp_pipeline.stages.language_model import PretrainLmConfig, pretrain_language_model
 from nlp_pipeline.stages.linear import LinearConfig, fit_linear_stage
-from nlp_pipeline.targets import THRESHOLDS, best_threshold, multi_label_metrics
+from nlp_pipeline.targets import THRESHOLDS, best_threshold, carve, multi_label_metrics
 
 from test_lm import numericalize_docs
 
@@ -59,8 +59,8 @@ def test_unfreezing_stages():
 
 
 def test_classifier_end_to_end_on_pang_lee(pang_lee, tmp_path):
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
-    result = train_classifier(cfg, pang_lee)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3])
+    result = train_classifier(cfg, pang_lee, carve=carve(pang_lee, fraction=0.2))
     test = pang_lee.indices("test")
     assert np.array_equal(result.test_indexes, test)
     assert np.array_equal(result.test_labels, np.asarray(pang_lee.labels)[test])
@@ -93,9 +93,9 @@ def test_classifier_uses_a_language_model_and_checks_its_vocabulary(pang_lee):
 
 
 def test_an_ensemble_averages_members_trained_with_the_next_seeds(pang_lee):
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
-    single = train_classifier(cfg, pang_lee)
-    pair = train_classifier(dataclasses.replace(cfg, members=2), pang_lee)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3])
+    single = train_classifier(cfg, pang_lee, carve=carve(pang_lee, fraction=0.2))
+    pair = train_classifier(dataclasses.replace(cfg, members=2), pang_lee, carve=carve(pang_lee, fraction=0.2))
     assert pair.arch["members"] == 2 and "members" not in single.arch
     assert [row["member"] for row in pair.history] == [1, 1, 2, 2]
     assert [row["member"] for row in pair.metrics["members"]] == [1, 2]
@@ -126,14 +126,15 @@ def test_validation_uses_the_dev_split_when_present():
     assert result.metrics["validation"]["source"] == "dev"
     assert result.validation_indexes.tolist() == list(range(30, 36))
     assert result.metrics["train_documents"] == 30
-    with pytest.raises(DataError, match="no labelled dev"):
-        train_classifier(dataclasses.replace(cfg, validation_split="dev"),
-                         numericalize_docs(docs, labels=[1, 0] * 20, label_names=["neg", "pos"]))
+    assert train_classifier(cfg, data, carve=carve(data, "dev")).validation_indexes.tolist() == list(range(30, 36))
+    held = train_classifier(cfg, data, carve=carve(data, "train", 0.2))  # split "train": held out of train, dev unused
+    assert held.metrics["validation"]["source"] == "carved from train" and held.metrics["train_documents"] == 24
+    assert set(held.validation_indexes) < set(range(30))
 
 
 def test_stage_object():
     assert STAGE.name == "classifier" and STAGE.optional == ("lm", "lm_backward")
-    assert STAGE.inputs == {"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"}
+    assert STAGE.inputs == {"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm", "carve": "validation"}
     base = STAGE.key(ClassifierConfig(), {"data": "d", "lm": "l"})
     assert STAGE.key(ClassifierConfig(stage_learning_rates=[1e-2, 1e-2, 1e-2, 1e-2]), {"data": "d", "lm": "l"}) != base
 
@@ -169,16 +170,16 @@ def test_multi_label_and_regression_targets_train_predict_and_reload(pang_lee, t
     film = np.array([bool({"film", "movie"} & set(pang_lee.vocab.tokens(pang_lee.doc_ids(i)))) for i in range(len(pang_lee))])
     indicators = np.stack([~pos, pos, film], 1).astype(np.int8)
     values = (np.where(pos, 10.0, 2.0) + np.random.default_rng(1).normal(0, 0.5, len(pos))).astype(np.float32)
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], validation_fraction=0.2)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3])
     store = ArtifactStore(tmp_path)
     for target, labels, names in (("multi_label", indicators, ["neg", "pos", "film"]), ("regression", values, ["score"])):
         data = _as_target(pang_lee, labels, names, target)
-        result = train_classifier(cfg, data)
+        result = train_classifier(cfg, data, carve=carve(data, fraction=0.2))
         test = data.indices("test")
         width = 3 if target == "multi_label" else 1
         assert result.target_type == target and result.arch["target_type"] == target
         assert result.linear is None and "blend" not in result.metrics  # the classifier stage is the RNN alone
-        assert fit_linear_stage(LinearConfig(), data, result).skipped.startswith(f"a {target} target")  # no blend
+        assert fit_linear_stage(LinearConfig(), data, carve(data, fraction=0.2)).skipped.startswith(f"a {target} target")  # no blend
         assert result.test_probabilities.shape == (50, width) and result.arch["num_classes"] == width
         assert np.array_equal(result.test_labels, labels[test])
         assert len(result.validation_indexes) == 30  # 20 % of the 150 train documents, carved at random
@@ -219,8 +220,8 @@ def test_best_threshold_by_hand():
 def test_a_regression_ensemble_averages_its_members_values(pang_lee):
     values = np.where(np.asarray(pang_lee.labels) == 1, 4.0, 1.0).astype(np.float32)
     data = _as_target(pang_lee, values, ["stars"], "regression")
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2, members=2)
-    pair = train_classifier(cfg, data)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1], stage_learning_rates=[1e-2], members=2)
+    pair = train_classifier(cfg, data, carve=carve(data, fraction=0.2))
     model = load_classifier(pair)
     docs = [np.asarray(data.doc_ids(i)) for i in pair.test_indexes]
     each = [classify_ids(member, docs, pair) for member in model.members]
@@ -271,9 +272,10 @@ def test_both_directions_train_a_forward_and_a_backward_member_from_their_own_lm
     forward_lm = pretrain_language_model(lm_cfg, pang_lee)
     backward_lm = pretrain_language_model(dataclasses.replace(lm_cfg, backward=True), pang_lee)
     assert backward_lm.arch["backward"] is True and "backward" not in forward_lm.arch
-    cfg = ClassifierConfig(**{**TINY, "model": None}, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
-    forward = train_classifier(cfg, pang_lee, forward_lm)
-    both = train_classifier(dataclasses.replace(cfg, direction="both"), pang_lee, forward_lm, backward_lm)
+    cfg = ClassifierConfig(**{**TINY, "model": None}, stage_epochs=[1], stage_learning_rates=[1e-2])
+    forward = train_classifier(cfg, pang_lee, forward_lm, carve=carve(pang_lee, fraction=0.2))
+    both = train_classifier(dataclasses.replace(cfg, direction="both"), pang_lee, forward_lm, backward_lm,
+                            carve=carve(pang_lee, fraction=0.2))
     assert both.arch["backward_members"] == [False, True]
     assert [row["direction"] for row in both.metrics["members"]] == ["forward", "backward"]
     assert set(both.metrics["directions"]) == {"forward", "backward", "both"}
@@ -307,6 +309,6 @@ def test_a_small_labelled_set_trains_in_smaller_batches(pang_lee):
     assert train_batch_size(cfg, 10, processes=8) == 16  # two documents for each process
     with pytest.raises(ConfigError, match="min_batches_per_epoch"):
         ClassifierConfig(min_batches_per_epoch=-1).validate()
-    small = ClassifierConfig(**{**TINY, "batch_size": 64}, stage_epochs=[1], stage_learning_rates=[1e-2], validation_fraction=0.2)
-    result = train_classifier(small, pang_lee)  # 120 train documents: 8 per batch, 15 steps instead of 2
+    small = ClassifierConfig(**{**TINY, "batch_size": 64}, stage_epochs=[1], stage_learning_rates=[1e-2])
+    result = train_classifier(small, pang_lee, carve=carve(pang_lee, fraction=0.2))  # 120 train documents: 8 per batch, 15 steps instead of 2
     assert result.metrics["batch_size"] == 8 and result.metrics["train_documents"] == 120

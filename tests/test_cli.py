@@ -56,16 +56,16 @@ def test_run_then_rerun_is_all_cached(corpus_dir, tmp_path):
     assert first.exit_code == 0, first.output
     assert "lsa" in first.stdout and "tfidf_logreg_accuracy" in first.stdout
     metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
-    assert list(metrics) == ["corpus", "tokenization", "lsa"]   # --until lsa: only what lsa needs
+    assert list(metrics) == ["corpus", "tokenization", "validation", "lsa"]   # --until lsa: only what lsa needs
     assert all(m["status"] == "ran" for m in metrics.values())
     assert (tmp_path / "runs" / "tiny" / "config.toml").is_file()
     second = _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
     assert second.exit_code == 0
-    assert second.stderr.count("cache hit") == 3 and "running" not in second.stderr
+    assert second.stderr.count("cache hit") == 4 and "running" not in second.stderr
     shown = _invoke(["show", "--corpus", str(corpus_dir), *FAST], tmp_path)
     assert shown.exit_code == 0
     states = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()}
-    assert states["corpus"] == states["tokenization"] == states["lsa"] == "hit"
+    assert states["corpus"] == states["tokenization"] == states["validation"] == states["lsa"] == "hit"
     assert states["numericalization"] == "miss"
 
 
@@ -82,7 +82,7 @@ def test_resolved_config_file_reproduces_the_run(corpus_dir, tmp_path):
     config = tmp_path / "runs" / "tiny" / "config.toml"
     again = _invoke(["run", "--config", str(config), "--runs-dir", str(tmp_path / "runs2"), "--until", "lsa"], tmp_path)
     assert again.exit_code == 0
-    assert again.stderr.count("cache hit") == 3
+    assert again.stderr.count("cache hit") == 4
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_unwritable_cache_dir(corpus_dir, tmp_path):
 def test_cache_ls_verify_gc(corpus_dir, tmp_path):
     _invoke(_run_args(corpus_dir, tmp_path), tmp_path)
     listed = _invoke(["cache", "ls"], tmp_path)
-    assert listed.exit_code == 0 and sum(s in listed.stdout for s in ("corpus", "tokenization", "lsa")) == 3
+    assert listed.exit_code == 0 and sum(s in listed.stdout for s in ("corpus", "tokenization", "validation", "lsa")) == 4
     assert _invoke(["cache", "verify"], tmp_path).exit_code == 0
     pickle = next((tmp_path / "cache" / "lsa").glob("*/artifact.pkl"))
     pickle.write_bytes(pickle.read_bytes()[:-10])
@@ -140,9 +140,9 @@ def test_cache_ls_verify_gc(corpus_dir, tmp_path):
     kept = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "runs"), "--keep-checkpoints"], tmp_path)
     assert kept.exit_code == 0 and checkpoint.is_dir() and "checkpoints" not in kept.stdout
     refused = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs")], tmp_path)  # a wrong --runs-dir
-    assert refused.exit_code == 2 and "--allow-no-runs" in refused.stderr and len(list((tmp_path / "cache").rglob("meta.json"))) == 3
+    assert refused.exit_code == 2 and "--allow-no-runs" in refused.stderr and len(list((tmp_path / "cache").rglob("meta.json"))) == 4
     gc_all = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "no-runs"), "--allow-no-runs"], tmp_path)
-    assert "3 artifacts removed" in gc_all.stdout
+    assert "4 artifacts removed" in gc_all.stdout
     assert "1 checkpoints of interrupted training removed (2.0 MB)" in gc_all.stdout and not checkpoint.exists()
     assert not list((tmp_path / "cache").rglob("meta.json"))
 

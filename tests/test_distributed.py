@@ -21,6 +21,7 @@ from helpers import free_port, wait_for_processes
 from nlp_pipeline.models import distributed
 from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.models.batching import shard
+from nlp_pipeline.targets import carve
 
 HERE = Path(__file__).resolve()
 
@@ -79,14 +80,15 @@ def _tiny_classifier_data():
 
 
 CLASSIFIER = dict(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), batch_size=16, precision="float32",
-                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], validation_fraction=0.25, patience=2, num_threads=1)
+                  stage_epochs=[1, 4], stage_learning_rates=[3e-2, 2e-2], patience=2, num_threads=1)
 
 
 def classifier_job(out: str) -> None:
     """The classifier stage function itself (gradual unfreezing: the model is re-wrapped between stages)."""
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 
-    result = train_classifier(ClassifierConfig(**CLASSIFIER), _tiny_classifier_data())
+    data = _tiny_classifier_data()
+    result = train_classifier(ClassifierConfig(**CLASSIFIER), data, carve=carve(data, fraction=0.25))
     np.savez(_rank_file(out), history=json.dumps(result.history), metrics=json.dumps(result.metrics, default=str),
              test_probabilities=result.test_probabilities, **result.state_dict)
 
@@ -96,7 +98,8 @@ def ensemble_job(out: str) -> None:
     from nlp_pipeline.stages.classifier import ClassifierConfig, train_classifier
 
     cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 1], "members": 2})
-    result = train_classifier(cfg, _tiny_classifier_data())
+    data = _tiny_classifier_data()
+    result = train_classifier(cfg, data, carve=carve(data, fraction=0.25))
     np.savez(_rank_file(out), test_probabilities=result.test_probabilities, **result.state_dict)
 
 
@@ -113,7 +116,8 @@ def targets_job(out: str) -> None:
     cfg = ClassifierConfig(**{**CLASSIFIER, "stage_epochs": [1, 2]})
     for target, labels, names in (("multi_label", np.stack([positive, long], 1).astype(np.int8), ["pos", "long"]),
                                   ("regression", np.where(positive, 3.0, -1.0).astype(np.float32), ["score"])):
-        result = train_classifier(cfg, dataclasses.replace(data, labels=labels, label_names=names, target_type=target))
+        as_target = dataclasses.replace(data, labels=labels, label_names=names, target_type=target)
+        result = train_classifier(cfg, as_target, carve=carve(as_target, fraction=0.25))
         np.savez(f"{out}-{target}.rank{distributed.rank()}.npz", history=json.dumps(result.history),
                  arch=json.dumps(result.arch), test_probabilities=result.test_probabilities, **result.state_dict)
 
@@ -264,7 +268,7 @@ def _running(stderr: str) -> list[str]:
 def test_torchrun_cli_run_stores_one_classifier_artifact_under_the_single_process_key(tmp_path):
     done = _torchrun_cli(tmp_path)
     assert done.stdout.count("results in") == 1                                # only process 0 reports and writes
-    assert _running(done.stderr) == ["corpus", "tokenization", "numericalization", "finetune_lm", "classifier"], done.stderr
+    assert _running(done.stderr) == ["corpus", "tokenization", "numericalization", "validation", "finetune_lm", "classifier"], done.stderr
     stored = [p for p in (tmp_path / "cache" / "classifier").iterdir() if (p / "meta.json").is_file()]
     assert len(stored) == 1 and not list((tmp_path / "cache" / "classifier").glob(".tmp-*"))
     from nlp_pipeline.core.store import ArtifactStore
@@ -282,7 +286,7 @@ def test_torchrun_cli_run_stores_one_classifier_artifact_under_the_single_proces
                                env={"NLP_PIPELINE_CACHE": str(tmp_path / "cache")})
     assert shown.exit_code == 0, shown.output
     lines = {line.split()[0]: line.split()[1:3] for line in shown.stdout.splitlines()}
-    for stage in ("corpus", "tokenization", "numericalization", "finetune_lm", "classifier"):
+    for stage in ("corpus", "tokenization", "numericalization", "validation", "finetune_lm", "classifier"):
         assert lines[stage][0] == "hit" and metrics[stage]["key"].startswith(lines[stage][1]), stage
 
 
@@ -294,7 +298,7 @@ def test_torchrun_rerun_loads_hits_everywhere_and_recomputes_only_the_forced_sta
     assert _running(again.stderr) == ["classifier"]
     assert len([p for p in (tmp_path / "cache" / "classifier").iterdir()]) == 1
     cached = _torchrun_cli(tmp_path)
-    assert _running(cached.stderr) == [] and cached.stderr.count("cache hit") == 5
+    assert _running(cached.stderr) == [] and cached.stderr.count("cache hit") == 6
 
 
 if __name__ == "__main__":  # a worker process: python test_distributed.py JOB OUT, with torchrun's variables set

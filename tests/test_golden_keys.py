@@ -13,13 +13,14 @@ from nlp_pipeline import pipeline
 GOLDEN = {
     "tokenization": "d7c6e17b0210a147c74a38201493bd7f6776d65767437091b4aa7e6473d2718f",
     "numericalization": "7a4a47b2d58b3545b5dc821ae575d0bf5159a478c01e24e685cadc3cf4460aaf",
+    "validation": "6f108ef45f40d3d9ea23f8493ce5a56b659b5abcfd59a8407cd3c0023a6a081f",
     "embeddings": "7342d9a09ca1f9d885f5e849521a82ad2be2cb433c7e649d40b36ee62a1384ae",
-    "lsa": "9f16c9aaf01719090155f9b84c11ee521118468327ae6e21c595835437258aee",
+    "lsa": "04ef1c1e9b796dcbec3992bbb82dd86ebab870597fa367b94e3b7f76e009bc25",
     "pretrain_lm": "f6b4ae3635dad18736a63d48bf5f614cba5ec0b98f62b521b24eb28b0cb84a6c",
     "finetune_lm": "5e5fb2fe99d97dbf3f0f57fce14b2aebe13f31ccba4a5d66f7a7d49bde8060b3",
-    "classifier": "92ae700186e1b82c393b8071e9aaf59d3fd49e156e3f831f8d093d17f15f4e5c",
-    "linear": "3cd34316fdc33953a9c041fd0a587fc227b97bffa7f8899ba7020438544e9e8a",
-    "blend": "5d505ff26d82e2f4fd535c5f03cfedda6d4f8d85a63b5f20f12caf247207e9f4",
+    "classifier": "34399e65937cc56f352f6ee6bc9aa424de69860d41c2f44bda1109d186bd7426",
+    "linear": "da355fc059e95274a1b6f4f69de5e368ce4bbbb3232527c38836a56a76644df7",
+    "blend": "fb2bca3cfb00905adb413d4905985a0d1e5a7a66ac65ff04a937ae8501442a6d",
 }
 
 

@@ -214,7 +214,8 @@ def test_classifier_direction_builds_the_backward_chain_and_backward_cannot_be_s
     assert "finetune_lm:backward" not in forward
     assert both["finetune_lm:backward"].inputs["pretrained"] == "pretrain_lm:backward"
     assert both["pretrain_lm:backward"].config.backward and both["finetune_lm:backward"].config.backward
-    assert both["classifier"].inputs == {"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm:backward"}
+    assert both["classifier"].inputs == {"data": "numericalization", "carve": "validation", "lm": "finetune_lm",
+                                         "lm_backward": "finetune_lm:backward"}
     backward = {i.id for i in pipeline.instances(pipeline.load_config(sets=[*sets, "classifier.direction=backward"]))}
     assert "finetune_lm" not in backward and "finetune_lm:backward" in backward
     for section in ("pretrain_lm", "finetune_lm"):

@@ -5,6 +5,7 @@ import pytest
 
 from helpers import make_tokens
 from nlp_pipeline.stages.lsa import LsaConfig, _id_docs, fit_lsa, summarize
+from nlp_pipeline.targets import carve
 
 
 def test_id_docs_leave_out_the_special_tokens():
@@ -27,7 +28,7 @@ def test_lsa_matches_numpy_svd_up_to_sign():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     tokens = _toy_tokens()
-    result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0], validation_size=0.25), tokens)
+    result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0]), tokens, carve(tokens, fraction=0.25))
     docs = [[t for t in tokens.doc(i) if t != "xxbos"] for i in range(len(tokens))]
     tfidf = TfidfVectorizer(analyzer=lambda d: d, min_df=1, max_df=1.0, sublinear_tf=True)
     tfidf.fit(docs[:8])
@@ -135,8 +136,19 @@ def test_multi_label_with_one_label_and_a_dev_split():
 
 
 def test_class_baseline_keys_stay():
-    result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0], validation_size=0.25), _toy_tokens())
+    tokens = _toy_tokens()
+    result = fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0]), tokens, carve(tokens, fraction=0.25))
     assert {"accuracy", "macro_f1", "validation_accuracy", "C", "seconds"} <= set(result.metrics["tfidf_logreg"])
     assert result.labels.dtype == np.int32 and result.target_type == "class"
     assert summarize(result) == {"n_components": 2, "topic_0": result.topic_terms[0][:5], "lsa_logreg_accuracy": 1.0,
                                  "lsa_logreg_macro_f1": 1.0, "tfidf_logreg_accuracy": 1.0, "tfidf_logreg_macro_f1": 1.0}
+
+
+def test_a_carve_of_another_corpus_is_refused_in_one_line():
+    from nlp_pipeline.core.errors import DataError
+
+    tokens = _toy_tokens()
+    other = carve(make_tokens([["xxbos", "a"]] * 4, [0, 1, 0, 1], ["train"] * 4, ["x", "y"]))
+    with pytest.raises(DataError, match=r"^the validation carve is of 4 documents but the data has 10; ") as caught:
+        fit_lsa(LsaConfig(n_components=2, min_df=1, max_df=1.0, c_grid=[1.0]), tokens, other)
+    assert "\n" not in str(caught.value)

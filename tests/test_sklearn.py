@@ -45,7 +45,7 @@ PACKAGED = {"tokenization.workers": 1, "numericalization.min_freq": 1, "finetune
             "finetune_lm.frozen_epochs": 0, "finetune_lm.batch_size": 4, "finetune_lm.bptt_length": 16,
             "classifier.batch_size": 8, "classifier.stage_epochs": [1, 1], "classifier.stage_learning_rates": [0.01, 0.01],
             "linear.chars": [0], "classifier.max_length": 50}
-STAGES = ("corpus", "tokenization", "numericalization", "pretrain_lm", "finetune_lm", "classifier", "linear", "blend")
+STAGES = ("corpus", "tokenization", "numericalization", "validation", "pretrain_lm", "finetune_lm", "classifier", "linear", "blend")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -189,6 +189,7 @@ def test_pipeline_and_three_fold_cross_validation():
     assert scores.min() >= 0.8, scores  # three topics: chance is 1/3 (this gave 1.0, 0.92, 1.0 on 2026-12-06)
     pipe.set_params(ulmfit__max_length=30)
     assert pipe.named_steps["ulmfit"].pipeline_config()["classifier"].max_length == 30
+    assert pipe.named_steps["ulmfit"].pipeline_config()["linear"].max_length == 30  # the linear model cuts alike
 
 
 def test_refitting_the_same_data_is_a_cache_hit_of_every_stage(capfd):
@@ -213,7 +214,7 @@ def test_parameters_map_to_the_pipeline_config():
     assert configs["finetune_lm"].epochs == 4                       # a named parameter beats config
     assert configs["classifier"].max_length == 77                   # config beats the preset and the defaults
     assert configs["classifier"].stage_epochs == [2] * len(quick)   # an int: the same for each unfreezing stage
-    assert {configs[s].seed for s in ("corpus", "finetune_lm", "classifier", "lsa")} == {5}
+    assert {configs[s].seed for s in ("corpus", "validation", "finetune_lm", "classifier", "lsa", "linear")} == {5}
     assert configs["classifier"].num_threads == 1 and configs["corpus"].test_size == 0.0
     assert (configs["corpus"].source, configs["corpus"].text_field, configs["corpus"].label_field) == ("data.jsonl", "text", "label")
     assert ULMFiTClassifier().pipeline_config()["classifier"].max_length == 500  # None: the default config's

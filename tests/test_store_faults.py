@@ -279,14 +279,14 @@ def test_lost_or_replaced_secret_is_refused_and_recomputed_not_reported_as_hits(
         secret.chmod(0o600)
     again = _lsa_run(corpus_dir, tmp_path)
     assert again.exit_code == 0, again.output
-    assert "cache hit" not in again.stderr                       # before the fix: 3 unverified "cache hit" lines
+    assert "cache hit" not in again.stderr                       # before the fix: unverified "cache hit" lines
     refused = [line.split()[0] for line in again.stderr.splitlines() if "cached artifact refused" in line]
-    assert refused == ["corpus", "tokenization", "lsa"]
+    assert refused == ["corpus", "tokenization", "validation", "lsa"]
     metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
-    assert [m["status"] for m in metrics.values()] == ["recomputed"] * 3
+    assert [m["status"] for m in metrics.values()] == ["recomputed"] * 4
     assert "tfidf_logreg_accuracy" in metrics["lsa"]                # before the fix: no metrics at all
     third = _lsa_run(corpus_dir, tmp_path)                          # the new secret signs the recomputed ones
-    assert third.stderr.count("cache hit") == 3 and "refused" not in third.stderr
+    assert third.stderr.count("cache hit") == 4 and "refused" not in third.stderr
 
 
 def test_a_refusal_in_the_report_phase_is_printed(corpus_dir, tmp_path):
@@ -458,7 +458,7 @@ def test_gc_on_a_read_only_cache_is_one_line(corpus_dir, tmp_path, monkeypatch):
     _deny_writes_in(monkeypatch, tmp_path / "cache")                 # the probe of the cache root
     result = _gc(tmp_path)
     assert result.exit_code == 1 and "is not writable" in _one_line_error(result)
-    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 3   # nothing removed
+    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 4   # nothing removed
 
 
 @pytest.mark.parametrize("content", ["{", "[]", '{"corpus": 3}', "\xff"])
@@ -470,7 +470,7 @@ def test_gc_with_a_malformed_keys_json_is_one_line_and_removes_nothing(corpus_di
     result = _gc(tmp_path)
     assert result.exit_code == 1
     assert str(bad) in _one_line_error(result)
-    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 3
+    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 4
 
 
 @pytest.mark.parametrize("content", ["[]", "3", '"text"', "{", ""])
@@ -480,7 +480,7 @@ def test_cache_ls_with_a_meta_json_that_is_not_an_object(corpus_dir, tmp_path, c
     meta.write_text(content)
     listed = _invoke(["cache", "ls"], tmp_path)
     assert listed.exit_code == 0 and "Traceback" not in listed.output
-    assert "(meta.json unreadable)" in listed.stdout and listed.stdout.count("\n") == 4
+    assert "(meta.json unreadable)" in listed.stdout and listed.stdout.count("\n") == 5
     verified = _invoke(["cache", "verify"], tmp_path)
     assert verified.exit_code == 1 and "CORRUPT  lsa" in verified.stdout
 
@@ -495,12 +495,12 @@ def test_gc_without_runs_refuses_unless_told(corpus_dir, tmp_path):
     (tmp_path / "empty-runs" / "not-a-run").mkdir(parents=True)
     empty = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "empty-runs")], tmp_path)
     assert empty.exit_code == 2 and "holds no run" in _one_line_error(empty)
-    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 3   # before the fix: 3 of 3 removed, exit 0
+    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 4   # before the fix: all of them removed, exit 0
     dry = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "nowhere"), "--allow-no-runs", "--dry-run"], tmp_path)
-    assert dry.exit_code == 0 and "3 artifacts to remove" in dry.stdout
-    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 3
+    assert dry.exit_code == 0 and "4 artifacts to remove" in dry.stdout
+    assert len(list((tmp_path / "cache").rglob("meta.json"))) == 4
     told = _invoke(["cache", "gc", "--runs-dir", str(tmp_path / "nowhere"), "--allow-no-runs"], tmp_path)
-    assert told.exit_code == 0 and "3 artifacts removed" in told.stdout
+    assert told.exit_code == 0 and "4 artifacts removed" in told.stdout
     assert "--allow-no-runs" in _invoke(["cache", "gc", "--help"], tmp_path).stdout
 
 
@@ -624,10 +624,10 @@ def test_gc_cleans_leftovers_and_says_so(corpus_dir, tmp_path):
     (cache / f".secret-{_dead_pid()}-0000abcd").write_bytes(b"x")
     result = _gc(tmp_path)
     assert result.exit_code == 0, result.output
-    assert "0 artifacts removed, 2 temporary folders and files cleaned, 3 unused lock files removed" in result.stdout
+    assert "0 artifacts removed, 2 temporary folders and files cleaned, 4 unused lock files removed" in result.stdout
     assert not any(p.name.startswith((".tmp-", ".secret-")) for p in cache.rglob(".*"))
     assert list((cache / ".locks").iterdir()) == []
-    assert _lsa_run(corpus_dir, tmp_path).stderr.count("cache hit") == 3
+    assert _lsa_run(corpus_dir, tmp_path).stderr.count("cache hit") == 4
 
 
 # -- 11: a process waiting for another's lock says so -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""blend: the RNN ClassifierResult + the linear stage's LinearResult -> BlendResult.
+"""blend: the RNN ClassifierResult + the linear stage's LinearResult + the validation Carve -> BlendResult.
 
 The reported and bundled probabilities are (1 - w) * RNN + w * linear, with the w in 0, 0.1, ..., 1 that scores
 best on the classifier's validation documents (models/blend.py choose_weight; w = 0 is the RNN alone). Then
@@ -7,7 +7,8 @@ validation documents, the one place validation documents are trained on: the RNN
 already chosen, and the reported validation scores are those of the train-only fit. The test split is scored
 once, blended. Without a linear input (blend.linear = false) or with a skipped one (a target that is not one
 class per text), the result is the RNN's own scores, weight 0.
-Limits: the linear result must have scored the classifier's validation documents (same carve, same data).
+Limits: the classifier and the linear model must have used the same carve (the carve given here, when there is
+one; otherwise each other's): another carve is a DataError.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlp_pipeline.artifacts import BlendResult, ClassifierResult, LinearResult, Numericalized
+from nlp_pipeline.artifacts import BlendResult, Carve, ClassifierResult, LinearResult, Numericalized
 from nlp_pipeline.core.errors import DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import PRIMARY, score
@@ -30,19 +31,23 @@ class BlendConfig:
 
 
 def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numericalized,
-                     linear: LinearResult | None = None) -> BlendResult:
-    """Choose the blend weight on validation, refit the linear model (cfg.refit), score the test split blended."""
+                     linear: LinearResult | None = None, carve: Carve | None = None) -> BlendResult:
+    """Choose the blend weight on validation, refit the linear model (cfg.refit), score the test split blended.
+    The classifier and the linear result must have used `carve` (None: the classifier's carve)."""
     from nlp_pipeline.models.blend import blend, choose_weight, linear_model
     from nlp_pipeline.models.linear import document_ids, fit_linear, linear_proba
 
     unblended = {k: classifier.metrics[k] for k in ("validation", "test") if k in classifier.metrics}
+    reference = carve or classifier
+    for part, name in ((classifier, "classifier"), (linear, "linear model")):
+        if part is not None and not _same_carve(part, reference):
+            raise DataError(f"the {name} was fitted on another train/validation carve than the "
+                            f"{'validation stage' if carve else 'classifier'}'s; run them from the same pipeline "
+                            f"(one [validation] table)")
     if linear is None or linear.skipped:
         return BlendResult(metrics=unblended, test_probabilities=np.asarray(classifier.test_probabilities))
     started = time.perf_counter()
     valid, test = np.asarray(classifier.validation_indexes), np.asarray(classifier.test_indexes)
-    if not (np.array_equal(linear.validation_indexes, valid) and np.array_equal(linear.train_indexes, classifier.train_indexes)):
-        raise DataError("the linear result was fitted on another train/validation carve than the classifier's; "
-                        "run both from the same pipeline")
     labels, names, itos, settings = np.asarray(data.labels), list(data.label_names), list(data.vocab.itos), linear.settings
     fitted = linear_model(settings, linear.arrays, itos)
     weight, scores = choose_weight(classifier.validation_probabilities, linear.validation_probabilities, labels[valid])
@@ -79,6 +84,11 @@ def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numer
                        test_probabilities=test_probs)
 
 
+def _same_carve(result: ClassifierResult | LinearResult, reference: Carve | ClassifierResult) -> bool:
+    return (np.array_equal(result.train_indexes, reference.train_indexes)
+            and np.array_equal(result.validation_indexes, reference.validation_indexes))
+
+
 def summarize(result: BlendResult) -> dict:
     """The blend's validation and test primary metric (targets.PRIMARY), its weight and each part's test accuracy (metrics.json)."""
     blend = result.metrics.get("blend") or {}
@@ -93,7 +103,7 @@ STAGE = Stage(
     name="blend",
     version=1,
     config=BlendConfig,
-    inputs={"classifier": "classifier", "data": "numericalization", "linear": "linear"},
+    inputs={"classifier": "classifier", "data": "numericalization", "linear": "linear", "carve": "validation"},
     optional=("linear",),
     run=blend_classifier,
     volatile=lambda cfg: () if cfg.linear else ("refit",),  # nothing is refitted without a linear model

@@ -1,4 +1,4 @@
-"""classifier: Numericalized labelled texts (+ an optional fine-tuned LanguageModel) -> ClassifierResult.
+"""classifier: Numericalized labelled texts + the validation Carve (+ an optional fine-tuned LanguageModel) -> ClassifierResult.
 
 ULMFiT step 3. The encoder starts from the fine-tuned LM (its vocabulary must be the data's), or from random
 weights with `model`'s architecture when lm is None (direct calls; the pipeline always gives an LM). On
@@ -13,16 +13,16 @@ per label, binary cross-entropy, a label predicted at p >= a threshold chosen on
 for the best micro-F1, and kept in the model), or a number (one output, squared error on the
 target standardised by the train split's mean and std; predictions come back in the target's units).
 Model selection: after every epoch the validation set is scored and the best epoch (the target type's primary
-metric: accuracy, micro-F1 or R², then loss) is kept. The validation set is the corpus's labelled dev split
-when it has one (validation_split = "auto"), else a seeded `validation_fraction` of train (stratified by
-class for single-label targets, a plain random carve otherwise). The test split is predicted once, at the end, to report.
+metric: accuracy, micro-F1 or R², then loss) is kept. The train and validation documents are the carve's
+(stages/validation.py: the corpus's labelled dev split, or a seeded slice of train; [validation] settles
+which). The test split is predicted once, at the end, to report.
 Ensemble (members > 1): that many classifiers are trained the same way from the same LM with seeds seed,
 seed + 1, ... and their probabilities averaged (models.heads.ClassifierEnsemble); each selects its own epoch.
 Direction (ULMFiT's bidirectional ensemble): "backward" trains on the encoder of a backward LM (lm_backward) and
 reads each document right to left; "both" trains `members` classifiers of each direction, each from its own LM,
 and averages all of them; metrics["directions"] keeps the validation score of each direction alone and of both.
-The RNN's validation probabilities, the train documents and the seed are kept in the result: the linear and
-blend stages (stages/linear.py, stages/blend.py) read that carve to fit and weigh their TF-IDF model.
+The RNN's validation probabilities and the carve's train and validation documents are kept in the result: the
+blend stage (stages/blend.py) weighs them against the linear model fitted on the same carve.
 Under torchrun it trains data-parallel (models/distributed.py): batch_size stays the global batch, each
 process trains on its share of every batch, validation and test are scored in shares and gathered, so every
 process selects the same epoch; the process count is in no key.
@@ -38,13 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from nlp_pipeline.artifacts import ClassifierResult, LanguageModel, Numericalized
+from nlp_pipeline.artifacts import Carve, ClassifierResult, LanguageModel, Numericalized
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.models.architecture import ModelConfig
-from nlp_pipeline.targets import PRIMARY, best_threshold, classification_metrics, holdout, score  # noqa: F401 (classification_metrics: re-exported)
+from nlp_pipeline.targets import PRIMARY, best_threshold, carve_of, classification_metrics, score  # noqa: F401 (classification_metrics: re-exported)
 
-VALIDATION_SPLITS = ("auto", "train", "dev")
 DIRECTIONS = {"forward": (False,), "backward": (True,), "both": (False, True)}  # direction -> backward flag of each chain
 
 
@@ -73,12 +72,10 @@ class ClassifierConfig:
     adam_beta2: float = 0.99            # Adam squared-gradient decay
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
-    validation_split: str = "auto"      # "auto" (dev split if labelled, else carved from train), "train" (carve), "dev"
-    validation_fraction: float = 0.1    # share of train carved for validation (of each label, for single-label targets)
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     direction: str = "forward"          # "forward", "backward" (from a backward LM: texts read right to left) or "both": members classifiers of each direction, averaged (ULMFiT's ensemble; twice the LM fine-tuning and classifier time)
-    seed: int = 0                       # seeds weights, dropout, batch order and the validation carve
+    seed: int = 0                       # seeds weights, dropout and batch order (the carve's seed is validation.seed)
     precision: str = "auto"             # "auto" (bfloat16 where the CPU/GPU does it natively, else float32), "float32", "bfloat16"
     device: str = "auto"                # "auto", "cpu" or "cuda" (volatile)
     num_threads: int = 0                # CPU threads for torch; 0 = every usable core (volatile)
@@ -91,10 +88,6 @@ class ClassifierConfig:
             )
         if any(e < 0 for e in self.stage_epochs) or any(lr <= 0 for lr in self.stage_learning_rates):
             raise ConfigError("classifier.stage_epochs must be >= 0 and stage_learning_rates > 0")
-        if self.validation_split not in VALIDATION_SPLITS:
-            raise ConfigError(f"classifier.validation_split must be one of {list(VALIDATION_SPLITS)}, got {self.validation_split!r}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(f"classifier.validation_fraction must be between 0 and 1, got {self.validation_fraction}")
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
@@ -129,17 +122,6 @@ def _stages(cfg: ClassifierConfig, n_groups: int) -> list[tuple[int, int, float]
         if epochs > 0:
             out.append((n, epochs, lr))
     return out
-
-
-def _validation(cfg: ClassifierConfig, data: Numericalized, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    labels = np.asarray(data.labels)
-    dev = data.indices("dev", labelled=True)
-    if cfg.validation_split == "dev" and len(dev) == 0:
-        raise DataError("classifier.validation_split = 'dev' but the corpus has no labelled dev documents; use 'auto' or 'train'")
-    if cfg.validation_split in ("auto", "dev") and len(dev):
-        return train, dev, "dev"
-    kept, held = holdout(labels[train], cfg.validation_fraction, cfg.seed, data.target_type)  # stratified for classes
-    return train[kept], train[held], "carved from train"
 
 
 def _labelled_train(data: Numericalized) -> tuple[np.ndarray, int, np.ndarray]:
@@ -230,9 +212,10 @@ def _member_plan(cfg: ClassifierConfig, lm: LanguageModel | None,
 
 
 def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None,
-                     lm_backward: LanguageModel | None = None) -> ClassifierResult:
-    """Fine-tune a classifier on the labelled train documents; score validation each epoch, test once.
-    lm is the forward fine-tuned LM, lm_backward the backward one (classifier.direction = backward or both)."""
+                     lm_backward: LanguageModel | None = None, carve: Carve | None = None) -> ClassifierResult:
+    """Fine-tune a classifier on the carve's train documents; score its validation documents each epoch, test once.
+    lm is the forward fine-tuned LM, lm_backward the backward one (classifier.direction = backward or both);
+    carve None: [validation]'s default carve of data."""
     from nlp_pipeline.models import distributed
     from nlp_pipeline.models.device import resolve_precision, training_session
     from nlp_pipeline.models.training import fit_classifier, predict_classifier_sharded, state_dict_to_numpy
@@ -240,9 +223,10 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
     started = time.perf_counter()
     labels, pad, train = _labelled_train(data)
     target, names = data.target_type, list(data.label_names)
-    train, valid, valid_source = _validation(cfg, data, train)
+    carve = carve_of(data, carve)
+    train, valid, valid_source = np.asarray(carve.train_indexes), np.asarray(carve.validation_indexes), carve.source
     if len(valid) == 0:
-        raise DataError("no validation documents could be carved from train; raise classifier.validation_fraction")
+        raise DataError("no validation documents could be carved from train; raise validation.fraction")
     test = data.indices("test", labelled=True)
 
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
@@ -321,14 +305,17 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
         )
 
 
-def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, **options: Any) -> dict[str, Any]:
+def range_test(cfg: ClassifierConfig, data: Numericalized, lm: LanguageModel | None = None, carve: Carve | None = None,
+               **options: Any) -> dict[str, Any]:
     """The learning-rate range test (models/lr_find.py) on the model this stage would start training from, on
-    its labelled train documents; options: start_lr, end_lr, num_steps, trainable_groups (None = stage 1's).
+    the documents it trains on (the carve's train documents; carve None: [validation]'s default carve of data);
+    options: start_lr, end_lr, num_steps, trainable_groups (None = stage 1's).
     The result also says the model's initialisation; nothing is trained or kept."""
     from nlp_pipeline.models.device import training_session
     from nlp_pipeline.models.lr_find import classifier_range_test
 
-    _, _, train = _labelled_train(data)
+    _labelled_train(data)
+    train = np.asarray(carve_of(data, carve).train_indexes)
     with training_session(cfg.device, cfg.num_threads, cfg.seed) as device:
         model, initialisation = build_classifier_model(cfg, data, lm)
         result = classifier_range_test(model, cfg, data, train, device, **options)
@@ -352,7 +339,7 @@ STAGE = Stage(
                 # 5: the RNN alone: the linear model and the blend are the linear and blend stages; keeps train
                 #    indexes, validation probabilities and the seed for them
     config=ClassifierConfig,
-    inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm"},
+    inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm", "carve": "validation"},
     optional=("lm", "lm_backward"),
     run=train_classifier,
     volatile=("device", "num_threads"),  # and the number of torchrun processes, which no config field holds

@@ -1,4 +1,4 @@
-"""lsa: Tokens -> LsaResult. TF-IDF + truncated SVD document vectors and topic terms, plus the baselines.
+"""lsa: Tokens + the validation Carve -> LsaResult. TF-IDF + truncated SVD document vectors and topic terms, plus the baselines.
 
 Fits TF-IDF and the SVD on every split but test (test documents are only transformed), keeps one
 `n_components`-dimensional vector per document (for the projector and as features), the top terms of each
@@ -11,9 +11,9 @@ component, and trains two linear baselines that every later model must beat, one
   train predicts that constant), its decision threshold chosen on validation with C (targets.best_threshold, as
   the classifier does); regression: ridge regression with alpha = 1 / C.
 The regularisation strength C of each (alpha = 1 / C for ridge) is chosen from `c_grid` by targets.PRIMARY
-(accuracy, micro-F1, R²) on a seeded validation slice of train (targets.holdout, the classifier's carve:
-stratified by class for "class", a random slice of the same size otherwise), or on the corpus's dev split when it has one; the test split is read once, at the
-end, and scored with targets.score.
+(accuracy, micro-F1, R²) on the carve's validation documents (stages/validation.py: the classifier's, the
+corpus's dev split or a seeded slice of train), then refitted on train + validation; the test split is read
+once, at the end, and scored with targets.score. `seed` seeds the SVD and the models, not the carve.
 Limits: the TF-IDF matrix is sparse but held in memory; baselines are skipped for an unlabelled corpus or one
 whose training labels are all the same.
 """
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nlp_pipeline.artifacts import LsaResult, Tokens, documents_of
+from nlp_pipeline.artifacts import Carve, LsaResult, Tokens, documents_of
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.core.stage import Stage
-from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, holdout, score
+from nlp_pipeline.targets import PRIMARY, THRESHOLD, best_threshold, carve_of, score
 
 IGNORED_TOKENS = frozenset({"xxbos", "xxeos", "xxpad", "xxfld"})  # carry no content for bag-of-words models
 
@@ -43,14 +43,11 @@ class LsaConfig:
     ngram_max: int = 2                 # longest word n-gram of the TF-IDF baseline (1-3)
     top_terms: int = 10                # terms listed per component
     c_grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0])  # C tried on validation (ridge: alpha = 1 / C)
-    validation_size: float = 0.1       # share of train held out to choose C when the corpus has no dev split
-    seed: int = 0                      # SVD and validation-split seed
+    seed: int = 0                      # seed of the SVD and the baselines (the carve's is validation.seed)
 
     def validate(self) -> None:
         if self.n_components < 1:
             raise ConfigError(f"lsa.n_components must be at least 1, got {self.n_components}")
-        if not 0 < self.validation_size < 1:
-            raise ConfigError(f"lsa.validation_size must be between 0 and 1, got {self.validation_size}")
         if not 1 <= self.ngram_max <= 3:
             raise ConfigError(f"lsa.ngram_max must be 1, 2 or 3, got {self.ngram_max}")
         if not self.c_grid or min(self.c_grid) <= 0:
@@ -127,8 +124,9 @@ def _fit_baseline(x_train, y_train, x_val, y_val, x_test, y_test, c_grid, seed, 
     return {**test, f"validation_{primary}": scores[best], "C": best, "seconds": round(time.time() - started, 2)}
 
 
-def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
-    """TF-IDF + SVD over the corpus and, if it is labelled, the two linear baselines (see the module docstring)."""
+def fit_lsa(cfg: LsaConfig, tokens: Tokens, carve: Carve | None = None) -> LsaResult:
+    """TF-IDF + SVD over the corpus and, if it is labelled, the two linear baselines (see the module docstring),
+    C chosen on the carve (None: [validation]'s default carve of these tokens)."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
@@ -157,13 +155,9 @@ def fit_lsa(cfg: LsaConfig, tokens: Tokens) -> LsaResult:
     target_type = tokens.target_type
     train = tokens.indices("train", labelled=True)
     test = tokens.indices("test", labelled=True)
+    carve = carve_of(tokens, carve)
     if len(train) and len(test) and len(np.unique(labels[train], axis=0)) > 1:
-        dev = tokens.indices("dev", labelled=True)
-        if len(dev):
-            fit_idx, val_idx = train, dev
-        else:
-            fit_pos, val_pos = holdout(labels[train], cfg.validation_size, cfg.seed, target_type)
-            fit_idx, val_idx = train[fit_pos], train[val_pos]
+        fit_idx, val_idx = np.asarray(carve.train_indexes), np.asarray(carve.validation_indexes)
         model = "ridge" if target_type == "regression" else "logreg"
         names = list(tokens.label_names)
         features = normalize(doc_vectors)
@@ -218,7 +212,7 @@ STAGE = Stage(
     version=4,  # 2: baselines for multi-label and regression targets, targets.score dicts; 3: multi-label threshold chosen on validation;
                 # 4: targets.holdout (a class of 2-4 train documents now gives 1 to validation)
     config=LsaConfig,
-    inputs={"tokens": "tokenization"},
+    inputs={"tokens": "tokenization", "carve": "validation"},
     run=fit_lsa,
     describe=lambda cfg: f"k={cfg.n_components}",
     summary=summarize,

@@ -46,8 +46,8 @@ SETTINGS = [
     "--set", "finetune_lm.epochs=1", "--set", "classifier.batch_size=4",
     "--set", "classifier.stage_epochs=[1, 1]", "--set", "classifier.stage_learning_rates=[0.01, 0.005]",
 ]
-OTHER_SEED = ["--set", "classifier.seed=1"]          # config B: shares every artifact with A but the classifier
-STAGES = ("corpus", "tokenization", "numericalization", "lsa", "finetune_lm", "classifier")
+OTHER_SEED = ["--set", "classifier.seed=1"]          # config B: shares every artifact with A but the classifier and blend
+STAGES = ("corpus", "tokenization", "numericalization", "validation", "lsa", "finetune_lm", "classifier")
 VOLATILE_METRICS = ("seconds", "status")              # differ between a clean run, a rerun and a cached run
 MASTER_SEED = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1, 10**9))  # printed on failure
 RUN_TIMEOUT = 900                                     # seconds; a run that takes this long is stuck (a lock?)

@@ -31,7 +31,7 @@ from faultkit import MASTER_SEED
 CUTS = {  # which stages' artifacts the cache holds when the killed run starts
     "empty": (),
     "tokens": ("corpus", "tokenization", "numericalization"),
-    "model": ("corpus", "tokenization", "numericalization", "lsa", "finetune_lm"),
+    "model": ("corpus", "tokenization", "numericalization", "validation", "lsa", "finetune_lm"),
     "all": faultkit.STAGES,
 }
 
