@@ -396,3 +396,15 @@ def test_stage_declares_the_optional_general_input():
     assert STAGE.name == "embeddings" and STAGE.optional == ("general",)
     assert set(STAGE.inputs) == {"tokens", "general"}
     assert embeddings.METHODS == ("word2vec", "fasttext", "glove", "pretrained")
+
+
+def test_evaluation_settings_cannot_apply_without_evaluation():
+    from nlp_pipeline import pipeline
+    from nlp_pipeline.core.errors import CannotApply
+
+    with pytest.raises(CannotApply, match=r"^embeddings\.neighbours cannot apply: embeddings\.evaluate = false scores nothing"):
+        pipeline.load_config(sets=["embeddings.evaluate=false", "embeddings.neighbours=3"])
+    stage = pipeline.STAGES["embeddings"]
+    silent = pipeline.load_config(sets=["embeddings.evaluate=false"])["embeddings"]
+    assert "neighbours" not in stage.key_payload(silent, {"tokens": "0" * 64})["config"]
+    assert "neighbours" in stage.key_payload(EmbeddingsConfig(), {"tokens": "0" * 64})["config"]

@@ -118,6 +118,12 @@ class EmbeddingsConfig:
             if changed and method not in self.methods:
                 raise CannotApply(f"embeddings.{method}.{changed[0]}", f"{method!r} is not in embeddings.methods; "
                                   f"add it or remove the setting")
+        if not self.evaluate:  # the evaluation settings only apply when there is an evaluation
+            default = EmbeddingsConfig()
+            for name in EVALUATION:
+                if getattr(self, name) != getattr(default, name):
+                    raise CannotApply(f"embeddings.{name}", "embeddings.evaluate = false scores nothing; remove it or "
+                                      "set embeddings.evaluate = true")
         def check(table: str, names: tuple[str, ...], positive: bool = False) -> None:
             for name in names:
                 value = getattr(getattr(self, table) if table else self, name)
@@ -152,7 +158,8 @@ class EmbeddingsConfig:
 
 
 # Fields every method reads; an instance's key holds these and its own sub-table, nothing else.
-_SHARED = ("method", "vector_size", "min_count", "seed", "evaluate", "restrict_vocab", "neighbour_words", "neighbours")
+EVALUATION = ("restrict_vocab", "neighbour_words", "neighbours")  # what only the evaluation reads
+_SHARED = ("method", "vector_size", "min_count", "seed", "evaluate", *EVALUATION)
 MOVED = {  # old flat names -> the sub-table fields that replaced them (pipeline.MOVED: a one-line error names them)
     **{f"embeddings.{f.name}": f"embeddings.word2vec.{f.name} and embeddings.fasttext.{f.name}"
        for f in dataclasses.fields(Word2VecConfig)},
@@ -164,10 +171,10 @@ MOVED = {  # old flat names -> the sub-table fields that replaced them (pipeline
 
 def volatile_fields(cfg: EmbeddingsConfig) -> tuple[str, ...]:
     """Config fields that cannot change this instance's output: `methods`, `workers`, general_corpus (the
-    general tokens come in as an input, keyed upstream), the other methods' sub-tables and the pretrained path
-    (its contents are keyed instead). EmbeddingsConfig(method='glove') -> ('fasttext', 'general_corpus',
-    'methods', 'pretrained', 'word2vec', 'workers')."""
-    keep = set(_SHARED) | {cfg.method}
+    general tokens come in as an input, keyed upstream), the other methods' sub-tables, the pretrained path
+    (its contents are keyed instead) and, when evaluate is false, the evaluation settings.
+    EmbeddingsConfig(method='glove') -> ('fasttext', 'general_corpus', 'methods', 'pretrained', 'word2vec', 'workers')."""
+    keep = (set(_SHARED) - (set() if cfg.evaluate else set(EVALUATION))) | {cfg.method}
     dropped = sorted(f.name for f in dataclasses.fields(cfg) if f.name not in keep)
     return (*dropped, "pretrained.path") if cfg.method == "pretrained" else tuple(dropped)
 
