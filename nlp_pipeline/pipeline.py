@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from nlp_pipeline.core import config as config_layer
+from nlp_pipeline.core.config import set_fields
 from nlp_pipeline.core.errors import CannotApply, ConfigError
 from nlp_pipeline.core.runner import Instance, PlanEntry, RunResult, execute, plan
 from nlp_pipeline.core.store import ArtifactStore
@@ -191,12 +192,6 @@ def trains_pretrain_lm(configs: dict[str, Any]) -> bool:
     return configs["pretrain_lm"].corpus.lower() != "none" and any(not c.loads_weights for c in lm_chains(configs))
 
 
-def set_fields(cfg: Any, section: str) -> list[str]:
-    """"section.field" of every field of `cfg` that differs from its dataclass default, i.e. that some layer set."""
-    default = type(cfg)()
-    return [f"{section}.{f.name}" for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)]
-
-
 def lm_settings(configs: dict[str, Any]) -> None:
     """A ConfigError naming the first [model], [pretrain_lm] or [finetune_lm] setting that cannot apply: [model]
     when every chain loads an LM; pretrain_lm's training fields when no pretrain_lm trains (its runtime fields,
@@ -249,7 +244,7 @@ def text_executor(cfg: Any, tokenizing: Any, section: str = "numericalization") 
     """The numericalization (or corpus) config with tokenization's executor, ray_address and workers: one setting
     (tokenization.executor = "ray") puts corpus reading and both text stages on Ray. None of them is in a key."""
     copied = numericalization.VOLATILE
-    by_hand = [name for name in copied if getattr(cfg, name) != getattr(type(cfg)(), name)]
+    by_hand = [name.split(".", 1)[1] for name in set_fields(cfg, section, copied)]
     if by_hand:
         raise ConfigError(f"{section}.{by_hand[0]} is set by the pipeline from tokenization.{by_hand[0]}, not by "
                           f"hand; set tokenization.{by_hand[0]} (it applies to corpus reading and both text stages)")

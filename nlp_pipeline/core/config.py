@@ -203,6 +203,14 @@ def resolve(schemas: dict[str, type], layers: list[dict], moved: dict[str, str] 
     return {name: build(cls, merged.get(name, {}), name) for name, cls in schemas.items()}
 
 
+def set_fields(cfg: Any, section: str, names: tuple[str, ...] | None = None) -> list[str]:
+    """"section.field" of each field of dataclass `cfg` (of `names`, if given) that differs from its default, i.e.
+    that some layer set: set_fields(LinearConfig(ngrams=3), "linear") -> ["linear.ngrams"]."""
+    default = type(cfg)()
+    return [f"{section}.{f.name}" for f in dataclasses.fields(cfg)
+            if (names is None or f.name in names) and getattr(cfg, f.name) != getattr(default, f.name)]
+
+
 def lookup(layers: list[dict], dotted: str) -> bool:
     """True when some layer sets `dotted` ("embeddings.glove.window"): lookup([{"a": {"b": 1}}], "a.b") -> True."""
     for layer in layers:

@@ -39,6 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from nlp_pipeline.artifacts import Tokens, WordVectors
+from nlp_pipeline.core.config import set_fields
 from nlp_pipeline.core.errors import CannotApply, ConfigError, DataError, MissingInputError
 from nlp_pipeline.core.hashing import file_sha256
 from nlp_pipeline.core.stage import Stage
@@ -113,17 +114,13 @@ class EmbeddingsConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"embeddings.methods lists a method twice: {self.methods}")
         for method in METHODS:  # a method's sub-table only applies when the method is trained
-            own, default = getattr(self, method), type(getattr(self, method))()
-            changed = [f.name for f in dataclasses.fields(own) if getattr(own, f.name) != getattr(default, f.name)]
+            changed = set_fields(getattr(self, method), f"embeddings.{method}")
             if changed and method not in self.methods:
-                raise CannotApply(f"embeddings.{method}.{changed[0]}", f"{method!r} is not in embeddings.methods; "
-                                  f"add it or remove the setting")
-        if not self.evaluate:  # the evaluation settings only apply when there is an evaluation
-            default = EmbeddingsConfig()
-            for name in EVALUATION:
-                if getattr(self, name) != getattr(default, name):
-                    raise CannotApply(f"embeddings.{name}", "embeddings.evaluate = false scores nothing; remove it or "
-                                      "set embeddings.evaluate = true")
+                raise CannotApply(changed[0], f"{method!r} is not in embeddings.methods; add it or remove the setting")
+        unused = [] if self.evaluate else set_fields(self, "embeddings", EVALUATION)  # they only apply to an evaluation
+        if unused:
+            raise CannotApply(unused[0], "embeddings.evaluate = false scores nothing; remove it or set "
+                              "embeddings.evaluate = true")
         def check(table: str, names: tuple[str, ...], positive: bool = False) -> None:
             for name in names:
                 value = getattr(getattr(self, table) if table else self, name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nlp_pipeline.artifacts import Carve, Tokens
+from nlp_pipeline.core.config import set_fields
 from nlp_pipeline.core.errors import CannotApply, ConfigError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import carve
@@ -35,10 +36,10 @@ class ValidationConfig:
         if not 0.0 < self.fraction < 1.0:
             raise ConfigError(f"validation.fraction must be between 0 and 1, got {self.fraction}")
         if self.split == "dev":
-            unused = [name for name in ("fraction", "seed") if getattr(self, name) != getattr(ValidationConfig(), name)]
+            unused = set_fields(self, "validation", ("fraction", "seed"))
             if unused:
-                raise CannotApply(f"validation.{unused[0]}", f"validation.split = \"dev\" holds nothing out of train; "
-                                  f"remove validation.{unused[0]} or set validation.split = \"auto\" or \"train\"")
+                raise CannotApply(unused[0], f"validation.split = \"dev\" holds nothing out of train; remove {unused[0]} "
+                                  f"or set validation.split = \"auto\" or \"train\"")
 
 
 def make_carve(cfg: ValidationConfig, tokens: Tokens) -> Carve:
