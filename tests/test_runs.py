@@ -67,7 +67,7 @@ def test_a_bundle_that_does_not_fit_leaves_the_previous_run_and_the_rerun_serves
                                                                                                 monkeypatch):
     """Finding 1 + 6: the disk fills while the second run (another seed) writes its bundle. One line naming the
     run folder, exit 1, the first run's folder untouched; the rerun then writes the new model, not a stale one."""
-    import safetensors.numpy
+    from nlp_pipeline.models import lm_file
 
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     args = ["run", "--corpus", str(corpus_dir), *FAST, *TINY_LM, *STRICT, "--runs-dir", str(runs)]
@@ -76,13 +76,13 @@ def test_a_bundle_that_does_not_fit_leaves_the_previous_run_and_the_rerun_serves
     run_dir = runs / "tiny"
     before = _snapshot(run_dir)
 
-    real_save = safetensors.numpy.save_file
+    real_save = lm_file.write_safetensors                    # what the bundle writes its weights with
 
-    def disk_full(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a file")
+    def disk_full(path, tensors, metadata=None):
+        Path(path).write_bytes(b"half a file")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", disk_full)
+    monkeypatch.setattr(lm_file, "write_safetensors", disk_full)
     second = _invoke([*args, "--set", "classifier.seed=1"], tmp_path)
     assert second.exit_code == 1, second.output
     line = _error_line(second)
@@ -90,7 +90,7 @@ def test_a_bundle_that_does_not_fit_leaves_the_previous_run_and_the_rerun_serves
     assert _snapshot(run_dir) == before                      # the first run's folder, byte for byte
     assert _hidden(runs) == []                               # nothing half-written left beside or inside it
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", real_save)
+    monkeypatch.setattr(lm_file, "write_safetensors", real_save)
     third = _invoke([*args, "--set", "classifier.seed=1"], tmp_path)
     assert third.exit_code == 0, third.output
     assert "report and predict bundle written" in third.stderr
