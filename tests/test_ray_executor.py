@@ -5,10 +5,9 @@ starts it). Skipped, with the reason, when Ray Data is not installed (`make test
 
 from __future__ import annotations
 
-import dataclasses
+import bz2
 import functools
 import gzip
-import hashlib
 import importlib.util
 import json
 import pickle
@@ -23,19 +22,11 @@ from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.stages import corpus as corpus_stage
 from nlp_pipeline.stages import numericalization as numericalization_stage
 from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
-from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
-from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
+from nlp_pipeline.stages.tokenization import TokenizationConfig
+from ray_helpers import read_both_ways, same_corpus_artifact, tokenize_and_count_both_ways, write_text_corpus
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="Ray Data is not installed: pip install 'nlp-pipeline[distributed]'")
-
-DOCS = [
-    "The movie was GREAT , really great !!!!",
-    "I didn't like it ... <br /> at all.",
-    "Senjō no Valkyria 3 : a tactical role @-@ playing game",
-    "",
-    "Numbers 1,000 and 3.14 and e-mail me@example.com",
-] * 40
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +37,7 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("texts")
-    (folder / "a.txt").write_text("\n".join(DOCS[:100]), encoding="utf-8")
-    (folder / "b.txt").write_text("\n".join(DOCS[100:]), encoding="utf-8")
-    return folder
-
-
-def _files(store: ArtifactStore, stage: str, key: str) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(store.folder(stage, key).iterdir()) if p.name != "meta.json"}
+    return write_text_corpus(tmp_path_factory.mktemp("texts"))
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["list-corpus", "textcolumn-corpus"])
@@ -67,25 +50,7 @@ def test_ray_gives_the_in_process_artifacts_byte_for_byte_and_the_same_keys(ray_
                         functools.partial(numericalization_stage.document_shards, shard_tokens=300))
     corpus = load_corpus(CorpusConfig(source=str(small_corpus)))
     store = ArtifactStore(tmp_path / "cache")
-    # the in-process reference runs in this process: a fork()ed pool inside a process that holds a Ray session
-    # hung the next Ray pipeline here (Ray's threads do not survive fork); a run uses one executor or the other
-    local = TokenizationConfig(workers=1, chunk_size=7)
-    on_ray = dataclasses.replace(local, executor="ray", workers=2, chunk_size=13)   # other chunks: same output
-    counting = [NumericalizationConfig(min_freq=2), NumericalizationConfig(min_freq=2, executor="ray", workers=2)]
-    for name, upstream, cfgs in (("tokenization", "corpus", (local, on_ray)), ("numericalization", "tokens", counting)):
-        keys = [pipeline.STAGES[name].key(cfg, {upstream: "0" * 64}) for cfg in cfgs]
-        assert keys[0] == keys[1], name                                  # the executor is in no key
-    on_ray_calls = []                                                    # counting really went through Ray
-    real_map = numericalization_stage.map_chunks
-    monkeypatch.setattr(numericalization_stage, "map_chunks", lambda *a, **k: on_ray_calls.append(1) or real_map(*a, **k))
-    saved = []
-    for cfg, count_cfg, name in ((local, counting[0], "a"), (on_ray, counting[1], "b")):
-        tokens = tokenize(cfg, corpus)
-        store.save("tokenization", name * 64, tokens, {})
-        store.save("numericalization", name * 64, numericalize(count_cfg, tokens), {})
-        saved.append((_files(store, "tokenization", name * 64), _files(store, "numericalization", name * 64)))
-    assert saved[0] == saved[1]
-    assert on_ray_calls == [1]
+    tokens = tokenize_and_count_both_ways(corpus, store, monkeypatch)
     assert len(numericalization_stage.document_shards(tokens.offsets)) >= 5   # counted on several shards
     assert {"movie", "valkyria", "numbers"} <= set(store.load("numericalization", "b" * 64).vocab.itos)
     tokens = store.load("tokenization", "b" * 64)
@@ -132,24 +97,6 @@ def test_one_setting_puts_both_text_stages_on_ray_and_neither_key_moves():
 
 # --- corpus reading on Ray --------------------------------------------------------------------------------------
 
-def _read_both_ways(source, monkeypatch, **fields) -> tuple:
-    """The corpus of `source` read in this process and on Ray (2 actors): (local, on_ray, how many Ray runs)."""
-    runs = []
-    real_map = corpus_stage.map_chunks
-    monkeypatch.setattr(corpus_stage, "map_chunks", lambda *a, **k: runs.append(1) or real_map(*a, **k))
-    local = load_corpus(CorpusConfig(source=str(source), **fields))
-    on_ray = load_corpus(CorpusConfig(source=str(source), executor="ray", workers=2, **fields))
-    return local, on_ray, len(runs)
-
-
-def _same_corpus_artifact(local, on_ray, tmp_path) -> None:
-    store = ArtifactStore(tmp_path / "cache")
-    store.save("corpus", "a" * 64, local, {})
-    store.save("corpus", "b" * 64, on_ray, {})
-    assert _files(store, "corpus", "a" * 64) == _files(store, "corpus", "b" * 64)
-    assert local.info == on_ray.info and type(local.texts) is type(on_ray.texts)
-
-
 def test_corpus_key_leaves_out_where_the_files_are_parsed(small_corpus):
     keys = {pipeline.STAGES["corpus"].key(CorpusConfig(source=str(small_corpus), **fields), {})
             for fields in ({}, {"executor": "ray", "workers": 3, "ray_address": "auto"})}
@@ -169,9 +116,9 @@ def test_ray_reads_a_labelled_folder_to_the_same_corpus(ray_instance, tmp_path, 
                                      encoding="utf-8")
     (data / "unsup.txt").write_text(" = Heading = \n\n" + "".join(f"some text {i}\n" for i in range(30)), encoding="utf-8")
     monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 60)           # the text in blocks of a few lines
-    local, on_ray, runs = _read_both_ways(data, monkeypatch)
+    local, on_ray, runs = read_both_ways(data, monkeypatch)
     assert runs == 1 and len(local) == 150 and set(local.label_names) == {"3", "neg", "pos"}
-    _same_corpus_artifact(local, on_ray, tmp_path)
+    same_corpus_artifact(local, on_ray, tmp_path)
 
 
 def test_ray_reads_label_folders_in_groups_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
@@ -181,9 +128,9 @@ def test_ray_reads_label_folders_in_groups_to_the_same_corpus(ray_instance, tmp_
         for i in range(12):
             (folder / f"{i}.txt").write_text(f"{label} document {i} of {split}", encoding="utf-8")
     monkeypatch.setattr(corpus_stage, "RAY_CHUNK_BYTES", 200)          # groups of a few documents each
-    local, on_ray, runs = _read_both_ways(tmp_path / "imdb", monkeypatch, max_documents=40)
+    local, on_ray, runs = read_both_ways(tmp_path / "imdb", monkeypatch, max_documents=40)
     assert runs == 1 and len(local) == 40
-    _same_corpus_artifact(local, on_ray, tmp_path)
+    same_corpus_artifact(local, on_ray, tmp_path)
 
 
 def test_ray_streams_plain_text_in_blocks_of_lines_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
@@ -193,10 +140,10 @@ def test_ray_streams_plain_text_in_blocks_of_lines_to_the_same_corpus(ray_instan
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "big.txt").write_text("\ufeff" + "\n".join(lines), encoding="utf-8")   # no final newline
     (tmp_path / "texts" / "small.txt.gz").write_bytes(gzip.compress("\n".join(lines[:40]).encode("utf-8")))
-    local, on_ray, runs = _read_both_ways(tmp_path / "texts", monkeypatch)
+    local, on_ray, runs = read_both_ways(tmp_path / "texts", monkeypatch)
     assert runs == 1 and len(local) == 151 + 38 and local.info["dropped"]["headings"] == 3
     assert local.texts[0] == "line 0 says" and local.texts[150] == "last"
-    _same_corpus_artifact(local, on_ray, tmp_path)
+    same_corpus_artifact(local, on_ray, tmp_path)
 
 
 def test_ray_parses_a_large_json_lines_file_in_blocks_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
@@ -213,9 +160,48 @@ def test_ray_parses_a_large_json_lines_file_in_blocks_to_the_same_corpus(ray_ins
     data.mkdir()
     (data / "train.jsonl").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
     (data / "test.jsonl.gz").write_bytes(gzip.compress("\n".join(lines[:60]).encode("utf-8")))   # no final newline
-    local, on_ray, runs = _read_both_ways(data, monkeypatch)
+    local, on_ray, runs = read_both_ways(data, monkeypatch)
     assert runs == 1 and len(blocks) > 10 and len(local) == 150 + 58
-    _same_corpus_artifact(local, on_ray, tmp_path)
+    same_corpus_artifact(local, on_ray, tmp_path)
+
+
+def test_ray_reads_parquet_files_to_the_same_corpus(ray_instance, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [(f"review {i}: {'fine ' * (i % 4)}film é", ["pos", "neg", None][i % 3]) for i in range(90)]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, part, groups in (("train", rows[:60], 16), ("test", rows[60:], None)):   # train in 4 row groups
+        table = pa.table({"label": [label for _, label in part], "text": [text for text, _ in part]})
+        pq.write_table(table, data / f"{name}.parquet", row_group_size=groups)
+    local, on_ray, runs = read_both_ways(data, monkeypatch)
+    assert runs == 1 and len(local) == 90 and local.label_names == ["neg", "pos"]
+    assert local.info["unlabelled_rows"] == {"test": 10, "train": 20}           # a null label: kept, unlabelled
+    same_corpus_artifact(local, on_ray, tmp_path)
+
+
+def _wiki_page(title: str, markup: str) -> str:
+    return (f"<page><title>{title}</title><ns>0</ns><id>1</id><revision><id>2</id>"
+            f"<text xml:space=\"preserve\">{markup}</text></revision></page>")
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["list-corpus", "textcolumn-corpus"])
+def test_ray_reads_wiki_dumps_to_the_same_corpus(ray_instance, tmp_path, monkeypatch, streamed):
+    if streamed:
+        monkeypatch.setattr(corpus_stage, "STREAM_MIN_BYTES", 0)
+    pages = [_wiki_page(f"Topic {i}", f"'''Topic {i}''' is a [[subject|thing]] people have studied since {1900 + i}.\n"
+                                      f"== History ==\nIt began with {i} small steps taken by many people.\n"
+                                      "* a list item\n{{Infobox|x=1}}") for i in range(6)]
+    pages.insert(2, _wiki_page("Old name", "#REDIRECT [[Topic 1]]"))
+    head = '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">'
+    (tmp_path / "wiki").mkdir()
+    (tmp_path / "wiki" / "a.xml").write_text(head + "".join(pages[:4]) + "</mediawiki>", encoding="utf-8")
+    (tmp_path / "wiki" / "b.xml.bz2").write_bytes(bz2.compress((head + "".join(pages[4:]) + "</mediawiki>").encode()))
+    local, on_ray, runs = read_both_ways(tmp_path / "wiki", monkeypatch)
+    assert runs == 1 and len(local) == 12 and local.info["wiki"] == {"pages": 6, "redirects": 1}
+    assert local.texts[0] == "Topic 0 is a thing people have studied since 1900."
+    same_corpus_artifact(local, on_ray, tmp_path)
 
 
 @pytest.mark.parametrize("broken", ["json", "json-then-byte"])

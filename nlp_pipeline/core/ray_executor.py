@@ -16,9 +16,10 @@ vocabulary counting (the ids of a shard -> (distinct ids, their counts)) and cor
 of lines read here -> its rows; table files, wiki dumps and label-folder documents are opened by the workers, so
 on a cluster those must be at the same path on every node).
 
-Where Ray runs: address "" starts an embedded Ray on this machine (ray.init(num_cpus=2 x workers + 1), no dashboard)
-and stops it afterwards; "auto" joins the cluster this machine belongs to and HOST:PORT a given one, left
-running. A Ray already initialised in this process (a test module, a notebook) is used as it is.
+Where Ray runs: address "" starts an embedded Ray on this machine (ray.init(address="local", num_cpus=2 x workers
++ 1), no dashboard: a cluster running on the machine is not joined) and stops it afterwards; "auto" joins the
+cluster this machine belongs to and HOST:PORT a given one, left running. A Ray already initialised in this process
+(a test module, a notebook) is used as it is.
 Limits: nlp_pipeline must be installed on every node of a cluster; each wave starts its actors anew (spaCy
 loads again: about a second per actor, against minutes of tokenization per 64 MB wave). The merge of the
 results (the vocabulary, the ids) stays on this process. Ray is imported only here, and only when asked for.
@@ -81,6 +82,9 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
     if address:
         kwargs["address"] = address
     else:
+        # "local": a Ray of its own even where a cluster runs on this machine (a bare ray.init() would join the
+        # cluster `ray start` wrote to /tmp/ray/ray_current_cluster, and refuse num_cpus there)
+        kwargs["address"] = "local"
         # Logical CPU slots, not cores: the actor pool of each pipeline is capped at `workers` actors anyway.
         # Ray Data also runs small tasks (file listing, Arrow metadata) that need a free slot, and the idle
         # actors of a finished wave may hold theirs a while: with `workers` slots, then `workers + 1`, both
