@@ -215,7 +215,9 @@ def lm_of(result: Result) -> str:
     metrics = (result.data.get("pretrain") or {}).get("metrics") or {}
     tokens = metrics.get("train_tokens")
     where = metrics.get("loaded_from") or ("pretrained in the run" if tokens else "")
-    return f"{where}, {tokens:,} pretraining tokens" if isinstance(tokens, int) else (where or "not recorded")
+    perplexity = metrics.get("val_perplexity")
+    held_out = f", held-out perplexity {perplexity:.1f}" if isinstance(perplexity, (int, float)) else ""
+    return f"{where}, {tokens:,} pretraining tokens{held_out}" if isinstance(tokens, int) else (where or "not recorded")
 
 
 def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str], list[list[str]], dict]:
@@ -472,7 +474,8 @@ Which file counts:
   from its current run, or else from the newest qualifying run (or `peers.py` run) that has them; the `source`
   column names that file, and the summary marks such a number with `*`.
 - **Perplexity and speed**: each table from the newest file of its benchmark that holds the table and its peer.
-- `packaged` names the language model shipped when the run was made; its pretraining tokens tell which one.
+- `packaged` names the language model shipped when the run was made; its pretraining tokens and held-out
+  perplexity tell which one.
 - Which runs read which test labels: [benchmarks.md](benchmarks.md#test-label-reads)."""
 
 
