@@ -569,6 +569,7 @@ def fit_classifier(
     device: torch.device,
     dtype: torch.dtype | None = None,
     progress_label: str = "classifier",
+    average: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
     """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
     LRs for `epochs` epochs under one schedule cycle, on the model's own loss (ClassifierNet.loss: by target
@@ -576,6 +577,10 @@ def fit_classifier(
     targets.PRIMARY, e.g. accuracy, then lower loss) is kept and returned with its history row, whose
     "val_<primary>" column holds the metric. `patience` > 0 stops a
     stage after that many epochs without improvement (0 = never). `progress_label` starts each progress line.
+    `average`: the weights at the end of the last stage's epochs after its warm-up (at least two) are averaged
+    (stochastic weight averaging), BatchNorm statistics recomputed on one pass over train, and the averaged
+    model is one more candidate, scored like an epoch; its history row has epoch "average" and
+    "averaged_epochs" [first, last].
 
     Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
     its shard of each (documents r, r + W, ... of the length-sorted batch), a batch being skipped everywhere
@@ -598,6 +603,20 @@ def fit_classifier(
     best_row: dict[str, Any] = {}
     progress = TrainingProgress(sum(epochs for _, epochs, _ in stages), enabled=rank == 0)
     observer = current_observer() if rank == 0 else None
+
+    def validate() -> tuple[float, float, dict[str, Any]]:
+        """(score, loss, the row's validation columns) of the model as it is now."""
+        probs = predict_classifier_sharded(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
+        loss = mean_loss(model.target_type, labels[valid_docs], probs) / model.target_std ** 2  # regression: in train_loss's standardised units
+        multi = model.target_type == "multi_label"  # its decision threshold is chosen on validation, epoch by epoch
+        threshold = best_threshold(labels[valid_docs], probs) if multi else THRESHOLD
+        value = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])],
+                            threshold)[primary])
+        return value, loss, {"val_loss": round(loss, 4), f"val_{primary}": round(value, 4),
+                             **({"val_threshold": threshold} if multi else {})}
+
+    averaged: dict[str, Tensor] = {}
+    averaged_epochs: list[int] = []
     if observer is not None:
         observer.begin("classifier", progress_label, len(groups))
     for stage_index, (n_trainable, epochs, lr) in enumerate(stages):
@@ -643,18 +662,17 @@ def fit_classifier(
             if world > 1:
                 loss_sum, seen = distributed.all_reduce_sum([loss_sum, seen])
                 distributed.average_buffers(model)  # BatchNorm statistics saw only this process's shards
-            probs = predict_classifier_sharded(model, ids, offsets, valid_docs, pad_id, max_length, batch_size, device, dtype)
-            val_loss = mean_loss(model.target_type, labels[valid_docs], probs) / model.target_std ** 2  # regression: in train_loss's standardised units
-            multi = model.target_type == "multi_label"  # its decision threshold is chosen on validation, epoch by epoch
-            threshold = best_threshold(labels[valid_docs], probs) if multi else THRESHOLD
-            val_score = float(score(model.target_type, labels[valid_docs], probs, [str(j) for j in range(probs.shape[1])],
-                                  threshold)[primary])
+            val_score, val_loss, columns = validate()
             row = {
                 "stage": stage_index + 1, "trainable_groups": n_trainable, "epoch": epoch + 1, "learning_rate": lr,
-                "train_loss": round(loss_sum / max(seen, 1), 4), "val_loss": round(val_loss, 4),
-                f"val_{primary}": round(val_score, 4), **({"val_threshold": threshold} if multi else {}),
+                "train_loss": round(loss_sum / max(seen, 1), 4), **columns,
                 "seconds": round(time.perf_counter() - started, 2), "learning_rates": peak_lrs,
             }
+            if average and stage_index == len(stages) - 1 and epoch + 1 > math.ceil(warmup_fraction * epochs):
+                averaged_epochs.append(epoch + 1)
+                for name, value in model.state_dict().items():
+                    if value.is_floating_point():
+                        averaged[name] = averaged[name] + value.detach() if name in averaged else value.detach().clone()
             history.append(row)
             if observer is not None:
                 observer.epoch(dict(row))
@@ -669,9 +687,59 @@ def fit_classifier(
                 if patience and stale >= patience:
                     break
         distributed.release(net)
+    if len(averaged_epochs) >= 2:
+        started = time.perf_counter()
+        last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict({**last_state, **{k: v / len(averaged_epochs) for k, v in averaged.items()}})
+        _recompute_batchnorm(model, ids, offsets, train_docs, lengths, batch_size, max_length, pad_id, rng, device, dtype)
+        val_score, val_loss, columns = validate()
+        row = {"stage": len(stages), "trainable_groups": stages[-1][0], "epoch": "average",
+               "averaged_epochs": [averaged_epochs[0], averaged_epochs[-1]], "learning_rate": stages[-1][2],
+               **columns, "seconds": round(time.perf_counter() - started, 2)}
+        history.append(row)
+        if rank == 0:
+            log.info("%s: weights averaged over epochs %d-%d of stage %d: validation %s %.4f, loss %.4f", progress_label,
+                     averaged_epochs[0], averaged_epochs[-1], len(stages), primary, val_score, val_loss)
+        if (val_score, -val_loss) > (best[0], -best[1]):
+            best = (val_score, val_loss)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_row = dict(row)
+        model.load_state_dict(last_state)
     if observer is not None:
         observer.end()
     return history, best_state, best_row
+
+
+def _recompute_batchnorm(model: ClassifierNet, ids: np.ndarray, offsets: np.ndarray, train_docs: np.ndarray,
+                         lengths: np.ndarray, batch_size: int, max_length: int, pad_id: int, rng: np.random.Generator,
+                         device: torch.device, dtype: torch.dtype | None) -> None:
+    """BatchNorm running statistics of `model` as the cumulative mean over one training-mode pass over train (no
+    gradients, no optimizer step): averaged weights need statistics of their own (torch's swa_utils.update_bn)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    rank, world = distributed.rank(), distributed.world_size()
+    model.train()
+    with torch.no_grad():
+        for batch in sortish_batches(lengths, batch_size, rng):
+            docs = train_docs[batch]
+            if world > 1:
+                if len(docs) < 2 * world:
+                    continue
+                docs = shard(docs, rank, world)
+            elif len(docs) < 2:
+                continue
+            x, lens = pad_batch(ids, offsets, docs, pad_id, max_length)
+            with autocast_context(device, dtype):
+                model(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))
+    if world > 1:
+        distributed.average_buffers(model)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def state_dict_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:

@@ -73,6 +73,7 @@ class ClassifierConfig:
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
+    average_weights: bool = False       # also try the mean of the last stage's weights over its epochs after warm-up (SWA), kept if it scores better
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
     direction: str = "forward"          # "forward", "backward" (from a backward LM: texts read right to left) or "both": members classifiers of each direction, averaged (ULMFiT's ensemble; twice the LM fine-tuning and classifier time)
     seed: int = 0                       # seeds weights, dropout and batch order (the carve's seed is validation.seed)
@@ -253,7 +254,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 model, ids, offsets, labels, train, valid, stages=_stages(cfg, len(model.layer_groups())),
                 discriminative_factor=cfg.discriminative_factor, batch_size=batch_size, max_length=cfg.max_length,
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
-                betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience,
+                betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience, average=cfg.average_weights,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
                 progress_label=(f"classifier {member + 1}/{len(plan)}" if len(plan) > 1 else "classifier")
                 + (" backward" if backward else ""),
