@@ -312,3 +312,40 @@ def test_a_small_labelled_set_trains_in_smaller_batches(pang_lee):
     small = ClassifierConfig(**{**TINY, "batch_size": 64}, stage_epochs=[1], stage_learning_rates=[1e-2])
     result = train_classifier(small, pang_lee, carve=carve(pang_lee, fraction=0.2))  # 120 train documents: 8 per batch, 15 steps instead of 2
     assert result.metrics["batch_size"] == 8 and result.metrics["train_documents"] == 120
+
+
+def test_weight_averaging_is_the_mean_of_the_last_stage_after_warm_up(pang_lee, monkeypatch):
+    import torch
+
+    from nlp_pipeline.models import training
+
+    seen = []  # the model's state each time validation is scored: every epoch, then the averaged model
+    score_validation = training.predict_classifier_sharded
+
+    def recording(model, *args, **kwargs):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return score_validation(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_classifier_sharded", recording)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 4], stage_learning_rates=[1e-2, 5e-3], patience=0,
+                           warmup_fraction=0.25, average_weights=True)
+    result = train_classifier(cfg, pang_lee, carve=carve(pang_lee, fraction=0.2))
+    rows = result.history
+    assert [r["epoch"] for r in rows] == [1, 1, 2, 3, 4, "average"]
+    assert rows[-1]["averaged_epochs"] == [2, 4] and rows[-1]["stage"] == 2  # ceil(0.25 * 4) = 1 warm-up epoch left out
+    epochs, averaged = seen[1:5], seen[5]  # the last stage's four epochs, then the average
+    parameters = {name for name, _ in load_classifier(result).named_parameters()}
+    for name in parameters:
+        np.testing.assert_allclose(averaged[name], torch.stack([e[name] for e in epochs[1:]]).mean(0), atol=1e-6)
+    norms = [k for k in averaged if k.endswith("running_mean")]
+    # BatchNorm statistics are recomputed for the averaged weights, not averaged
+    assert norms and all(not torch.allclose(averaged[k], torch.stack([e[k] for e in epochs[1:]]).mean(0)) for k in norms)
+    # the kept state is the best candidate by the usual rule (accuracy, then lower loss): an epoch or the average
+    best = max(range(len(rows)), key=lambda i: (rows[i]["val_accuracy"], -rows[i]["val_loss"]))
+    assert result.metrics["selected"]["epoch"] == rows[best]["epoch"]
+    kept = seen[best]
+    assert all(np.allclose(result.state_dict[k], kept[k].numpy(), atol=1e-6) for k in result.state_dict)
+    # off by default and then out of the key (cached classifiers stay valid); on, it is part of the key
+    assert ClassifierConfig().average_weights is False
+    assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(average_weights=True), {})
+    assert "average_weights" not in STAGE.key_payload(ClassifierConfig(), {})["config"]

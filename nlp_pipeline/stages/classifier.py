@@ -343,7 +343,9 @@ STAGE = Stage(
     inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm", "carve": "validation"},
     optional=("lm", "lm_backward"),
     run=train_classifier,
-    volatile=("device", "num_threads"),  # and the number of torchrun processes, which no config field holds
+    # device and threads (and the number of torchrun processes, which no config field holds) never change the result;
+    # average_weights off is left out so that adding the field kept every classifier key
+    volatile=lambda cfg: ("device", "num_threads") + (() if cfg.average_weights else ("average_weights",)),
     collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),
