@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlp_pipeline.artifacts import BlendResult, Carve, ClassifierResult, LinearResult, Numericalized
-from nlp_pipeline.core.errors import DataError
+from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import PRIMARY, score
 
@@ -27,7 +27,14 @@ from nlp_pipeline.targets import PRIMARY, score
 @dataclass(frozen=True)
 class BlendConfig:
     linear: bool = True                 # blend the linear stage's TF-IDF n-gram model in, weighted as validation prefers; false = the RNN alone (no linear stage)
+    choose: str = "accuracy"            # the weight with the best validation "accuracy" (ties: lower log-loss) or the lowest "log_loss"
     refit: bool = True                  # once the weight is chosen (> 0), refit the linear model on train + validation documents (as GridSearchCV's refit); validation scores stay the train-only fit's
+
+    def validate(self) -> None:
+        from nlp_pipeline.models.blend import CHOICES
+
+        if self.choose not in CHOICES:
+            raise ConfigError(f"blend.choose must be one of {list(CHOICES)}, got {self.choose!r}")
 
 
 def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numericalized,
@@ -50,7 +57,8 @@ def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numer
     valid, test = np.asarray(classifier.validation_indexes), np.asarray(classifier.test_indexes)
     labels, names, itos, settings = np.asarray(data.labels), list(data.label_names), list(data.vocab.itos), linear.settings
     fitted = linear_model(settings, linear.arrays, itos)
-    weight, scores = choose_weight(classifier.validation_probabilities, linear.validation_probabilities, labels[valid])
+    weight, scores = choose_weight(classifier.validation_probabilities, linear.validation_probabilities, labels[valid],
+                                   cfg.choose)
     refit = cfg.refit and weight > 0
     model = fitted
     if refit:  # the chosen settings, fitted on every labelled document the RNN saw
