@@ -15,7 +15,9 @@ spaces, or "defaults"), the linear and blend stages run on it (linear model on t
 weight on the same validation slice, refit when blend.refit says so) and are scored on the fold. With
 --labelled N (few labels, as corpus.max_labelled): in each fold only a seeded stratified sample of N of the
 other train documents keeps its label, the rest is unlabelled text, so the RNN, the linear model and the
-weight see N labels (and a validation slice of a tenth of them) while every fold document is still scored. Reported: accuracy pooled over all folds, and the paired difference from the first setting
+weight see N labels (and a validation slice of a tenth of them) while every fold document is still scored.
+The fine-tuned LM and each fold's RNN result are kept under --cache-dir/blend-cv (pickles keyed by the
+dataset, --labelled, the fold and the configs), so comparing other blend settings later trains nothing again. Reported: accuracy pooled over all folds, and the paired difference from the first setting
 with its standard error (per-document differences). Writes benchmarks/results/blend-cv-<dataset>.json (+ .md).
 """
 
@@ -51,6 +53,22 @@ def fold_data(data, fold_docs: np.ndarray, labelled: int | None = None, seed: in
             _, kept = train_test_split(rest, test_size=labelled, stratify=labels[rest], random_state=seed)
             labels[np.setdiff1d(rest, kept)] = UNLABELLED
     return dataclasses.replace(data, splits=splits, labels=labels)
+
+
+def cached(cache_dir: Path, what: dict, compute):
+    """compute(), or its pickle from an earlier run with the same `what` (JSON-able) under cache_dir/blend-cv."""
+    import hashlib
+    import json
+    import pickle
+
+    path = cache_dir / "blend-cv" / (hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20] + ".pkl")
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_bytes(pickle.dumps(value))
+    path.with_suffix(".tmp").replace(path)
+    return value
 
 
 def rnn_fold(cfg, data, lm) -> dict:
@@ -123,7 +141,10 @@ def main() -> None:
     _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
     _, data = numericalized(corpus_of((args.dataset,), None), min_freq=2, max_vocab=30000)
-    lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained)
+    cache_dir = Path(args.cache_dir)
+    same = {"dataset": args.dataset, "pretrain": dataclasses.asdict(cfgs["pretrain_lm"]),
+            "finetune": dataclasses.asdict(cfgs["finetune_lm"])}
+    lm = cached(cache_dir, dict(same, what="lm"), lambda: finetune_language_model(cfgs["finetune_lm"], data, pretrained))
     labels = np.asarray(data.labels)
     train = data.indices("train", labelled=True)
     splitter = StratifiedKFold(args.folds, shuffle=True, random_state=123)
@@ -132,7 +153,9 @@ def main() -> None:
     for k, (_, held) in enumerate(splitter.split(train, labels[train])):
         fold_started = time.perf_counter()
         data_k = fold_data(data, train[held], args.labelled, seed=k)
-        fold = rnn_fold(cfgs["classifier"], data_k, lm)
+        fold = cached(cache_dir, dict(same, what="fold", folds=args.folds, fold=k, labelled=args.labelled,
+                                      classifier=dataclasses.asdict(cfgs["classifier"])),
+                      lambda: rnn_fold(cfgs["classifier"], data_k, lm))
         y = labels[fold["test"]]
         rnn_right.append(fold["rnn_test"].argmax(1) == y)
         row = {"fold": k, "documents": int(len(y)), "rnn_accuracy": round(float(rnn_right[-1].mean()), 4), "settings": {}}

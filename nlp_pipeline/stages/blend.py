@@ -27,7 +27,7 @@ from nlp_pipeline.targets import PRIMARY, score
 @dataclass(frozen=True)
 class BlendConfig:
     linear: bool = True                 # blend the linear stage's TF-IDF n-gram model in, weighted as validation prefers; false = the RNN alone (no linear stage)
-    choose: str = "accuracy"            # the weight with the best validation "accuracy" (ties: lower log-loss) or the lowest "log_loss"
+    choose: str = "accuracy"            # the weight with the best validation "accuracy" (ties: lower log-loss), the lowest "log_loss", or "one_se": the largest weight within one standard error of the best accuracy
     refit: bool = True                  # once the weight is chosen (> 0), refit the linear model on train + validation documents (as GridSearchCV's refit); validation scores stay the train-only fit's
 
     def validate(self) -> None:
