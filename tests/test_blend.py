@@ -178,7 +178,8 @@ def test_the_blend_refits_its_linear_model_on_train_and_validation():
     assert refit.metrics["validation"]["accuracy"] == round(float((expected.argmax(1) == labels[valid]).mean()), 4)
     # weight 0 (an RNN that is always right): nothing to refit
     sure = _rnn_of(data, fit, valid, np.eye(2, dtype=np.float32)[labels[valid]])
-    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held))
+    alone = blend_classifier(BlendConfig(choose="accuracy"), sure, data,
+                             fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held))
     assert alone.weight == 0.0 and alone.metrics["blend"]["refit_documents"] == 0
 
 
