@@ -85,6 +85,57 @@ def test_choose_weight_scores_are_accuracy_and_log_loss():
     assert weight < 1.0 and scores[weight][0] == 0.6667
 
 
+def test_choose_weight_by_log_loss_can_disagree_with_accuracy():
+    # two rows of class 0: the overconfident RNN is right on one and sure of the wrong class on the other; the
+    # hesitant linear model leans right on both. The scores are the same either way; log-loss picks its minimum.
+    y = np.array([0, 0])
+    rnn = np.array([[0.99, 0.01], [0.01, 0.99]], np.float32)
+    linear = np.array([[0.6, 0.4], [0.6, 0.4]], np.float32)
+    by_accuracy, scores = choose_weight(rnn, linear, y)
+    by_loss, same = choose_weight(rnn, linear, y, by="log_loss")
+    assert scores == same
+    losses = {w: s[1] for w, s in scores.items()}
+    assert by_loss == min(losses, key=lambda w: (losses[w], w))
+    best_accuracy = max(s[0] for s in scores.values())
+    assert scores[by_accuracy][0] == best_accuracy and scores[by_loss][0] <= best_accuracy
+    assert losses[by_loss] <= losses[by_accuracy]
+    # where they part: the RNN is slightly wrong on two rows of class 0 and sure and right on the third; the linear
+    # model is barely right on all three. Only w >= 0.8 puts all three right, but w = 0 has the lowest log-loss.
+    rnn = np.array([[0.45, 0.55], [0.45, 0.55], [0.99, 0.01]], np.float32)
+    linear = np.full((3, 2), [0.52, 0.48], np.float32)
+    y = np.array([0, 0, 0])
+    assert choose_weight(rnn, linear, y)[0] == 0.8
+    assert choose_weight(rnn, linear, y, by="log_loss")[0] == 0.0
+    with pytest.raises(ValueError, match="by must be one of"):
+        choose_weight(rnn, linear, y, by="f1")
+
+
+def test_choose_weight_one_se_prefers_the_linear_model_unless_the_rnn_is_clearly_better():
+    y = np.array([0, 1] * 10)
+    truth = np.eye(2, dtype=np.float32)[y]
+    wrong = np.arange(20)[:, None]
+    linear = np.where((wrong >= 16) & (wrong <= 18), 1 - truth, truth) * 0.8 + 0.1  # wrong on 16-18 (unsure: 0.9)
+    rnn = np.where(wrong >= 18, 1 - truth, truth) * 0.98 + 0.01                     # wrong on 18-19 (sure)
+    by_accuracy, scores = choose_weight(rnn, linear, y)
+    assert scores[0.0][0] == 0.9 and scores[1.0][0] == 0.85 and by_accuracy < 1.0
+    # one more right of 20 (two won, one lost) is well within a standard error: the linear model alone
+    assert choose_weight(rnn, linear, y, by="one_se")[0] == 1.0
+    # an RNN right everywhere against a linear model wrong on half: clearly better, so the largest weight that
+    # keeps every document right (0.5), not the linear model
+    linear = np.where(np.arange(20)[:, None] < 10, truth, 1 - truth) * 0.8 + 0.1
+    rnn = truth * 0.98 + 0.01
+    weight, scores = choose_weight(rnn, linear, y, by="one_se")
+    assert weight == 0.5 and scores[0.5][0] == 1.0 and scores[0.6][0] < 1.0 and scores[1.0][0] == 0.5
+
+
+def test_blend_choose_is_checked_when_configs_load():
+    from nlp_pipeline.pipeline import load_config
+
+    assert load_config(sets=["blend.choose=log_loss"])["blend"].choose == "log_loss"
+    with pytest.raises(ConfigError, match="blend.choose must be one of"):
+        load_config(sets=["blend.choose=loss"])
+
+
 def _rnn_of(data, fit: np.ndarray, valid: np.ndarray, val_probs: np.ndarray) -> ClassifierResult:
     """A classifier result by hand: the carve (fit, valid), the RNN's validation probabilities, no test split."""
     return ClassifierResult(arch={}, state_dict={}, vocab=data.vocab, label_names=list(data.label_names), max_length=500,
@@ -127,7 +178,8 @@ def test_the_blend_refits_its_linear_model_on_train_and_validation():
     assert refit.metrics["validation"]["accuracy"] == round(float((expected.argmax(1) == labels[valid]).mean()), 4)
     # weight 0 (an RNN that is always right): nothing to refit
     sure = _rnn_of(data, fit, valid, np.eye(2, dtype=np.float32)[labels[valid]])
-    alone = blend_classifier(BlendConfig(), sure, data, fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held))
+    alone = blend_classifier(BlendConfig(choose="accuracy"), sure, data,
+                             fit_linear_stage(LinearConfig(c_grid=[1.0, 4.0], chars=[0, 4]), data, held))
     assert alone.weight == 0.0 and alone.metrics["blend"]["refit_documents"] == 0
 
 

@@ -20,7 +20,7 @@ GOLDEN = {
     "finetune_lm": "5e5fb2fe99d97dbf3f0f57fce14b2aebe13f31ccba4a5d66f7a7d49bde8060b3",
     "classifier": "34399e65937cc56f352f6ee6bc9aa424de69860d41c2f44bda1109d186bd7426",
     "linear": "da355fc059e95274a1b6f4f69de5e368ce4bbbb3232527c38836a56a76644df7",
-    "blend": "fb2bca3cfb00905adb413d4905985a0d1e5a7a66ac65ff04a937ae8501442a6d",
+    "blend": "1aed72b7615cb247dfac7ce7b07e190b0f4d7db7753afe1c01ea19e49fa89188",
 }
 
 

@@ -1,7 +1,7 @@
 """The blend: (1 - w) * RNN + w * linear probabilities, the one composition of rnn -> linear -> blend that the blend
 stage, the predict bundle, the report and nlp_pipeline.sklearn use.
 
-    weight, scores = choose_weight(rnn_val, linear_val, y_val)   # w in WEIGHTS with the best validation accuracy
+    weight, scores = choose_weight(rnn_val, linear_val, y_val)   # w in WEIGHTS with the best validation accuracy (or log-loss)
     probs = blend(rnn_probs, linear_probs, weight)                # (n, n_classes) float32, rows sum to 1
     model = linear_model(settings, arrays, itos, weight)          # a LinearModel from a LinearResult/BlendResult's data
     probs = blend_in(model, rnn_probs, docs)                      # the same from the model (weight model.weight); no-op for None
@@ -22,6 +22,7 @@ from nlp_pipeline.artifacts import BlendResult, ClassifierResult
 from nlp_pipeline.models.linear import LinearModel, linear_proba
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # blend weights of the linear model tried on validation
+CHOICES = ("accuracy", "log_loss", "one_se")  # how choose_weight picks the weight on validation
 
 
 def blend(neural: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
@@ -39,17 +40,34 @@ def blend_in(model: LinearModel | None, neural: np.ndarray, docs: list[np.ndarra
     return blend(neural, linear_proba(model, docs), model.weight)
 
 
-def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """The blend weight in WEIGHTS with the best validation accuracy, ties broken by lower log-loss, then by
-    the smaller weight; returns (weight, {weight: [accuracy, log-loss]})."""
+def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray, by: str = "accuracy") -> tuple[float, dict]:
+    """The blend weight in WEIGHTS that validation prefers; returns (weight, {weight: [accuracy, log-loss]}).
+
+    by "accuracy": the best accuracy, ties broken by lower log-loss, then by the smaller weight.
+    by "log_loss": the lowest log-loss, ties by the smaller weight.
+    by "one_se": the largest weight whose accuracy is within one standard error of the best's (the paired
+    standard error of the per-document difference; Breiman's one-standard-error rule): the RNN's probabilities
+    are those its epoch was chosen on, the linear model's are not, so a blend needs to be clearly better on
+    validation to take weight from the linear model.
+    """
+    if by not in CHOICES:
+        raise ValueError(f"by must be one of {CHOICES}, got {by!r}")
     y = np.asarray(y, np.int64)
-    scores = {}
+    scores, right = {}, {}
     for w in WEIGHTS:
         p = blend(neural, linear, w).astype(np.float64)
-        accuracy = float((p.argmax(1) == y).mean()) if len(y) else 0.0
+        right[w] = (p.argmax(1) == y).astype(np.float64) if len(y) else np.zeros(0)
+        accuracy = float(right[w].mean()) if len(y) else 0.0
         loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).mean()) if len(y) else 0.0
         scores[w] = [round(accuracy, 4), round(loss, 4)]
     best = max(WEIGHTS, key=lambda w: (scores[w][0], -scores[w][1], -w))
+    if by == "log_loss":
+        best = min(WEIGHTS, key=lambda w: (scores[w][1], w))
+    elif by == "one_se" and len(y) > 1:
+        def within(w: float) -> bool:
+            gap = right[best] - right[w]
+            return gap.mean() <= gap.std(ddof=1) / np.sqrt(len(y))
+        best = max(w for w in WEIGHTS if within(w))
     return best, scores
 
 

@@ -1,7 +1,8 @@
 """blend: the RNN ClassifierResult + the linear stage's LinearResult + the validation Carve -> BlendResult.
 
-The reported and bundled probabilities are (1 - w) * RNN + w * linear, with the w in 0, 0.1, ..., 1 that scores
-best on the classifier's validation documents (models/blend.py choose_weight; w = 0 is the RNN alone). Then
+The reported and bundled probabilities are (1 - w) * RNN + w * linear, with the w in 0, 0.1, ..., 1 that
+`choose` picks on the classifier's validation documents (models/blend.py choose_weight; w = 0 is the RNN alone;
+by default the largest w within one standard error of the best accuracy, decision 0021). Then
 (`refit`, when w > 0) the linear model is refitted with its chosen C, character length and NB scaling on train +
 validation documents, the one place validation documents are trained on: the RNN's epochs and the weight were
 already chosen, and the reported validation scores are those of the train-only fit. The test split is scored
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlp_pipeline.artifacts import BlendResult, Carve, ClassifierResult, LinearResult, Numericalized
-from nlp_pipeline.core.errors import DataError
+from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.targets import PRIMARY, score
 
@@ -27,7 +28,14 @@ from nlp_pipeline.targets import PRIMARY, score
 @dataclass(frozen=True)
 class BlendConfig:
     linear: bool = True                 # blend the linear stage's TF-IDF n-gram model in, weighted as validation prefers; false = the RNN alone (no linear stage)
+    choose: str = "one_se"              # "one_se": the largest weight whose validation accuracy is within one standard error of the best (decision 0021); "accuracy": the best (ties: lower log-loss); "log_loss": the lowest log-loss
     refit: bool = True                  # once the weight is chosen (> 0), refit the linear model on train + validation documents (as GridSearchCV's refit); validation scores stay the train-only fit's
+
+    def validate(self) -> None:
+        from nlp_pipeline.models.blend import CHOICES
+
+        if self.choose not in CHOICES:
+            raise ConfigError(f"blend.choose must be one of {list(CHOICES)}, got {self.choose!r}")
 
 
 def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numericalized,
@@ -50,7 +58,8 @@ def blend_classifier(cfg: BlendConfig, classifier: ClassifierResult, data: Numer
     valid, test = np.asarray(classifier.validation_indexes), np.asarray(classifier.test_indexes)
     labels, names, itos, settings = np.asarray(data.labels), list(data.label_names), list(data.vocab.itos), linear.settings
     fitted = linear_model(settings, linear.arrays, itos)
-    weight, scores = choose_weight(classifier.validation_probabilities, linear.validation_probabilities, labels[valid])
+    weight, scores = choose_weight(classifier.validation_probabilities, linear.validation_probabilities, labels[valid],
+                                   cfg.choose)
     refit = cfg.refit and weight > 0
     model = fitted
     if refit:  # the chosen settings, fitted on every labelled document the RNN saw
@@ -106,7 +115,7 @@ STAGE = Stage(
     inputs={"classifier": "classifier", "data": "numericalization", "linear": "linear", "carve": "validation"},
     optional=("linear",),
     run=blend_classifier,
-    volatile=lambda cfg: () if cfg.linear else ("refit",),  # nothing is refitted without a linear model
+    volatile=lambda cfg: () if cfg.linear else ("refit", "choose"),  # no weight is chosen, nothing refitted without a linear model
     describe=lambda cfg: "RNN + linear" + (", refit" if cfg.refit else "") if cfg.linear else "RNN alone",
     summary=summarize,
 )
