@@ -1,7 +1,7 @@
 """The blend: (1 - w) * RNN + w * linear probabilities, the one composition of rnn -> linear -> blend that the blend
 stage, the predict bundle, the report and nlp_pipeline.sklearn use.
 
-    weight, scores = choose_weight(rnn_val, linear_val, y_val)   # w in WEIGHTS with the best validation accuracy (or log-loss)
+    weight, scores = choose_weight(rnn_val, linear_val, y_val, "one_se")   # a w in WEIGHTS by validation (see its doc)
     probs = blend(rnn_probs, linear_probs, weight)                # (n, n_classes) float32, rows sum to 1
     model = linear_model(settings, arrays, itos, weight)          # a LinearModel from a LinearResult/BlendResult's data
     probs = blend_in(model, rnn_probs, docs)                      # the same from the model (weight model.weight); no-op for None
