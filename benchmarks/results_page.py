@@ -77,8 +77,10 @@ class Result:
         return self.date.strftime("%Y-%m-%d %H:%M")
 
     def cite(self) -> str:
+        """Name, date and command; a file's own "note" (how it was run, what not to read into it) in brackets."""
         command = f", `{self.command}`" if self.command else ", command not recorded"
-        return f"`{self.name}`, {self.when()}{command}"
+        note = f" ({self.data['note'].rstrip('.')})" if isinstance(self.data.get("note"), str) and self.data["note"] else ""
+        return f"`{self.name}`, {self.when()}{command}{note}"
 
 
 def load(folder: Path) -> tuple[list[Result], list[str]]:

@@ -95,14 +95,21 @@ def test_report_html_renders_without_console_errors_and_shows_the_numbers(run_di
     metrics = json.loads((run_dir / "metrics.json").read_text())
     clf, lsa = metrics["classifier"], metrics["lsa"]
     assert "Run report: tiny" in text
-    assert f"ULMFiT classifier (this run) {format_value(clf['test_accuracy'])} {format_value(clf['test_macro_f1'])}" in text
+    blend = metrics.get("blend") or {}
+    if blend.get("blend_weight"):  # the headline is the blend's (the default weight rule may give the linear model a share)
+        assert (f"ULMFiT classifier + linear blend (weight {blend['blend_weight']}) "
+                f"{format_value(blend['test_accuracy'])} ") in text
+    else:
+        assert f"ULMFiT classifier (this run) {format_value(clf['test_accuracy'])} {format_value(clf['test_macro_f1'])}" in text
     assert (f"TF-IDF n-grams + logistic regression {format_value(lsa['tfidf_logreg_accuracy'])} "
             f"{format_value(lsa['tfidf_logreg_macro_f1'])}") in text
     assert f"finetune_lm {format_value(metrics['finetune_lm']['val_perplexity'])}" in text   # LM perplexity table
     from nlp_pipeline.core.store import ArtifactStore
 
-    classifier = ArtifactStore(run_dir.parents[1] / "cache").load("classifier", clf["key"])
-    test, names = classifier.metrics["test"], classifier.label_names
+    store = ArtifactStore(run_dir.parents[1] / "cache")
+    classifier = store.load("classifier", clf["key"])
+    shown = store.load("blend", blend["key"]) if blend.get("blend_weight") else classifier  # what the report scores
+    test, names = shown.metrics["test"], classifier.label_names
     assert "true \\ predicted " + " ".join(names) + " " + " ".join(
         f"{name} {' '.join(str(n) for n in row)}" for name, row in zip(names, test["confusion"])) in text
     for name in names:                                                                      # per-class table
