@@ -301,7 +301,7 @@ def default_corpus_section(results: list[Result], notes: list[str]) -> tuple[lis
         try:
             metrics = result.data["cold_run_metrics"]
             (corpus, stages), = metrics.items()
-            clf, lsa = stages["classifier"], stages.get("lsa") or {}
+            clf, lsa = stages.get("blend") or stages["classifier"], stages.get("lsa") or {}  # before the blend stage: the classifier's
             cold, warm, changed = result.data["cold"], result.data.get("warm"), result.data.get("changed")
             rows = [[f"ours: blend (weight {clf.get('blend_weight')})", pct(clf["test_accuracy"]), pct(clf.get("val_accuracy"))],
                     ["ours: RNN alone", pct(clf.get("rnn_test_accuracy")), "-"],
