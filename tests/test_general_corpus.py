@@ -56,9 +56,13 @@ def test_dictd_file_is_read_through_gzip_with_stray_bytes_replaced(tmp_path):
 
 def test_review_table_keeps_imdb_rows_only(tmp_path):
     path = tmp_path / "reviews.csv"
-    path.write_text('text,label,source\n"Fine.<br /><br />Really  good.",1,imdb\n"A critic\'s line.",0,rotten_tomatoes\n'
-                    '"Fine.<br /><br />Really  good.",1,imdb\n"Dull, <BR/>slow.",0,imdb\n', encoding="utf-8")
-    assert sources.read_review_table(path) == ["Fine. Really good.", "Dull, slow."]  # repeat and other source dropped
+    critic = "a film that makes you laugh and then makes you think"
+    path.write_text(f'text,label,source\n"Fine.<br /><br />Really  good.",1,imdb\n"{critic}",0,rotten_tomatoes\n'
+                    f'"Fine.<br /><br />Really  good.",1,imdb\n"Dull, <BR/>slow.",0,imdb\n'
+                    f'"As one critic said: {critic.upper()}! I agree.",1,imdb\n"It makes you laugh and then think.",1,imdb\n',
+                    encoding="utf-8")
+    # the repeat, the other source and the review quoting 8 of its words in a row are dropped
+    assert sources.read_review_table(path) == ["Fine. Really good.", "Dull, slow.", "It makes you laugh and then think."]
     path.write_text("text,label\nx,1\n", encoding="utf-8")
     with pytest.raises(DataError, match="expected columns text and source"):
         sources.read_review_table(path)

