@@ -63,10 +63,10 @@ def test_choose_weight_prefers_the_right_model():
     y = np.array([0, 1, 1, 0, 2])
     right = np.eye(3, dtype=np.float32)[y] * 0.97 + 0.01
     wrong = np.eye(3, dtype=np.float32)[(y + 1) % 3] * 0.97 + 0.01
-    weight, scores = choose_weight(right, wrong, y)
+    weight, scores = choose_weight(right, wrong, y, "accuracy")
     assert weight == 0.0
     assert scores[0.0][0] == 1.0 and scores[1.0][0] == 0.0
-    weight, scores = choose_weight(wrong, right, y)
+    weight, scores = choose_weight(wrong, right, y, "accuracy")
     assert weight == 1.0
     assert scores[1.0][0] == 1.0 and scores[0.0][0] == 0.0
     assert list(scores) == list(WEIGHTS) and len(scores) == 11
@@ -77,7 +77,7 @@ def test_choose_weight_scores_are_accuracy_and_log_loss():
     y = np.array([0, 1, 2])
     neural = np.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]], np.float32)
     uniform = np.full((3, 3), 1 / 3, np.float32)
-    weight, scores = choose_weight(neural, uniform, y)
+    weight, scores = choose_weight(neural, uniform, y, "accuracy")
     # weight 0: right on rows 0 and 2, loss -(log .5 + log .25 + log .5) / 3
     assert scores[0.0] == [0.6667, round(float(-(2 * np.log(0.5) + np.log(0.25)) / 3), 4)]
     # weight 1: uniform -> argmax is class 0 everywhere (accuracy 1/3), loss log 3
@@ -91,7 +91,7 @@ def test_choose_weight_by_log_loss_can_disagree_with_accuracy():
     y = np.array([0, 0])
     rnn = np.array([[0.99, 0.01], [0.01, 0.99]], np.float32)
     linear = np.array([[0.6, 0.4], [0.6, 0.4]], np.float32)
-    by_accuracy, scores = choose_weight(rnn, linear, y)
+    by_accuracy, scores = choose_weight(rnn, linear, y, "accuracy")
     by_loss, same = choose_weight(rnn, linear, y, by="log_loss")
     assert scores == same
     losses = {w: s[1] for w, s in scores.items()}
@@ -104,7 +104,7 @@ def test_choose_weight_by_log_loss_can_disagree_with_accuracy():
     rnn = np.array([[0.45, 0.55], [0.45, 0.55], [0.99, 0.01]], np.float32)
     linear = np.full((3, 2), [0.52, 0.48], np.float32)
     y = np.array([0, 0, 0])
-    assert choose_weight(rnn, linear, y)[0] == 0.8
+    assert choose_weight(rnn, linear, y, "accuracy")[0] == 0.8
     assert choose_weight(rnn, linear, y, by="log_loss")[0] == 0.0
     with pytest.raises(ValueError, match="by must be one of"):
         choose_weight(rnn, linear, y, by="f1")
@@ -116,7 +116,7 @@ def test_choose_weight_one_se_prefers_the_linear_model_unless_the_rnn_is_clearly
     wrong = np.arange(20)[:, None]
     linear = np.where((wrong >= 16) & (wrong <= 18), 1 - truth, truth) * 0.8 + 0.1  # wrong on 16-18 (unsure: 0.9)
     rnn = np.where(wrong >= 18, 1 - truth, truth) * 0.98 + 0.01                     # wrong on 18-19 (sure)
-    by_accuracy, scores = choose_weight(rnn, linear, y)
+    by_accuracy, scores = choose_weight(rnn, linear, y, "accuracy")
     assert scores[0.0][0] == 0.9 and scores[1.0][0] == 0.85 and by_accuracy < 1.0
     # one more right of 20 (two won, one lost) is well within a standard error: the linear model alone
     assert choose_weight(rnn, linear, y, by="one_se")[0] == 1.0

@@ -40,7 +40,7 @@ def blend_in(model: LinearModel | None, neural: np.ndarray, docs: list[np.ndarra
     return blend(neural, linear_proba(model, docs), model.weight)
 
 
-def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray, by: str = "accuracy") -> tuple[float, dict]:
+def choose_weight(neural: np.ndarray, linear: np.ndarray, y: np.ndarray, by: str) -> tuple[float, dict]:
     """The blend weight in WEIGHTS that validation prefers; returns (weight, {weight: [accuracy, log-loss]}).
 
     by "accuracy": the best accuracy, ties broken by lower log-loss, then by the smaller weight.
