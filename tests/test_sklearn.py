@@ -6,7 +6,7 @@ sklearn's checks generate numeric feature matrices, which a text estimator does 
 check_estimator then skips it whole). So the checks that need data run on RowsAsText, a test-only subclass that writes
 each numeric row as a text ("f0p3 f1n2": feature 0 in bin +3, feature 1 in bin -2) and hands everything else to the
 real estimator; the checks about numeric input validation are listed in NOT_APPLICABLE with the reason, and run as
-strict xfails, so one that starts passing is noticed. The data-free API checks also run on the real estimator.
+tests that expect the failure, so one that starts passing is noticed. The data-free API checks also run on the real estimator.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import unittest
 
 import numpy as np
 import pytest
@@ -129,10 +130,18 @@ NOT_APPLICABLE = {
 }
 
 
-@parametrize_with_checks([RowsAsText(config=TINY, num_threads=1)], xfail_strict=True,
-                         expected_failed_checks=lambda estimator: NOT_APPLICABLE)
+@parametrize_with_checks([RowsAsText(config=TINY, num_threads=1)])
 def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+    name = getattr(check, "func", check).__name__
+    if name not in NOT_APPLICABLE:
+        check(estimator)
+        return
+    # Expected to fail (NOT_APPLICABLE says why); a check that starts passing fails here. Not an xfail mark: pytest
+    # formatting these long tracebacks has crashed CPython 3.11.7's ast.parse ("AST constructor recursion depth
+    # mismatch", an INTERNALERROR that stops the whole session).
+    with pytest.raises(Exception) as failed:
+        check(estimator)
+    assert not isinstance(failed.value, unittest.SkipTest), f"{name} was skipped, not failed: {failed.value}"
 
 
 @pytest.mark.parametrize("check", [
