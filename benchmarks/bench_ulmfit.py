@@ -6,7 +6,7 @@ training throughput against fastai's AWD-LSTM at the same sizes, in one run.
         [--scale tiny|full] [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
 Data: corpus cards through our own stages (corpus -> tokenization -> numericalization): TREC-6, MR, SST-2
-under /work/shared/data. Ours = the language model pretrain_lm.weights names (the packaged general-English
+under /work/shared/data, or any card (imdb: long reviews; --set corpus.max_documents=N samples each dataset). Ours = the language model pretrain_lm.weights names (the packaged general-English
 LM by default; with --set pretrain_lm.weights=none, pretrain_lm on WikiText-2 valid+test plus gensim's
 Wikipedia sample, cached under --cache-dir), finetune_lm on all the target texts, classifier.
 fastai = language_model_learner (AWD_LSTM, pretrained=False, same sizes) fitted with fit_one_cycle on the
@@ -503,7 +503,7 @@ def main() -> None:
         results: dict = {}
         rows = []
         for name in [d for d in args.datasets.split(",") if d]:
-            corpus = corpus_of((name,), limit, cfgs["corpus"].max_labelled)
+            corpus = corpus_of((name,), limit or cfgs["corpus"].max_documents, cfgs["corpus"].max_labelled)
             tokens, data = numericalized(corpus, min_freq=2, max_vocab=30000)
             if args.no_test:
                 data = without_test_labels(data)

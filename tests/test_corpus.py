@@ -556,6 +556,41 @@ def test_card_files_fields_and_unlabelled_values(card_dir):
     assert "unlabelled_rows" not in corpus.info  # the card expects those rows: no warning, no count
 
 
+def test_card_rows_keep_one_source_of_a_table_and_label_names_name_integer_labels(card_dir):
+    data = card_dir.parent / "data"
+    data.mkdir()
+    (data / "mixed.csv").write_text("text,label,source\nfine,1,a\nskip me,0,b\ndull,0,a\nunrated,,a\nand me,1,b\n",
+                                    encoding="utf-8")
+    (card_dir / "part.toml").write_text('labels = ["neg", "pos"]\n[[sources]]\npath = "data/mixed.csv"\n'
+                                        'rows = { source = "a" }\nlabel_names = ["neg", "pos"]\n')
+    corpus = load("part", test_size=0.0)
+    assert [(t, corpus.label_names[y] if y >= 0 else None) for t, y in zip(corpus.texts, corpus.labels)] == [
+        ("fine", "pos"), ("dull", "neg"), ("unrated", None)]
+    assert corpus.info["rows_read"] == {"not yet split": 3}
+    before = corpus_fingerprint(CorpusConfig(source="part"))
+    (card_dir / "part.toml").write_text('[[sources]]\npath = "data/mixed.csv"\nrows = { source = "b" }\n'
+                                        'label_names = ["neg", "pos"]\n')
+    assert corpus_fingerprint(CorpusConfig(source="part")) != before  # the rows kept are part of the key
+    assert load("part", test_size=0.0).texts == ["skip me", "and me"]
+
+
+def test_card_rows_and_label_names_errors_are_one_line(card_dir):
+    data = card_dir.parent / "data"
+    data.mkdir()
+    (data / "mixed.csv").write_text("text,label,source\nfine,2,a\n", encoding="utf-8")
+    cases = {
+        'rows = { origin = "a" }\n': (DataError, "has no column 'origin' that the corpus card's rows setting selects on"),
+        'rows = { source = "a" }\nlabel_names = ["neg", "pos"]\n': (DataError, "the label '2' is not one of 0..1"),
+        'rows = "a"\n': (ConfigError, "rows must be a table of column = value"),
+        'label_names = "neg"\n': (ConfigError, "label_names must be a list of label names"),
+    }
+    for i, (keys, (error, message)) in enumerate(cases.items()):
+        (card_dir / f"bad{i}.toml").write_text(f'[[sources]]\npath = "data/mixed.csv"\n{keys}')
+        with pytest.raises(error) as exc:
+            load(f"bad{i}", test_size=0.0)
+        assert message in _one_line(exc)
+
+
 def test_card_label_mismatch_and_bad_card(card_dir, tiny_corpus_dir):
     (card_dir / "wrong.toml").write_text(f'labels = ["bad", "good"]\n[[sources]]\npath = "{tiny_corpus_dir}"\n')
     with pytest.raises(DataError) as exc:

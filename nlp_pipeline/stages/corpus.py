@@ -164,6 +164,8 @@ SOURCE_KEYS = {
     "label_field": "column holding the label, for this source",
     "files": "split -> file names, for this source",
     "format": "the file's format when its name does not tell (jsonl, csv, tsv, parquet, text, wikidump, wiki_summaries, wordnet, dictd)",
+    "rows": "a table's rows to keep: column -> value, e.g. { source = \"imdb\" } (every other row is never read)",
+    "label_names": "names of an integer label column's values 0, 1, ...: label i is label_names[i]",
 }
 CARD_INFO_KEYS = ("name", "description", "task", "licence", "citation", "homepage", "references", "notes")
 
@@ -215,6 +217,14 @@ def _check_card(card: dict, path: Path) -> dict:
         kinds = [k for k in ("path", "package", "hf") if k in src]
         if len(kinds) != 1 or ("package" in src) != ("file" in src):
             raise ConfigError(f"corpus card {path}: sources[{i}] needs exactly one of path, package (+ file) or hf")
+        keep = src.get("rows", {"column": "value"})
+        if not isinstance(keep, dict) or not keep or not all(isinstance(v, (str, int)) for v in keep.values()):
+            raise ConfigError(f"corpus card {path}: sources[{i}].rows must be a table of column = value, "
+                              f"e.g. rows = {{ source = \"imdb\" }}")
+        names = src.get("label_names", ["x"])
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ConfigError(f"corpus card {path}: sources[{i}].label_names must be a list of label names, "
+                              f"e.g. [\"neg\", \"pos\"] for the values 0 and 1")
     return card
 
 
@@ -685,6 +695,11 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
     if n_rows == 0:  # an empty file has no columns to check; an empty corpus is reported once, below
         return
     text_field = _pick_field(names, plan.text_field, TEXT_FIELDS, "text", where, required=True)
+    card_source = plan.card_source or {}
+    if "rows" in card_source:
+        get, n_rows = _kept_rows(card_source["rows"], names, get, where)
+        if n_rows == 0:
+            return
     if plan.label_field == "":  # an unlabelled corpus: every row is for the language model
         split = "unsup"
     unlabelled = split == "unsup"
@@ -700,9 +715,12 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
         feature = (features or {}).get(label_field)
         feature = getattr(feature, "feature", feature)  # a Hub Sequence(ClassLabel): its items' ClassLabel
         class_names = getattr(feature, "names", None)   # a Hub ClassLabel: ids -> names
+        card_names = card_source.get("label_names") if class_names is None else None
         labels = []
-        spell = plan.target_type == "class" and class_names is None  # Hub ids are no spelling of their names
+        spell = plan.target_type == "class" and class_names is None and card_names is None  # ids are no spelling
         for row, value in enumerate(get(label_field), 1):
+            if card_names is not None:
+                value, class_names = _card_label_id(value, card_names, where, row), card_names
             try:
                 label = _parse_label(value, plan, class_names)
             except DataError as exc:
@@ -714,6 +732,34 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
         if label_field not in rows.label_fields:
             rows.label_fields.append(label_field)
     rows.add(texts, labels, split)
+
+
+def _kept_rows(keep: dict, names: list[str], get, where: str) -> tuple[Any, int]:
+    """(column getter, row count) of only the rows whose columns hold the card's `rows` values (compared as text,
+    so 1 matches "1"); a DataError naming the columns when the table lacks one."""
+    missing = [column for column in keep if column not in names]
+    if missing:
+        raise DataError(f"{where} has no column {missing[0]!r} that the corpus card's rows setting selects on; "
+                        f"columns found: {', '.join(names)}; fix the card")
+    columns = [[(sources.cell_text(v) or "").strip() for v in get(column)] for column in keep]
+    wanted = [sources.cell_text(v) for v in keep.values()]
+    index = [i for i, cells in enumerate(zip(*columns)) if list(cells) == wanted]
+    return (lambda name: [column[i] for i in index] if (column := list(get(name))) else []), len(index)
+
+
+def _card_label_id(value: Any, label_names: list[str], where: str, row: int) -> int | None:
+    """An integer label cell (1, "1", 1.0) as an index into the card's label_names; None for an empty cell."""
+    text = sources.cell_text(value)
+    if text is None or not text.strip():
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if not number.is_integer() or not 0 <= number < len(label_names):
+        raise DataError(f"{where} row {row}: the label {text.strip()!r} is not one of 0..{len(label_names) - 1}, "
+                        f"which the corpus card's label_names name; fix the data or the card")
+    return int(number)
 
 
 def _as_json(value: Any) -> str:
