@@ -46,7 +46,7 @@ NEUTRAL_SETTINGS = ("workers", "chunk_size", "executor", "ray_address", "checkpo
 # bench_ulmfit.py options that leave our model's settings alone (which datasets, which extra rows, which cache).
 RESULT_NEUTRAL_OPTIONS = ("--datasets", "--skip-throughput", "--skip-fastai", "--peers", "--cache-dir", "--ablations",
                           "--rounds", "--throughput-steps", "--throughput-sizes", "--threads", "--perplexity")
-DATASET_NAMES = {"trec6": "TREC-6", "mr": "MR", "sst2": "SST-2", "rotten_tomatoes": "default corpus (rotten_tomatoes)"}
+DATASET_NAMES = {"trec6": "TREC-6", "mr": "MR", "sst2": "SST-2", "imdb": "IMDb", "rotten_tomatoes": "default corpus (rotten_tomatoes)"}
 
 
 class Skip(Exception):
@@ -130,6 +130,8 @@ def ulmfit_kind(result: Result) -> tuple[str, int | None]:
             field, _, setting = value.partition("=")
             if field == "corpus.max_labelled" and setting.isdigit():
                 labelled = int(setting)
+            elif field == "corpus.max_documents" and setting.isdigit():
+                pass  # a sample of the corpus, default settings: titled by sample_size, never a full corpus's row
             elif field.rpartition(".")[2] not in NEUTRAL_SETTINGS:
                 changed = True
         elif option == "--scale":
@@ -142,6 +144,21 @@ def ulmfit_kind(result: Result) -> tuple[str, int | None]:
     if changed:
         return "experiment", None
     return ("few", labelled) if labelled else ("current", None)
+
+
+def sample_size(result: Result) -> int | None:
+    """N of a bench_ulmfit run on a sample of each corpus (--set corpus.max_documents=N), else None."""
+    try:
+        words = shlex.split(result.command)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        value = word.partition("=")[2] if word.startswith("--set=") else (
+            words[i + 1] if word == "--set" and i + 1 < len(words) else "")
+        field, _, setting = value.partition("=")
+        if field == "corpus.max_documents" and setting.isdigit():
+            return int(setting)
+    return None
 
 
 # --- formatting ------------------------------------------------------------------------------------------------
@@ -239,11 +256,14 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
     current: dict[str, Result] = {}
     lines, summary, used = [], [], set()
     for result in kinds["current"]:  # newest first
+        sample = sample_size(result)
         for dataset, entry in result.data["datasets"].items():
-            rows = None if dataset in current else readable_rows(result, dataset, entry, notes)
+            key = f"{dataset}@{sample}" if sample else dataset
+            rows = None if key in current else readable_rows(result, dataset, entry, notes)
             if rows is None:
                 continue
-            current[dataset] = result
+            current[key] = result
+            title = dataset_title(dataset) + (f" ({sample:,}-document sample)" if sample else "")
             used.add(result.name)
             cells = {}
             for key, peers_key, label in PEERS:
@@ -259,14 +279,14 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
                     row.append("this run")
             documents = entry.get("documents") or {}
             sizes = ", ".join(f"{v:,} {k}" for k, v in documents.items() if isinstance(v, int))
-            lines += [f"### {dataset_title(dataset)}", "",
+            lines += [f"### {title}", "",
                       f"Source: {result.cite()}. Language model: {lm_of(result)}."
                       + (f" Documents: {sizes}." if sizes else ""), "",
                       markdown_table(["method", "test accuracy %", "validation accuracy %", "minutes", "source"], rows), ""]
             blend_row = rows[0]
             rnn = next((r[1] for r in rows if r[0] == "ours: RNN alone"), "-")
             tfidf = next((r[1] for r in rows if r[0].startswith("TF-IDF")), "-")
-            summary.append([dataset_title(dataset), blend_row[1], rnn, tfidf, cells.get("minilm_logreg", "-"),
+            summary.append([title, blend_row[1], rnn, tfidf, cells.get("minilm_logreg", "-"),
                             cells.get("fasttext", "-"), cells.get("fastai_scratch", "-"), blend_row[3],
                             f"`{result.name}`"])
     few_rows, seen = [], set()

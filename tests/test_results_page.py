@@ -64,6 +64,17 @@ def test_newest_default_run_wins_and_the_others_go_where_the_rules_say(tmp_path)
     assert not [line for line in lines if "partial" in line]
 
 
+def test_a_run_on_a_sample_of_a_corpus_has_its_own_row_and_leaves_the_full_corpus_row(tmp_path):
+    write(tmp_path, "ulmfit-full.json", ulmfit("2026-01-01 10:00", "", 0.95))
+    write(tmp_path, "ulmfit-sample.json", ulmfit("2026-01-02 10:00", "--set corpus.max_documents=3000", 0.91))
+
+    lines = results_page.render(tmp_path).splitlines()
+
+    assert "### TREC-6 (3,000-document sample)" in lines and "### TREC-6" in lines
+    assert "| TREC-6 | 95.0 | 88.0 | 80.0 | - | - | - | 2.0 | `ulmfit-full.json` |" in lines
+    assert "| TREC-6 (3,000-document sample) | 91.0 | 88.0 | 80.0 | - | - | - | 2.0 | `ulmfit-sample.json` |" in lines
+
+
 def test_a_file_without_the_fields_of_a_table_is_noted_and_the_next_newest_serves(tmp_path):
     good = {"date": "2026-01-01T09:00:00+00:00", "command": "bench_predict.py", "texts": 10, "rows": [
         {"implementation": "ours float32", "latency_ms_median": 4.0, "texts_per_second": 100.0,
