@@ -6,9 +6,9 @@ training throughput against fastai's AWD-LSTM at the same sizes, in one run.
         [--scale tiny|full] [--threads N] [--cache-dir DIR] [--set section.field=value ...]
 
 Data: corpus cards through our own stages (corpus -> tokenization -> numericalization): TREC-6, MR, SST-2
-under /work/shared/data, or any card (imdb: long reviews; --set corpus.max_documents=N samples each dataset). Ours = the language model pretrain_lm.weights names (the packaged general-English
-LM by default; with --set pretrain_lm.weights=none, pretrain_lm on WikiText-2 valid+test plus gensim's
-Wikipedia sample, cached under --cache-dir), finetune_lm on all the target texts, classifier.
+under /work/shared/data, or any card (imdb: long reviews; --set corpus.max_documents=N samples each dataset).
+Ours = the language model pretrain_lm.weights names (the packaged general-English LM by default; with
+--set pretrain_lm.weights=none, pretrain_lm on WikiText-2 valid+test plus gensim's Wikipedia sample, cached under --cache-dir), finetune_lm on all the target texts, classifier.
 fastai = language_model_learner (AWD_LSTM, pretrained=False, same sizes) fitted with fit_one_cycle on the
 same target texts with its own spaCy-blank tokenizer, then text_classifier_learner with fastai's gradual-unfreezing recipe, validated on
 the very documents our classifier validated on. TF-IDF = our lsa stage's tfidf_logreg. Settings were chosen

@@ -111,16 +111,17 @@ def script(result: Result) -> str:
     return ""
 
 
-def ulmfit_kind(result: Result) -> tuple[str, int | None]:
-    """("current", None), ("few", N), ("validation", None) or ("experiment", None), from the recorded command."""
+def ulmfit_kind(result: Result) -> tuple[str, int | None, int | None]:
+    """(kind, N labelled, N documents) from the recorded command: kind "current", "few" (N labelled is
+    corpus.max_labelled), "validation" or "experiment"; N documents is corpus.max_documents of a run on a sample."""
     try:
         words = shlex.split(result.command)
     except ValueError:
-        return "experiment", None
+        return "experiment", None, None
     words = words[words.index(next(w for w in words if w.endswith("bench_ulmfit.py"))) + 1:]
     if "--no-test" in words:
-        return "validation", None
-    changed, labelled, i = False, None, 0
+        return "validation", None, None
+    changed, labelled, sample, i = False, None, None, 0
     while i < len(words):
         word = words[i]
         option, _, inline = word.partition("=")
@@ -131,7 +132,7 @@ def ulmfit_kind(result: Result) -> tuple[str, int | None]:
             if field == "corpus.max_labelled" and setting.isdigit():
                 labelled = int(setting)
             elif field == "corpus.max_documents" and setting.isdigit():
-                pass  # a sample of the corpus, default settings: titled by sample_size, never a full corpus's row
+                sample = int(setting)  # the defaults on a sample: titled by its size, never a full corpus's row
             elif field.rpartition(".")[2] not in NEUTRAL_SETTINGS:
                 changed = True
         elif option == "--scale":
@@ -142,23 +143,8 @@ def ulmfit_kind(result: Result) -> tuple[str, int | None]:
             changed = True
         i += 1
     if changed:
-        return "experiment", None
-    return ("few", labelled) if labelled else ("current", None)
-
-
-def sample_size(result: Result) -> int | None:
-    """N of a bench_ulmfit run on a sample of each corpus (--set corpus.max_documents=N), else None."""
-    try:
-        words = shlex.split(result.command)
-    except ValueError:
-        return None
-    for i, word in enumerate(words):
-        value = word.partition("=")[2] if word.startswith("--set=") else (
-            words[i + 1] if word == "--set" and i + 1 < len(words) else "")
-        field, _, setting = value.partition("=")
-        if field == "corpus.max_documents" and setting.isdigit():
-            return int(setting)
-    return None
+        return "experiment", None, None
+    return ("few" if labelled else "current"), labelled, sample
 
 
 # --- formatting ------------------------------------------------------------------------------------------------
@@ -243,10 +229,12 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
     """The per-dataset tables, the summary rows, and the bench_ulmfit files by what they are."""
     kinds: dict[str, list[Result]] = {"current": [], "few": [], "validation": [], "experiment": []}
     labelled: dict[str, int] = {}
+    samples: dict[str, int | None] = {}
     for result in results:
         if script(result) != "bench_ulmfit.py" or not isinstance(result.data.get("datasets"), dict):
             continue
-        kind, n = ulmfit_kind(result)
+        kind, n, sample = ulmfit_kind(result)
+        samples[result.name] = sample
         kinds[kind].append(result)
         if n:
             labelled[result.name] = n
@@ -256,7 +244,7 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
     current: dict[str, Result] = {}
     lines, summary, used = [], [], set()
     for result in kinds["current"]:  # newest first
-        sample = sample_size(result)
+        sample = samples[result.name]
         for dataset, entry in result.data["datasets"].items():
             key = f"{dataset}@{sample}" if sample else dataset
             rows = None if key in current else readable_rows(result, dataset, entry, notes)

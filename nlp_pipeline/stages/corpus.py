@@ -217,12 +217,12 @@ def _check_card(card: dict, path: Path) -> dict:
         kinds = [k for k in ("path", "package", "hf") if k in src]
         if len(kinds) != 1 or ("package" in src) != ("file" in src):
             raise ConfigError(f"corpus card {path}: sources[{i}] needs exactly one of path, package (+ file) or hf")
-        keep = src.get("rows", {"column": "value"})
-        if not isinstance(keep, dict) or not keep or not all(isinstance(v, (str, int)) for v in keep.values()):
+        keep = src.get("rows")
+        if "rows" in src and not (isinstance(keep, dict) and keep and all(isinstance(v, (str, int)) for v in keep.values())):
             raise ConfigError(f"corpus card {path}: sources[{i}].rows must be a table of column = value, "
                               f"e.g. rows = {{ source = \"imdb\" }}")
-        names = src.get("label_names", ["x"])
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        names = src.get("label_names")
+        if "label_names" in src and not (isinstance(names, list) and names and all(isinstance(n, str) and n.strip() for n in names)):
             raise ConfigError(f"corpus card {path}: sources[{i}].label_names must be a list of label names, "
                               f"e.g. [\"neg\", \"pos\"] for the values 0 and 1")
     return card
@@ -718,9 +718,10 @@ def _add_table(rows: _Rows, plan: _Plan, names: list[str], get, where: str, spli
         card_names = card_source.get("label_names") if class_names is None else None
         labels = []
         spell = plan.target_type == "class" and class_names is None and card_names is None  # ids are no spelling
+        class_names = class_names or card_names
         for row, value in enumerate(get(label_field), 1):
             if card_names is not None:
-                value, class_names = _card_label_id(value, card_names, where, row), card_names
+                value = _card_label_id(value, card_names, where, row)
             try:
                 label = _parse_label(value, plan, class_names)
             except DataError as exc:
@@ -744,7 +745,12 @@ def _kept_rows(keep: dict, names: list[str], get, where: str) -> tuple[Any, int]
     columns = [[(sources.cell_text(v) or "").strip() for v in get(column)] for column in keep]
     wanted = [sources.cell_text(v) for v in keep.values()]
     index = [i for i, cells in enumerate(zip(*columns)) if list(cells) == wanted]
-    return (lambda name: [column[i] for i in index] if (column := list(get(name))) else []), len(index)
+
+    def kept(name: str) -> list:
+        column = get(name)
+        return [column[i] for i in index]
+
+    return kept, len(index)
 
 
 def _card_label_id(value: Any, label_names: list[str], where: str, row: int) -> int | None:
