@@ -19,7 +19,13 @@ values given) plus timings. Run as a script, they are scored on the local labell
     python benchmarks/peers.py --datasets trec6,mr,sst2 --out benchmarks/results/peers.json
 
 Data comes from $NLP_PIPELINE_DATA (else <repo>/../shared/data)/<name>/{train,test}.jsonl, JSON lines with "text"
-and "label". Threads are limited to one (BLAS, torch, fastText) since the machine is shared.
+and "label"; a name that is no such folder is read as a corpus card by the pipeline's corpus stage, with the same
+test carve and `--max-documents N` sample as `bench_ulmfit.py --set corpus.max_documents=N`, so that the peers of a
+run on a sample can be scored on its documents:
+
+    python benchmarks/peers.py --datasets imdb --max-documents 3000 --out benchmarks/results/peers-imdb3000.json
+
+Threads are limited to one (BLAS, torch, fastText) since the machine is shared.
 """
 
 from __future__ import annotations
@@ -174,6 +180,20 @@ def data_dir() -> Path:
     return Path(os.environ.get("NLP_PIPELINE_DATA") or ROOT.parent / "shared" / "data")
 
 
+def load_card(name: str, max_documents: int | None) -> dict[str, tuple[list[str], list]]:
+    """{"train": (texts, labels), "test": ...} of a corpus card (`nlp-pipeline corpora`), read and split by the
+    pipeline's own corpus stage: the same documents, test carve and max_documents sample as bench_ulmfit.py's."""
+    from nlp_pipeline.stages.corpus import CorpusConfig, load_corpus
+
+    corpus = load_corpus(CorpusConfig(source=name, max_documents=max_documents))
+    labels, splits, names = np.asarray(corpus.labels), np.asarray(corpus.splits), list(corpus.label_names)
+    out = {}
+    for split, code in (("train", 0), ("test", 2)):
+        keep = np.flatnonzero((splits == code) & (labels >= 0))
+        out[split] = ([corpus.texts[i] for i in keep], [names[labels[i]] for i in keep])
+    return out
+
+
 def load_split(name: str, split: str) -> tuple[list[str], list]:
     texts, labels = [], []
     with (data_dir() / name / f"{split}.jsonl").open(encoding="utf-8") as f:
@@ -202,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="minilm_lr,fasttext", help="comma-separated: minilm_lr, fasttext")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peers.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-documents", type=int, default=None,
+                        help="corpus cards only: a seeded sample of at most N documents, as bench_ulmfit.py's "
+                             "--set corpus.max_documents=N draws it")
     args = parser.parse_args(argv)
 
     from sklearn.metrics import accuracy_score, f1_score
@@ -211,15 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - {"minilm_lr", "fasttext"}
     if unknown:
         parser.error(f"unknown methods: {sorted(unknown)}")
-    for name in datasets:
-        for split in ("train", "test"):
-            if not (data_dir() / name / f"{split}.jsonl").is_file():
-                parser.error(f"missing {data_dir() / name / f'{split}.jsonl'} (set NLP_PIPELINE_DATA)")
+    folders = {name for name in datasets if all((data_dir() / name / f"{s}.jsonl").is_file() for s in ("train", "test"))}
+    if folders and args.max_documents:
+        parser.error(f"--max-documents samples corpus cards only, not the data folders {sorted(folders)}")
+    if set(datasets) - folders:
+        from nlp_pipeline.stages.corpus import list_cards
+
+        unknown = sorted(set(datasets) - folders - set(list_cards()))
+        if unknown:
+            parser.error(f"{unknown[0]} is neither a folder with train.jsonl and test.jsonl under {data_dir()} "
+                         "(set NLP_PIPELINE_DATA) nor a corpus card (`nlp-pipeline corpora`)")
 
     results: dict[str, dict] = {}
     for name in datasets:
-        train_texts, train_labels = load_split(name, "train")
-        test_texts, test_labels = load_split(name, "test")
+        if name in folders:
+            (train_texts, train_labels), (test_texts, test_labels) = load_split(name, "train"), load_split(name, "test")
+        else:
+            card = load_card(name, args.max_documents)
+            (train_texts, train_labels), (test_texts, test_labels) = card["train"], card["test"]
         results[name] = {}
         for method in methods:
             print(f"[{name}] {method}: {len(train_texts)} train, {len(test_texts)} test ...", flush=True)
@@ -252,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                      "fasttext": {"epoch": 25, "wordNgrams": 2, "lr": 0.1, "dim": 100, "thread": 1,
                                   "preprocess": "lowercase, punctuation split off, whitespace collapsed"}},
         "seed": args.seed,
+        "max_documents": args.max_documents,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,9 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
         if n:
             labelled[result.name] = n
     peer_sources = kinds["current"] + [r for r in results if script(r) == "peers.py"]
+
+    def sample_of(source: Result) -> int | None:  # peers count only for rows of the same sample (none = all)
+        return samples.get(source.name) if source.name in samples else source.data.get("max_documents")
     peer_sources.sort(key=lambda r: r.name)
     peer_sources.sort(key=lambda r: r.date, reverse=True)
     current: dict[str, Result] = {}
@@ -255,7 +258,7 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
             used.add(result.name)
             cells = {}
             for key, peers_key, label in PEERS:
-                for source in [result] + [r for r in peer_sources if r is not result]:
+                for source in [result] + [r for r in peer_sources if r is not result and sample_of(r) == sample]:
                     value = peer_value(source, dataset, key, peers_key)
                     if value:
                         rows.append([label, pct(value[0]), pct(value[1]), num(value[2], 2)]

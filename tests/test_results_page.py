@@ -75,6 +75,21 @@ def test_a_run_on_a_sample_of_a_corpus_has_its_own_row_and_leaves_the_full_corpu
     assert "| TREC-6 (3,000-document sample) | 91.0 | 88.0 | 80.0 | - | - | - | 2.0 | `ulmfit-sample.json` |" in lines
 
 
+def test_peers_fill_only_the_rows_of_their_own_sample(tmp_path):
+    write(tmp_path, "ulmfit-full.json", ulmfit("2026-01-01 10:00", "--peers", 0.95, peers=True))
+    write(tmp_path, "ulmfit-sample.json", ulmfit("2026-01-02 10:00", "--set corpus.max_documents=3000", 0.91))
+    write(tmp_path, "peers-sample.json", {"date": "2026-01-03 10:00", "command": "python benchmarks/peers.py --datasets trec6 "
+                                          "--max-documents 3000", "max_documents": 3000,
+                                          "results": {"trec6": {"minilm_lr": {"accuracy": 0.5, "seconds": 60}}}})
+
+    lines = results_page.render(tmp_path).splitlines()
+
+    assert "| TREC-6 | 95.0 | 88.0 | 80.0 | 70.0 | 60.0 | - | 2.0 | `ulmfit-full.json` |" in lines
+    assert "| TREC-6 (3,000-document sample) | 91.0 | 88.0 | 80.0 | 50.0* | - | - | 2.0 | `ulmfit-sample.json` |" in lines
+    sample = lines[lines.index("### TREC-6 (3,000-document sample)"):]
+    assert "| all-MiniLM-L6-v2 + logistic regression | 50.0 | - | 1.00 | `peers-sample.json`, 2026-01-03 10:00 |" in sample
+
+
 def test_a_file_without_the_fields_of_a_table_is_noted_and_the_next_newest_serves(tmp_path):
     good = {"date": "2026-01-01T09:00:00+00:00", "command": "bench_predict.py", "texts": 10, "rows": [
         {"implementation": "ours float32", "latency_ms_median": 4.0, "texts_per_second": 100.0,
