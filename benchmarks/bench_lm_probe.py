@@ -60,14 +60,15 @@ def pooled_layers(lm, data, docs: np.ndarray, max_length: int = 500, batch_size:
 
 
 def distilled_features(data) -> np.ndarray:
-    """(V, 384) distilled MiniLM vectors of the data's vocabulary; special tokens get zeros."""
+    """(V, 384): the distilled MiniLM vectors of the data's vocabulary; special tokens get zeros."""
     from nlp_pipeline.models.distilled import word_vectors
     from nlp_pipeline.rules import SPECIAL_TOKENS
 
     itos = list(data.vocab.itos)
     words = [i for i, w in enumerate(itos) if w not in SPECIAL_TOKENS]
-    out = np.zeros((len(itos), 384), np.float32)
-    out[words] = word_vectors([itos[i] for i in words])
+    vectors = word_vectors([itos[i] for i in words])
+    out = np.zeros((len(itos), vectors.shape[1]), np.float32)
+    out[words] = vectors
     return out
 
 

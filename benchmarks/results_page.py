@@ -239,11 +239,11 @@ def accuracy_section(results: list[Result], notes: list[str]) -> tuple[list[str]
         if n:
             labelled[result.name] = n
     peer_sources = kinds["current"] + [r for r in results if script(r) == "peers.py"]
+    peer_sources.sort(key=lambda r: r.name)
+    peer_sources.sort(key=lambda r: r.date, reverse=True)
 
     def sample_of(source: Result) -> int | None:  # peers count only for rows of the same sample (none = all)
         return samples.get(source.name) if source.name in samples else source.data.get("max_documents")
-    peer_sources.sort(key=lambda r: r.name)
-    peer_sources.sort(key=lambda r: r.date, reverse=True)
     current: dict[str, Result] = {}
     lines, summary, used = [], [], set()
     for result in kinds["current"]:  # newest first
