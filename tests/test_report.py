@@ -48,8 +48,9 @@ def language_models() -> dict[str, LanguageModel]:
         return LanguageModel(arch={}, state_dict={}, vocab=Vocab(["xxunk"]), history=history,
                              metrics={"val_perplexity": phase_perplexities[-1][1], "train_tokens": 1000, "seconds": 3.0})
 
-    return {"pretrain_lm": lm([("pretrain", 812.5), ("pretrain", 402.25)]),
-            "finetune_lm": lm([("finetune_frozen", 95.5), ("finetune", 61.75)])}
+    finetuned = lm([("finetune_frozen", 95.5), ("finetune", 61.75)])
+    finetuned.metrics.update(vocab_shared=600, vocab_new=400, tokens_new_share=0.0973)
+    return {"pretrain_lm": lm([("pretrain", 812.5), ("pretrain", 402.25)]), "finetune_lm": finetuned}
 
 
 LSA = {"n_components": 3, "tfidf_logreg": {"accuracy": 0.75, "macro_f1": 0.7333, "C": 4.0},
@@ -90,6 +91,8 @@ def test_report_files_and_numbers(tmp_path):
     assert "| neg | 1 | 1 |" in md and "| pos | 1 | 1 |" in md     # confusion rows [[1, 1], [1, 1]]
     assert "| pretrain_lm | 402.2 | 2 | 812.5, 402.2 |" in md       # final perplexity, epochs, per epoch
     assert "| finetune_lm | 61.8 | 2 | 95.5, 61.8 |" in md
+    assert "finetune_lm: 400 of the corpus's 1000 words (9.7 % of its tokens) were new to the pretrained" in md
+    assert md.count("were new to the pretrained") == 1  # pretrain_lm has no such metric
     assert "| 2 | 3 | 1 | 0.01 | 0.5500 | 0.6400 | 0.6667 | 0.1 |" in md  # classifier epoch row
     assert "| 0.8000 | neg | pos | a dull \\| film |" in md           # most wrong, pipe escaped
     assert "The 2 most confident of 2 errors" in md

@@ -434,6 +434,13 @@ def report_blocks(title: str, classifier: ClassifierResult, language_models: dic
                             lm.metrics.get("initialisation"), _seconds(lm.metrics.get("seconds"))])
         blocks.append(Table(["model", "final val perplexity", "epochs", "perplexity per epoch", "training tokens",
                              "initialisation", "seconds"], lm_rows))
+        for name, lm in language_models.items():
+            if lm.metrics.get("tokens_new_share") is not None:
+                blocks.append(Paragraph([f"{name}: {lm.metrics['vocab_new']} of the corpus's "
+                                         f"{lm.metrics['vocab_new'] + lm.metrics['vocab_shared']} words "
+                                         f"({100 * lm.metrics['tokens_new_share']:.1f} % of its tokens) were new to the "
+                                         "pretrained language model; they started at its mean embedding row and learnt "
+                                         "only from this corpus's text."]))
     else:
         blocks.append(Paragraph(["No language model in this run (the classifier's encoder started from random weights)."]))
     blocks.append(Heading(3, "Classifier epochs"))
