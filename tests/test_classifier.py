@@ -349,21 +349,3 @@ def test_weight_averaging_is_the_mean_of_the_last_stage_after_warm_up(pang_lee, 
     assert ClassifierConfig().average_weights is False
     assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(average_weights=True), {})
     assert "average_weights" not in STAGE.key_payload(ClassifierConfig(), {})["config"]
-
-
-def test_pool_words_is_checked_and_keyed_only_when_used():
-    with pytest.raises(ConfigError, match="classifier.pool_words must be one of"):
-        ClassifierConfig(pool_words="glove").validate()
-    assert "pool_words" not in STAGE.key_payload(ClassifierConfig(), {})["config"]  # cached classifiers stay valid
-    assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(pool_words="embedding"), {})
-
-
-def test_a_classifier_pooling_its_embedding_trains_and_reloads(pang_lee):
-    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], pool_words="embedding")
-    result = train_classifier(cfg, pang_lee)
-    model = load_classifier(result)
-    assert model.arch()["pool_words"] == "embedding" and model.head.block1[0].num_features == 5 * 16
-    ids = np.asarray(pang_lee.ids)
-    test = result.test_indexes[:3]
-    docs = [ids[pang_lee.offsets[i]:pang_lee.offsets[i + 1]] for i in test]
-    np.testing.assert_allclose(classify_ids(model, docs, result), result.test_probabilities[:3], atol=1e-5)

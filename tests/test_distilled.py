@@ -90,27 +90,3 @@ def test_a_missing_transformers_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_transformers)
     with pytest.raises(ConfigError, match=r'transformers is missing\): pip install "nlp-pipeline\[distill\]"'):
         distilled.word_vectors(["good"])
-
-
-def test_a_classifier_pooling_minilm_vectors_reads_the_distilled_table_and_predicts_after_reloading():
-    from nlp_pipeline.models.inference import classify_ids, load_classifier
-    from nlp_pipeline.models.architecture import ModelConfig
-    from nlp_pipeline.stages.classifier import STAGE, ClassifierConfig, train_classifier
-
-    words = ["good", "great", "film", "movie", "awful", "dull"] * 6
-    docs = [words[i:i + 5] for i in range(0, len(words) - 5)]
-    data = numericalize_docs(docs, splits=["test" if i % 5 == 0 else "train" for i in range(len(docs))],
-                             labels=[i % 2 for i in range(len(docs))], label_names=["a", "b"])
-    cfg = ClassifierConfig(model=ModelConfig(embedding_dim=8, hidden_dim=12, num_layers=1), batch_size=4,
-                           stage_epochs=[1], stage_learning_rates=[1e-2], precision="float32", num_threads=1,
-                           pool_words="minilm")
-    result = train_classifier(cfg, data)
-    itos = list(data.vocab.itos)
-    table = np.asarray(result.state_dict["word_vectors"])
-    assert table.shape == (len(itos), 384) and not table[[itos.index(t) for t in SPECIAL_TOKENS]].any()
-    assert np.allclose(table[itos.index("film")], distilled.word_vectors(["film"])[0], atol=1e-5)
-    model = load_classifier(result)
-    assert model.arch()["pool_words"] == "vectors" and model.head.block1[0].num_features == 3 * 8 + 2 * 384
-    ids = np.asarray(data.ids)
-    assert classify_ids(model, [ids[data.offsets[0]:data.offsets[1]]], result).shape == (1, 2)
-    assert STAGE.key(cfg, {"data": "x"}) != STAGE.key(dataclasses.replace(cfg, pool_words="embedding"), {"data": "x"})

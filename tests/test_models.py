@@ -218,35 +218,6 @@ def test_an_ensemble_of_both_directions_rebuilds_from_its_arch():
     assert torch.allclose(rebuilt.predict(ids, lengths), pair.predict(ids, lengths), atol=1e-6)
 
 
-def test_pooled_word_vectors_reach_the_head_ignore_padding_and_rebuild_from_the_arch():
-    from nlp_pipeline.models.heads import build_classifier, max_mean_pool
-    from nlp_pipeline.models.training import load_numpy_state, state_dict_to_numpy
-
-    vectors = torch.tensor([[[1.0], [5.0]], [[3.0], [-1.0]], [[2.0], [100.0]]])  # (T=3, B=2, D=1)
-    assert max_mean_pool(vectors, torch.tensor([3, 2])).tolist() == [[3.0, 2.0], [5.0, 2.0]]  # the pad's 100 left out
-    table = torch.randn(20, 5)
-    doc, lengths = torch.tensor([[2], [5], [6]]), torch.tensor([3])
-    padded = torch.cat([doc, torch.full((4, 1), 1)])
-    for pool, words, width in (("embedding", None, 3 * 8 + 2 * 8), ("vectors", table, 3 * 8 + 2 * 5)):
-        torch.manual_seed(0)
-        model = ClassifierNet(tiny_encoder(), 3, pool_words=pool, word_vectors=words).eval()
-        assert model.document_vectors(doc, lengths).shape == (1, width)
-        assert torch.allclose(model(doc, lengths), model(padded, lengths), atol=1e-6)
-        rebuilt = build_classifier(model.arch())  # the table travels in the state, its shape in the arch
-        load_numpy_state(rebuilt, state_dict_to_numpy(model))
-        assert torch.allclose(rebuilt.eval()(padded, lengths), model(padded, lengths), atol=1e-6)
-    # the table is what the head reads: changing one row of a word in the document changes the answer
-    model = ClassifierNet(tiny_encoder(), 3, pool_words="vectors", word_vectors=table).eval()
-    before = model(doc, lengths)
-    model.word_vectors[5] += 3.0
-    assert not torch.allclose(model(doc, lengths), before)
-    assert not any(p is model.word_vectors for p in model.parameters())  # frozen: a buffer, never trained
-    with pytest.raises(ValueError, match="word_vectors"):
-        ClassifierNet(tiny_encoder(), 3, pool_words="vectors")
-    with pytest.raises(ValueError, match="vocab size 20"):
-        ClassifierNet(tiny_encoder(), 3, pool_words="vectors", word_vectors=torch.zeros(19, 5))
-
-
 # --- batching ---------------------------------------------------------------------------------------------
 def test_stream_layout_and_windows_are_exact():
     rows = batching.layout_stream(np.arange(20), 2)

@@ -166,76 +166,52 @@ def reverse_padded(ids: Tensor, lengths: Tensor) -> Tensor:
     return torch.where(inside, ids.gather(0, source.clamp(min=0)), ids)
 
 
-def max_mean_pool(vectors: Tensor, lengths: Tensor) -> Tensor:
-    """[max, mean] over the real steps of each sequence: vectors (T, B, D), lengths (B,) int64 -> (B, 2D).
-    Steps t >= length are padding and ignored."""
-    mask = torch.arange(vectors.shape[0], device=vectors.device)[:, None] < lengths[None, :]  # (T, B)
-    maxed = vectors.masked_fill(~mask[:, :, None], float("-inf")).max(dim=0).values  # (B, D)
-    mean = (vectors * mask[:, :, None]).sum(dim=0) / lengths[:, None].to(vectors.dtype)  # (B, D)
-    return torch.cat([maxed, mean], dim=1)  # (B, 2D)
-
-
 def concat_pool(outputs: Tensor, lengths: Tensor) -> Tensor:
     """[output at the last real step, max over real steps, mean over real steps] of each sequence.
 
     outputs (T, B, H), lengths (B,) int64 -> (B, 3H). Steps t >= length are padding and ignored.
     """
+    steps = outputs.shape[0]
+    mask = torch.arange(steps, device=outputs.device)[:, None] < lengths[None, :]  # (T, B)
     last = outputs[lengths - 1, torch.arange(outputs.shape[1], device=outputs.device)]  # (B, H)
-    return torch.cat([last, max_mean_pool(outputs, lengths)], dim=1)  # (B, 3H)
+    maxed = outputs.masked_fill(~mask[:, :, None], float("-inf")).max(dim=0).values  # (B, H)
+    mean = (outputs * mask[:, :, None]).sum(dim=0) / lengths[:, None].to(outputs.dtype)  # (B, H)
+    return torch.cat([last, maxed, mean], dim=1)  # (B, 3H)
 
 
 class PoolingClassifierHead(nn.Module):
-    """pooled features (B, input_dim) -> [BatchNorm1d, Dropout, Linear, ReLU] -> [BatchNorm1d, Dropout, Linear] -> logits."""
+    """concat pooling -> [BatchNorm1d, Dropout, Linear, ReLU] -> [BatchNorm1d, Dropout, Linear] -> logits."""
 
     def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, dropouts: tuple[float, float] = (0.4, 0.1)):
         super().__init__()
         self.block1 = nn.Sequential(
-            nn.BatchNorm1d(input_dim), nn.Dropout(dropouts[0]), nn.Linear(input_dim, hidden_dim), nn.ReLU()
+            nn.BatchNorm1d(3 * input_dim), nn.Dropout(dropouts[0]), nn.Linear(3 * input_dim, hidden_dim), nn.ReLU()
         )
         self.block2 = nn.Sequential(nn.BatchNorm1d(hidden_dim), nn.Dropout(dropouts[1]), nn.Linear(hidden_dim, num_classes))
 
     def set_dropouts(self, dropouts: tuple[float, float]) -> None:
         self.block1[1].p, self.block2[1].p = float(dropouts[0]), float(dropouts[1])
 
-    def forward(self, pooled: Tensor) -> Tensor:
+    def forward(self, outputs: Tensor, lengths: Tensor) -> Tensor:
+        pooled = concat_pool(outputs, lengths)  # (B, 3H)
         return self.block2(self.block1(pooled))  # (B, C)
-
-
-POOL_WORDS = ("none", "embedding", "vectors")  # what the head pools besides the encoder's outputs
 
 
 class ClassifierNet(nn.Module):
     """Encoder + pooling head. forward(ids (T, B) padded at the end, lengths (B,)) -> logits (B, C);
     predict(ids, lengths) -> what the target type asks for (B, C); loss(logits, targets) for training, with
-    targets from encode_targets(labels). num_classes is the number of outputs: 1 for regression.
-
-    pool_words: "none" (the head reads concat pooling of the encoder's outputs, 3E), "embedding" (plus [max, mean]
-    of the documents' rows of the encoder's own embedding, 2E more) or "vectors" (plus [max, mean] of a frozen
-    word-vector table `word_vectors` (V, D) given here and kept in the state as a buffer, 2D more)."""
+    targets from encode_targets(labels). num_classes is the number of outputs: 1 for regression."""
 
     def __init__(self, encoder: AwdEncoder, num_classes: int, head_hidden_dim: int = 50,
                  head_dropouts: tuple[float, float] = (0.4, 0.1), target_type: str = "class",
-                 target_scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5, backward: bool = False,
-                 pool_words: str = "none", word_vectors: Tensor | None = None):
+                 target_scale: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5, backward: bool = False):
         super().__init__()
         if target_type not in TARGET_TYPES:
             raise ValueError(f"target_type must be one of {TARGET_TYPES}, got {target_type!r}")
         if target_type == "regression" and num_classes != 1:
             raise ValueError(f"a regression classifier has 1 output, not {num_classes}")
-        if pool_words not in POOL_WORDS:
-            raise ValueError(f"pool_words must be one of {POOL_WORDS}, got {pool_words!r}")
-        if (pool_words == "vectors") != (word_vectors is not None):
-            raise ValueError('word_vectors are given exactly when pool_words = "vectors"')
-        if word_vectors is not None and (word_vectors.ndim != 2 or word_vectors.shape[0] != encoder.vocab_size):
-            raise ValueError(f"word_vectors must be (vocab size {encoder.vocab_size}, D), got {tuple(word_vectors.shape)}")
         self.encoder = encoder
-        self.pool_words = pool_words
-        if word_vectors is not None:
-            self.register_buffer("word_vectors", word_vectors.float().contiguous())
-        word_dim = {"none": 0, "embedding": encoder.embedding_dim,
-                    "vectors": 0 if word_vectors is None else word_vectors.shape[1]}[pool_words]
-        self.head = PoolingClassifierHead(3 * encoder.embedding_dim + 2 * word_dim, head_hidden_dim, num_classes,
-                                          head_dropouts)
+        self.head = PoolingClassifierHead(encoder.embedding_dim, head_hidden_dim, num_classes, head_dropouts)
         self.num_classes, self.head_hidden_dim = num_classes, head_hidden_dim
         self.target_type = target_type
         self.target_mean, self.target_std = float(target_scale[0]), float(target_scale[1])
@@ -248,17 +224,8 @@ class ClassifierNet(nn.Module):
         outputs, _ = self.encoder(ids)  # (T, B, E), fresh zero state per batch
         return outputs
 
-    def _pooled(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """What the head reads: (B, 3E), plus (B, 2D) of pooled word vectors when pool_words asks for them."""
-        pooled = concat_pool(self._encode(ids, lengths), lengths)  # (B, 3E)
-        if self.pool_words == "none":
-            return pooled
-        table = self.encoder.embedding.weight if self.pool_words == "embedding" else self.word_vectors  # (V, D)
-        words = F.embedding(ids, table)  # (T, B, D); order does not matter to max and mean
-        return torch.cat([pooled, max_mean_pool(words.to(pooled.dtype), lengths)], dim=1)  # (B, 3E + 2D)
-
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        return self.head(self._pooled(ids, lengths))  # (B, C)
+        return self.head(self._encode(ids, lengths), lengths)  # (B, C)
 
     def transform(self, logits: Tensor) -> Tensor:
         """Logits (B, C) -> class probabilities, per-label probabilities, or values in the target's units."""
@@ -294,8 +261,8 @@ class ClassifierNet(nn.Module):
         return per_doc.sum() if reduction == "sum" else per_doc.mean()
 
     def document_vectors(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """The pooled features the head classifies: (B, 3E), plus the pooled word vectors (module notes)."""
-        return self._pooled(ids, lengths)
+        """The concat-pooled encoder output the head classifies: (B, 3E)."""
+        return concat_pool(self._encode(ids, lengths), lengths)  # (B, 3E)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[[embedding], [layer 0], ..., [layer n-1], [head]] (fastai's classifier split)."""
@@ -310,10 +277,6 @@ class ClassifierNet(nn.Module):
             arch["threshold"] = self.threshold
         if self.backward:
             arch["backward"] = True
-        if self.pool_words != "none":
-            arch["pool_words"] = self.pool_words
-        if self.pool_words == "vectors":
-            arch["word_vectors_dim"] = int(self.word_vectors.shape[1])
         return arch
 
 
@@ -379,11 +342,9 @@ def build_classifier(arch: dict[str, Any], dropouts: Dropouts = Dropouts(0.0, 0.
     """Rebuild a ClassifierNet (or a ClassifierEnsemble when arch["members"] > 1) from `arch` (their arch());
     load weights separately."""
     def one(backward: bool) -> ClassifierNet:
-        pool = arch.get("pool_words", "none")  # "vectors": a zero table of the right shape, the state fills it
-        table = torch.zeros(arch["vocab_size"], arch["word_vectors_dim"]) if pool == "vectors" else None
         return ClassifierNet(build_encoder(arch, dropouts), arch["num_classes"], arch["head_hidden_dim"], head_dropouts,
                              arch.get("target_type", "class"), (arch.get("target_mean", 0.0), arch.get("target_std", 1.0)),
-                             arch.get("threshold", 0.5), backward, pool, table)
+                             arch.get("threshold", 0.5), backward)
 
     members = int(arch.get("members", 1))
     backward = list(arch.get("backward_members", [bool(arch.get("backward", False))] * members))

@@ -32,7 +32,6 @@ to their first max_length tokens (sentence and paragraph corpora are unaffected;
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,6 @@ from nlp_pipeline.core.stage import Stage
 from nlp_pipeline.models.architecture import ModelConfig
 from nlp_pipeline.targets import PRIMARY, best_threshold, carve_of, classification_metrics, score  # noqa: F401 (classification_metrics: re-exported)
 
-POOL_WORDS = ("none", "embedding", "minilm")  # classifier.pool_words
 DIRECTIONS = {"forward": (False,), "backward": (True,), "both": (False, True)}  # direction -> backward flag of each chain
 
 
@@ -61,7 +59,6 @@ class ClassifierConfig:
     final_dropout: float = 0.1          # dropout before the output layer (times dropout_scale)
     dropout_scale: float = 0.5          # multiplies every dropout above (fastai's drop_mult; ULMFiT classifiers use 0.5)
     head_hidden_dim: int = 50           # units of the head's hidden layer
-    pool_words: str = "none"            # the head also reads the max and mean of the document's word vectors: "embedding" (the encoder's own rows), "minilm" (a frozen table distilled from all-MiniLM-L6-v2, models/distilled.py; needs the distill extra) or "none"
     batch_size: int = 64                # documents per batch
     min_batches_per_epoch: int = 16     # a small labelled set trains in smaller batches (down to 8 documents) so that an epoch still takes this many optimizer steps; 0 = always batch_size
     max_length: int = 500               # documents are cut to their first max_length tokens
@@ -95,8 +92,6 @@ class ClassifierConfig:
         for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "weight_dropout", "head_dropout", "final_dropout"):
             if not 0.0 <= getattr(self, name) * self.dropout_scale < 1.0:
                 raise ConfigError(f"classifier.{name} x dropout_scale must be in [0, 1)")
-        if self.pool_words not in POOL_WORDS:
-            raise ConfigError(f"classifier.pool_words must be one of {list(POOL_WORDS)}, got {self.pool_words!r}")
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"classifier.direction must be one of {list(DIRECTIONS)}, got {self.direction!r}")
         if not 1 <= self.members <= 10:
@@ -198,23 +193,8 @@ def build_classifier_model(cfg: ClassifierConfig, data: Numericalized, lm: Langu
         encoder.load_state_dict(encoder_state)
         initialisation = "language model"
     outputs = 1 if data.target_type == "regression" else len(data.label_names)
-    pool, table = ("vectors", torch.from_numpy(_distilled_table(tuple(data.vocab.itos)))) if cfg.pool_words == "minilm" \
-        else (cfg.pool_words, None)
     return ClassifierNet(encoder, outputs, cfg.head_hidden_dim, head_dropouts, data.target_type,
-                         _target_scale(data), backward=backward, pool_words=pool, word_vectors=table), initialisation
-
-
-@functools.lru_cache(maxsize=2)
-def _distilled_table(itos: tuple[str, ...]) -> np.ndarray:
-    """(len(itos), 384) float32: each token's distilled MiniLM vector; special tokens get zeros."""
-    from nlp_pipeline.models.distilled import word_vectors
-    from nlp_pipeline.rules import SPECIAL_TOKENS
-
-    rows = [i for i, token in enumerate(itos) if token not in SPECIAL_TOKENS]
-    vectors = word_vectors([itos[i] for i in rows])
-    table = np.zeros((len(itos), vectors.shape[1]), dtype=np.float32)
-    table[rows] = vectors
-    return table
+                         _target_scale(data), backward=backward), initialisation
 
 
 def _member_plan(cfg: ClassifierConfig, lm: LanguageModel | None,
@@ -365,8 +345,7 @@ STAGE = Stage(
     run=train_classifier,
     # device and threads (and the number of torchrun processes, which no config field holds) never change the result;
     # average_weights off is left out so that adding the field kept every classifier key
-    volatile=lambda cfg: ("device", "num_threads") + (() if cfg.average_weights else ("average_weights",))
-                         + (("pool_words",) if cfg.pool_words == "none" else ()),  # keys of before the field stay
+    volatile=lambda cfg: ("device", "num_threads") + (() if cfg.average_weights else ("average_weights",)),
     collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),
