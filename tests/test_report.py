@@ -93,11 +93,20 @@ def test_report_files_and_numbers(tmp_path):
     assert "| finetune_lm | 61.8 | 2 | 95.5, 61.8 |" in md
     assert "finetune_lm: 400 of the corpus's 1000 words (9.7 % of its tokens) were new to the pretrained" in md
     assert md.count("were new to the pretrained") == 1  # pretrain_lm has no such metric
+    assert "they started at its mean embedding row" in md
     assert "| 2 | 3 | 1 | 0.01 | 0.5500 | 0.6400 | 0.6667 | 0.1 |" in md  # classifier epoch row
     assert "| 0.8000 | neg | pos | a dull \\| film |" in md           # most wrong, pipe escaped
     assert "The 2 most confident of 2 errors" in md
     assert "![confusion matrix](confusion_matrix.png)" in md and "![training curves](training_curves.png)" in md
     assert "validation accuracy 0.6667 (carved from train)" in md and "best epoch: stage 1 epoch 2" in md
+
+
+def test_report_says_where_new_words_started_when_vectors_filled_them(tmp_path):
+    lms = language_models()
+    lms["finetune_lm"].metrics.update(vectors_method="glove", vectors_rows_initialised=400)
+    write_report(tmp_path / "run", TEXTS, hand_result(), lms, LSA)
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "were new to the pretrained language model; they started from the glove vectors" in md
 
 
 def test_report_names_the_blend_and_its_parts(tmp_path):

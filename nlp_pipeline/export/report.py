@@ -439,8 +439,10 @@ def report_blocks(title: str, classifier: ClassifierResult, language_models: dic
                 blocks.append(Paragraph([f"{name}: {lm.metrics['vocab_new']} of the corpus's "
                                          f"{lm.metrics['vocab_new'] + lm.metrics['vocab_shared']} words "
                                          f"({100 * lm.metrics['tokens_new_share']:.1f} % of its tokens) were new to the "
-                                         "pretrained language model; they started at its mean embedding row and learnt "
-                                         "only from this corpus's text."]))
+                                         "pretrained language model; they started "
+                                         + (f"from the {lm.metrics['vectors_method']} vectors" if lm.metrics.get("vectors_method")
+                                            else "at its mean embedding row")
+                                         + " and learnt only from this corpus's text."]))
     else:
         blocks.append(Paragraph(["No language model in this run (the classifier's encoder started from random weights)."]))
     blocks.append(Heading(3, "Classifier epochs"))

@@ -394,7 +394,8 @@ def _finetune_documents(cfg: FinetuneLmConfig, data: Numericalized) -> np.ndarra
 def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained: LanguageModel | None = None,
                          vectors: WordVectors | None = None) -> tuple[Any, dict[str, Any]]:
     """(the LanguageModelNet finetune_lm starts from, metrics on that start: initialisation, and vocab_shared,
-    vocab_new, tokens_new_share (the share of the corpus's tokens, every split, whose word is new), pretrained_val_perplexity with a pretrained LM, vectors_method, vectors_rows_initialised with vectors).
+    vocab_new, tokens_new_share (the share of the corpus's tokens, every split, whose word is new) and
+    pretrained_val_perplexity with a pretrained LM; vectors_method and vectors_rows_initialised with vectors).
 
     The pretrained LM with its rows matched to this vocabulary (new tokens get the mean row), or random weights
     with cfg.model's architecture (a ConfigError when both a pretrained LM and cfg.model are given); word
@@ -439,9 +440,9 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
                        tokens_new_share=round(new_share, 4),
                        pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
-        log.info("finetune_lm: %d of the corpus's %d words (%.1f %% of its tokens) are new to the pretrained LM and "
-                 "start at its mean row; they learn only from this corpus's text", len(itos) - shared, len(itos),
-                 100 * new_share)
+        log.info("finetune_lm: %d of the corpus's %d words (%.1f %% of its tokens) are new to the pretrained LM; they "
+                 "start %s and learn only from this corpus's text", len(itos) - shared, len(itos), 100 * new_share,
+                 "at its mean row" if vectors is None else f"from the {vectors.method} vectors")
     if vectors is not None:
         where = "the pretrained LM's embedding_dim" if pretrained is not None else "model.embedding_dim"
         fitted = fit_vectors(cfg, vectors, model.encoder.embedding_dim, where)
