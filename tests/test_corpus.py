@@ -678,6 +678,28 @@ def test_wikitext2_card_is_unlabelled_paragraphs():
     assert not any(t.startswith("=") and t.endswith("=") for t in corpus.texts)  # headings are skipped
 
 
+def test_a_wiki_dump_gives_the_prose_of_articles_only(tmp_path):
+    def page(title: str, namespace: int, markup: str) -> str:
+        return (f"<page><title>{title}</title><ns>{namespace}</ns><id>1</id><revision><id>2</id>"
+                f"<text xml:space=\"preserve\">{markup}</text></revision></page>")
+
+    head = '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">'
+    pages = [page("Cats", 0, "'''Cats''' are small animals that many people keep at home."),
+             page("Talk:Cats", 1, "I think this article about cats needs many more pictures."),
+             page("Wikipedia:Style", 4, "Editors should write articles in a neutral and clear tone."),
+             page("Kitty", 0, "#REDIRECT [[Cats]]")]
+    (tmp_path / "dump.xml").write_text(head + "".join(pages) + "</mediawiki>", encoding="utf-8")
+    texts, stats = corpus_sources.read_wiki_dump(tmp_path / "dump.xml")
+    assert texts == ["Cats are small animals that many people keep at home."]
+    assert stats == {"pages": 1, "redirects": 1, "not_articles": 2}
+    # the reader's version is in the key of dump-based corpora only, so a change to it re-reads just those
+    from nlp_pipeline.stages.corpus import STAGE
+
+    (tmp_path / "notes.txt").write_text("one line of plain text\n", encoding="utf-8")
+    assert "wiki_reader" in STAGE.key_payload(CorpusConfig(source=str(tmp_path / "dump.xml")), {})["fingerprint"]
+    assert "wiki_reader" not in STAGE.key_payload(CorpusConfig(source=str(tmp_path / "notes.txt")), {})["fingerprint"]
+
+
 @pytest.mark.slow
 def test_enwiki_sample_card_reads_the_gensim_dump():
     corpus = load_corpus(CorpusConfig(source="enwiki_sample"))

@@ -181,8 +181,8 @@ def test_ray_reads_parquet_files_to_the_same_corpus(ray_instance, tmp_path, monk
     same_corpus_artifact(local, on_ray, tmp_path)
 
 
-def _wiki_page(title: str, markup: str) -> str:
-    return (f"<page><title>{title}</title><ns>0</ns><id>1</id><revision><id>2</id>"
+def _wiki_page(title: str, markup: str, namespace: int = 0) -> str:
+    return (f"<page><title>{title}</title><ns>{namespace}</ns><id>1</id><revision><id>2</id>"
             f"<text xml:space=\"preserve\">{markup}</text></revision></page>")
 
 
@@ -194,12 +194,14 @@ def test_ray_reads_wiki_dumps_to_the_same_corpus(ray_instance, tmp_path, monkeyp
                                       f"== History ==\nIt began with {i} small steps taken by many people.\n"
                                       "* a list item\n{{Infobox|x=1}}") for i in range(6)]
     pages.insert(2, _wiki_page("Old name", "#REDIRECT [[Topic 1]]"))
+    pages.insert(4, _wiki_page("Talk:Topic 1", "This talk page says things nobody should pretrain on, at length.", 1))
     head = '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">'
     (tmp_path / "wiki").mkdir()
     (tmp_path / "wiki" / "a.xml").write_text(head + "".join(pages[:4]) + "</mediawiki>", encoding="utf-8")
     (tmp_path / "wiki" / "b.xml.bz2").write_bytes(bz2.compress((head + "".join(pages[4:]) + "</mediawiki>").encode()))
     local, on_ray, runs = read_both_ways(tmp_path / "wiki", monkeypatch)
-    assert runs == 1 and len(local) == 12 and local.info["wiki"] == {"pages": 6, "redirects": 1}
+    assert runs == 1 and len(local) == 12 and local.info["wiki"] == {"pages": 6, "redirects": 1, "not_articles": 1}
+    assert not any("talk page" in text for text in local.texts)  # namespace 1 is not an article
     assert local.texts[0] == "Topic 0 is a thing people have studied since 1900."
     same_corpus_artifact(local, on_ray, tmp_path)
 

@@ -484,17 +484,22 @@ def wiki_paragraphs(markup: str) -> list[str]:
 
 
 def read_wiki_dump(path: str | Path) -> tuple[list[str], dict[str, int]]:
-    """Prose paragraphs of every article (namespace 0, redirects skipped) of a MediaWiki XML dump (.xml or .xml.bz2)."""
+    """Prose paragraphs of every article of a MediaWiki XML dump (.xml or .xml.bz2), and counts: "pages" read,
+    "redirects" skipped, "not_articles" skipped (pages outside namespace 0, such as Talk: or Wikipedia:, and
+    pages without text)."""
     from gensim.corpora.wikicorpus import extract_pages
     from tqdm import tqdm
 
     path = Path(path)
     documents: list[str] = []
-    stats = {"pages": 0, "redirects": 0}
+    stats = {"pages": 0, "redirects": 0, "not_articles": 0}
     try:
         with _open_binary(path) as handle:
-            for _title, markup, _page_id in tqdm(extract_pages(handle), desc=f"reading {path.name}", unit=" pages",
-                                                 disable=None, leave=False):
+            for _title, markup, _page_id in tqdm(extract_pages(handle, filter_namespaces=("0",)), desc=f"reading {path.name}",
+                                                 unit=" pages", disable=None, leave=False):
+                if not markup:  # gensim gives pages of other namespaces (and empty pages) no text
+                    stats["not_articles"] += 1
+                    continue
                 if markup.lstrip()[:9].lower() == "#redirect":
                     stats["redirects"] += 1
                     continue
