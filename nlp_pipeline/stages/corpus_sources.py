@@ -2,7 +2,8 @@
 
 Takes a path (or a Hugging Face dataset name) and returns the rows of that one source: `read_table` gives the
 columns of a JSON-lines / CSV / TSV / Parquet file, `read_lines` the paragraph lines of a plain-text file,
-`read_wiki_dump` the prose paragraphs of a MediaWiki XML dump, `read_hub` the splits of a Hub dataset.
+`read_wiki_dump` the prose paragraphs of a MediaWiki XML dump's articles (namespace 0), `read_hub` the splits of
+a Hub dataset.
 Choosing fields, labels and splits is left to corpus.py; this module only reads and decodes.
 
 `stream_lines` is read_lines one line at a time, for large plain-text corpora (corpus.py streams those);
