@@ -16,6 +16,7 @@ predictable from MiniLM's. Needs the distill extra. Writes benchmarks/results/vo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -26,16 +27,15 @@ from common import markdown_table, save, versions
 RIDGE = (0.0, 0.01, 0.1, 1.0, 10.0)  # ridge penalty relative to the mean eigenvalue of the centred Gram matrix
 
 
-def coverage(data, lm_words: set[str]) -> dict:
-    """Words of `data`'s vocabulary missing from lm_words, their share of its tokens, the 30 commonest."""
-    from nlp_pipeline.rules import SPECIAL_TOKENS
+def coverage(data, lm_itos: list[str]) -> dict:
+    """Words of `data`'s vocabulary the LM lacks, their share of its tokens (as finetune_lm counts them), the 30 commonest."""
+    from nlp_pipeline.models.training import new_words
 
     itos = list(data.vocab.itos)
-    counts = np.bincount(np.asarray(data.ids), minlength=len(itos))
-    new = np.array([t not in lm_words and t not in SPECIAL_TOKENS for t in itos])
-    order = np.argsort(-counts[new], kind="stable")
-    return {"words": len(itos), "new_words": int(new.sum()), "new_token_share": round(float(counts[new].sum() / counts.sum()), 4),
-            "commonest_new": [np.asarray(itos)[new][i] for i in order[:30]]}
+    new, share = new_words(itos, lm_itos, data.ids)
+    counts = np.bincount(np.asarray(data.ids), minlength=len(itos))[new]
+    return {"words": len(itos), "new_words": int(new.sum()), "new_token_share": round(share, 4),
+            "commonest_new": [np.asarray(itos)[new][i] for i in np.argsort(-counts, kind="stable")[:30]]}
 
 
 def mapping_fit(itos: list[str], embedding: np.ndarray, seed: int = 0) -> dict:
@@ -79,8 +79,9 @@ def main() -> None:
         parser.error("this measures a loaded LM: leave pretrain_lm.weights at packaged or give an exported folder")
     lm, _ = pretrained_lm(cfgs["pretrain_lm"], None, None, cfgs["model"])
     lm_itos = list(lm.vocab.itos)
-    results = {name: coverage(numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)[1], set(lm_itos))
+    results = {name: coverage(numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)[1], lm_itos)
                for name in args.datasets.split(",") if name}
+    print(f"distilling MiniLM vectors of the LM's {len(lm_itos)} words (about 1,000 a second)", file=sys.stderr, flush=True)
     fit = mapping_fit(lm_itos, np.asarray(lm.state_dict["encoder.embedding.weight"]))
     payload = {"versions": versions("torch", "transformers"), "lm": {"loaded_from": lm.metrics.get("loaded_from"),
                "vocabulary": len(lm_itos)}, "datasets": results, "mapping": fit}

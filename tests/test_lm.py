@@ -99,6 +99,10 @@ def test_finetune_matches_vocabularies(pretrained, lee):
         assert lm.state_dict["decoder.bias"][data.vocab.stoi[token]] == pytest.approx(pretrained.state_dict["decoder.bias"].mean(), abs=1e-6)
     assert np.array_equal(lm.state_dict["decoder.weight"], new)  # still tied
     assert lm.metrics["vocab_shared"] == len(shared) and lm.metrics["vocab_new"] == len(data.vocab) - len(shared)
+    from nlp_pipeline.models.training import new_words
+
+    new, share = new_words(["a", "b", "c"], ["a"], np.array([0, 0, 1, 2]))
+    assert new.tolist() == [False, True, True] and share == 0.5
     tokens = [t for d in target_docs for t in ["xxbos", *d]]
     assert lm.metrics["tokens_new_share"] == pytest.approx(sum(t not in old_index for t in tokens) / len(tokens), abs=1e-4)
     assert lm.arch["vocab_size"] == len(data.vocab) and lm.arch["hidden_dim"] == 24  # the pretrained architecture

@@ -182,6 +182,17 @@ def match_vocab(weight: np.ndarray, bias: np.ndarray | None, old_itos: list[str]
     return new_weight, new_bias, int(found.sum())
 
 
+def new_words(itos: list[str], pretrained_itos: list[str], ids: np.ndarray) -> tuple[np.ndarray, float]:
+    """(bool (V,): which tokens of itos the pretrained vocabulary lacks, the share of `ids` that are such tokens).
+
+    new_words(["a", "b", "c"], ["a"], [0, 0, 1, 2]) -> ([False, True, True], 0.5)
+    """
+    known = set(pretrained_itos)
+    new = np.array([t not in known for t in itos], dtype=bool)
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(itos))
+    return new, float(counts[new].sum() / max(int(counts.sum()), 1))
+
+
 def vectors_to_embedding(itos: list[str], keys: list[str], vectors: np.ndarray, embedding: np.ndarray,
                          rows: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Copy word vectors into embedding rows of tokens that have one, rescaled to the embedding's spread.

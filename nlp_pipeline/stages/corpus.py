@@ -567,9 +567,6 @@ def _card_identity(plan: _Plan) -> dict | None:
     return card
 
 
-WIKI_READER_VERSION = 2  # sources.read_wiki_dump's output; 2: articles only (namespace 0), no Talk:, Wikipedia:, ... pages
-
-
 def corpus_fingerprint(cfg: CorpusConfig) -> dict:
     """Key material from the contents of the files the config reads (not their paths), the Hub commit for a Hub
     dataset, and the card's settings. Reads files in chunks and parses nothing; raises the same one-line errors
@@ -581,7 +578,7 @@ def corpus_fingerprint(cfg: CorpusConfig) -> dict:
     else:
         out["files"] = _files_digest(plan.parts)
         if any(part.kind == "wikidump" for part in plan.parts):
-            out["wiki_reader"] = WIKI_READER_VERSION  # only dump-based corpora are read anew when it changes
+            out["wiki_reader"] = sources.WIKI_READER_VERSION  # only dump-based corpora are read anew when it changes
     card = _card_identity(plan)
     if card is not None:
         out["card"] = card

@@ -484,6 +484,9 @@ def wiki_paragraphs(markup: str) -> list[str]:
     return out
 
 
+WIKI_READER_VERSION = 2  # of read_wiki_dump's output, in dump-based corpora's keys; 2: articles only (namespace 0)
+
+
 def read_wiki_dump(path: str | Path) -> tuple[list[str], dict[str, int]]:
     """Prose paragraphs of every article of a MediaWiki XML dump (.xml or .xml.bz2), and counts: "pages" read,
     "redirects" skipped, "not_articles" skipped (pages outside namespace 0, such as Talk: or Wikipedia:, and

@@ -407,7 +407,7 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
 
     from nlp_pipeline.models.batching import pad_id
     from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
-    from nlp_pipeline.models.training import load_numpy_state, match_vocab, vectors_to_embedding
+    from nlp_pipeline.models.training import load_numpy_state, match_vocab, new_words, vectors_to_embedding
 
     itos = data.vocab.itos
     metrics: dict[str, Any] = {}
@@ -433,10 +433,8 @@ def build_finetune_model(cfg: FinetuneLmConfig, data: Numericalized, pretrained:
         model = LanguageModelNet(build_encoder(arch, _dropouts(cfg)), cfg.output_dropout * cfg.dropout_scale,
                                  arch.get("tie_weights", True))
         load_numpy_state(model, state)
-        pretrained_index = set(pretrained.vocab.itos)
-        covered = np.array([t in pretrained_index for t in itos])
-        counts = np.bincount(np.asarray(data.ids), minlength=len(itos))
-        new_share = float(counts[~covered].sum() / max(int(counts.sum()), 1))
+        new, new_share = new_words(itos, pretrained.vocab.itos, data.ids)
+        covered = ~new
         metrics.update(initialisation="pretrained", vocab_shared=shared, vocab_new=len(itos) - shared,
                        tokens_new_share=round(new_share, 4),
                        pretrained_val_perplexity=pretrained.metrics.get("val_perplexity"))
