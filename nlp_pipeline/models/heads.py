@@ -109,6 +109,20 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor, targets: 
         return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk, dtype)
 
 
+def sampled_softmax_candidates(targets: Tensor, vocab_size: int, n: int) -> tuple[Tensor | None, Tensor]:
+    """The decoder rows a sampled softmax scores, and the targets renumbered into them.
+
+    Candidates are the distinct target words plus n words drawn uniformly with torch's RNG (Jean et al. 2015:
+    every candidate is scored alike, so no correction term). targets (N,) int64 -> (rows (C,) sorted, targets
+    (N,) indexing rows); (None, targets) when the candidates would cover the vocabulary anyway.
+    """
+    draws = torch.randint(vocab_size, (n,), device=targets.device)
+    rows = torch.unique(torch.cat([targets, draws]))  # (C,) sorted
+    if rows.numel() >= vocab_size:
+        return None, targets
+    return rows, torch.searchsorted(rows, targets)
+
+
 @dataclass
 class LmOutput:
     loss: Tensor          # mean cross-entropy over the T*B targets
@@ -130,11 +144,18 @@ class LanguageModelNet(nn.Module):
         if tie_weights:
             self.decoder.weight = encoder.embedding.weight  # one Parameter, two uses
 
-    def forward(self, ids: Tensor, targets: Tensor, state: State | None = None) -> LmOutput:
+    def forward(self, ids: Tensor, targets: Tensor, state: State | None = None, sample: int = 0) -> LmOutput:
+        """sample > 0, in training mode only: the loss is a softmax over the batch's target words plus `sample`
+        words drawn uniformly (sampled_softmax_candidates), not over the whole vocabulary."""
         raw, new_state = self.encoder(ids, state)  # (T, B, E)
         dropped = self.output_dropout(raw)  # (T, B, E)
         flat = dropped.reshape(-1, dropped.shape[-1])  # (T*B, E)
-        loss = linear_cross_entropy(flat, self.decoder.weight, self.decoder.bias, targets.reshape(-1))
+        weight, bias, flat_targets = self.decoder.weight, self.decoder.bias, targets.reshape(-1)
+        if sample > 0 and self.training:
+            rows, flat_targets = sampled_softmax_candidates(flat_targets, weight.shape[0], sample)
+            if rows is not None:
+                weight, bias = weight.index_select(0, rows), bias.index_select(0, rows)  # (C, E), (C,)
+        loss = linear_cross_entropy(flat, weight, bias, flat_targets)
         return LmOutput(loss, raw, dropped, new_state)
 
     def logits(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:

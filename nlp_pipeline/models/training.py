@@ -368,6 +368,7 @@ def fit_language_model(
     resume: dict[str, Any] | None = None,
     save: Callable[[dict[str, Any]], None] | None = None,
     save_every: float = 300.0,
+    softmax_sample: int = 0,
 ) -> list[dict[str, Any]]:
     """Train `model` for `epochs` passes over the documents `train_docs` (indexes into offsets); returns
     one history row per epoch. Each epoch shuffles document order, concatenates, lays the stream out in
@@ -378,7 +379,9 @@ def fit_language_model(
     (epoch, window, step, the rng state at the epoch's start, the recurrent state, the torch RNG state,
     running sums, history); the caller adds the model and optimizer and keeps it. Given back as `resume`
     (with the model and optimizer restored by the caller), the loop redraws that epoch's order and windows,
-    skips the windows done and continues to the same weights as an uninterrupted run. With several processes
+    skips the windows done and continues to the same weights as an uninterrupted run. softmax_sample > 0 trains
+    on a sampled softmax (LanguageModelNet.forward's `sample`); the training loss in the history is then that
+    sampled loss, lower than the full one, while validation always scores the whole vocabulary. With several processes
     it saves at epoch ends only (each process holds its own rows' recurrent state).
 
     Under torchrun, batch_size stays the global batch: process r trains on rows r, r + W, ... of the stream
@@ -437,7 +440,7 @@ def fit_language_model(
             xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(device)  # (T, B)
             yt = torch.from_numpy(np.ascontiguousarray(y.T)).to(device)  # (T, B)
             with autocast_context(device, dtype):
-                out = net(xt, yt, state)
+                out = net(xt, yt, state, sample=softmax_sample)
                 loss = out.loss
                 if activation_regularization:
                     loss = loss + activation_regularization * out.dropped.float().pow(2).mean()
