@@ -61,9 +61,10 @@ def test_pretraining_interrupted_then_resumed_ends_with_the_same_weights(data, t
     assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in uninterrupted.history]
 
 
-def test_finetuning_resumes_across_its_frozen_and_unfrozen_phases(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sample", [0, 3])  # 3: a sampled softmax, whose draws must resume too
+def test_finetuning_resumes_across_its_frozen_and_unfrozen_phases(data, tmp_path, monkeypatch, sample):
     pretrained = pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none"), data)
-    cfg = FinetuneLmConfig(**TINY, epochs=1, frozen_epochs=1, checkpoint_minutes=0.0)
+    cfg = FinetuneLmConfig(**TINY, epochs=1, frozen_epochs=1, checkpoint_minutes=0.0, softmax_sample=sample)
     uninterrupted = finetune_language_model(cfg, data, pretrained)
     steps = uninterrupted.history[0]["train_tokens"] // (TINY["batch_size"] * 5)  # windows >= 5 tokens: a lower bound
     _interrupt_after(max(2, steps // 2) + 3, monkeypatch)  # somewhere after the frozen phase began

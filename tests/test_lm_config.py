@@ -123,6 +123,16 @@ def test_a_setting_that_cannot_apply_is_in_no_key():
     assert PRETRAIN_STAGE.key(dataclasses.replace(trains, model=ModelConfig(hidden_dim=10)), data) != PRETRAIN_STAGE.key(trains, data)
 
 
+def test_softmax_sample_is_in_the_key_only_when_on_and_never_negative():
+    data = {"data": "0" * 64, "pretrained": "1" * 64}
+    default = FinetuneLmConfig()
+    payload = FINETUNE_STAGE.key_payload(default, data)["config"]
+    assert "softmax_sample" not in payload  # off: keys stay those of before the field
+    assert FINETUNE_STAGE.key(dataclasses.replace(default, softmax_sample=1024), data) != FINETUNE_STAGE.key(default, data)
+    with pytest.raises(ConfigError, match="softmax_sample must be >= 0"):
+        pipeline.load_config(sets=["finetune_lm.softmax_sample=-1"])
+
+
 def test_the_estimator_seed_reaches_pretrain_lm_only_when_it_trains():
     from nlp_pipeline.sklearn import ULMFiTClassifier
 

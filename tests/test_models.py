@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from nlp_pipeline.core.errors import ConfigError
 from nlp_pipeline.models import batching, device, training
-from nlp_pipeline.models.heads import ClassifierNet, LanguageModelNet, concat_pool, linear_cross_entropy
+from nlp_pipeline.models.heads import (
+    ClassifierNet, LanguageModelNet, concat_pool, linear_cross_entropy, sampled_softmax_candidates,
+)
 from nlp_pipeline.models.rnn import AwdEncoder, Dropouts, LockedDropout, WeightDropRnn, detach_state, embedding_dropout
 
 
@@ -165,6 +167,38 @@ def test_linear_cross_entropy_matches_torch_values_and_gradients():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # matmuls in bfloat16: close, not equal
         low = linear_cross_entropy(hidden, weight, bias, targets, chunk=8)
     assert abs(float(low.detach()) - float(reference.detach())) < 0.05
+
+
+def test_sampled_softmax_candidates_hold_every_target_and_renumber_them():
+    torch.manual_seed(0)
+    targets = torch.tensor([7, 3, 7, 42, 0, 3])
+    rows, renumbered = sampled_softmax_candidates(targets, 100, 10)
+    assert rows.tolist() == sorted(set(rows.tolist()))  # sorted, distinct
+    assert {0, 3, 7, 42} <= set(rows.tolist()) and rows.numel() <= 4 + 10
+    assert rows[renumbered].tolist() == targets.tolist()
+    covering, same = sampled_softmax_candidates(targets, 5, 1000)  # the draws cover all 5 words: no sampling
+    assert covering is None and same is targets
+
+
+def test_sampled_softmax_loss_is_the_softmax_over_the_candidates_in_training_only():
+    torch.manual_seed(0)
+    model = LanguageModelNet(AwdEncoder(50, 8, 12, 2), output_dropout=0.0)
+    model.encoder.set_dropouts(Dropouts(0.0, 0.0, 0.0, 0.0))
+    ids, targets = torch.randint(0, 50, (6, 3)), torch.randint(0, 50, (6, 3))
+    torch.manual_seed(1)
+    sampled = model(ids, targets, sample=5).loss  # model.train(): the sampled loss
+    torch.manual_seed(1)
+    rows, renumbered = sampled_softmax_candidates(targets.reshape(-1), 50, 5)
+    logits = model.logits(ids)[0].reshape(-1, 50)[:, rows]  # dropouts are 0: train and eval outputs agree
+    assert torch.allclose(sampled, F.cross_entropy(logits, renumbered), atol=1e-5)
+    full = F.cross_entropy(model.logits(ids)[0].reshape(-1, 50), targets.reshape(-1))
+    assert float(sampled.detach()) < float(full.detach())  # fewer competitors than the whole vocabulary
+    sampled.backward()
+    untouched = torch.ones(50, dtype=torch.bool)
+    untouched[rows] = False
+    assert model.decoder.bias.grad[untouched].abs().sum() == 0 and model.decoder.bias.grad[rows].abs().sum() > 0
+    model.eval()  # validation and perplexity always score the whole vocabulary
+    assert torch.allclose(model(ids, targets, sample=5).loss, full, atol=1e-5)
 
 
 def test_concat_pool_ignores_padding():
