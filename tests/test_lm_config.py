@@ -125,10 +125,10 @@ def test_a_setting_that_cannot_apply_is_in_no_key():
 
 def test_softmax_sample_is_in_the_key_only_when_on_and_never_negative():
     data = {"data": "0" * 64, "pretrained": "1" * 64}
-    default = FinetuneLmConfig()
-    payload = FINETUNE_STAGE.key_payload(default, data)["config"]
-    assert "softmax_sample" not in payload  # off: keys stay those of before the field
-    assert FINETUNE_STAGE.key(dataclasses.replace(default, softmax_sample=1024), data) != FINETUNE_STAGE.key(default, data)
+    full = FinetuneLmConfig(softmax_sample=0)
+    assert "softmax_sample" not in FINETUNE_STAGE.key_payload(full, data)["config"]  # off: keys of before the field
+    assert FINETUNE_STAGE.key(FinetuneLmConfig(), data) != FINETUNE_STAGE.key(full, data)
+    assert FINETUNE_STAGE.key(FinetuneLmConfig(softmax_sample=512), data) != FINETUNE_STAGE.key(FinetuneLmConfig(), data)
     with pytest.raises(ConfigError, match="softmax_sample must be >= 0"):
         pipeline.load_config(sets=["finetune_lm.softmax_sample=-1"])
 
