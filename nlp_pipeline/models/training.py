@@ -400,6 +400,7 @@ def fit_language_model(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)  # the schedule completes within the budget
     history, step = list(resume["history"]) if resume else [], resume["step"] if resume else 0
+    train_name = "sampled-softmax train" if softmax_sample else "train"
     params = trainable_parameters(model)
     first_epoch = resume["epoch"] if resume else 0
     last_save = time.perf_counter()
@@ -456,7 +457,7 @@ def fit_language_model(
             loss_sum += value * yt.numel()
             token_count += yt.numel()
             step += 1
-            running = f"train perplexity {math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}" if step % 20 == 0 else None
+            running = f"{train_name} perplexity {math.exp(min(loss_sum / max(token_count, 1), 50.0)):.1f}" if step % 20 == 0 else None
             progress.advance(yt.numel(), running)
             if observer is not None:
                 observer.step(value, group_learning_rates(optimizer))
@@ -486,7 +487,9 @@ def fit_language_model(
         history.append(row)
         if observer is not None:
             observer.epoch(dict(row))
-        progress.end_epoch(f"train loss {row['train_loss']:.4f}"
+        if softmax_sample:
+            row["softmax_sample"] = softmax_sample  # train_loss is that sampled softmax's
+        progress.end_epoch(f"{train_name} loss {row['train_loss']:.4f}"
                            + (f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "")
                            + f", {row['tokens_per_second']:.0f} tokens/s", seconds)
         if max_steps is not None and step >= max_steps:
