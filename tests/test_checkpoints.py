@@ -66,6 +66,7 @@ def test_finetuning_resumes_across_its_frozen_and_unfrozen_phases(data, tmp_path
     pretrained = pretrain_language_model(PretrainLmConfig(**TINY, model=SMALL, epochs=1, weights="none"), data)
     cfg = FinetuneLmConfig(**TINY, epochs=1, frozen_epochs=1, checkpoint_minutes=0.0, softmax_sample=sample)
     uninterrupted = finetune_language_model(cfg, data, pretrained)
+    assert [r.get("softmax_sample", 0) for r in uninterrupted.history] == [sample] * 2  # whose train_loss it is
     steps = uninterrupted.history[0]["train_tokens"] // (TINY["batch_size"] * 5)  # windows >= 5 tokens: a lower bound
     _interrupt_after(max(2, steps // 2) + 3, monkeypatch)  # somewhere after the frozen phase began
     with checkpoints.scope(tmp_path / "ckpt"), pytest.raises(KeyboardInterrupt):

@@ -484,11 +484,11 @@ def fit_language_model(
         if valid_rows is not None and valid_rows.size:
             val_loss = evaluate_language_model(model, valid_rows, bptt, device, dtype)
             row.update(val_loss=round(val_loss, 4), val_perplexity=round(math.exp(min(val_loss, 50.0)), 2))
+        if softmax_sample:
+            row["softmax_sample"] = softmax_sample  # train_loss is that sampled softmax's
         history.append(row)
         if observer is not None:
             observer.epoch(dict(row))
-        if softmax_sample:
-            row["softmax_sample"] = softmax_sample  # train_loss is that sampled softmax's
         progress.end_epoch(f"{train_name} loss {row['train_loss']:.4f}"
                            + (f", validation perplexity {row['val_perplexity']:.2f}" if "val_perplexity" in row else "")
                            + f", {row['tokens_per_second']:.0f} tokens/s", seconds)
