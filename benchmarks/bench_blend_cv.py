@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_ulmfit import GENERAL, configs, corpus_of, numericalized, pretrained_lm
+from bench_ulmfit import GENERAL, configs, corpus_of, general_vocab, numericalized, pretrained_lm
 from common import markdown_table, save, versions
 
 
@@ -138,9 +138,9 @@ def main() -> None:
     cfgs["classifier"] = dataclasses.replace(cfgs["classifier"], members=args.members)
     settings = variants(args.variants, section=None)
     started = time.perf_counter()
-    _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
+    _, general = numericalized(corpus_of(GENERAL, None), general_vocab())
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
-    _, data = numericalized(corpus_of((args.dataset,), None), min_freq=2, max_vocab=30000)
+    _, data = numericalized(corpus_of((args.dataset,), None))
     cache_dir = Path(args.cache_dir)
     same = {"dataset": args.dataset, "pretrain": dataclasses.asdict(cfgs["pretrain_lm"]),
             "finetune": dataclasses.asdict(cfgs["finetune_lm"])}

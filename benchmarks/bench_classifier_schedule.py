@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_blend_cv import fold_data, variants
-from bench_ulmfit import GENERAL, configs, corpus_of, numericalized, pretrained_lm, without_test_labels
+from bench_ulmfit import GENERAL, configs, corpus_of, general_vocab, numericalized, pretrained_lm, without_test_labels
 from common import markdown_table, save, versions
 
 
@@ -71,17 +71,17 @@ def main() -> None:
     started = time.perf_counter()
     general = None
     if not cfgs["pretrain_lm"].loads_weights:
-        _, general = numericalized(corpus_of(GENERAL, None), min_freq=3, max_vocab=30000)
+        _, general = numericalized(corpus_of(GENERAL, None), general_vocab())
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], general, Path(args.cache_dir), cfgs["model"])
     results: dict = {}
     rows, totals = [], {s: [] for s in settings}
     reference = next(iter(settings))
     for name in [d for d in args.datasets.split(",") if d]:
-        _, data = numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)
+        _, data = numericalized(corpus_of((name,), None))
         data = without_test_labels(data)
         few = None
         if args.max_labelled:
-            _, few = numericalized(corpus_of((name,), None, args.max_labelled), min_freq=2, max_vocab=30000)
+            _, few = numericalized(corpus_of((name,), None, args.max_labelled))
             assert list(few.vocab.itos) == list(data.vocab.itos)  # same texts, same order: only labels differ
         lm_started = time.perf_counter()
         lm = finetune_language_model(cfgs["finetune_lm"], data, pretrained)

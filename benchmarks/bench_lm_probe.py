@@ -140,7 +140,7 @@ def main() -> None:
     pretrained, _ = pretrained_lm(cfgs["pretrain_lm"], None, Path(args.cache_dir), cfgs["model"])
     results, rows = {}, []
     for name in [d for d in args.datasets.split(",") if d]:
-        _, data = numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)
+        _, data = numericalized(corpus_of((name,), None))
         data = without_test_labels(data)
         lm = finetune_language_model(dataclasses.replace(cfgs["finetune_lm"], model=None), data, pretrained)
         held = carve(data)

@@ -80,12 +80,14 @@ def wikitext2_perplexity(lm, threads: int, workdir: Path) -> dict:
     return perplexity(str(folder), wikitext_paragraphs(DATA / "wikitext2" / "wiki.test.tokens"), threads)
 
 
-def numericalized(corpus, min_freq: int, max_vocab: int):
+def numericalized(corpus, cfg=None):
+    """corpus through the tokenization stage's defaults and the numericalization stage with `cfg` (default: a
+    run's, min count 3; general_vocab() for a pretraining corpus)."""
     from nlp_pipeline.stages.numericalization import NumericalizationConfig, numericalize
     from nlp_pipeline.stages.tokenization import TokenizationConfig, tokenize
 
     tokens = tokenize(TokenizationConfig(), corpus)
-    return tokens, numericalize(NumericalizationConfig(min_freq=min_freq, max_vocab=max_vocab), tokens)
+    return tokens, numericalize(cfg or NumericalizationConfig(), tokens)
 
 
 def fingerprint(data) -> str:
@@ -94,6 +96,13 @@ def fingerprint(data) -> str:
         h.update(np.ascontiguousarray(array).tobytes())
     h.update("\n".join(data.vocab.itos).encode())
     return h.hexdigest()
+
+
+def general_vocab():
+    """The pretraining corpus's numericalization (the packaged LM's recipe: min count 3, at most 30,000 words)."""
+    from nlp_pipeline.stages.numericalization import NumericalizationConfig
+
+    return NumericalizationConfig(min_freq=3, max_vocab=30000)
 
 
 # --- configurations -------------------------------------------------------------------------------------------
@@ -105,13 +114,14 @@ def configs(scale: str, overrides: list[str]):
     from nlp_pipeline.stages.classifier import ClassifierConfig
     from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
     from nlp_pipeline.stages.linear import LinearConfig
+    from nlp_pipeline.stages.numericalization import NumericalizationConfig
 
     from nlp_pipeline.stages.corpus import CorpusConfig
 
-    cfgs = {"corpus": CorpusConfig(), "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
+    cfgs = {"corpus": CorpusConfig(), "numericalization": NumericalizationConfig(), "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
             "finetune_lm": FinetuneLmConfig(), "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
     if scale == "tiny":
-        cfgs = {"corpus": cfgs["corpus"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
+        cfgs = {"corpus": cfgs["corpus"], "numericalization": cfgs["numericalization"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
                 "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], epochs=1),
                 "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], epochs=1),
                 "classifier": dataclasses.replace(cfgs["classifier"], stage_epochs=[1, 1], stage_learning_rates=[2e-2, 5e-3]),
@@ -460,7 +470,7 @@ def main() -> None:
         general_corpus = corpus_of(tuple(c for c in args.general.split(",") if c), limit)
         if args.general_words:
             general_corpus = sample_words(general_corpus, args.general_words, seed=0)
-        _, general = numericalized(general_corpus, min_freq=3, max_vocab=30000)
+        _, general = numericalized(general_corpus, general_vocab())
         payload["general_corpus"] = {"documents": len(general), "tokens": int(len(general.ids)), "vocab": len(general.vocab)}
 
     if not args.skip_throughput:
@@ -504,7 +514,7 @@ def main() -> None:
         rows = []
         for name in [d for d in args.datasets.split(",") if d]:
             corpus = corpus_of((name,), limit or cfgs["corpus"].max_documents, cfgs["corpus"].max_labelled)
-            tokens, data = numericalized(corpus, min_freq=2, max_vocab=30000)
+            tokens, data = numericalized(corpus, cfgs["numericalization"])  # a run's vocabulary (min count 3)
             if args.no_test:
                 data = without_test_labels(data)
             entry: dict = {"documents": corpus.split_sizes(), "vocab": len(data.vocab),

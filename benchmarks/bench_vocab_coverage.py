@@ -3,7 +3,7 @@ vectors could place the words it lacks in its embedding space.
 
     python benchmarks/bench_vocab_coverage.py [--datasets mr,sst2,trec6,rotten_tomatoes] [--set pretrain_lm.weights=DIR]
 
-Per dataset (tokenized and numericalized as bench_ulmfit.py does, min_freq 2; every split's text, no label read):
+Per dataset (tokenized and numericalized as a run does, min count 3; every split's text, no label read):
 the words of its vocabulary that the LM lacks (finetune_lm starts them at the mean embedding row), their share of
 the corpus's tokens, and the most frequent of them. Then, once for the LM: a ridge regression from each of its
 words' distilled MiniLM vectors (models/distilled.py, 384-d) to its embedding row (centred), fitted on a seeded
@@ -79,7 +79,7 @@ def main() -> None:
         parser.error("this measures a loaded LM: leave pretrain_lm.weights at packaged or give an exported folder")
     lm, _ = pretrained_lm(cfgs["pretrain_lm"], None, None, cfgs["model"])
     lm_itos = list(lm.vocab.itos)
-    results = {name: coverage(numericalized(corpus_of((name,), None), min_freq=2, max_vocab=30000)[1], lm_itos)
+    results = {name: coverage(numericalized(corpus_of((name,), None))[1], lm_itos)
                for name in args.datasets.split(",") if name}
     print(f"distilling MiniLM vectors of the LM's {len(lm_itos)} words (about 1,000 a second)", file=sys.stderr, flush=True)
     fit = mapping_fit(lm_itos, np.asarray(lm.state_dict["encoder.embedding.weight"]))
