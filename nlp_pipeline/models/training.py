@@ -587,6 +587,7 @@ def fit_classifier(
     dtype: torch.dtype | None = None,
     progress_label: str = "classifier",
     average: bool = False,
+    label_smoothing: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
     """Gradual unfreezing: stage (n_trainable_groups, epochs, lr) trains the top n groups with discriminative
     LRs for `epochs` epochs under one schedule cycle, on the model's own loss (ClassifierNet.loss: by target
@@ -597,7 +598,8 @@ def fit_classifier(
     `average`: the weights at the end of the last stage's epochs after its warm-up (at least two) are averaged
     (stochastic weight averaging), BatchNorm statistics recomputed on one pass over train, and the averaged
     model is one more candidate, scored like an epoch; its history row has epoch "average" and
-    "averaged_epochs" [first, last].
+    "averaged_epochs" [first, last]. `label_smoothing` smooths the training loss's targets (ClassifierNet.loss);
+    validation always scores the plain loss.
 
     Under torchrun, batch_size stays the global batch: every process draws the same batches and trains on
     its shard of each (documents r, r + W, ... of the length-sorted batch), a batch being skipped everywhere
@@ -665,10 +667,10 @@ def fit_classifier(
                 with autocast_context(device, dtype):
                     logits = net(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))  # (B, C)
                     if world > 1:  # sum over this shard x W / global batch: DDP's mean is the global mean loss
-                        summed = model.loss(logits, y, reduction="sum")
+                        summed = model.loss(logits, y, reduction="sum", smoothing=label_smoothing)
                         loss = summed * (world / n_global)
                     else:
-                        loss = model.loss(logits, y)
+                        loss = model.loss(logits, y, smoothing=label_smoothing)
                 backward_and_step(optimizer, scaler, loss, params, clip)
                 loss_sum += float(summed.detach()) if world > 1 else float(loss.detach()) * len(docs)
                 seen += len(docs)

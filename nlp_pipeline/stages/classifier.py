@@ -12,6 +12,7 @@ Targets (the corpus's target_type): one class per text (softmax, cross-entropy),
 per label, binary cross-entropy, a label predicted at p >= a threshold chosen on validation among 0.05 ... 0.9
 for the best micro-F1, and kept in the model), or a number (one output, squared error on the
 target standardised by the train split's mean and std; predictions come back in the target's units).
+label_smoothing (one class per text only) smooths the training loss's targets; validation scores the plain loss.
 Model selection: after every epoch the validation set is scored and the best epoch (the target type's primary
 metric: accuracy, micro-F1 or R², then loss) is kept. The train and validation documents are the carve's
 (stages/validation.py: the corpus's labelled dev split, or a seeded slice of train; [validation] settles
@@ -72,6 +73,7 @@ class ClassifierConfig:
     adam_beta2: float = 0.99            # Adam squared-gradient decay
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
+    label_smoothing: float = 0.0        # class targets: train against (1 - this) x the label + this / classes on every class; 0 = plain cross-entropy
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
     average_weights: bool = False       # also try the mean of the last stage's weights over its epochs after warm-up (SWA), kept if it scores better
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
@@ -98,6 +100,8 @@ class ClassifierConfig:
             raise ConfigError(f"classifier.members must be between 1 and 10, got {self.members}")
         if self.min_batches_per_epoch < 0:
             raise ConfigError(f"classifier.min_batches_per_epoch must be >= 0, got {self.min_batches_per_epoch}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"classifier.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_length < 1 or self.batch_size < 2:
             raise ConfigError("classifier.max_length must be >= 1 and batch_size >= 2 (BatchNorm needs two rows)")
 
@@ -229,6 +233,9 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
     if len(valid) == 0:
         raise DataError("no validation documents could be carved from train; raise validation.fraction")
     test = data.indices("test", labelled=True)
+    if cfg.label_smoothing and target != "class":
+        raise ConfigError(f"classifier.label_smoothing applies to one class per text, and this corpus's targets are "
+                          f"{target}; set it to 0")
 
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
     processes = distributed.world_size()
@@ -255,6 +262,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 discriminative_factor=cfg.discriminative_factor, batch_size=batch_size, max_length=cfg.max_length,
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience, average=cfg.average_weights,
+                label_smoothing=cfg.label_smoothing,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
                 progress_label=(f"classifier {member + 1}/{len(plan)}" if len(plan) > 1 else "classifier")
                 + (" backward" if backward else ""),
@@ -344,8 +352,9 @@ STAGE = Stage(
     optional=("lm", "lm_backward"),
     run=train_classifier,
     # device and threads (and the number of torchrun processes, which no config field holds) never change the result;
-    # average_weights off is left out so that adding the field kept every classifier key
-    volatile=lambda cfg: ("device", "num_threads") + (() if cfg.average_weights else ("average_weights",)),
+    # average_weights and label_smoothing off are left out so that adding the fields kept every classifier key
+    volatile=lambda cfg: (("device", "num_threads") + (() if cfg.average_weights else ("average_weights",))
+                          + (() if cfg.label_smoothing else ("label_smoothing",))),
     collective=True,
     describe=lambda cfg: (f"{sum(cfg.stage_epochs)} epochs in {len(cfg.stage_epochs)} stages, "
                           f"lr={cfg.stage_learning_rates[0]:g}..{cfg.stage_learning_rates[-1]:g}"),
