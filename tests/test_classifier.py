@@ -349,3 +349,53 @@ def test_weight_averaging_is_the_mean_of_the_last_stage_after_warm_up(pang_lee, 
     assert ClassifierConfig().average_weights is False
     assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(average_weights=True), {})
     assert "average_weights" not in STAGE.key_payload(ClassifierConfig(), {})["config"]
+
+
+def test_label_smoothing_trains_on_smoothed_targets_and_validates_on_the_plain_loss(pang_lee, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from nlp_pipeline.models import heads
+
+    # the loss by hand: (1 - e) x -log p(label) + e x mean over classes of -log p(class)
+    logits, y = torch.tensor([[2.0, -1.0, 0.5], [0.0, 0.3, -0.2]]), torch.tensor([0, 2])
+    net = heads.ClassifierNet.__new__(heads.ClassifierNet)
+    net.target_type = "class"
+    logp = F.log_softmax(logits, 1)
+    by_hand = (0.9 * -logp[torch.arange(2), y] + 0.1 * -logp.mean(1)).mean()
+    assert torch.allclose(net.loss(logits, y, smoothing=0.1), by_hand)
+    assert torch.allclose(net.loss(logits, y), F.cross_entropy(logits, y))
+    net.target_type = "multi_label"
+    with pytest.raises(ValueError, match="single-label"):
+        net.loss(logits, torch.zeros(2, 3), smoothing=0.1)
+
+    # end to end: every training step's loss is smoothed, validation's is not
+    smoothings = []
+    original = heads.ClassifierNet.loss
+
+    def spy(self, logits, targets, reduction="mean", smoothing=0.0):
+        smoothings.append(smoothing)
+        return original(self, logits, targets, reduction, smoothing)
+
+    monkeypatch.setattr(heads.ClassifierNet, "loss", spy)
+    cfg = ClassifierConfig(**TINY, stage_epochs=[1, 1], stage_learning_rates=[1e-2, 5e-3], label_smoothing=0.2)
+    result = train_classifier(cfg, pang_lee, carve=carve(pang_lee, fraction=0.2))
+    steps = len(smoothings)
+    assert steps and set(smoothings) == {0.2}
+    plain = train_classifier(dataclasses.replace(cfg, label_smoothing=0.0), pang_lee, carve=carve(pang_lee, fraction=0.2))
+    assert len(smoothings) == 2 * steps and set(smoothings[steps:]) == {0.0}
+    # the same validation loss function for both: the history's val_loss is the plain cross-entropy of its probabilities
+    for r in (result, plain):
+        probs = r.validation_probabilities
+        labels = np.asarray(pang_lee.labels)[r.validation_indexes]
+        assert r.metrics["selected"]["val_loss"] == pytest.approx(-np.log(probs[np.arange(len(labels)), labels]).mean(), abs=2e-4)
+
+    # checks, and the key: off is left out (cached classifiers stay valid), on is part of it
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="label_smoothing must be in"):
+            ClassifierConfig(label_smoothing=bad).validate()
+    regression = _as_target(pang_lee, np.asarray(pang_lee.labels, np.float32), ["y"], "regression")
+    with pytest.raises(ConfigError, match="applies to one class per text"):
+        train_classifier(cfg, regression)
+    assert "label_smoothing" not in STAGE.key_payload(ClassifierConfig(), {})["config"]
+    assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(label_smoothing=0.1), {})
