@@ -26,14 +26,24 @@ def versions(*packages: str) -> dict[str, str]:
     return out
 
 
+# CPU features that change our training speed: torch's CPU kernels, and bfloat16 in hardware (precision "auto"
+# trains in bfloat16 only there, about 1.8x faster than float32: docs/results.md's throughput table)
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    """'2 cores (AMD EPYC; avx2, no native bfloat16), Linux 6.1': the model name hides which CPU generation a
+    shared host landed on, so the flags that set its speed are named."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        cpu = model
+        lines = open("/proc/cpuinfo").read().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = set(next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags")))
     except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+        return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+    native = "native bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "no native bfloat16"
+    named = ", ".join(f for f in SPEED_FLAGS if f in flags) or "no AVX2"
+    return f"{os.cpu_count()} cores ({cpu}; {named}, {native}), {platform.system()} {platform.release()}"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
