@@ -115,13 +115,15 @@ def configs(scale: str, overrides: list[str]):
     from nlp_pipeline.stages.language_model import FinetuneLmConfig, PretrainLmConfig
     from nlp_pipeline.stages.linear import LinearConfig
     from nlp_pipeline.stages.numericalization import NumericalizationConfig
+    from nlp_pipeline.stages.validation import ValidationConfig
 
     from nlp_pipeline.stages.corpus import CorpusConfig
 
-    cfgs = {"corpus": CorpusConfig(), "numericalization": NumericalizationConfig(), "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
+    cfgs = {"corpus": CorpusConfig(), "numericalization": NumericalizationConfig(), "validation": ValidationConfig(),
+            "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
             "finetune_lm": FinetuneLmConfig(), "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
     if scale == "tiny":
-        cfgs = {"corpus": cfgs["corpus"], "numericalization": cfgs["numericalization"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
+        cfgs = {"corpus": cfgs["corpus"], "numericalization": cfgs["numericalization"], "validation": cfgs["validation"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
                 "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], epochs=1),
                 "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], epochs=1),
                 "classifier": dataclasses.replace(cfgs["classifier"], stage_epochs=[1, 1], stage_learning_rates=[2e-2, 5e-3]),
@@ -185,6 +187,7 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrain
     """finetune_lm (each direction classifier.direction asks for) then the classifier, linear and blend stages, as
     the pipeline chains them."""
     from nlp_pipeline.stages.language_model import finetune_language_model
+    from nlp_pipeline.stages.validation import make_carve
 
     started = time.perf_counter()
     direction = cfgs["classifier"].direction
@@ -196,7 +199,8 @@ def run_ours(cfgs, data, pretrained, vectors=None, label: str = "ours", pretrain
         backward_cfg = dataclasses.replace(finetune_cfg, backward=True)
         lm_backward = finetune_language_model(backward_cfg, data, pretrained_backward if pretrained is not None else None, vectors)
     lm_seconds = time.perf_counter() - started
-    result = train_blended(cfgs["classifier"], data, lm, lm_backward, cfgs.get("linear"), cfgs.get("blend"))
+    carve = make_carve(cfgs["validation"], data) if "validation" in cfgs else None  # --set validation.seed=N: another carve
+    result = train_blended(cfgs["classifier"], data, lm, lm_backward, cfgs.get("linear"), cfgs.get("blend"), carve=carve)
     lm = lm or lm_backward
     total = time.perf_counter() - started
     test = result.metrics.get("test") or {}
