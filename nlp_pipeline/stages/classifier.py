@@ -12,7 +12,8 @@ Targets (the corpus's target_type): one class per text (softmax, cross-entropy),
 per label, binary cross-entropy, a label predicted at p >= a threshold chosen on validation among 0.05 ... 0.9
 for the best micro-F1, and kept in the model), or a number (one output, squared error on the
 target standardised by the train split's mean and std; predictions come back in the target's units).
-label_smoothing (one class per text only) smooths the training loss's targets; validation scores the plain loss.
+label_smoothing smooths the training loss's targets of one class per text (multi-label and regression targets
+train on their plain loss); validation always scores the plain loss.
 Model selection: after every epoch the validation set is scored and the best epoch (the target type's primary
 metric: accuracy, micro-F1 or R², then loss) is kept. The train and validation documents are the carve's
 (stages/validation.py: the corpus's labelled dev split, or a seeded slice of train; [validation] settles
@@ -73,7 +74,7 @@ class ClassifierConfig:
     adam_beta2: float = 0.99            # Adam squared-gradient decay
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
-    label_smoothing: float = 0.0        # class targets: train against (1 - this) x the label + this / classes on every class; 0 = plain cross-entropy
+    label_smoothing: float = 0.0        # one class per text: train against (1 - this) x the label + this / classes on every class; 0 = plain cross-entropy (other targets: always plain)
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
     average_weights: bool = False       # also try the mean of the last stage's weights over its epochs after warm-up (SWA), kept if it scores better
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
@@ -233,9 +234,6 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
     if len(valid) == 0:
         raise DataError("no validation documents could be carved from train; raise validation.fraction")
     test = data.indices("test", labelled=True)
-    if cfg.label_smoothing and target != "class":
-        raise ConfigError(f"classifier.label_smoothing applies to one class per text, and this corpus's targets are "
-                          f"{target}; set it to 0")
 
     distributed.setup()  # under torchrun: join the process group before a GPU is picked
     processes = distributed.world_size()
@@ -262,7 +260,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 discriminative_factor=cfg.discriminative_factor, batch_size=batch_size, max_length=cfg.max_length,
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience, average=cfg.average_weights,
-                label_smoothing=cfg.label_smoothing,
+                label_smoothing=cfg.label_smoothing if target == "class" else 0.0,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
                 progress_label=(f"classifier {member + 1}/{len(plan)}" if len(plan) > 1 else "classifier")
                 + (" backward" if backward else ""),
