@@ -382,8 +382,10 @@ def test_label_smoothing_trains_on_smoothed_targets_and_validates_on_the_plain_l
     result = train_classifier(cfg, pang_lee, carve=carve(pang_lee, fraction=0.2))
     steps = len(smoothings)
     assert steps and set(smoothings) == {0.2}
+    assert all(row["label_smoothing"] == 0.2 for row in result.history)  # its train_loss is the smoothed one
     plain = train_classifier(dataclasses.replace(cfg, label_smoothing=0.0), pang_lee, carve=carve(pang_lee, fraction=0.2))
     assert len(smoothings) == 2 * steps and set(smoothings[steps:]) == {0.0}
+    assert not any("label_smoothing" in row for row in plain.history)
     # the same validation loss function for both: the history's val_loss is the plain cross-entropy of its probabilities
     for r in (result, plain):
         probs = r.validation_probabilities

@@ -622,6 +622,7 @@ def fit_classifier(
     best_row: dict[str, Any] = {}
     progress = TrainingProgress(sum(epochs for _, epochs, _ in stages), enabled=rank == 0)
     observer = current_observer() if rank == 0 else None
+    train_name = "smoothed train" if label_smoothing else "train"  # the progress line says which loss it shows
 
     def validate() -> tuple[float, float, dict[str, Any]]:
         """(score, loss, the row's validation columns) of the model as it is now."""
@@ -653,7 +654,7 @@ def fit_classifier(
             batches = sortish_batches(lengths, batch_size, rng)
             progress.start_epoch(f"{progress_label} stage {stage_index + 1}/{len(stages)} epoch {epoch + 1}/{epochs}",
                                  len(batches), "batches")
-            for batch in progress.iterate(batches, lambda: f"train loss {loss_sum / seen:.4f}" if seen else None):
+            for batch in progress.iterate(batches, lambda: f"{train_name} loss {loss_sum / seen:.4f}" if seen else None):
                 docs = train_docs[batch]
                 if world > 1:
                     if len(docs) < 2 * world:  # a shard of fewer than 2 documents: skipped on every process
@@ -687,6 +688,8 @@ def fit_classifier(
                 "train_loss": round(loss_sum / max(seen, 1), 4), **columns,
                 "seconds": round(time.perf_counter() - started, 2), "learning_rates": peak_lrs,
             }
+            if label_smoothing:
+                row["label_smoothing"] = label_smoothing  # train_loss is the smoothed loss (it cannot reach 0)
             if average and stage_index == len(stages) - 1 and epoch + 1 > math.ceil(warmup_fraction * epochs):
                 averaged_epochs.append(epoch + 1)
                 for name, value in model.state_dict().items():
@@ -695,7 +698,7 @@ def fit_classifier(
             history.append(row)
             if observer is not None:
                 observer.epoch(dict(row))
-            progress.end_epoch(f"train loss {row['train_loss']:.4f}, validation {primary} {val_score:.4f}, "
+            progress.end_epoch(f"{train_name} loss {row['train_loss']:.4f}, validation {primary} {val_score:.4f}, "
                                f"loss {val_loss:.4f}", row["seconds"])
             if (val_score, -val_loss) > (best[0], -best[1]):
                 best = (val_score, val_loss)
