@@ -401,5 +401,6 @@ def test_label_smoothing_trains_on_smoothed_targets_and_validates_on_the_plain_l
     regression = _as_target(pang_lee, np.asarray(pang_lee.labels, np.float32), ["y"], "regression")
     train_classifier(cfg, regression, carve=carve(regression, fraction=0.2))
     assert smoothings and set(smoothings) == {0.0}
-    assert "label_smoothing" not in STAGE.key_payload(ClassifierConfig(), {})["config"]
-    assert STAGE.key(ClassifierConfig(), {}) != STAGE.key(ClassifierConfig(label_smoothing=0.1), {})
+    assert ClassifierConfig().label_smoothing == 0.1  # the default (decision 0026)
+    assert "label_smoothing" not in STAGE.key_payload(ClassifierConfig(label_smoothing=0.0), {})["config"]
+    assert STAGE.key(ClassifierConfig(label_smoothing=0.0), {}) != STAGE.key(ClassifierConfig(), {})
