@@ -123,7 +123,8 @@ def configs(scale: str, overrides: list[str]):
             "model": ModelConfig(), "pretrain_lm": PretrainLmConfig(),
             "finetune_lm": FinetuneLmConfig(), "classifier": ClassifierConfig(), "linear": LinearConfig(), "blend": BlendConfig()}
     if scale == "tiny":
-        cfgs = {"corpus": cfgs["corpus"], "numericalization": cfgs["numericalization"], "validation": cfgs["validation"], "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
+        cfgs = {"corpus": cfgs["corpus"], "numericalization": cfgs["numericalization"], "validation": cfgs["validation"],
+                "model": ModelConfig(embedding_dim=32, hidden_dim=64, num_layers=2),
                 "pretrain_lm": dataclasses.replace(cfgs["pretrain_lm"], epochs=1),
                 "finetune_lm": dataclasses.replace(cfgs["finetune_lm"], epochs=1),
                 "classifier": dataclasses.replace(cfgs["classifier"], stage_epochs=[1, 1], stage_learning_rates=[2e-2, 5e-3]),
