@@ -271,13 +271,12 @@ class ClassifierNet(nn.Module):
 
     def loss(self, logits: Tensor, targets: Tensor, reduction: str = "mean", smoothing: float = 0.0) -> Tensor:
         """Cross-entropy, binary cross-entropy averaged over labels, or squared error of the standardised
-        target; per document, then averaged ("mean") or summed ("sum") over the batch. smoothing (class targets
-        only): cross-entropy against (1 - smoothing) x the one-hot target + smoothing / C on every class."""
+        target; per document, then averaged ("mean") or summed ("sum") over the batch. smoothing: for class targets,
+        cross-entropy against (1 - smoothing) x the one-hot target + smoothing / C on every class; label sets and
+        numbers always train on their plain loss."""
         logits = logits.float()
         if self.target_type == "class":
             return F.cross_entropy(logits, targets, reduction=reduction, label_smoothing=smoothing)
-        if smoothing:
-            raise ValueError(f"label smoothing applies to single-label classes, not to {self.target_type} targets")
         if self.target_type == "multi_label":
             per_doc = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
         else:

@@ -256,7 +256,7 @@ def classifier_range_test(model: Any, cfg: Any, data: Numericalized, docs: np.nd
         x, lens, y = batch
         with autocast_context(device, dtype):
             logits = net(x, lens)  # (B, C)
-        return model.loss(logits, y, smoothing=cfg.label_smoothing if model.target_type == "class" else 0.0)
+        return model.loss(logits, y, smoothing=cfg.label_smoothing)
 
     result = find_learning_rate(model, batches(), loss_fn, _optimizer_factory(cfg, groups), start_lr, end_lr, num_steps,
                                 clip=cfg.clip)

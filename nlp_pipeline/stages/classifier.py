@@ -260,7 +260,7 @@ def train_classifier(cfg: ClassifierConfig, data: Numericalized, lm: LanguageMod
                 discriminative_factor=cfg.discriminative_factor, batch_size=batch_size, max_length=cfg.max_length,
                 pad_id=pad, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction, weight_decay=cfg.weight_decay,
                 betas=(cfg.adam_beta1, cfg.adam_beta2), clip=cfg.clip, patience=cfg.patience, average=cfg.average_weights,
-                label_smoothing=cfg.label_smoothing if target == "class" else 0.0,
+                label_smoothing=cfg.label_smoothing,
                 rng=np.random.default_rng(cfg.seed + 1 + 1000 * member), device=device, dtype=dtype,
                 progress_label=(f"classifier {member + 1}/{len(plan)}" if len(plan) > 1 else "classifier")
                 + (" backward" if backward else ""),
