@@ -4,8 +4,8 @@ the hidden-to-hidden matrices, in one process, interleaved.
     python benchmarks/bench_dropconnect.py [--datasets trec6,mr] [--steps 40] [--rounds 3] [--threads 0]
 
 Takes the datasets' train texts through our tokenization and numericalization stages (a run's vocabulary) and
-times, for each dataset, two kinds of step with the default architecture (400/1152/3 AWD-LSTM, the default
-dropouts and precision "auto"):
+times, for each dataset, two kinds of step with the default architecture (`[model]`: 300/600/3 AWD-LSTM), the
+default dropouts and float32:
 - classifier: every layer trainable (the last unfreezing stage), sortish batches of 64 documents, forward,
   label-smoothed cross-entropy, backward, gradient clipping, AdamW step;
 - fine-tuning LM: `fit_language_model` at batch 64, BPTT 70, with finetune_lm's sampled softmax (1,024).
@@ -46,8 +46,9 @@ def classifier_steps(data, steps: int, warmup: int, seed: int) -> callable:
     import torch.nn.functional as F
 
     from nlp_pipeline.models import batching
-    from nlp_pipeline.models.heads import ClassifierNet
-    from nlp_pipeline.models.rnn import AwdEncoder, Dropouts
+    from nlp_pipeline.models.architecture import ModelConfig
+    from nlp_pipeline.models.heads import ClassifierNet, build_encoder
+    from nlp_pipeline.models.rnn import Dropouts
     from nlp_pipeline.models.training import backward_and_step, make_optimizer, trainable_parameters
     from nlp_pipeline.stages.classifier import ClassifierConfig
 
@@ -60,7 +61,7 @@ def classifier_steps(data, steps: int, warmup: int, seed: int) -> callable:
     labels = [torch.as_tensor(np.asarray(data.labels)[train[b]], dtype=torch.long) for b in batches]
     torch.manual_seed(seed)
     dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout)
-    encoder = AwdEncoder(len(data.vocab), 400, 1152, 3, "lstm", pad, dropouts.scaled(cfg.dropout_scale))
+    encoder = build_encoder(ModelConfig().arch(len(data.vocab), pad), dropouts.scaled(cfg.dropout_scale))
     model = ClassifierNet(encoder, len(data.label_names), cfg.head_hidden_dim,
                           (cfg.head_dropout * cfg.dropout_scale, cfg.final_dropout * cfg.dropout_scale)).train()
     optimizer = make_optimizer(model.layer_groups(), [1e-3] * len(model.layer_groups()), cfg.weight_decay,
@@ -86,17 +87,20 @@ def lm_steps(data, steps: int, warmup: int, seed: int) -> callable:
     """A function (implementation) -> seconds of each of `steps` LM fine-tuning steps."""
     import torch
 
-    from nlp_pipeline.models.heads import LanguageModelNet
-    from nlp_pipeline.models.rnn import AwdEncoder, Dropouts
+    from nlp_pipeline.models import batching
+    from nlp_pipeline.models.architecture import ModelConfig
+    from nlp_pipeline.models.heads import LanguageModelNet, build_encoder
+    from nlp_pipeline.models.rnn import Dropouts
     from nlp_pipeline.models.training import fit_language_model, make_optimizer
     from nlp_pipeline.stages.language_model import FinetuneLmConfig
 
     cfg = FinetuneLmConfig()
     torch.manual_seed(seed)
     dropouts = Dropouts(cfg.embedding_dropout, cfg.input_dropout, cfg.hidden_dropout, cfg.weight_dropout)
-    encoder = AwdEncoder(len(data.vocab), 400, 1152, 3, "lstm", 1, dropouts.scaled(cfg.dropout_scale))
-    model = LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale)
-    optimizer = make_optimizer(model.layer_groups(), [cfg.learning_rate] * 4, cfg.weight_decay, (0.7, 0.99))
+    encoder = build_encoder(ModelConfig().arch(len(data.vocab), batching.pad_id(data.vocab)), dropouts.scaled(cfg.dropout_scale))
+    model = LanguageModelNet(encoder, cfg.output_dropout * cfg.dropout_scale, tie_weights=True)
+    groups = model.layer_groups()
+    optimizer = make_optimizer(groups, [cfg.learning_rate] * len(groups), cfg.weight_decay, (0.7, 0.99))
 
     def run(which: str) -> list[float]:
         use(which)
