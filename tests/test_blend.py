@@ -9,13 +9,11 @@ import json
 
 import numpy as np
 import pytest
-import torch.nn.functional as F
 
 from nlp_pipeline import pipeline
 from nlp_pipeline.core.errors import ConfigError, DataError
 from nlp_pipeline.core.store import ArtifactStore
 from nlp_pipeline.artifacts import Carve, ClassifierResult
-from nlp_pipeline.models import rnn as rnn_layers
 from nlp_pipeline.models.blend import WEIGHTS, blend, choose_weight, compose
 from nlp_pipeline.models.linear import document_ids, fit_linear, linear_proba
 from nlp_pipeline.stages.blend import BlendConfig, blend_classifier
@@ -199,12 +197,9 @@ def fifth(pang_lee):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def rnn(pang_lee, fifth):  # noqa: F811
-    # the numbers below are those of the classifier stage before the blend stage existed, so the RNN trains as it
-    # did then: label_smoothing 0 and DropConnect masks from F.dropout
+    # label_smoothing 0: the numbers below are those of the classifier stage before the blend stage existed
     cfg = ClassifierConfig(**TINY, stage_epochs=[1, 2], stage_learning_rates=[1e-2, 5e-3], label_smoothing=0.0)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rnn_layers, "drop_connect", lambda weight, p, training: F.dropout(weight, p, training))
-        return train_classifier(cfg, pang_lee, carve=fifth)
+    return train_classifier(cfg, pang_lee, carve=fifth)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ GOLDEN = {
     "validation": "6f108ef45f40d3d9ea23f8493ce5a56b659b5abcfd59a8407cd3c0023a6a081f",
     "embeddings": "7342d9a09ca1f9d885f5e849521a82ad2be2cb433c7e649d40b36ee62a1384ae",
     "lsa": "04ef1c1e9b796dcbec3992bbb82dd86ebab870597fa367b94e3b7f76e009bc25",
-    "pretrain_lm": "47f86daa49ae8d3d77f0c91b27b1868b72f88ecfd69aafd4348b8b676a4a9cf7",
-    "finetune_lm": "abc785dde6bac4266efc97733950e29645b570ea6d0ff34bb91a7a25807de237",
-    "classifier": "9644b8a38e404d56ab2dea54c3db0eacda7281a8e3f8bd7ff80f55980ccf7f0a",
+    "pretrain_lm": "f6b4ae3635dad18736a63d48bf5f614cba5ec0b98f62b521b24eb28b0cb84a6c",
+    "finetune_lm": "36a4cfd05008193e7ed5e53602ba8618f4d37ec32b11735614f06c13ecf76283",
+    "classifier": "4631a83695a77ad5aca6de1a0242bb7fcc9e1b5e4dc57068ae56b99a00c937c8",
     "linear": "da355fc059e95274a1b6f4f69de5e368ce4bbbb3232527c38836a56a76644df7",
     "blend": "1aed72b7615cb247dfac7ce7b07e190b0f4d7db7753afe1c01ea19e49fa89188",
 }

@@ -15,9 +15,7 @@ from nlp_pipeline.models import batching, device, training
 from nlp_pipeline.models.heads import (
     ClassifierNet, LanguageModelNet, concat_pool, linear_cross_entropy, sampled_softmax_candidates,
 )
-from nlp_pipeline.models.rnn import (
-    AwdEncoder, Dropouts, LockedDropout, WeightDropRnn, detach_state, drop_connect, embedding_dropout,
-)
+from nlp_pipeline.models.rnn import AwdEncoder, Dropouts, LockedDropout, WeightDropRnn, detach_state, embedding_dropout
 
 
 # --- dropouts -----------------------------------------------------------------------------------------
@@ -47,26 +45,6 @@ def test_embedding_dropout_drops_whole_words_everywhere():
 
 def test_dropouts_scaled():
     assert Dropouts(0.1, 0.2, 0.3, 0.4).scaled(0.5) == Dropouts(0.05, 0.1, 0.15, 0.2)
-
-
-@pytest.mark.parametrize("p", [0.25, 0.1, 0.6])
-def test_drop_connect_keeps_each_entry_with_probability_1_minus_p_and_scales_it(p):
-    torch.manual_seed(0)
-    weight = torch.full((400, 300), 2.0, requires_grad=True)
-    out = drop_connect(weight, p, training=True)
-    kept = out != 0
-    share = kept.double().mean().item()
-    assert abs(share - (1 - p)) < 4 * (p * (1 - p) / weight.numel()) ** 0.5  # 4 standard errors of a Bernoulli mean
-    assert torch.allclose(out[kept], torch.tensor(2.0 / (1 - p)), rtol=1e-4)  # kept entries scaled by 1 / (1 - p)
-    assert 0.2 < kept[:, :150].double().mean().item() / kept[:, 150:].double().mean().item() < 5  # no region spared
-    rows = kept.double().mean(dim=1)  # each row's share: spread like independent draws, not a repeated pattern
-    assert rows.std().item() < 2 * (p * (1 - p) / 300) ** 0.5 and len(set(map(tuple, kept[:50].tolist()))) == 50
-    out.sum().backward()
-    assert torch.equal(weight.grad, out.detach() / 2.0)  # gradient: the same mask and scale
-    torch.manual_seed(0)
-    assert torch.equal(drop_connect(weight, p, training=True), out)  # torch.manual_seed fixes the mask
-    assert drop_connect(weight, p, training=False) is weight and drop_connect(weight, 0.0, training=True) is weight
-    assert torch.equal(drop_connect(weight, 1.0, training=True), torch.zeros_like(weight))
 
 
 # --- the weight-dropped RNN layer -------------------------------------------------------------------

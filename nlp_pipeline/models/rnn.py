@@ -7,8 +7,7 @@ Regularisers, all active only in training mode (eval mode is deterministic):
 - embedding dropout: whole rows of the embedding matrix (word types) are dropped, the rest scaled up;
 - locked (variational) dropout on the embedding output and between layers: one mask per sequence, constant
   over time;
-- DropConnect (weight dropout) on each layer's hidden-to-hidden matrix: one dropped matrix per forward call
-  (`drop_connect`: on CPU from 16 random bits per entry, so a rate is applied to within 1/65536).
+- DropConnect (weight dropout) on each layer's hidden-to-hidden matrix: one dropped matrix per forward call.
 
 Speed: each layer is one call of torch's fused single-layer LSTM/GRU kernel (oneDNN on CPU, cuDNN on GPU)
 with the dropped weight passed in functionally, so nothing is re-assigned on a module and no
@@ -69,27 +68,6 @@ def embedding_dropout(ids: Tensor, weight: Tensor, p: float, training: bool, pad
     return emb * keep[ids].unsqueeze(-1)  # (T, B, E)
 
 
-def drop_connect(weight: Tensor, p: float, training: bool) -> Tensor:
-    """`weight` with each entry zeroed with probability p and the rest scaled by 1/(1-p) (F.dropout's contract).
-
-    On CPU each keep/drop decision compares 16 random bits (from torch's generator, so torch.manual_seed fixes
-    them) with a threshold: p is applied to within 1/65536, and one generator call serves four entries, where
-    F.dropout's Bernoulli draw makes one per entry. Other devices use F.dropout. (G*H, H) -> same.
-    """
-    if not training or p == 0.0:
-        return weight
-    if weight.device.type != "cpu":
-        return F.dropout(weight, p, True)
-    drop = round(p * 65536)  # of 65,536 equally likely 16-bit values, this many drop the entry
-    if drop >= 65536:
-        return weight * 0.0
-    n = weight.numel()
-    bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)  # 64 random bits = 4 entries
-    keep = bits.view(torch.int16)[:n].view(weight.shape) >= drop - 32768  # P(keep) = 1 - drop / 65536
-    scale, zero = (weight.new_full((), v) for v in (65536 / (65536 - drop), 0.0))
-    return weight * torch.where(keep, scale, zero)  # backward: one product with the same mask
-
-
 class LockedDropout(nn.Module):
     """Variational dropout: one mask per sequence and feature, the same at every time step. (T, B, F) -> same."""
 
@@ -140,7 +118,7 @@ class WeightDropRnn(nn.Module):
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         if state is None:
             state = self.zero_state(x.shape[1], x)
-        weight_hh = drop_connect(self.weight_hh, self.weight_dropout, self.training)  # (G*H, H)
+        weight_hh = F.dropout(self.weight_hh, self.weight_dropout, self.training)  # (G*H, H)
         weights = [self.weight_ih, weight_hh, self.bias_ih, self.bias_hh]
         with warnings.catch_warnings():
             # cuDNN would ask for flatten_parameters(): impossible with a freshly dropped matrix each call.

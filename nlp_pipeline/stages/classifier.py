@@ -340,12 +340,11 @@ def summarize(result: ClassifierResult) -> dict:
 
 STAGE = Stage(
     name="classifier",
-    version=6,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
+    version=5,  # 2: multi-label and regression targets (the multi-label threshold chosen on validation);
                 # 3: targets.holdout (at most n - 1 of a label's n documents go to validation)
                 # 4: the blend's linear model refitted on train + validation (linear_refit), NB scaling (linear_nb)
                 # 5: the RNN alone: the linear model and the blend are the linear and blend stages; keeps train
                 #    indexes, validation probabilities and the seed for them
-                # 6: DropConnect masks drawn from 16 random bits per weight on CPU (models/rnn.drop_connect)
     config=ClassifierConfig,
     inputs={"data": "numericalization", "lm": "finetune_lm", "lm_backward": "finetune_lm", "carve": "validation"},
     optional=("lm", "lm_backward"),

@@ -574,7 +574,7 @@ def _pretrain_fingerprint(cfg: PretrainLmConfig) -> dict | None:
 
 PRETRAIN_STAGE = Stage(
     name="pretrain_lm",
-    version=2,  # 2: DropConnect masks drawn from 16 random bits per weight on CPU (models/rnn.drop_connect)
+    version=1,
     config=PretrainLmConfig,
     inputs={"data": "numericalization"},
     optional=("data",),
@@ -588,7 +588,7 @@ PRETRAIN_STAGE = Stage(
 
 FINETUNE_STAGE = Stage(
     name="finetune_lm",
-    version=2,  # 2: DropConnect masks drawn from 16 random bits per weight on CPU (models/rnn.drop_connect)
+    version=1,
     config=FinetuneLmConfig,
     inputs={"data": "numericalization", "pretrained": "pretrain_lm", "vectors": "embeddings"},
     optional=("pretrained", "vectors"),
