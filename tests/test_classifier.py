@@ -404,6 +404,6 @@ def test_label_smoothing_trains_on_smoothed_targets_and_validates_on_the_plain_l
                                         carve=carve(regression, fraction=0.2))
     assert all(np.array_equal(smoothed_regression.state_dict[k], plain_regression.state_dict[k])
                for k in plain_regression.state_dict)
-    assert ClassifierConfig().label_smoothing == 0.1  # the default (decision 0026)
+    assert ClassifierConfig().label_smoothing == 0.2  # the default (decision 0026)
     assert "label_smoothing" not in STAGE.key_payload(ClassifierConfig(label_smoothing=0.0), {})["config"]
     assert STAGE.key(ClassifierConfig(label_smoothing=0.0), {}) != STAGE.key(ClassifierConfig(), {})

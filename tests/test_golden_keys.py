@@ -18,7 +18,7 @@ GOLDEN = {
     "lsa": "04ef1c1e9b796dcbec3992bbb82dd86ebab870597fa367b94e3b7f76e009bc25",
     "pretrain_lm": "f6b4ae3635dad18736a63d48bf5f614cba5ec0b98f62b521b24eb28b0cb84a6c",
     "finetune_lm": "36a4cfd05008193e7ed5e53602ba8618f4d37ec32b11735614f06c13ecf76283",
-    "classifier": "4631a83695a77ad5aca6de1a0242bb7fcc9e1b5e4dc57068ae56b99a00c937c8",
+    "classifier": "9304f856c6d0d0b7c2d1fef00d7f1a7bdb771619869bb650a9e4cf04d0f38498",
     "linear": "da355fc059e95274a1b6f4f69de5e368ce4bbbb3232527c38836a56a76644df7",
     "blend": "1aed72b7615cb247dfac7ce7b07e190b0f4d7db7753afe1c01ea19e49fa89188",
 }

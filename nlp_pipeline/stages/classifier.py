@@ -74,7 +74,7 @@ class ClassifierConfig:
     adam_beta2: float = 0.99            # Adam squared-gradient decay
     weight_decay: float = 0.01          # decoupled (AdamW) weight decay on matrices; biases/norms are not decayed
     clip: float = 0.25                  # maximum gradient norm; 0 = no clipping
-    label_smoothing: float = 0.1        # one class per text: train against (1 - this) x the label + this / classes on every class; 0 = plain cross-entropy (other targets: always plain)
+    label_smoothing: float = 0.2        # one class per text: train against (1 - this) x the label + this / classes on every class; 0 = plain cross-entropy (other targets: always plain)
     patience: int = 3                   # stop a stage after this many epochs without a better validation score; 0 = never
     average_weights: bool = False       # also try the mean of the last stage's weights over its epochs after warm-up (SWA), kept if it scores better
     members: int = 1                    # RNN classifiers trained from the same LM with seeds seed, seed+1, ...; their probabilities are averaged (n times the training time)
